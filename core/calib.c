@@ -1,0 +1,228 @@
+/*
+ * calib.c - calibration data, BN recalibration and accuracy of subnets.
+ */
+#include "calib.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "npy.h"
+
+int tl_calib_load(const char *x_path, const char *y_path, float scale, struct tl_calib *out,
+                  struct tl_error *err) {
+  struct tl_tensor x = {0}, y = {0};
+  int rc = tl_npy_read(x_path, &x, err);
+  if (rc != 0)
+    return rc;
+  if ((rc = tl_npy_read(y_path, &y, err)) != 0)
+    goto fail;
+  if (x.dtype != TL_DTYPE_FLOAT32 && x.dtype != TL_DTYPE_UINT8) {
+    rc = tl_fail(err, TL_EDTYPE, "%s: images are %s; use float32, or uint8 with a scale", x_path,
+                 tl_dtype_name(x.dtype));
+    goto fail;
+  }
+  if (x.shape.ndim != 4) {
+    rc = tl_fail(err, TL_ESHAPE, "%s: images must be N x C x H x W, not %d-D", x_path,
+                 x.shape.ndim);
+    goto fail;
+  }
+  if (y.dtype != TL_DTYPE_INT64 && y.dtype != TL_DTYPE_INT32) {
+    rc = tl_fail(err, TL_EDTYPE, "%s: labels are %s; use int64 or int32", y_path,
+                 tl_dtype_name(y.dtype));
+    goto fail;
+  }
+  if (y.shape.ndim != 1 || y.shape.dims[0] != x.shape.dims[0]) {
+    rc = tl_fail(err, TL_ESHAPE, "%s: %lld labels for %lld images in %s", y_path,
+                 (long long)tl_shape_numel(&y.shape), (long long)x.shape.dims[0], x_path);
+    goto fail;
+  }
+  int64_t n = x.shape.dims[0];
+  int64_t *labels = malloc((size_t)(n ? n : 1) * sizeof *labels);
+  if (labels == NULL) {
+    rc = tl_fail(err, TL_ENOMEM, "%s: out of memory", y_path);
+    goto fail;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    int64_t l = y.dtype == TL_DTYPE_INT64 ? ((int64_t *)y.data)[i] : ((int32_t *)y.data)[i];
+    if (l < 0 || l > 65535) {
+      free(labels);
+      rc = tl_fail(err, TL_ERANGE, "%s: label %lld of image %lld is out of range", y_path,
+                   (long long)l, (long long)i);
+      goto fail;
+    }
+    labels[i] = l;
+  }
+  free(y.data);
+  out->x = x;
+  out->scale = x.dtype == TL_DTYPE_UINT8 ? (scale > 0 ? scale : 1.f / 255.f) : 1.f;
+  out->labels = labels;
+  out->n = n;
+  return 0;
+fail:
+  free(x.data);
+  free(y.data);
+  return rc;
+}
+
+void tl_calib_free(struct tl_calib *c) {
+  if (c == NULL)
+    return;
+  free(c->x.data);
+  free(c->labels);
+  memset(c, 0, sizeof *c);
+}
+
+/* Copies images [first, first + count) into the plan's input (zeros past
+ * the end of the data). */
+static void fill_batch(const struct tl_calib *d, int64_t first, int64_t count, float *dst,
+                       int64_t batch) {
+  const int64_t per = d->x.shape.dims[1] * d->x.shape.dims[2] * d->x.shape.dims[3];
+  for (int64_t b = 0; b < batch; b++) {
+    float *o = dst + b * per;
+    int64_t i = first + b;
+    if (b >= count || i >= d->n) {
+      memset(o, 0, (size_t)per * sizeof *o);
+    } else if (d->x.dtype == TL_DTYPE_UINT8) {
+      const uint8_t *s = (const uint8_t *)d->x.data + i * per;
+      for (int64_t k = 0; k < per; k++)
+        o[k] = (float)s[k] * d->scale;
+    } else {
+      memcpy(o, (const float *)d->x.data + i * per, (size_t)per * sizeof *o);
+    }
+  }
+}
+
+static int check_shape(const struct tl_supernet *sn, const struct tl_plan *p,
+                       const struct tl_calib *d, struct tl_error *err) {
+  const struct tl_tensor *in = tl_plan_input((struct tl_plan *)p, 0);
+  for (int k = 1; k < 4; k++)
+    if (in->shape.dims[k] != d->x.shape.dims[k]) {
+      char a[96], b[96];
+      return tl_fail(err, TL_ESHAPE, "calibration images are %s but the model takes %s",
+                     tl_shape_str(&d->x.shape, a, sizeof a), tl_shape_str(&in->shape, b, sizeof b));
+    }
+  (void)sn;
+  return 0;
+}
+
+void tl_bn_stats_free(struct tl_bn_stats *s) {
+  if (s == NULL)
+    return;
+  for (int i = 0; i < s->n_nodes; i++) {
+    free(s->mean[i]);
+    free(s->var[i]);
+  }
+  free(s->mean);
+  free(s->var);
+  free(s);
+}
+
+int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                          const struct tl_calib *data, int64_t images, int batch,
+                          struct tl_bn_stats **out, struct tl_error *err) {
+  const struct tl_graph *g = tl__supernet_graph(sn);
+  if (batch <= 0)
+    batch = 64;
+  if (images <= 0 || images > data->n)
+    images = data->n;
+  int64_t n_batches = images / batch;
+  if (n_batches == 0)
+    return tl_fail(err, TL_EINVAL, "recalibration needs at least one batch of %d images, not %lld",
+                   batch, (long long)images);
+  struct tl_plan *p = NULL;
+  struct tl_subnet_plan_options po = {.batch = batch, .collect_bn = 1};
+  int rc = tl_subnet_plan(sn, spec, &po, &p, err);
+  if (rc != 0)
+    return rc;
+  if ((rc = check_shape(sn, p, data, err)) != 0) {
+    tl_plan_free(p);
+    return rc;
+  }
+  float *in = tl_plan_input(p, 0)->data;
+  for (int64_t b = 0; b < n_batches; b++) {
+    fill_batch(data, b * batch, batch, in, batch);
+    tl_plan_run(p);
+  }
+  struct tl_bn_stats *s = calloc(1, sizeof *s);
+  if (s == NULL || (s->mean = calloc((size_t)g->n_nodes + 1, sizeof *s->mean)) == NULL ||
+      (s->var = calloc((size_t)g->n_nodes + 1, sizeof *s->var)) == NULL) {
+    free(s ? s->mean : NULL);
+    free(s);
+    tl_plan_free(p);
+    return tl_fail(err, TL_ENOMEM, "out of memory");
+  }
+  s->n_nodes = g->n_nodes;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const double *msum, *vsum;
+    int64_t used, full;
+    int batches;
+    if (!tl__plan_bn_collected(p, i, &msum, &vsum, &batches, &used) || batches == 0)
+      continue;
+    const struct tl_node *bn = &g->nodes[i];
+    full = tl_shape_numel(&g->values[bn->in[3]].shape);
+    s->mean[i] = malloc((size_t)full * sizeof(float));
+    s->var[i] = malloc((size_t)full * sizeof(float));
+    if (s->mean[i] == NULL || s->var[i] == NULL) {
+      tl_bn_stats_free(s);
+      tl_plan_free(p);
+      return tl_fail(err, TL_ENOMEM, "out of memory");
+    }
+    /* Channels the subnet does not use keep the model's statistics. */
+    memcpy(s->mean[i], g->values[bn->in[3]].data, (size_t)full * sizeof(float));
+    memcpy(s->var[i], g->values[bn->in[4]].data, (size_t)full * sizeof(float));
+    for (int64_t k = 0; k < used && k < full; k++) {
+      s->mean[i][k] = (float)(msum[k] / batches);
+      s->var[i][k] = (float)(vsum[k] / batches);
+    }
+  }
+  tl_plan_free(p);
+  *out = s;
+  return 0;
+}
+
+int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                       const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
+                       int64_t count, int batch, double *acc, struct tl_error *err) {
+  if (batch <= 0)
+    batch = 64;
+  if (first < 0 || first > data->n)
+    first = data->n;
+  if (count <= 0 || first + count > data->n)
+    count = data->n - first;
+  if (count == 0)
+    return tl_fail(err, TL_EINVAL, "no images to evaluate");
+  struct tl_plan *p = NULL;
+  struct tl_subnet_plan_options po = {.batch = batch, .bn = bn};
+  int rc = tl_subnet_plan(sn, spec, &po, &p, err);
+  if (rc != 0)
+    return rc;
+  if ((rc = check_shape(sn, p, data, err)) != 0) {
+    tl_plan_free(p);
+    return rc;
+  }
+  const struct tl_tensor *y = tl_plan_output(p, 0);
+  int64_t classes = y->shape.ndim == 2 ? y->shape.dims[1] : 0;
+  if (classes < 1 || y->shape.dims[0] != batch) {
+    tl_plan_free(p);
+    return tl_fail(err, TL_ESHAPE, "accuracy needs an output of shape (batch, classes)");
+  }
+  float *in = tl_plan_input(p, 0)->data;
+  int64_t right = 0;
+  for (int64_t at = 0; at < count; at += batch) {
+    int64_t now = count - at < batch ? count - at : batch;
+    fill_batch(data, first + at, now, in, batch);
+    tl_plan_run(p);
+    const float *logits = y->data;
+    for (int64_t b = 0; b < now; b++) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < classes; k++)
+        if (logits[b * classes + k] > logits[b * classes + best])
+          best = k;
+      right += best == data->labels[first + at + b];
+    }
+  }
+  tl_plan_free(p);
+  *acc = (double)right / (double)count;
+  return 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * calib.h - calibration data, BatchNorm recalibration and top-1 accuracy
+ * of subnets.
+ *
+ * Calibration data is the operator's own: a pair of .npy files, images x
+ * (N x C x H x W, float32, or uint8 times a scale) and labels y (N, int64
+ * or int32).  It never leaves the box.  Recalibration recomputes a subnet's
+ * BatchNorm statistics on it (the subnet's channels see other inputs than
+ * the full network's did), the way PyTorch does with momentum=None: each
+ * BN normalizes with its batch's statistics while the batches' means and
+ * unbiased variances are averaged.
+ */
+#ifndef TL_CALIB_H
+#define TL_CALIB_H
+
+#include <stdint.h>
+
+#include "error.h"
+#include "supernet.h"
+#include "tensor.h"
+
+struct tl_calib {
+  struct tl_tensor x; /* (n, c, h, w) float32 or uint8; owned */
+  float scale;        /* multiplies uint8 pixels (1 for float32) */
+  int64_t *labels;    /* (n) owned */
+  int64_t n;
+};
+
+/* Loads images from x_path and labels from y_path.  scale applies to uint8
+ * images (0 means 1/255).  Errors name the file: wrong dtype or rank,
+ * counts that differ, labels out of [0, 65535].  On failure *out is
+ * untouched. */
+int tl_calib_load(const char *x_path, const char *y_path, float scale, struct tl_calib *out,
+                  struct tl_error *err);
+
+void tl_calib_free(struct tl_calib *c);
+
+/* Recalibrates spec's BatchNorm statistics on the first `images` images of
+ * data (0 = all; only whole batches are used) in batches of `batch`.
+ * *out gets statistics for every BN node of the subnet (free with
+ * tl_bn_stats_free()). */
+int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                          const struct tl_calib *data, int64_t images, int batch,
+                          struct tl_bn_stats **out, struct tl_error *err);
+
+void tl_bn_stats_free(struct tl_bn_stats *s);
+
+/* Top-1 accuracy (a fraction) of spec with statistics bn (NULL: the
+ * model's own) over images [first, first + count) of data (count 0 = to
+ * the end). */
+int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                       const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
+                       int64_t count, int batch, double *acc, struct tl_error *err);
+
+#endif

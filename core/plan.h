@@ -1,0 +1,101 @@
+/*
+ * plan.h - executable plans: a graph bound to concrete input shapes.
+ *
+ * Building a plan infers every shape, folds what is constant (Shape,
+ * Gather, Unsqueeze, Concat chains and anything else whose inputs are all
+ * known), fuses Conv + BatchNormalization + activation + residual Add into
+ * one step, chooses a kernel per step, and lays all activations out in one
+ * static arena where buffers whose lifetimes do not overlap share memory.
+ * Running a plan allocates nothing.
+ *
+ * A plan borrows the graph's weights: free the plan before the graph.  A
+ * plan runs on one thread at a time (its arena is its state); build one
+ * plan per worker to run in parallel.
+ */
+#ifndef TL_PLAN_H
+#define TL_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "graph.h"
+#include "tensor.h"
+
+struct tl_plan;
+struct tl_plan_view;
+
+struct tl_plan_options {
+  /* Shapes of the graph's runtime inputs, in graph order; NULL to use the
+   * shapes the model declares (every dimension must then be known). */
+  const struct tl_shape *input_shapes;
+  /* Optional, per runtime input: data to bind as a constant at build time
+   * (for inputs that carry shapes or axes, as in ONNX's conformance tests).
+   * NULL entries stay runtime inputs.  Borrowed: must outlive the plan. */
+  const void *const *input_values;
+  /* Use the plain reference kernels and no fusion (for tests). */
+  int reference;
+  /* A subnet of a SuperNet (supernet.h builds these); NULL for the whole
+   * graph. */
+  const struct tl_plan_view *view;
+};
+
+/* Builds a plan for g.  opts may be NULL for the defaults.  On failure
+ * returns a TL_E* code (TL_EUNSUPPORTED for valid models using something
+ * the engine does not run, TL_ESHAPE for inputs of the wrong shape), leaves
+ * *out untouched and writes a sentence naming the model and node. */
+int tl_plan_build(const struct tl_graph *g, const struct tl_plan_options *opts,
+                  struct tl_plan **out, struct tl_error *err);
+
+/* Frees the plan; NULL is allowed. */
+void tl_plan_free(struct tl_plan *plan);
+
+int tl_plan_n_inputs(const struct tl_plan *plan);
+int tl_plan_n_outputs(const struct tl_plan *plan);
+
+/* The i-th runtime input: fill t->data (numel * dtype size bytes, inside
+ * the arena) before tl_plan_run().  Runs never write it, so one input can
+ * be run again.  The name is the graph's. */
+struct tl_tensor *tl_plan_input(struct tl_plan *plan, int i);
+const char *tl_plan_input_name(const struct tl_plan *plan, int i);
+
+/* The i-th output; its data stays valid until the next run or the free. */
+const struct tl_tensor *tl_plan_output(const struct tl_plan *plan, int i);
+const char *tl_plan_output_name(const struct tl_plan *plan, int i);
+
+/* Runs the plan on the data in its inputs.  Cannot fail and allocates
+ * nothing; not reentrant (one thread per plan at a time). */
+void tl_plan_run(struct tl_plan *plan);
+
+/* Bytes of the activation arena and of the kernels' shared scratch. */
+size_t tl_plan_arena_bytes(const struct tl_plan *plan);
+size_t tl_plan_scratch_bytes(const struct tl_plan *plan);
+
+/* Bytes of everything else the plan owns: its steps, their parameters,
+ * BN scale/shift vectors, any transformed weights. */
+size_t tl_plan_meta_bytes(const struct tl_plan *plan);
+
+/* Multiply-adds of one run, summed over steps (a conv counts
+ * n*m*oh*ow*(c/group)*kh*kw). */
+int64_t tl_plan_macs(const struct tl_plan *plan);
+
+/* Per-step introspection, for `tailorctl bench --per-op` and predictors. */
+struct tl_step_info {
+  const char *name;   /* the first graph node's name (may be "") */
+  const char *kind;   /* "Conv+BN+Relu", "MaxPool", ... */
+  int64_t macs;
+};
+int tl_plan_n_steps(const struct tl_plan *plan);
+void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *info);
+
+/* Runs the plan like tl_plan_run() and adds each step's wall time in
+ * microseconds into step_us[i] (tl_plan_n_steps() entries). */
+void tl_plan_run_timed(struct tl_plan *plan, double *step_us);
+
+/* Sets the number of threads the engine's kernels use (OpenBLAS is
+ * process-wide, so this is too).  n <= 0 means 1.  Call before running,
+ * never while a plan runs. */
+void tl_engine_set_threads(int n);
+int tl_engine_threads(void);
+
+#endif

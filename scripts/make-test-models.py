@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""Writes the small ONNX models of tests/data/models: one good model and a
+corpus of broken ones, each broken in exactly one way.
+
+Run by Debian's python3 (python3-onnx, python3-numpy):
+    scripts/make-test-models.py tests/data/models
+The files are committed; rerun this after changing it.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 13
+
+
+def w(name, shape, seed):
+    rng = np.random.default_rng(seed)
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name)
+
+
+def bn_params(prefix, c, seed):
+    rng = np.random.default_rng(seed)
+    return [
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, c).astype(np.float32), prefix + ".scale"),
+        numpy_helper.from_array(rng.normal(0, 0.1, c).astype(np.float32), prefix + ".bias"),
+        numpy_helper.from_array(rng.normal(0, 0.1, c).astype(np.float32), prefix + ".mean"),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, c).astype(np.float32), prefix + ".var"),
+    ]
+
+
+def tiny_cnn_graph():
+    """conv-bn-relu, maxpool, a residual block, global pool, classifier."""
+    nodes = [
+        helper.make_node("Conv", ["input", "c1.w"], ["c1"], name="conv1",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "bn1.scale", "bn1.bias", "bn1.mean",
+                                                "bn1.var"], ["b1"], name="bn1"),
+        helper.make_node("Relu", ["b1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "c2.w"], ["c2"], name="conv2", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c2", "bn2.scale", "bn2.bias", "bn2.mean",
+                                                "bn2.var"], ["b2"], name="bn2"),
+        helper.make_node("Add", ["b2", "p1"], ["a2"], name="add"),
+        helper.make_node("Relu", ["a2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    inits = [w("c1.w", (8, 1, 3, 3), 1), w("c2.w", (8, 8, 3, 3), 2), w("fc.w", (10, 8), 3),
+             w("fc.b", (10,), 4)]
+    inits += bn_params("bn1", 8, 5) + bn_params("bn2", 8, 6)
+    return helper.make_graph(
+        nodes, "tiny_cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])], inits)
+
+
+def fold_chain_graph():
+    """x -> Shape -> Gather(0) -> Unsqueeze -> Concat(.., [-1]) -> Reshape(x):
+    the flatten chain older exporters write; it must fold to a view."""
+    nodes = [
+        helper.make_node("Shape", ["input"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["batch", "axes0"], ["batch1"], name="unsqueeze"),
+        helper.make_node("Concat", ["batch1", "minus_one"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["input", "target"], ["flat"], name="reshape"),
+        helper.make_node("Relu", ["flat"], ["output"], name="relu"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "axes0"),
+             numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one")]
+    return helper.make_graph(
+        nodes, "fold_chain",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 3, 4, 5])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [2, 60])], inits)
+
+
+def no_elastic_graph():
+    """conv -> relu -> flatten -> gemm: no residual block, no channels
+    between two convs, no global pooling."""
+    nodes = [
+        helper.make_node("Conv", ["input", "c.w"], ["c"], name="conv", kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Flatten", ["r"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "fc.w"], ["output"], name="fc", transB=1),
+    ]
+    inits = [w("c.w", (4, 1, 3, 3), 1), w("fc.w", (10, 4 * 6 * 6), 2)]
+    return helper.make_graph(
+        nodes, "no_elastic",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])], inits)
+
+
+def model(graph, opset=OPSET):
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                          producer_name="tailor-tests")
+    m.ir_version = 7
+    return m
+
+
+def save(m, path, check=True):
+    if check:
+        onnx.checker.check_model(m)
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "tests/data/models"
+    bad = os.path.join(out, "bad")
+    os.makedirs(bad, exist_ok=True)
+
+    save(model(tiny_cnn_graph()), os.path.join(out, "tiny_cnn.onnx"))
+    rng = np.random.default_rng(7)
+    np.save(os.path.join(out, "tiny_cnn.input.npy"),
+            rng.standard_normal((1, 1, 8, 8)).astype(np.float32))
+
+    save(model(fold_chain_graph()), os.path.join(out, "fold_chain.onnx"))
+    save(model(no_elastic_graph()), os.path.join(out, "no_elastic.onnx"))
+
+    # An op the engine does not run.
+    g = tiny_cnn_graph()
+    g.node[2].op_type = "Tanh"
+    save(model(g), os.path.join(bad, "unsupported_op.onnx"))
+
+    # A weight that no initializer defines.
+    g = tiny_cnn_graph()
+    del g.initializer[1]  # c2.w
+    save(model(g), os.path.join(bad, "missing_initializer.onnx"), check=False)
+
+    # An opset newer than the engine knows.
+    save(model(tiny_cnn_graph(), opset=99), os.path.join(bad, "opset_99.onnx"), check=False)
+
+    # raw_data shorter than the declared shape.
+    g = tiny_cnn_graph()
+    g.initializer[0].raw_data = g.initializer[0].raw_data[:-8]
+    save(model(g), os.path.join(bad, "raw_data_short.onnx"), check=False)
+
+    # Weights in an external file.
+    g = tiny_cnn_graph()
+    t = g.initializer[0]
+    t.data_location = TensorProto.EXTERNAL
+    t.ClearField("raw_data")
+    e = t.external_data.add()
+    e.key, e.value = "location", "weights.bin"
+    save(model(g), os.path.join(bad, "external_data.onnx"), check=False)
+
+    # Two nodes defining the same value.
+    g = tiny_cnn_graph()
+    g.node[3].output[0] = "r1"
+    save(model(g), os.path.join(bad, "duplicate_output.onnx"), check=False)
+
+    # A cycle: conv1 reads what relu2 writes.
+    g = tiny_cnn_graph()
+    g.node[0].input[0] = "r2"
+    save(model(g), os.path.join(bad, "cycle.onnx"), check=False)
+
+    # A 5x5 kernel over a 2x2 input with no padding (fails at plan time).
+    g = tiny_cnn_graph()
+    g.node[4].ClearField("attribute")
+    g.node[4].attribute.extend([helper.make_attribute("kernel_shape", [5, 5])])
+    g.initializer[1].CopyFrom(w("c2.w", (8, 8, 5, 5), 2))
+    g.input[0].type.tensor_type.shape.dim[2].dim_value = 4
+    g.input[0].type.tensor_type.shape.dim[3].dim_value = 4
+    save(model(g), os.path.join(bad, "kernel_too_large.onnx"), check=False)
+
+    # Weights for 3 input channels on a 1-channel input.
+    g = tiny_cnn_graph()
+    g.initializer[0].CopyFrom(w("c1.w", (8, 3, 3, 3), 1))
+    save(model(g), os.path.join(bad, "channel_mismatch.onnx"), check=False)
+
+    # An attribute of the wrong type (kernel_shape as a string).
+    g = tiny_cnn_graph()
+    g.node[3].ClearField("attribute")
+    g.node[3].attribute.extend([helper.make_attribute("kernel_shape", "two")])
+    save(model(g), os.path.join(bad, "attribute_type.onnx"), check=False)
+
+    # No outputs.
+    g = tiny_cnn_graph()
+    del g.output[:]
+    save(model(g), os.path.join(bad, "no_outputs.onnx"), check=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+/*
+ * test_cli.c - tailorctl as a user meets it: run and bench on a small
+ * model, and one clear error line with exit status 1 for each kind of bad
+ * input (truncated model, unsupported op, missing initializer, .npy of the
+ * wrong shape or dtype, wrong number of inputs).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "npy.h"
+
+static char tailorctl[4096], data_dir[4096], tmp_dir[4096];
+
+struct result {
+  int status; /* exit status, or -1 if killed */
+  char out[65536];
+  char err[8192];
+};
+
+static void read_all(int fd, char *buf, size_t size) {
+  size_t used = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + used, size - 1 - used);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    used += (size_t)n;
+    if (used == size - 1)
+      break;
+  }
+  buf[used] = '\0';
+}
+
+/* Runs tailorctl with args (NULL-terminated) and captures its output. */
+static void run(struct result *r, const char *const *args) {
+  char out_path[4200], err_path[4200];
+  snprintf(out_path, sizeof out_path, "%s/stdout", tmp_dir);
+  snprintf(err_path, sizeof err_path, "%s/stderr", tmp_dir);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+      _exit(127);
+    const char *argv[32] = {tailorctl};
+    for (int i = 0; args[i] && i < 30; i++)
+      argv[i + 1] = args[i];
+    execv(tailorctl, (char *const *)argv);
+    _exit(127);
+  }
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  int fd = open(out_path, O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  read_all(fd, r->out, sizeof r->out);
+  close(fd);
+  fd = open(err_path, O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  read_all(fd, r->err, sizeof r->err);
+  close(fd);
+}
+
+/* Exit status 1 and exactly one stderr line "tailorctl: ..." holding each
+ * fragment. */
+static void assert_one_error_line(const struct result *r, const char *a, const char *b) {
+  ck_assert_msg(r->status == 1, "exit status %d, stderr: %s", r->status, r->err);
+  ck_assert_msg(strncmp(r->err, "tailorctl: ", 11) == 0, "stderr: %s", r->err);
+  const char *nl = strchr(r->err, '\n');
+  ck_assert_msg(nl != NULL && nl[1] == '\0', "not one line: %s", r->err);
+  ck_assert_msg(strstr(r->err, a) != NULL, "\"%s\" not in: %s", a, r->err);
+  if (b != NULL)
+    ck_assert_msg(strstr(r->err, b) != NULL, "\"%s\" not in: %s", b, r->err);
+}
+
+static const char *model(const char *name) {
+  static char buf[4][4200];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", data_dir, name);
+  return buf[k];
+}
+
+static const char *tmp(const char *name) {
+  static char buf[4][4200];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", tmp_dir, name);
+  return buf[k];
+}
+
+static void write_npy(const char *path, enum tl_dtype dt, struct tl_shape shape) {
+  size_t bytes = (size_t)tl_shape_numel(&shape) * tl_dtype_size(dt);
+  void *data = calloc(1, bytes ? bytes : 1);
+  ck_assert_ptr_nonnull(data);
+  struct tl_tensor t = {dt, shape, data};
+  ck_assert_int_eq(tl_npy_write(path, &t, NULL), 0);
+  free(data);
+}
+
+static void setup(void) {
+  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *src = getenv("TAILOR_SOURCE_ROOT");
+  snprintf(tailorctl, sizeof tailorctl, "%s/daemon/tailorctl", build ? build : "build");
+  snprintf(data_dir, sizeof data_dir, "%s/tests/data/models", src ? src : ".");
+  snprintf(tmp_dir, sizeof tmp_dir, "/tmp/tl_cli_XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+}
+
+static void teardown(void) {
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(run_prints_top5_of_a_classifier) {
+  struct result r;
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), model("tiny_cnn.input.npy"), NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.out, "output: float32 1x10"));
+  ck_assert_ptr_nonnull(strstr(r.out, "top5"));
+}
+END_TEST
+
+START_TEST(run_out_writes_each_output_as_npy) {
+  struct result r;
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), model("tiny_cnn.input.npy"), "--out",
+                           tmp("outs"), NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  struct tl_tensor t;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_npy_read(tmp("outs/output.npy"), &t, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(t.dtype, TL_DTYPE_FLOAT32);
+  ck_assert_int_eq(t.shape.ndim, 2);
+  ck_assert_int_eq(t.shape.dims[1], 10);
+  free(t.data);
+}
+END_TEST
+
+START_TEST(run_json_lists_outputs_with_shape_top5_and_data) {
+  struct result r;
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), model("tiny_cnn.input.npy"), "--json",
+                           NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  json_error_t je;
+  json_t *o = json_loads(r.out, 0, &je);
+  ck_assert_msg(o != NULL, "not JSON: %s", je.text);
+  json_t *out0 = json_array_get(json_object_get(o, "outputs"), 0);
+  ck_assert_str_eq(json_string_value(json_object_get(out0, "name")), "output");
+  ck_assert_int_eq(json_array_size(json_object_get(out0, "top5")), 5);
+  ck_assert_int_eq(json_array_size(json_object_get(out0, "data")), 10);
+  ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(out0, "shape"), 1)), 10);
+  json_decref(o);
+}
+END_TEST
+
+START_TEST(bench_json_reports_latency_percentiles_and_peak_rss) {
+  struct result r;
+  run(&r, (const char *[]){"bench", model("tiny_cnn.onnx"), "--runs", "5", "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  json_t *o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  const char *keys[] = {"median_ms", "p10_ms", "p90_ms", "peak_rss_mib"};
+  for (int i = 0; i < 4; i++) {
+    json_t *v = json_object_get(o, keys[i]);
+    ck_assert_msg(json_is_number(v), "%s missing", keys[i]);
+    ck_assert_double_gt(json_number_value(v), 0);
+  }
+  ck_assert_double_le(json_number_value(json_object_get(o, "p10_ms")),
+                      json_number_value(json_object_get(o, "p90_ms")));
+  json_decref(o);
+}
+END_TEST
+
+START_TEST(bench_per_op_names_every_step) {
+  struct result r;
+  run(&r, (const char *[]){"bench", model("tiny_cnn.onnx"), "--runs", "3", "--per-op", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.out, "Conv+BatchNormalization+Relu"));
+  ck_assert_ptr_nonnull(strstr(r.out, "conv1"));
+  ck_assert_ptr_nonnull(strstr(r.out, "MaxPool"));
+}
+END_TEST
+
+START_TEST(truncated_model_is_one_error_line) {
+  FILE *in = fopen(model("tiny_cnn.onnx"), "rb");
+  ck_assert_ptr_nonnull(in);
+  char buf[1000];
+  size_t n = fread(buf, 1, sizeof buf, in);
+  fclose(in);
+  FILE *out = fopen(tmp("cut.onnx"), "wb");
+  ck_assert_ptr_nonnull(out);
+  ck_assert_uint_eq(fwrite(buf, 1, n / 2, out), n / 2);
+  fclose(out);
+  struct result r;
+  run(&r, (const char *[]){"run", tmp("cut.onnx"), model("tiny_cnn.input.npy"), NULL});
+  assert_one_error_line(&r, "cut.onnx", NULL);
+}
+END_TEST
+
+START_TEST(unsupported_op_is_one_error_line) {
+  struct result r;
+  run(&r, (const char *[]){"run", model("bad/unsupported_op.onnx"), model("tiny_cnn.input.npy"),
+                           NULL});
+  assert_one_error_line(&r, "node \"relu1\" (Tanh)", "not supported");
+  run(&r, (const char *[]){"bench", model("bad/unsupported_op.onnx"), NULL});
+  assert_one_error_line(&r, "node \"relu1\" (Tanh)", "not supported");
+}
+END_TEST
+
+START_TEST(missing_initializer_is_one_error_line) {
+  struct result r;
+  run(&r, (const char *[]){"run", model("bad/missing_initializer.onnx"),
+                           model("tiny_cnn.input.npy"), NULL});
+  assert_one_error_line(&r, "\"c2.w\"", "node \"conv2\"");
+}
+END_TEST
+
+START_TEST(npy_of_the_wrong_shape_is_one_error_line) {
+  write_npy(tmp("small.npy"), TL_DTYPE_FLOAT32, (struct tl_shape){4, {1, 1, 4, 4}});
+  struct result r;
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), tmp("small.npy"), NULL});
+  assert_one_error_line(&r, "small.npy: shape is 1x1x4x4", "is 1x1x8x8");
+}
+END_TEST
+
+START_TEST(npy_of_the_wrong_dtype_is_one_error_line) {
+  write_npy(tmp("bytes.npy"), TL_DTYPE_UINT8, (struct tl_shape){4, {1, 1, 8, 8}});
+  struct result r;
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), tmp("bytes.npy"), NULL});
+  assert_one_error_line(&r, "bytes.npy: dtype is uint8", "float32");
+}
+END_TEST
+
+START_TEST(corrupt_npy_is_one_error_line) {
+  FILE *f = fopen(tmp("junk.npy"), "wb");
+  ck_assert_ptr_nonnull(f);
+  fputs("not numpy at all", f);
+  fclose(f);
+  struct result r;
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), tmp("junk.npy"), NULL});
+  assert_one_error_line(&r, "junk.npy", "not a .npy file");
+}
+END_TEST
+
+START_TEST(wrong_number_of_inputs_is_one_error_line) {
+  struct result r;
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), model("tiny_cnn.input.npy"),
+                           model("tiny_cnn.input.npy"), NULL});
+  assert_one_error_line(&r, "1 input", "2 .npy files");
+}
+END_TEST
+
+START_TEST(usage_errors_exit_2) {
+  struct result r;
+  run(&r, (const char *[]){"frobnicate", NULL});
+  ck_assert_int_eq(r.status, 2);
+  run(&r, (const char *[]){"bench", model("tiny_cnn.onnx"), "--runs", "zero", NULL});
+  ck_assert_int_eq(r.status, 2);
+  ck_assert_ptr_nonnull(strstr(r.err, "--runs"));
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("cli");
+  TCase *tc = tcase_create("tailorctl");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, run_prints_top5_of_a_classifier);
+  tcase_add_test(tc, run_out_writes_each_output_as_npy);
+  tcase_add_test(tc, run_json_lists_outputs_with_shape_top5_and_data);
+  tcase_add_test(tc, bench_json_reports_latency_percentiles_and_peak_rss);
+  tcase_add_test(tc, bench_per_op_names_every_step);
+  tcase_add_test(tc, truncated_model_is_one_error_line);
+  tcase_add_test(tc, unsupported_op_is_one_error_line);
+  tcase_add_test(tc, missing_initializer_is_one_error_line);
+  tcase_add_test(tc, npy_of_the_wrong_shape_is_one_error_line);
+  tcase_add_test(tc, npy_of_the_wrong_dtype_is_one_error_line);
+  tcase_add_test(tc, corrupt_npy_is_one_error_line);
+  tcase_add_test(tc, wrong_number_of_inputs_is_one_error_line);
+  tcase_add_test(tc, usage_errors_exit_2);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}

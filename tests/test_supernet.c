@@ -1,0 +1,384 @@
+/*
+ * test_supernet.c - the SuperNet compiler and subnets.
+ *
+ * On the torchvision exports (made by scripts/export-models.py when
+ * missing) and the small test models: the elastic dimensions found, the
+ * largest subnet reproducing the model, random subnets running, plans that
+ * share the SuperNet's weights instead of copying them, sorted channels,
+ * BN recalibration, and errors for bad specs and models with nothing
+ * elastic.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "calib.h"
+#include "npy.h"
+#include "onnx.h"
+#include "plan.h"
+#include "supernet.h"
+
+static char model_dir[4096], data_dir[4096];
+
+struct expect {
+  const char *name;
+  int stages;
+  int blocks[8];     /* skippable blocks per stage */
+  int width_groups;  /* total */
+};
+
+/* What the graphs hold: ResNets' identity blocks after each stage's
+ * projection block, and each block's internal channels (one group per
+ * 3x3 ResNet block, two per bottleneck); MobileNets' inverted residuals
+ * with skips, the expansion channels (through the depthwise conv) of
+ * every block without squeeze-excitation, the squeeze-excitation's own
+ * hidden channels, and a block's output channels when only the next
+ * block's first conv reads them (no skip ties them). */
+static const struct expect expects[] = {
+    {"resnet18", 4, {2, 1, 1, 1}, 8},
+    {"resnet50", 4, {2, 3, 5, 2}, 32},
+    {"mobilenet_v2", 5, {1, 2, 3, 2, 2}, 19},
+    {"mobilenet_v3_small", 4, {1, 2, 1, 2}, 12},
+};
+
+static int exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+static void ensure_models(void) {
+  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *src = getenv("TAILOR_SOURCE_ROOT");
+  snprintf(model_dir, sizeof model_dir, "%s/models", build ? build : "build");
+  snprintf(data_dir, sizeof data_dir, "%s/tests/data/models", src ? src : ".");
+  char probe[4200];
+  snprintf(probe, sizeof probe, "%s/mobilenet_v3_small.output.npy", model_dir);
+  if (exists(probe))
+    return;
+  char cmd[9000];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/export-models.py' '%s'",
+           src ? src : ".", model_dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "model export failed\n");
+}
+
+static struct tl_graph *load(const char *dir, const char *name) {
+  char path[8300];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  struct tl_graph *g = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_onnx_load(path, &g, &err) == 0, "%s", err.msg);
+  return g;
+}
+
+static struct tl_supernet *compile(struct tl_graph *g) {
+  struct tl_supernet *sn = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_supernet_build(g, NULL, &sn, &err) == 0, "%s", err.msg);
+  return sn;
+}
+
+START_TEST(compiler_finds_the_elastic_dimensions) {
+  const struct expect *e = &expects[_i];
+  char file[256];
+  snprintf(file, sizeof file, "%s.onnx", e->name);
+  struct tl_graph *g = load(model_dir, file);
+  struct tl_supernet *sn = compile(g);
+  struct tl_supernet_info info;
+  tl_supernet_info(sn, &info);
+  ck_assert_msg(info.n_stages == e->stages, "%s: %d stages", e->name, info.n_stages);
+  for (int s = 0; s < e->stages; s++)
+    ck_assert_msg(info.blocks[s] == e->blocks[s], "%s: stage %d has %d blocks, expected %d",
+                  e->name, s + 1, info.blocks[s], e->blocks[s]);
+  if (e->width_groups >= 0)
+    ck_assert_msg(info.n_width_groups == e->width_groups, "%s: %d width groups, expected %d",
+                  e->name, info.n_width_groups, e->width_groups);
+  else
+    ck_assert_int_gt(info.n_width_groups, 0);
+  ck_assert_int_eq(info.n_res, 5); /* 112 140 168 196 224 */
+  ck_assert_int_eq(info.res[0], 112);
+  ck_assert_int_eq(info.res[4], 224);
+  ck_assert(info.space_size > 1000);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+/* The largest subnet equals the original model (PyTorch's output); 100
+ * random subnets all run to finite outputs of the same shape. */
+START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
+  const char *name = expects[_i].name;
+  char path[8300];
+  struct tl_error err = {{0}};
+  snprintf(path, sizeof path, "%s.onnx", name);
+  struct tl_graph *g = load(model_dir, path);
+  struct tl_supernet *sn = compile(g);
+  struct tl_tensor x, ref;
+  snprintf(path, sizeof path, "%s/%s.input.npy", model_dir, name);
+  ck_assert_int_eq(tl_npy_read(path, &x, &err), 0);
+  snprintf(path, sizeof path, "%s/%s.output.npy", model_dir, name);
+  ck_assert_int_eq(tl_npy_read(path, &ref, &err), 0);
+  const size_t in_bytes = (size_t)tl_shape_numel(&x.shape) * sizeof(float);
+
+  struct tl_subnet_spec spec;
+  tl_subnet_largest(sn, &spec);
+  struct tl_plan *p = NULL;
+  ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s", err.msg);
+  memcpy(tl_plan_input(p, 0)->data, x.data, in_bytes);
+  tl_plan_run(p);
+  const struct tl_tensor *y = tl_plan_output(p, 0);
+  ck_assert(tl_shape_equal(&y->shape, &ref.shape));
+  double max_ref = 0, max_err = 0;
+  for (int64_t i = 0; i < tl_shape_numel(&ref.shape); i++) {
+    max_ref = fmax(max_ref, fabs(((float *)ref.data)[i]));
+    max_err = fmax(max_err, fabs(((float *)ref.data)[i] - ((float *)y->data)[i]));
+  }
+  ck_assert_msg(max_err <= 1e-4 * max_ref, "%s: largest subnet off by %g (max |ref| %g)", name,
+                max_err, max_ref);
+  tl_plan_free(p);
+
+  uint64_t seed = 42;
+  int runs = strcmp(name, "resnet50") == 0 ? 30 : 100; /* keep the suite quick */
+  for (int k = 0; k < runs; k++) {
+    tl_subnet_random(sn, &seed, &spec);
+    char text[512];
+    tl_subnet_format(sn, &spec, text, sizeof text);
+    ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s %s: %s", name, text,
+                  err.msg);
+    memcpy(tl_plan_input(p, 0)->data, x.data, in_bytes);
+    tl_plan_run(p);
+    y = tl_plan_output(p, 0);
+    ck_assert_msg(tl_shape_equal(&y->shape, &ref.shape), "%s %s: wrong output shape", name, text);
+    for (int64_t i = 0; i < tl_shape_numel(&y->shape); i++)
+      ck_assert_msg(isfinite(((float *)y->data)[i]), "%s %s: output %lld not finite", name, text,
+                    (long long)i);
+    tl_plan_free(p);
+  }
+  free(x.data);
+  free(ref.data);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+static long resident_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  ck_assert_ptr_nonnull(f);
+  long size, res;
+  ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &res), 2);
+  fclose(f);
+  return res * sysconf(_SC_PAGESIZE);
+}
+
+START_TEST(subnet_plans_share_weights_instead_of_copying_them) {
+  struct tl_graph *g = load(model_dir, "resnet50.onnx");
+  struct tl_supernet *sn = compile(g);
+  enum { N = 100 };
+  struct tl_plan *plans[N];
+  uint64_t seed = 7;
+  long before = resident_bytes();
+  size_t arenas = 0, meta = 0;
+  for (int k = 0; k < N; k++) {
+    struct tl_subnet_spec spec;
+    tl_subnet_random(sn, &seed, &spec);
+    ck_assert_int_eq(tl_subnet_plan(sn, &spec, NULL, &plans[k], NULL), 0);
+    arenas += tl_plan_arena_bytes(plans[k]) + tl_plan_scratch_bytes(plans[k]);
+    meta += tl_plan_meta_bytes(plans[k]);
+  }
+  long grown = resident_bytes() - before;
+  double weights = (double)tl_graph_weight_bytes(g);
+  /* Besides its arena a plan owns only bookkeeping (steps, BN scale and
+   * shift vectors: well under 1 MiB); one copy of the weights would add
+   * ~100 MB.  The slack is the allocator's. */
+  printf("100 resnet50 subnet plans: RSS grew %.1f MiB; arenas %.1f MiB, bookkeeping %.1f MiB; "
+         "weights %.1f MiB\n",
+         grown / 1048576.0, arenas / 1048576.0, meta / 1048576.0, weights / 1048576.0);
+  ck_assert_uint_lt(meta / N, 1024 * 1024);
+  ck_assert_msg((double)grown <= (double)(arenas + meta) + 16.0 * 1048576,
+                "RSS grew %ld bytes; arenas %zu, bookkeeping %zu", grown, arenas, meta);
+  for (int k = 0; k < N; k++)
+    tl_plan_free(plans[k]);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+START_TEST(internal_channels_are_sorted_by_importance) {
+  struct tl_graph *g = load(model_dir, "resnet18.onnx");
+  struct tl_supernet *sn = compile(g);
+  struct tl_supernet_info info;
+  tl_supernet_info(sn, &info);
+  for (int i = 0; i < info.n_width_groups; i++) {
+    const char *prod, *cons;
+    int64_t ch;
+    int stage;
+    tl_supernet_width_group(sn, i, &prod, &cons, &ch, &stage);
+    /* The producer's BN follows it: importance = L1(filter) * |gamma|/sqrt(var+eps). */
+    int c1 = -1;
+    for (int n = 0; n < g->n_nodes; n++)
+      if (strcmp(g->nodes[n].name, prod) == 0)
+        c1 = n;
+    ck_assert_int_ge(c1, 0);
+    const struct tl_value *w = &g->values[g->nodes[c1].in[1]];
+    int bn = -1;
+    for (int n = c1 + 1; n < g->n_nodes && bn < 0; n++)
+      if (g->nodes[n].op == TL_OP_BATCHNORM && g->nodes[n].in[0] == g->nodes[c1].out[0])
+        bn = n;
+    ck_assert_int_ge(bn, 0);
+    const float *gam = g->values[g->nodes[bn].in[1]].data;
+    const float *var = g->values[g->nodes[bn].in[4]].data;
+    int64_t row = tl_shape_numel(&w->shape) / ch;
+    double prev = INFINITY;
+    for (int64_t k = 0; k < ch; k++) {
+      double l1 = 0;
+      for (int64_t j = 0; j < row; j++)
+        l1 += fabs(((float *)w->data)[k * row + j]);
+      double imp = l1 * fabs(gam[k]) / sqrt(var[k] + 1e-5);
+      ck_assert_msg(imp <= prev * (1 + 1e-6), "%s: channel %lld more important than %lld", prod,
+                    (long long)k, (long long)(k - 1));
+      prev = imp;
+    }
+  }
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+START_TEST(spec_text_round_trips_and_keys_are_stable) {
+  struct tl_graph *g = load(model_dir, "resnet18.onnx");
+  struct tl_supernet *sn = compile(g);
+  struct tl_subnet_spec a, b;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_subnet_parse(sn, "w=0.5,1,.75,.25  d=1,0,1,1 r=168", &a, &err) == 0, "%s",
+                err.msg);
+  char text[256];
+  ck_assert_str_eq(tl_subnet_format(sn, &a, text, sizeof text), "r=168 d=1,0,1,1 w=.5,1,.75,.25");
+  ck_assert_int_eq(tl_subnet_parse(sn, text, &b, &err), 0);
+  ck_assert(tl_subnet_key(sn, &a) == tl_subnet_key(sn, &b));
+  tl_subnet_largest(sn, &b);
+  ck_assert_str_eq(tl_subnet_format(sn, &b, text, sizeof text), "r=224 d=2,1,1,1 w=1,1,1,1");
+  ck_assert(tl_subnet_key(sn, &a) != tl_subnet_key(sn, &b));
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+static const struct {
+  const char *spec, *fragment;
+} bad_specs[] = {
+    {"r=224 d=2,1,1,1 w=1,1,1,1 x=3", "unknown key \"x\""},
+    {"r=224 d=2,1,1,1 w=1,1,.6,1", "width \".6\" of stage 3 is not offered (.25, .5, .75, 1 are)"},
+    {"r=224 d=3,1,1,1 w=1,1,1,1", "depth \"3\" of stage 1 is out of range (0 to 2)"},
+    {"r=224 d=2,1,1,-1 w=1,1,1,1", "depth \"-1\" of stage 4 is out of range"},
+    {"r=200 d=2,1,1,1 w=1,1,1,1", "resolution 200 is not offered (112, 140, 168, 196, 224 are)"},
+    {"r=224 d=2,1,1 w=1,1,1,1", "d needs 4 values (one per stage), not 3"},
+    {"r=224 w=1,1,1,1", "d is missing"},
+    {"r=224 r=112 d=2,1,1,1 w=1,1,1,1", "r is given twice"},
+    {"r=224 d=2,1,1,1 w=1,1,1,1 junk", "\"junk\" is not key=value"},
+};
+
+START_TEST(bad_spec_is_an_error_that_says_why) {
+  struct tl_graph *g = load(model_dir, "resnet18.onnx");
+  struct tl_supernet *sn = compile(g);
+  struct tl_subnet_spec spec;
+  struct tl_error err = {{0}};
+  ck_assert_int_eq(tl_subnet_parse(sn, bad_specs[_i].spec, &spec, &err), TL_EINVAL);
+  ck_assert_msg(strstr(err.msg, bad_specs[_i].fragment) != NULL, "\"%s\" not in: %s",
+                bad_specs[_i].fragment, err.msg);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+START_TEST(model_with_nothing_elastic_is_refused) {
+  struct tl_graph *g = load(data_dir, "no_elastic.onnx");
+  struct tl_supernet *sn = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_int_eq(tl_supernet_build(g, NULL, &sn, &err), TL_EUNSUPPORTED);
+  ck_assert_ptr_null(sn);
+  ck_assert_ptr_nonnull(strstr(err.msg, "no_elastic.onnx: no elastic dimension"));
+  tl_graph_free(g);
+}
+END_TEST
+
+/* Recalibrating on one batch and evaluating that batch with the new
+ * statistics is what train-mode BN computes on it. */
+START_TEST(recalibrated_statistics_match_the_batch_they_came_from) {
+  struct tl_graph *g = load(data_dir, "tiny_cnn.onnx");
+  struct tl_supernet *sn = compile(g);
+  enum { N = 64 };
+  struct tl_calib data = {0};
+  data.x.dtype = TL_DTYPE_FLOAT32;
+  data.x.shape = (struct tl_shape){4, {N, 1, 8, 8}};
+  data.x.data = malloc(N * 64 * sizeof(float));
+  data.labels = calloc(N, sizeof(int64_t));
+  data.n = N;
+  data.scale = 1.f;
+  ck_assert_ptr_nonnull(data.x.data);
+  uint64_t s = 1;
+  for (int i = 0; i < N * 64; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    ((float *)data.x.data)[i] = (float)(s >> 40) / (float)(1 << 24) * 4.f - 1.f;
+  }
+  struct tl_subnet_spec spec;
+  tl_subnet_largest(sn, &spec);
+  struct tl_bn_stats *bn = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, N, N, &bn, &err) == 0, "%s", err.msg);
+  /* Train-mode BN over the batch (collect plan) vs eval mode with the
+   * recalibrated statistics: the same logits up to var's n/(n-1). */
+  struct tl_plan *train = NULL, *eval = NULL;
+  struct tl_subnet_plan_options to = {.batch = N, .collect_bn = 1};
+  struct tl_subnet_plan_options eo = {.batch = N, .bn = bn};
+  ck_assert_int_eq(tl_subnet_plan(sn, &spec, &to, &train, &err), 0);
+  ck_assert_int_eq(tl_subnet_plan(sn, &spec, &eo, &eval, &err), 0);
+  memcpy(tl_plan_input(train, 0)->data, data.x.data, N * 64 * sizeof(float));
+  memcpy(tl_plan_input(eval, 0)->data, data.x.data, N * 64 * sizeof(float));
+  tl_plan_run(train);
+  tl_plan_run(eval);
+  const float *a = tl_plan_output(train, 0)->data, *b = tl_plan_output(eval, 0)->data;
+  for (int i = 0; i < N * 10; i++)
+    ck_assert_msg(fabsf(a[i] - b[i]) <= 2e-3f * (1 + fabsf(a[i])), "logit %d: %g vs %g", i, a[i],
+                  b[i]);
+  /* And the statistics differ from the model's own. */
+  int bn1 = -1;
+  for (int n = 0; n < g->n_nodes; n++)
+    if (strcmp(g->nodes[n].name, "bn1") == 0)
+      bn1 = n;
+  ck_assert_ptr_nonnull(bn->mean[bn1]);
+  ck_assert_float_ne(bn->mean[bn1][0], ((float *)g->values[g->nodes[bn1].in[3]].data)[0]);
+  tl_plan_free(train);
+  tl_plan_free(eval);
+  tl_bn_stats_free(bn);
+  tl_calib_free(&data);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+int main(void) {
+  ensure_models();
+  Suite *s = suite_create("supernet");
+  TCase *tc = tcase_create("compiler");
+  tcase_set_timeout(tc, 300);
+  int n = (int)(sizeof expects / sizeof expects[0]);
+  tcase_add_loop_test(tc, compiler_finds_the_elastic_dimensions, 0, n);
+  tcase_add_loop_test(tc, largest_subnet_reproduces_the_model_and_random_subnets_run, 0, n);
+  tcase_add_test(tc, subnet_plans_share_weights_instead_of_copying_them);
+  tcase_add_test(tc, internal_channels_are_sorted_by_importance);
+  tcase_add_test(tc, spec_text_round_trips_and_keys_are_stable);
+  tcase_add_loop_test(tc, bad_spec_is_an_error_that_says_why, 0,
+                      (int)(sizeof bad_specs / sizeof bad_specs[0]));
+  tcase_add_test(tc, model_with_nothing_elastic_is_refused);
+  tcase_add_test(tc, recalibrated_statistics_match_the_batch_they_came_from);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}
