@@ -226,3 +226,105 @@ int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec
   *acc = (double)right / (double)count;
   return 0;
 }
+
+/* ------------------------------------------------------ serialisation */
+
+/* Layout, little-endian as the host (the cache never leaves the box):
+ * "TLBN", u32 version 1, u32 n_nodes, then per node u32 channels (0 for
+ * none) followed by channels floats of mean and channels floats of var. */
+#define BN_MAGIC "TLBN"
+
+static size_t bn_node_channels(const struct tl_graph *g, const struct tl_bn_stats *s, int i) {
+  if (s->mean[i] == NULL)
+    return 0;
+  return (size_t)tl_shape_numel(&g->values[g->nodes[i].in[3]].shape);
+}
+
+int tl_bn_stats_serialize(const struct tl_supernet *sn, const struct tl_bn_stats *s, void **data,
+                          size_t *len, struct tl_error *err) {
+  const struct tl_graph *g = tl__supernet_graph(sn);
+  size_t n = 12;
+  for (int i = 0; i < s->n_nodes; i++)
+    n += 4 + 2 * bn_node_channels(g, s, i) * sizeof(float);
+  unsigned char *buf = malloc(n), *p = buf;
+  if (buf == NULL)
+    return tl_fail(err, TL_ENOMEM, "out of memory");
+  uint32_t head[2] = {1, (uint32_t)s->n_nodes};
+  memcpy(p, BN_MAGIC, 4);
+  memcpy(p + 4, head, 8);
+  p += 12;
+  for (int i = 0; i < s->n_nodes; i++) {
+    uint32_t c = (uint32_t)bn_node_channels(g, s, i);
+    memcpy(p, &c, 4);
+    p += 4;
+    if (c == 0)
+      continue;
+    memcpy(p, s->mean[i], c * sizeof(float));
+    p += c * sizeof(float);
+    memcpy(p, s->var[i], c * sizeof(float));
+    p += c * sizeof(float);
+  }
+  *data = buf;
+  *len = n;
+  return 0;
+}
+
+int tl_bn_stats_deserialize(const struct tl_supernet *sn, const void *data, size_t len,
+                            struct tl_bn_stats **out, struct tl_error *err) {
+  const struct tl_graph *g = tl__supernet_graph(sn);
+  const unsigned char *p = data, *end = p + len;
+  uint32_t head[2];
+  if (len < 12 || memcmp(p, BN_MAGIC, 4) != 0)
+    return tl_fail(err, TL_EFORMAT, "BatchNorm statistics: not a statistics record");
+  memcpy(head, p + 4, 8);
+  p += 12;
+  if (head[0] != 1 || head[1] != (uint32_t)g->n_nodes)
+    return tl_fail(err, TL_EFORMAT,
+                   "BatchNorm statistics: version %u for %u nodes, the model has %d nodes",
+                   head[0], head[1], g->n_nodes);
+  struct tl_bn_stats *s = calloc(1, sizeof *s);
+  if (s == NULL || (s->mean = calloc((size_t)g->n_nodes + 1, sizeof *s->mean)) == NULL ||
+      (s->var = calloc((size_t)g->n_nodes + 1, sizeof *s->var)) == NULL) {
+    free(s ? s->mean : NULL);
+    free(s);
+    return tl_fail(err, TL_ENOMEM, "out of memory");
+  }
+  s->n_nodes = g->n_nodes;
+  int rc = 0;
+  for (int i = 0; i < g->n_nodes && rc == 0; i++) {
+    uint32_t c;
+    if (end - p < 4) {
+      rc = tl_fail(err, TL_EFORMAT, "BatchNorm statistics: truncated at node %d", i);
+      break;
+    }
+    memcpy(&c, p, 4);
+    p += 4;
+    if (c == 0)
+      continue;
+    const struct tl_node *nd = &g->nodes[i];
+    if (nd->op != TL_OP_BATCHNORM ||
+        (int64_t)c != tl_shape_numel(&g->values[nd->in[3]].shape) ||
+        (size_t)(end - p) < 2 * (size_t)c * sizeof(float)) {
+      rc = tl_fail(err, TL_EFORMAT, "BatchNorm statistics: node %d does not match the model", i);
+      break;
+    }
+    s->mean[i] = malloc(c * sizeof(float));
+    s->var[i] = malloc(c * sizeof(float));
+    if (s->mean[i] == NULL || s->var[i] == NULL) {
+      rc = tl_fail(err, TL_ENOMEM, "out of memory");
+      break;
+    }
+    memcpy(s->mean[i], p, c * sizeof(float));
+    p += c * sizeof(float);
+    memcpy(s->var[i], p, c * sizeof(float));
+    p += c * sizeof(float);
+  }
+  if (rc == 0 && p != end)
+    rc = tl_fail(err, TL_EFORMAT, "BatchNorm statistics: %zu bytes too many", (size_t)(end - p));
+  if (rc != 0) {
+    tl_bn_stats_free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}

@@ -13,6 +13,7 @@
 #ifndef TL_CALIB_H
 #define TL_CALIB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -44,6 +45,15 @@ int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_s
                           struct tl_bn_stats **out, struct tl_error *err);
 
 void tl_bn_stats_free(struct tl_bn_stats *s);
+
+/* Statistics as bytes for a cache (*data malloc'd, the caller frees it),
+ * and back.  Deserialising checks the record against sn's graph (node
+ * count, BatchNorm nodes, channel counts): a record that does not match
+ * is TL_EFORMAT, never a crash. */
+int tl_bn_stats_serialize(const struct tl_supernet *sn, const struct tl_bn_stats *s, void **data,
+                          size_t *len, struct tl_error *err);
+int tl_bn_stats_deserialize(const struct tl_supernet *sn, const void *data, size_t len,
+                            struct tl_bn_stats **out, struct tl_error *err);
 
 /* Top-1 accuracy (a fraction) of spec with statistics bn (NULL: the
  * model's own) over images [first, first + count) of data (count 0 = to

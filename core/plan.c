@@ -927,6 +927,70 @@ int tl__plan_bn_collected(const struct tl_plan *plan, int node, const double **s
   }
   return 0;
 }
+
+/* Appends printf-style text at *pos of buf (len bytes), keeping track of
+ * what would have been written so the caller can tell truncation. */
+static void sig_add(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void sig_add(char *buf, size_t len, size_t *pos, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(*pos < len ? buf + *pos : NULL, *pos < len ? len - *pos : 0, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    *pos += (size_t)n;
+}
+
+static void sig_shape(char *buf, size_t len, size_t *pos, const struct tl_tensor *t) {
+  sig_add(buf, len, pos, "%s", t->dtype == TL_DTYPE_FLOAT32 ? "f" : "x");
+  for (int d = 0; d < t->shape.ndim; d++)
+    sig_add(buf, len, pos, "%s%lld", d ? "x" : "", (long long)t->shape.dims[d]);
+}
+
+static void sig_conv(char *buf, size_t len, size_t *pos, const struct tl_conv_params *c) {
+  sig_add(buf, len, pos, " conv%d k%lldx%lld s%lldx%lld d%lldx%lld p%lldx%lld g%lld", (int)c->kind,
+          (long long)c->kh, (long long)c->kw, (long long)c->sh, (long long)c->sw,
+          (long long)c->dh, (long long)c->dw, (long long)c->pt, (long long)c->pl,
+          (long long)c->group);
+}
+
+int tl_plan_step_signature(const struct tl_plan *plan, int i, char *buf, size_t len) {
+  assert(i >= 0 && i < plan->n_steps);
+  const struct tl_step *s = &plan->steps[i];
+  size_t pos = 0;
+  if (len > 0)
+    buf[0] = '\0';
+  sig_add(buf, len, &pos, "%s", s->kind);
+  for (int k = 0; k < s->n_in; k++) {
+    sig_add(buf, len, &pos, k ? "," : " in=");
+    if (s->in_val[k] < 0)
+      sig_add(buf, len, &pos, "-");
+    else
+      sig_shape(buf, len, &pos, &s->in[k]);
+  }
+  for (int k = 0; k < s->n_out; k++) {
+    sig_add(buf, len, &pos, k ? "," : " out=");
+    if (s->out_val[k] >= 0)
+      sig_shape(buf, len, &pos, &s->out[k]);
+  }
+  if (s->op == TL_OP_CONV) {
+    sig_conv(buf, len, &pos, &s->p.conv);
+    if (s->p.conv.x_dw != NULL)
+      sig_conv(buf, len, &pos, s->p.conv.x_dw);
+  } else if (s->op == TL_OP_MAXPOOL || s->op == TL_OP_AVGPOOL) {
+    const struct tl_pool_params *q = &s->p.pool;
+    sig_add(buf, len, &pos, " k%lldx%lld s%lldx%lld", (long long)q->kh, (long long)q->kw,
+            (long long)q->sh, (long long)q->sw);
+  }
+  sig_add(buf, len, &pos, " t%d", tl__threads);
+  return pos < len ? 0 : TL_ERANGE;
+}
+
+void tl_plan_run_step(struct tl_plan *plan, int i) {
+  assert(i >= 0 && i < plan->n_steps);
+  plan->steps[i].run(&plan->steps[i], plan->scratch);
+}
+
 int tl_plan_n_steps(const struct tl_plan *plan) { return plan->n_steps; }
 
 void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *info) {

@@ -88,6 +88,19 @@ struct tl_step_info {
 int tl_plan_n_steps(const struct tl_plan *plan);
 void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *info);
 
+/* Writes into buf a text that identifies the work of step i: its fused
+ * kind, the shapes of its inputs (weights included) and outputs, the
+ * kernel chosen with its geometry, and the engine's thread count.  Two
+ * steps with equal signatures run the same code on the same sizes, so
+ * they take the same time on one device (the latency predictor's key).
+ * Returns 0, or TL_ERANGE when len was too small (buf then holds a
+ * truncated, NUL-terminated prefix). */
+int tl_plan_step_signature(const struct tl_plan *plan, int i, char *buf, size_t len);
+
+/* Runs step i alone on whatever its inputs hold in the arena (run the
+ * whole plan once first).  For micro-benchmarks; not reentrant. */
+void tl_plan_run_step(struct tl_plan *plan, int i);
+
 /* Runs the plan like tl_plan_run() and adds each step's wall time in
  * microseconds into step_us[i] (tl_plan_n_steps() entries). */
 void tl_plan_run_timed(struct tl_plan *plan, double *step_us);

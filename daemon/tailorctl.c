@@ -21,8 +21,10 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "calib.h"
+#include "ctl.h"
 #include "error.h"
 #include "graph.h"
 #include "npy.h"
@@ -30,10 +32,7 @@
 #include "plan.h"
 #include "supernet.h"
 
-#define EXIT_USAGE 2
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
+void die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("tailorctl: ", stderr);
@@ -43,13 +42,18 @@ static void die(const char *fmt, ...) {
   exit(EXIT_FAILURE);
 }
 
-static void usage(FILE *f) {
+void usage(FILE *f) {
   fputs("usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]\n"
         "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
         "                       [--per-op] [--json]\n"
         "       tailorctl inspect MODEL.onnx [--json]\n"
         "       tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]... [--recalib X.npy]\n"
         "                      [--recalib-images N] [--scale S] [--batch N] [--json]\n"
+        "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
+        "                         [--from OTHER.db [--from-threads N] --anchors N] [--json]\n"
+        "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
+        "       tailorctl search MODEL.onnx --calib X.npy Y.npy [--k N] [--db FILE] [--threads N]\n"
+        "                        [--scale S] [--json]\n"
         "\n"
         "run      runs the model (or one subnet of its SuperNet) on one .npy per graph\n"
         "         input, in order, and prints each output (top-5 for a classifier);\n"
@@ -62,13 +66,21 @@ static void usage(FILE *f) {
         "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32);\n"
         "         without --subnet, a table across width, depth and resolution;\n"
         "         --recalib X.npy recomputes BatchNorm statistics per subnet first\n"
+        "profile  times every op signature of the model's subnet space on this device\n"
+        "         (what the cache lacks) and keeps them in the cache (--db, default\n"
+        "         $TAILOR_DB or ~/.cache/tailor/cache.db); --from maps another cache's\n"
+        "         table here from N anchor ops measured here instead\n"
+        "predict  predicted latency and memory of subnets, from the cached table\n"
+        "search   the frontier: at most K subnets, Pareto in predicted latency and\n"
+        "         accuracy on the calibration data, kept in the cache (a second search\n"
+        "         with the same model, data and device only loads it)\n"
         "\n"
         "A subnet SPEC reads \"r=24 d=2,1,2 w=1,.5,.75\": input side, residual blocks\n"
         "kept per stage, width kept per stage (see inspect for what is offered).\n",
         f);
 }
 
-static long parse_count(const char *opt, const char *s, long min, long max) {
+long parse_count(const char *opt, const char *s, long min, long max) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
@@ -80,7 +92,7 @@ static long parse_count(const char *opt, const char *s, long min, long max) {
   return v;
 }
 
-static struct tl_graph *load_model(const char *path) {
+struct tl_graph *load_model(const char *path) {
   struct tl_graph *g = NULL;
   struct tl_error err = {{0}};
   if (tl_onnx_load(path, &g, &err) != 0)
@@ -105,7 +117,7 @@ static struct tl_shape *default_shapes(const struct tl_graph *g) {
   return shapes;
 }
 
-static struct tl_supernet *load_supernet(struct tl_graph *g) {
+struct tl_supernet *load_supernet(struct tl_graph *g) {
   struct tl_supernet *sn = NULL;
   struct tl_error err = {{0}};
   if (tl_supernet_build(g, NULL, &sn, &err) != 0)
@@ -113,7 +125,7 @@ static struct tl_supernet *load_supernet(struct tl_graph *g) {
   return sn;
 }
 
-static void parse_subnet(const struct tl_supernet *sn, const char *text,
+void parse_subnet(const struct tl_supernet *sn, const char *text,
                          struct tl_subnet_spec *spec) {
   struct tl_error err = {{0}};
   if (tl_subnet_parse(sn, text, spec, &err) != 0)
@@ -144,7 +156,7 @@ static struct tl_plan *make_plan(struct tl_graph *g, const struct tl_shape *shap
   return plan;
 }
 
-static double now_ms(void) {
+double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
@@ -155,6 +167,17 @@ static double peak_rss_mib(void) {
   if (getrusage(RUSAGE_SELF, &ru) != 0)
     return -1.0;
   return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* Resident memory now, in MiB (/proc/self/statm; -1 if unreadable).  The
+ * growth across planning and running is what a plan really costs. */
+static double resident_mib(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long long size, resident;
+  int ok = f != NULL && fscanf(f, "%lld %lld", &size, &resident) == 2;
+  if (f != NULL)
+    fclose(f);
+  return ok ? (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0) : -1.0;
 }
 
 /* ----------------------------------------------------------------- run */
@@ -410,6 +433,7 @@ static int cmd_bench(int argc, char **argv) {
   double load_ms = now_ms() - t0;
   struct tl_shape *shapes = default_shapes(g);
   struct tl_supernet *sn = NULL;
+  double rss_before = resident_mib();
   t0 = now_ms();
   struct tl_plan *plan = make_plan(g, shapes, subnet, &sn);
   double plan_ms = now_ms() - t0;
@@ -422,6 +446,7 @@ static int cmd_bench(int argc, char **argv) {
   double *step_us = calloc((size_t)n_steps + 1, sizeof *step_us);
   if (lat == NULL || step_us == NULL)
     die("out of memory");
+  double t_measure = now_ms();
   for (int i = 0; i < warmup; i++)
     tl_plan_run(plan);
   for (int i = 0; i < runs; i++) {
@@ -429,6 +454,8 @@ static int cmd_bench(int argc, char **argv) {
     tl_plan_run(plan);
     lat[i] = now_ms() - s;
   }
+  double measure_ms = now_ms() - t_measure;
+  double plan_rss = resident_mib() - rss_before;
   if (per_op)
     for (int i = 0; i < runs; i++)
       tl_plan_run_timed(plan, step_us);
@@ -438,6 +465,7 @@ static int cmd_bench(int argc, char **argv) {
   double rss = peak_rss_mib();
   double weights_mib = (double)tl_graph_weight_bytes(g) / (1024.0 * 1024.0);
   double arena_mib = (double)tl_plan_arena_bytes(plan) / (1024.0 * 1024.0);
+  double scratch_mib = (double)tl_plan_scratch_bytes(plan) / (1024.0 * 1024.0);
   double gmacs = (double)tl_plan_macs(plan) / 1e9;
 
   if (as_json) {
@@ -457,6 +485,9 @@ static int cmd_bench(int argc, char **argv) {
     json_object_set_new(o, "gmacs", json_real(gmacs));
     json_object_set_new(o, "load_ms", json_real(load_ms));
     json_object_set_new(o, "plan_ms", json_real(plan_ms));
+    json_object_set_new(o, "measure_ms", json_real(measure_ms));
+    json_object_set_new(o, "scratch_mib", json_real(scratch_mib));
+    json_object_set_new(o, "plan_rss_mib", json_real(plan_rss));
     if (per_op) {
       json_t *ops = json_array();
       for (int i = 0; i < n_steps; i++) {
@@ -485,7 +516,9 @@ static int cmd_bench(int argc, char **argv) {
     printf("runs         %d (after %d warm-up)\n", runs, warmup);
     printf("latency ms   median %.3f  p10 %.3f  p90 %.3f  min %.3f\n", median, p10, p90, lat[0]);
     printf("compute      %.3f GMAC, %.1f GFLOP/s at the median\n", gmacs, 2 * gmacs / (median / 1e3));
-    printf("memory MiB   peak RSS %.1f  weights %.1f  arena %.1f\n", rss, weights_mib, arena_mib);
+    printf("memory MiB   peak RSS %.1f  weights %.1f  arena %.1f  scratch %.1f\n", rss,
+           weights_mib, arena_mib, scratch_mib);
+    printf("             resident growth from planning and running %.1f\n", plan_rss);
     printf("setup ms     load %.1f  plan %.1f\n", load_ms, plan_ms);
     if (per_op) {
       struct op_time *ot = calloc((size_t)n_steps + 1, sizeof *ot);
@@ -836,6 +869,9 @@ static const struct {
     {"bench", cmd_bench},
     {"inspect", cmd_inspect},
     {"eval", cmd_eval},
+    {"profile", cmd_profile},
+    {"predict", cmd_predict},
+    {"search", cmd_search},
 };
 
 int main(int argc, char **argv) {

@@ -1,0 +1,817 @@
+/*
+ * latency.c - op tables, profiling, prediction and proxy transfer (see
+ * latency.h).
+ *
+ * The invariant that makes predictions add up: a signature's median is
+ * measured inside a whole plan run the way serving runs it, never in a
+ * loop of its own, so its caches and neighbours are the ones it has when
+ * it serves.  What a whole run costs beyond the sum of its steps is
+ * measured on the same plans and spread over the steps as the overhead.
+ */
+#include "latency.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "calib.h"
+#include "plan.h"
+
+#define SIG_MAX 1024
+
+/* ================================================================ table */
+
+struct op_entry {
+  char *sig;
+  double us;
+};
+
+struct tl_op_table {
+  struct op_entry *e; /* (cap) in insertion order */
+  int n, cap;
+  int *slots;         /* (nslots) open addressing: index into e, or -1 */
+  int nslots;         /* a power of two, > 2 * n */
+  double overhead_us;
+};
+
+static uint64_t hash_sig(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static int find_slot(const struct tl_op_table *t, const char *sig) {
+  unsigned mask = (unsigned)t->nslots - 1;
+  for (unsigned i = (unsigned)hash_sig(sig) & mask;; i = (i + 1) & mask) {
+    if (t->slots[i] < 0 || strcmp(t->e[t->slots[i]].sig, sig) == 0)
+      return (int)i;
+  }
+}
+
+int tl_op_table_new(struct tl_op_table **out) {
+  struct tl_op_table *t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return TL_ENOMEM;
+  t->nslots = 64;
+  t->slots = malloc((size_t)t->nslots * sizeof *t->slots);
+  if (t->slots == NULL) {
+    free(t);
+    return TL_ENOMEM;
+  }
+  memset(t->slots, 0xff, (size_t)t->nslots * sizeof *t->slots);
+  *out = t;
+  return 0;
+}
+
+void tl_op_table_free(struct tl_op_table *t) {
+  if (t == NULL)
+    return;
+  for (int i = 0; i < t->n; i++)
+    free(t->e[i].sig);
+  free(t->e);
+  free(t->slots);
+  free(t);
+}
+
+static int grow_slots(struct tl_op_table *t) {
+  int nslots = t->nslots * 2;
+  int *slots = malloc((size_t)nslots * sizeof *slots);
+  if (slots == NULL)
+    return TL_ENOMEM;
+  memset(slots, 0xff, (size_t)nslots * sizeof *slots);
+  free(t->slots);
+  t->slots = slots;
+  t->nslots = nslots;
+  for (int i = 0; i < t->n; i++)
+    t->slots[find_slot(t, t->e[i].sig)] = i;
+  return 0;
+}
+
+int tl_op_table_set(struct tl_op_table *t, const char *sig, double us) {
+  if (sig == NULL || sig[0] == '\0' || !isfinite(us) || us < 0)
+    return TL_EINVAL;
+  int slot = find_slot(t, sig);
+  if (t->slots[slot] >= 0) {
+    t->e[t->slots[slot]].us = us;
+    return 0;
+  }
+  if (2 * (t->n + 1) >= t->nslots) {
+    if (grow_slots(t) != 0)
+      return TL_ENOMEM;
+    slot = find_slot(t, sig);
+  }
+  if (t->n == t->cap) {
+    int cap = t->cap ? 2 * t->cap : 64;
+    struct op_entry *e = realloc(t->e, (size_t)cap * sizeof *e);
+    if (e == NULL)
+      return TL_ENOMEM;
+    t->e = e;
+    t->cap = cap;
+  }
+  char *copy = strdup(sig);
+  if (copy == NULL)
+    return TL_ENOMEM;
+  t->e[t->n] = (struct op_entry){copy, us};
+  t->slots[slot] = t->n++;
+  return 0;
+}
+
+int tl_op_table_get(const struct tl_op_table *t, const char *sig, double *us) {
+  int slot = find_slot(t, sig);
+  if (t->slots[slot] < 0)
+    return 0;
+  *us = t->e[t->slots[slot]].us;
+  return 1;
+}
+
+int tl_op_table_count(const struct tl_op_table *t) { return t->n; }
+
+void tl_op_table_entry(const struct tl_op_table *t, int i, const char **sig, double *us) {
+  assert(i >= 0 && i < t->n);
+  *sig = t->e[i].sig;
+  *us = t->e[i].us;
+}
+
+double tl_op_table_overhead_us(const struct tl_op_table *t) { return t->overhead_us; }
+void tl_op_table_set_overhead_us(struct tl_op_table *t, double us) { t->overhead_us = us; }
+
+/* The row that holds the per-step overhead in the store: no step's
+ * signature starts with a parenthesis.  Stored shifted by OVERHEAD_BIAS
+ * because a latency row cannot be negative and the overhead can. */
+#define OVERHEAD_SIG "(per-step overhead)"
+#define OVERHEAD_BIAS 1000.0
+
+struct load_ctx {
+  struct tl_op_table *t;
+  int n;
+};
+
+static int load_row(void *ctx, const struct tl_op_latency *row) {
+  struct load_ctx *c = ctx;
+  if (strcmp(row->signature, OVERHEAD_SIG) == 0) {
+    tl_op_table_set_overhead_us(c->t, row->median_us - OVERHEAD_BIAS);
+    return 0;
+  }
+  if (tl_op_table_set(c->t, row->signature, row->median_us) != 0)
+    return TL_ENOMEM;
+  c->n++;
+  return 0;
+}
+
+int tl_latency_load(struct tl_store *st, int64_t device_id, struct tl_op_table *t, int *loaded,
+                    struct tl_error *err) {
+  struct load_ctx c = {t, 0};
+  int rc = tl_store_op_foreach(st, device_id, load_row, &c, err);
+  if (rc == TL_ENOMEM)
+    return tl_fail(err, rc, "loading latencies: out of memory");
+  if (rc == 0 && loaded != NULL)
+    *loaded = c.n;
+  return rc;
+}
+
+int tl_latency_save(struct tl_store *st, int64_t device_id, const struct tl_op_table *t,
+                    int64_t runs, struct tl_error *err) {
+  size_t n = (size_t)t->n + 1;
+  struct tl_op_latency *rows = malloc(n * sizeof *rows);
+  if (rows == NULL)
+    return tl_fail(err, TL_ENOMEM, "saving latencies: out of memory");
+  int64_t now = (int64_t)time(NULL);
+  for (int i = 0; i < t->n; i++)
+    rows[i] = (struct tl_op_latency){t->e[i].sig, t->e[i].us, runs, now};
+  double over = t->overhead_us + OVERHEAD_BIAS;
+  rows[t->n] = (struct tl_op_latency){OVERHEAD_SIG, over > 0 ? over : 0, runs, now};
+  int rc = tl_store_op_put_batch(st, device_id, rows, n, err);
+  free(rows);
+  return rc;
+}
+
+/* ============================================================ timing */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Fills the plan's float inputs with fixed values in [0, 1). */
+static void fill_inputs(struct tl_plan *plan) {
+  uint32_t x = 12345;
+  for (int i = 0; i < tl_plan_n_inputs(plan); i++) {
+    struct tl_tensor *in = tl_plan_input(plan, i);
+    if (in->dtype != TL_DTYPE_FLOAT32)
+      continue;
+    float *d = in->data;
+    int64_t n = tl_shape_numel(&in->shape);
+    for (int64_t k = 0; k < n; k++) {
+      x = x * 1664525u + 1013904223u;
+      d[k] = (float)(x >> 8) / 16777216.0f;
+    }
+  }
+}
+
+struct plan_timing {
+  int steps;
+  double *step_us;  /* (steps) medians */
+  double whole_us;  /* median of untimed whole runs */
+};
+
+/* Times plan: warm-up runs, then `repeats` runs with per-step timing, every
+ * other one followed by a plain run (for the whole-run median). */
+static int time_plan(struct tl_plan *plan, int warmup, int repeats, struct plan_timing *out) {
+  int ns = tl_plan_n_steps(plan);
+  double *runs = calloc((size_t)ns * (size_t)repeats, sizeof *runs);
+  double *col = malloc((size_t)(repeats > ns ? repeats : ns) * sizeof *col);
+  double *whole = malloc((size_t)repeats * sizeof *whole);
+  double *med = malloc((size_t)(ns ? ns : 1) * sizeof *med);
+  if (runs == NULL || col == NULL || whole == NULL || med == NULL) {
+    free(runs), free(col), free(whole), free(med);
+    return TL_ENOMEM;
+  }
+  fill_inputs(plan);
+  for (int r = 0; r < warmup; r++)
+    tl_plan_run(plan);
+  int nwhole = 0;
+  for (int r = 0; r < repeats; r++) {
+    tl_plan_run_timed(plan, runs + (size_t)r * (size_t)ns);
+    if (r % 2)
+      continue;
+    double t0 = now_s();
+    tl_plan_run(plan);
+    whole[nwhole++] = (now_s() - t0) * 1e6;
+  }
+  for (int s = 0; s < ns; s++) {
+    for (int r = 0; r < repeats; r++)
+      col[r] = runs[(size_t)r * (size_t)ns + (size_t)s];
+    med[s] = median(col, repeats);
+  }
+  out->steps = ns;
+  out->step_us = med;
+  out->whole_us = median(whole, nwhole);
+  free(runs), free(col), free(whole);
+  return 0;
+}
+
+/* ========================================================== profiling */
+
+/* Covering spec i (0 <= i < n_widths * n_res): at resolution i / n_widths,
+ * stage s takes width (i + s) mod n_widths, so the n_widths plans of one
+ * resolution give every stage every width (a Latin square), and depths
+ * are random but at least 1 where a stage has blocks.  Widths and depths
+ * mixed like this give each step neighbours like a random subnet's, so
+ * the caches it sees when timed are like the ones it sees when served
+ * (plans of all-largest layers would time weight-bound steps slow).
+ * Returns 0 past the last. */
+static int covering_spec(const struct tl_supernet_info *info, int i, uint64_t *seed,
+                         struct tl_subnet_spec *spec) {
+  int nw = info->n_widths, nr = info->n_res;
+  if (i >= nw * nr)
+    return 0;
+  memset(spec, 0, sizeof *spec);
+  spec->res = info->res[nr - 1 - i / nw]; /* largest first: warms the caches up */
+  for (int s = 0; s < info->n_stages; s++) {
+    *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+    int b = info->blocks[s];
+    spec->depth[s] = b > 0 ? 1 + (int)((*seed >> 33) % (uint64_t)b) : 0;
+    spec->width[s] = info->width_groups[s] > 0 ? (i + s) % nw : nw - 1;
+  }
+  return 1;
+}
+
+static int build_plan(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                      struct tl_plan **plan, struct tl_error *err) {
+  struct tl_subnet_plan_options po = {.batch = 1};
+  return tl_subnet_plan(sn, spec, &po, plan, err);
+}
+
+/* Samples of one signature: its median in each plan that timed it. */
+struct samples {
+  double *v;
+  int n, cap;
+};
+
+static int samples_add(struct samples *s, double x) {
+  if (s->n == s->cap) {
+    int cap = s->cap ? 2 * s->cap : 4;
+    double *v = realloc(s->v, (size_t)cap * sizeof *v);
+    if (v == NULL)
+      return TL_ENOMEM;
+    s->v = v;
+    s->cap = cap;
+  }
+  s->v[s->n++] = x;
+  return 0;
+}
+
+struct profile {
+  struct tl_op_table *index; /* signature -> k into samples */
+  struct samples *samples;
+  int cap;
+  double *overheads;
+  int n_over, cap_over;
+};
+
+static void profile_free(struct profile *p) {
+  for (int k = 0; p->index && k < tl_op_table_count(p->index); k++)
+    free(p->samples[k].v);
+  free(p->samples);
+  free(p->overheads);
+  tl_op_table_free(p->index);
+}
+
+/* Adds the sample x of sig; *fresh is set when sig had none. */
+static int profile_add(struct profile *p, const char *sig, double x, int *fresh) {
+  double kd;
+  *fresh = 0;
+  if (!tl_op_table_get(p->index, sig, &kd)) {
+    int k = tl_op_table_count(p->index);
+    if (k == p->cap) {
+      int cap = p->cap ? 2 * p->cap : 64;
+      struct samples *sm = realloc(p->samples, (size_t)cap * sizeof *sm);
+      if (sm == NULL)
+        return TL_ENOMEM;
+      memset(sm + p->cap, 0, (size_t)(cap - p->cap) * sizeof *sm);
+      p->samples = sm;
+      p->cap = cap;
+    }
+    if (tl_op_table_set(p->index, sig, k) != 0)
+      return TL_ENOMEM;
+    kd = k;
+    *fresh = 1;
+  }
+  return samples_add(&p->samples[(int)kd], x);
+}
+
+static int profile_add_overhead(struct profile *p, double us) {
+  if (p->n_over == p->cap_over) {
+    int cap = p->cap_over ? 2 * p->cap_over : 32;
+    double *v = realloc(p->overheads, (size_t)cap * sizeof *v);
+    if (v == NULL)
+      return TL_ENOMEM;
+    p->overheads = v;
+    p->cap_over = cap;
+  }
+  p->overheads[p->n_over++] = us;
+  return 0;
+}
+
+/* How many of plan's steps t lacks (need), and how many of those the
+ * profile has no sample of yet (unseen). */
+static int scan_plan(struct tl_plan *plan, const struct tl_op_table *t, const struct profile *p,
+                     int *need, int *unseen, struct tl_error *err) {
+  char sig[SIG_MAX];
+  double us;
+  *need = *unseen = 0;
+  for (int s = 0; s < tl_plan_n_steps(plan); s++) {
+    if (tl_plan_step_signature(plan, s, sig, sizeof sig) != 0)
+      return tl_fail(err, TL_ERANGE, "step %d: signature longer than %d bytes", s, SIG_MAX);
+    if (tl_op_table_get(t, sig, &us))
+      continue;
+    (*need)++;
+    *unseen += !tl_op_table_get(p->index, sig, &us);
+  }
+  return 0;
+}
+
+int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_options *opts,
+                       struct tl_op_table *t, struct tl_profile_report *rep,
+                       struct tl_error *err) {
+  struct tl_profile_options o = opts ? *opts : (struct tl_profile_options){0};
+  if (o.warmup <= 0)
+    o.warmup = 1;
+  if (o.repeats <= 0)
+    o.repeats = 7;
+  if (o.patience <= 0)
+    o.patience = 40;
+  uint64_t seed = o.seed ? o.seed : 0x7a11035eedull;
+  struct tl_supernet_info info;
+  tl_supernet_info(sn, &info);
+  int ncover = info.n_widths * info.n_res;
+
+  struct tl_profile_report r = {0};
+  struct profile prof = {0};
+  double t0 = now_s();
+  char sig[SIG_MAX];
+  struct tl_plan *plan = NULL;
+  struct plan_timing pt = {0};
+  int rc = tl_op_table_new(&prof.index);
+  if (rc != 0)
+    return tl_fail(err, rc, "profiling: out of memory");
+  for (int i = 0, misses = 0; misses < o.patience; i++) {
+    struct tl_subnet_spec spec;
+    if (!covering_spec(&info, i, &seed, &spec)) {
+      if (i > ncover + 100 * o.patience)
+        break; /* a space this varied cannot be covered this way */
+      tl_subnet_random(sn, &seed, &spec);
+    }
+    rc = build_plan(sn, &spec, &plan, err);
+    if (rc != 0)
+      goto fail;
+    int need, unseen;
+    rc = scan_plan(plan, t, &prof, &need, &unseen, err);
+    if (rc != 0)
+      goto fail;
+    if (unseen == 0 && (i >= ncover || need == 0)) {
+      misses += i >= ncover;
+      tl_plan_free(plan);
+      plan = NULL;
+      continue;
+    }
+    misses = 0;
+    rc = time_plan(plan, o.warmup, o.repeats, &pt);
+    if (rc != 0)
+      goto nomem;
+    double sum = 0;
+    for (int s = 0; s < pt.steps; s++) {
+      double us;
+      sum += pt.step_us[s];
+      tl_plan_step_signature(plan, s, sig, sizeof sig);
+      if (tl_op_table_get(t, sig, &us))
+        continue;
+      int fresh;
+      if (profile_add(&prof, sig, pt.step_us[s], &fresh) != 0)
+        goto nomem;
+    }
+    if (pt.steps > 0 && profile_add_overhead(&prof, (pt.whole_us - sum) / pt.steps) != 0)
+      goto nomem;
+    free(pt.step_us);
+    pt.step_us = NULL;
+    tl_plan_free(plan);
+    plan = NULL;
+    r.plans++;
+    r.runs += o.warmup + o.repeats + (o.repeats + 1) / 2;
+    if (o.progress)
+      o.progress(o.ctx, r.plans, tl_op_table_count(t) + tl_op_table_count(prof.index), ncover);
+  }
+  /* Each signature's value: the median of its per-plan medians. */
+  for (int k = 0; k < tl_op_table_count(prof.index); k++) {
+    const char *ks;
+    double kd;
+    tl_op_table_entry(prof.index, k, &ks, &kd);
+    struct samples *sm = &prof.samples[(int)kd];
+    if (tl_op_table_set(t, ks, median(sm->v, sm->n)) != 0)
+      goto nomem;
+    r.new_signatures++;
+  }
+  if (prof.n_over > 0)
+    tl_op_table_set_overhead_us(t, median(prof.overheads, prof.n_over));
+  r.seconds = now_s() - t0;
+  if (rep)
+    *rep = r;
+  profile_free(&prof);
+  return 0;
+
+nomem:
+  rc = tl_fail(err, TL_ENOMEM, "profiling: out of memory");
+fail:
+  free(pt.step_us);
+  tl_plan_free(plan);
+  profile_free(&prof);
+  return rc;
+}
+
+/* ========================================================= prediction */
+
+int tl_latency_predict(const struct tl_supernet *sn, const struct tl_op_table *t,
+                       const struct tl_subnet_spec *spec, struct tl_prediction *out,
+                       struct tl_error *err) {
+  struct tl_plan *plan = NULL;
+  int rc = build_plan(sn, spec, &plan, err);
+  if (rc != 0)
+    return rc;
+  char sig[SIG_MAX];
+  double sum = 0;
+  int ns = tl_plan_n_steps(plan);
+  for (int s = 0; s < ns; s++) {
+    double us;
+    if (tl_plan_step_signature(plan, s, sig, sizeof sig) != 0 || !tl_op_table_get(t, sig, &us)) {
+      rc = tl_fail(err, TL_ENOENT, "no latency measured for step %d (%s): profile the model first",
+                   s, sig);
+      tl_plan_free(plan);
+      return rc;
+    }
+    sum += us;
+  }
+  int64_t macs, params;
+  rc = tl_subnet_cost(sn, spec, &macs, &params, err);
+  if (rc != 0) {
+    tl_plan_free(plan);
+    return rc;
+  }
+  int64_t io = 0;
+  for (int i = 0; i < tl_plan_n_inputs(plan); i++) {
+    struct tl_tensor *in = tl_plan_input(plan, i);
+    io += tl_shape_numel(&in->shape) * (int64_t)tl_dtype_size(in->dtype);
+  }
+  for (int i = 0; i < tl_plan_n_outputs(plan); i++) {
+    const struct tl_tensor *o = tl_plan_output(plan, i);
+    io += tl_shape_numel(&o->shape) * (int64_t)tl_dtype_size(o->dtype);
+  }
+  out->steps = ns;
+  out->latency_ms = (sum + ns * tl_op_table_overhead_us(t)) / 1e3;
+  out->weight_bytes = params * (int64_t)sizeof(float);
+  out->arena_bytes = (int64_t)(tl_plan_arena_bytes(plan) + tl_plan_scratch_bytes(plan));
+  out->io_bytes = io;
+  out->mem_mib = (double)(out->weight_bytes + out->arena_bytes + out->io_bytes) / (1 << 20);
+  tl_plan_free(plan);
+  return 0;
+}
+
+static double clamp_factor(double f) {
+  if (!(f > 0))
+    return 1;
+  return f < 0.05 ? 0.05 : f > 20 ? 20 : f;
+}
+
+double tl_latency_scale(double base_ms, const struct tl_device_scale *s) {
+  if (s == NULL)
+    return base_ms;
+  return base_ms / clamp_factor(s->freq_ratio) / clamp_factor(s->cpu_share) *
+         clamp_factor(s->correction);
+}
+
+/* ===================================================== proxy transfer */
+
+/* Length of sig without its trailing " tN" (thread count). */
+static size_t sig_base_len(const char *sig) {
+  const char *p = strrchr(sig, ' ');
+  if (p == NULL || p[1] != 't')
+    return strlen(sig);
+  for (const char *q = p + 2; *q; q++)
+    if (*q < '0' || *q > '9')
+      return strlen(sig);
+  return (size_t)(p - sig);
+}
+
+/* sig with its thread count replaced by the engine's current one. */
+static int sig_here(const char *sig, char *buf, size_t len) {
+  size_t base = sig_base_len(sig);
+  int n = snprintf(buf, len, "%.*s t%d", (int)base, sig, tl_engine_threads());
+  return n > 0 && (size_t)n < len ? 0 : TL_ERANGE;
+}
+
+/* The kind of a signature for per-kind corrections: its fused op name and
+ * its conv algorithm ("Conv+BatchNormalization+Relu conv4"). */
+static void sig_kind(const char *sig, char *buf, size_t len) {
+  size_t k = strcspn(sig, " ");
+  const char *conv = strstr(sig, " conv");
+  size_t c = conv ? strcspn(conv + 1, " ") + 1 : 0;
+  snprintf(buf, len, "%.*s%.*s", (int)k, sig, (int)c, conv ? conv : "");
+}
+
+struct anchor {
+  const char *src_sig; /* in src */
+  double x;            /* src median */
+  double y;            /* measured here; < 0 until measured */
+};
+
+static int cmp_anchor_x(const void *a, const void *b) {
+  double x = ((const struct anchor *)a)->x, y = ((const struct anchor *)b)->x;
+  return (x > y) - (x < y);
+}
+
+int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *src,
+                        int anchors, const struct tl_profile_options *opts,
+                        struct tl_op_table *dst, struct tl_transfer_report *rep,
+                        struct tl_error *err) {
+  struct tl_profile_options o = opts ? *opts : (struct tl_profile_options){0};
+  if (o.warmup <= 0)
+    o.warmup = 2;
+  if (o.repeats <= 0)
+    o.repeats = 11;
+  int ns_src = tl_op_table_count(src);
+  if (anchors < 2)
+    return tl_fail(err, TL_EINVAL, "proxy transfer needs at least 2 anchors, not %d", anchors);
+  if (ns_src < anchors)
+    return tl_fail(err, TL_EINVAL, "the other table has %d entries, fewer than %d anchors",
+                   ns_src, anchors);
+  double t0 = now_s();
+  struct tl_transfer_report r = {0};
+  struct tl_supernet_info info;
+  tl_supernet_info(sn, &info);
+
+  /* Candidates: the steps of the largest and smallest subnets (the two
+   * ends of the latency range), then covering plans if they are not
+   * enough.  Anchors are picked from them at even quantiles of src. */
+  struct anchor *cand = NULL;
+  int ncand = 0, cap = 0, rc = 0;
+  struct tl_subnet_spec *specs = malloc((size_t)(2 + info.n_widths * info.n_res) * sizeof *specs);
+  int nspecs = 0;
+  if (specs == NULL)
+    return tl_fail(err, TL_ENOMEM, "proxy transfer: out of memory");
+  tl_subnet_largest(sn, &specs[nspecs++]);
+  tl_subnet_smallest(sn, &specs[nspecs++]);
+  uint64_t cseed = 0x7a11035eedull;
+  for (int i = 0; covering_spec(&info, i, &cseed, &specs[nspecs]); i++)
+    nspecs++;
+  char sig[SIG_MAX], here[SIG_MAX];
+  struct tl_op_table *seen = NULL; /* candidate signatures (value: spec index) */
+  rc = tl_op_table_new(&seen);
+  if (rc != 0) {
+    free(specs);
+    return tl_fail(err, rc, "proxy transfer: out of memory");
+  }
+  for (int p = 0; p < nspecs && (ncand < 4 * anchors || p < 2); p++) {
+    struct tl_plan *plan = NULL;
+    rc = build_plan(sn, &specs[p], &plan, err);
+    if (rc != 0)
+      goto fail;
+    for (int s = 0; s < tl_plan_n_steps(plan) && rc == 0; s++) {
+      double x, dummy;
+      tl_plan_step_signature(plan, s, here, sizeof here);
+      if (tl_op_table_get(seen, here, &dummy))
+        continue;
+      /* the src entry with the same base signature */
+      const char *match = NULL;
+      size_t hb = sig_base_len(here);
+      for (int e = 0; e < ns_src && match == NULL; e++) {
+        const char *ss;
+        tl_op_table_entry(src, e, &ss, &x);
+        if (sig_base_len(ss) == hb && strncmp(ss, here, hb) == 0)
+          match = ss;
+      }
+      if (match == NULL)
+        continue;
+      if (ncand == cap) {
+        cap = cap ? 2 * cap : 64;
+        struct anchor *a = realloc(cand, (size_t)cap * sizeof *a);
+        if (a == NULL) {
+          rc = TL_ENOMEM;
+          break;
+        }
+        cand = a;
+      }
+      tl_op_table_get(src, match, &x);
+      cand[ncand++] = (struct anchor){match, x, -1};
+      rc = tl_op_table_set(seen, here, p);
+    }
+    tl_plan_free(plan);
+    if (rc != 0) {
+      rc = tl_fail(err, rc, "proxy transfer: out of memory");
+      goto fail;
+    }
+  }
+  if (ncand < anchors) {
+    rc = tl_fail(err, TL_EINVAL,
+                 "the other table shares only %d signatures with this model's plans: "
+                 "is it a profile of another model?", ncand);
+    goto fail;
+  }
+  qsort(cand, (size_t)ncand, sizeof *cand, cmp_anchor_x);
+  /* Keep `anchors` of them at even quantiles, ends included. */
+  struct anchor *pick = malloc((size_t)anchors * sizeof *pick);
+  if (pick == NULL) {
+    rc = tl_fail(err, TL_ENOMEM, "proxy transfer: out of memory");
+    goto fail;
+  }
+  for (int a = 0; a < anchors; a++)
+    pick[a] = cand[(int)((double)a * (ncand - 1) / (anchors - 1) + 0.5)];
+  free(cand);
+  cand = pick;
+  ncand = anchors;
+
+  /* Measure them here: run each plan that holds an unmeasured anchor. */
+  double *overheads = malloc((size_t)nspecs * sizeof *overheads);
+  int n_over = 0;
+  if (overheads == NULL) {
+    rc = tl_fail(err, TL_ENOMEM, "proxy transfer: out of memory");
+    goto fail;
+  }
+  for (int a = 0; a < ncand && rc == 0; a++) {
+    if (cand[a].y >= 0)
+      continue;
+    double pidx;
+    sig_here(cand[a].src_sig, sig, sizeof sig);
+    if (!tl_op_table_get(seen, sig, &pidx)) {
+      rc = tl_fail(err, TL_EINTERNAL, "anchor %s not found in its plan", sig);
+      break;
+    }
+    struct tl_plan *plan = NULL;
+    rc = build_plan(sn, &specs[(int)pidx], &plan, err);
+    if (rc != 0)
+      break;
+    struct plan_timing pt;
+    rc = time_plan(plan, o.warmup, o.repeats, &pt);
+    if (rc != 0) {
+      tl_plan_free(plan);
+      rc = tl_fail(err, rc, "proxy transfer: out of memory");
+      break;
+    }
+    double sum = 0;
+    for (int s = 0; s < pt.steps; s++) {
+      sum += pt.step_us[s];
+      tl_plan_step_signature(plan, s, here, sizeof here);
+      for (int b = 0; b < ncand; b++) {
+        if (cand[b].y >= 0)
+          continue;
+        sig_here(cand[b].src_sig, sig, sizeof sig);
+        if (strcmp(sig, here) == 0)
+          cand[b].y = pt.step_us[s];
+      }
+    }
+    if (pt.steps > 0)
+      overheads[n_over++] = (pt.whole_us - sum) / pt.steps;
+    free(pt.step_us);
+    tl_plan_free(plan);
+    r.plans++;
+    if (o.progress)
+      o.progress(o.ctx, r.plans, a + 1, ncand);
+  }
+  if (rc != 0) {
+    free(overheads);
+    goto fail;
+  }
+
+  /* Fit y = a x + b minimising the sum of ((a x + b - y) / y)^2. */
+  double sww = 0, swx = 0, swxx = 0, swy = 0, swxy = 0;
+  for (int a = 0; a < ncand; a++) {
+    double y = cand[a].y > 1e-3 ? cand[a].y : 1e-3, w = 1 / (y * y), x = cand[a].x;
+    sww += w, swx += w * x, swxx += w * x * x, swy += w * y, swxy += w * x * y;
+  }
+  double det = sww * swxx - swx * swx;
+  double fa = det > 0 ? (sww * swxy - swx * swy) / det : swy / (swx > 0 ? swx : 1);
+  double fb = det > 0 ? (swy - fa * swx) / sww : 0;
+  if (!(fa > 0)) { /* degenerate anchors: a pure ratio */
+    fa = swy / (swx > 0 ? swx : 1);
+    fb = 0;
+  }
+  r.scale = fa;
+  r.offset_us = fb;
+
+  /* Per-kind corrections where at least two anchors share a kind: the
+   * median of their measured / fitted ratios. */
+  char kinds[32][128];
+  double corr[32];
+  int nk = 0;
+  for (int a = 0; a < ncand && nk < 32; a++) {
+    char k[128];
+    sig_kind(cand[a].src_sig, k, sizeof k);
+    int dup = 0;
+    for (int j = 0; j < nk; j++)
+      dup |= strcmp(kinds[j], k) == 0;
+    if (dup)
+      continue;
+    double ratios[64];
+    int nr = 0;
+    for (int b = 0; b < ncand && nr < 64; b++) {
+      char kb[128];
+      sig_kind(cand[b].src_sig, kb, sizeof kb);
+      double fit = fa * cand[b].x + fb;
+      if (strcmp(kb, k) == 0 && fit > 0)
+        ratios[nr++] = cand[b].y / fit;
+    }
+    if (nr < 2)
+      continue;
+    snprintf(kinds[nk], sizeof kinds[nk], "%s", k);
+    corr[nk++] = median(ratios, nr);
+  }
+  r.kinds_corrected = nk;
+
+  for (int e = 0; e < ns_src && rc == 0; e++) {
+    const char *ss;
+    double x;
+    tl_op_table_entry(src, e, &ss, &x);
+    if (sig_here(ss, sig, sizeof sig) != 0)
+      continue;
+    double y = fa * x + fb;
+    char k[128];
+    sig_kind(ss, k, sizeof k);
+    for (int j = 0; j < nk; j++)
+      if (strcmp(kinds[j], k) == 0)
+        y *= corr[j];
+    /* anchors keep what was measured */
+    for (int a = 0; a < ncand; a++)
+      if (cand[a].src_sig == ss)
+        y = cand[a].y;
+    rc = tl_op_table_set(dst, sig, y > 0 ? y : 0);
+  }
+  if (n_over > 0)
+    tl_op_table_set_overhead_us(dst, median(overheads, n_over));
+  free(overheads);
+  if (rc != 0) {
+    rc = tl_fail(err, rc, "proxy transfer: out of memory");
+    goto fail;
+  }
+  r.anchors = ncand;
+  r.seconds = now_s() - t0;
+  if (rep)
+    *rep = r;
+fail:
+  free(cand);
+  free(specs);
+  tl_op_table_free(seen);
+  return rc;
+}

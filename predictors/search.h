@@ -1,0 +1,75 @@
+/*
+ * search.h - on-device search for the frontier of subnets worth serving.
+ *
+ * The space is too large to measure (resnet50 has ~10^20 subnets), so the
+ * search narrows it in steps that each cost more per subnet and see fewer:
+ *
+ *  1. an accuracy estimate that needs no training (AutoTailor): the
+ *     largest subnet's accuracy minus the sum of one-at-a-time drops, each
+ *     measured once by shrinking a single dimension (one resolution, one
+ *     stage's depth or width) of the largest, after BN recalibration;
+ *  2. every subnet of the space (or, when it is too large, a sample) gets
+ *     its predicted latency and estimated accuracy; those within a margin
+ *     of the estimated Pareto front are kept, spread over the latency
+ *     range;
+ *  3. those are measured on a subset of the calibration data (after BN
+ *     recalibration) and the Pareto front of predicted latency and
+ *     measured accuracy is cut to at most k subnets spread over the range;
+ *  4. the frontier is recalibrated and measured on all the calibration
+ *     data.
+ *
+ * The caller caches the result (store.h): a search is done once per model,
+ * calibration data, space and device.  Runs on the calling thread.
+ */
+#ifndef TL_SEARCH_H
+#define TL_SEARCH_H
+
+#include <stdint.h>
+
+#include "calib.h"
+#include "error.h"
+#include "latency.h"
+#include "supernet.h"
+
+struct tl_search_options {
+  int k;                  /* frontier size; 0 means 16 */
+  int64_t est_images;     /* images for the accuracy of steps 1 and 3; 0 = 2000 */
+  int64_t recalib_images; /* images for BN recalibration in steps 1-3; 0 = 500 */
+  int64_t final_recalib;  /* images for the frontier's recalibration; 0 = 2000 */
+  int candidates;         /* subnets measured in step 3; 0 means 5 * k */
+  int max_enumerate;      /* spaces larger than this are sampled; 0 = 20000 */
+  int batch;              /* images per run; 0 means 100 */
+  uint64_t seed;          /* for sampling; 0 means a fixed default */
+  /* Progress (may be NULL): phase ("estimate", "predict", "measure",
+   * "frontier"), work done and the phase's total. */
+  void (*progress)(void *ctx, const char *phase, int done, int total);
+  void *ctx;
+};
+
+struct tl_frontier_member {
+  struct tl_subnet_spec spec;
+  double predicted_ms;
+  double predicted_mib;
+  double accuracy;         /* top-1 on all the calibration data, recalibrated */
+  struct tl_bn_stats *bn;  /* its recalibrated statistics; owned */
+};
+
+struct tl_search_report {
+  int evaluated;     /* subnet evaluations on calibration data, all steps */
+  int predicted;     /* subnets whose latency was predicted */
+  double space_size;
+  double seconds;
+};
+
+/* Searches sn's space with latencies from t (profiled: see latency.h) and
+ * accuracies on calib.  On success *out is a malloc'd array of *n members
+ * (1 <= *n <= k) by increasing predicted latency, each more accurate than
+ * the one before; free it with tl_frontier_free().  rep may be NULL. */
+int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
+              const struct tl_calib *calib, const struct tl_search_options *opts,
+              struct tl_frontier_member **out, int *n, struct tl_search_report *rep,
+              struct tl_error *err);
+
+void tl_frontier_free(struct tl_frontier_member *f, int n);
+
+#endif
