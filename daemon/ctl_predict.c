@@ -23,6 +23,7 @@
 #include "device.h"
 #include "latency.h"
 #include "calib.h"
+#include "frontier.h"
 #include "plan.h"
 #include "search.h"
 #include "store.h"
@@ -293,37 +294,6 @@ int cmd_predict(int argc, char **argv) {
 
 /* -------------------------------------------------------------- search */
 
-/* FNV-1a 64 over bytes, continuing from h. */
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-/* What identifies calibration data: its images, labels and scale. */
-static void calib_hash(const struct tl_calib *c, char out[17]) {
-  uint64_t h = 1469598103934665603ull;
-  h = fnv1a(h, c->x.data, (size_t)tl_shape_numel(&c->x.shape) * tl_dtype_size(c->x.dtype));
-  h = fnv1a(h, c->labels, (size_t)c->n * sizeof *c->labels);
-  h = fnv1a(h, &c->scale, sizeof c->scale);
-  snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
-/* The canonical text of the space's choices, part of the frontier's key. */
-static void space_text(const struct tl_supernet *sn, char *buf, size_t size) {
-  struct tl_supernet_info info;
-  tl_supernet_info(sn, &info);
-  size_t used = 0;
-  used += (size_t)snprintf(buf + used, size - used, "w=");
-  for (int i = 0; i < info.n_widths && used < size; i++)
-    used += (size_t)snprintf(buf + used, size - used, "%s%g", i ? "," : "", (double)info.widths[i]);
-  if (used < size)
-    used += (size_t)snprintf(buf + used, size - used, " r=");
-  for (int i = 0; i < info.n_res && used < size; i++)
-    used += (size_t)snprintf(buf + used, size - used, "%s%d", i ? "," : "", info.res[i]);
-}
-
 static void search_progress(void *ctx, const char *phase, int done, int total) {
   (void)ctx;
   fprintf(stderr, "\rsearch: %-8s %d/%d   ", phase, done, total);
@@ -384,97 +354,37 @@ int cmd_search(int argc, char **argv) {
   struct tl_calib data;
   if (tl_calib_load(calib_x, calib_y, scale, &data, &err) != 0)
     die("%s", err.msg);
-  char mhash[17], chash[17], space[512];
-  snprintf(mhash, sizeof mhash, "%016llx", (unsigned long long)g->hash);
-  calib_hash(&data, chash);
-  space_text(sn, space, sizeof space);
-  double t_ready = now_ms();
-
   struct tl_store *st = open_store(db);
   int64_t dev = device_id(st, threads);
-  struct tl_frontier_entry *cached = NULL;
-  size_t n_cached = 0;
-  int rc = tl_store_frontier_get(st, mhash, dev, chash, space, &cached, &n_cached, &err);
-  if (rc != 0 && rc != TL_ENOENT)
+  struct tl_search_options so = {.k = k, .progress = search_progress};
+  struct tl_profile_options po = {.progress = progress};
+  struct tl_frontier_member *f = NULL;
+  int n = 0;
+  struct tl_frontier_report rep;
+  if (tl_frontier_obtain(sn, g, st, dev, &data, &so, &po, NULL, &f, &n, &rep, &err) != 0)
     die("%s", err.msg);
-  /* A cached frontier counts only with the statistics of every member. */
-  for (size_t i = 0; rc == 0 && i < n_cached; i++) {
-    void *blob = NULL;
-    size_t len;
-    struct tl_bn_stats *bn = NULL;
-    if (tl_store_bn_get(st, mhash, cached[i].subnet_key, chash, &blob, &len, &err) != 0)
-      rc = TL_ENOENT;
-    else if (tl_bn_stats_deserialize(sn, blob, len, &bn, &err) != 0)
-      rc = TL_ENOENT;
-    free(blob);
-    tl_bn_stats_free(bn);
-  }
-  double load_ms = now_ms() - t_ready;
+  if (rep.profiled_signatures > 0)
+    fputc('\n', stderr);
 
   json_t *out = json_object();
   json_t *members = json_array();
   if (out == NULL || members == NULL)
     die("out of memory");
-  if (rc == 0) {
-    for (size_t i = 0; i < n_cached; i++) {
-      json_t *m = json_object();
-      json_object_set_new(m, "subnet", json_string(cached[i].spec));
-      json_object_set_new(m, "predicted_ms", json_real(cached[i].predicted_ms));
-      json_object_set_new(m, "predicted_mib", json_real(cached[i].predicted_mib));
-      json_object_set_new(m, "accuracy", json_real(cached[i].accuracy));
-      json_array_append_new(members, m);
-    }
-    json_object_set_new(out, "cached", json_true());
-    json_object_set_new(out, "profiled_signatures", json_integer(0));
-    json_object_set_new(out, "evaluated", json_integer(0));
-  } else {
-    struct tl_profile_report prep;
-    struct tl_op_table *t = table_for(sn, st, dev, 0, &prep);
-    struct tl_search_options so = {.k = k, .progress = search_progress};
-    struct tl_frontier_member *f = NULL;
-    int n = 0;
-    struct tl_search_report srep;
-    if (tl_search(sn, t, &data, &so, &f, &n, &srep, &err) != 0)
-      die("%s", err.msg);
-    struct tl_frontier_entry *entries = calloc((size_t)n + 1, sizeof *entries);
-    char (*texts)[512] = calloc((size_t)n + 1, sizeof *texts);
-    if (entries == NULL || texts == NULL)
-      die("out of memory");
-    for (int i = 0; i < n; i++) {
-      uint64_t key = tl_subnet_key(sn, &f[i].spec);
-      tl_subnet_format(sn, &f[i].spec, texts[i], sizeof texts[i]);
-      entries[i] = (struct tl_frontier_entry){texts[i], key, f[i].predicted_ms,
-                                              f[i].predicted_mib, f[i].accuracy};
-      struct tl_subnet_accuracy acc = {texts[i], f[i].accuracy, data.n, 1};
-      void *blob;
-      size_t len;
-      if (tl_store_accuracy_put(st, mhash, key, chash, &acc, &err) != 0 ||
-          tl_bn_stats_serialize(sn, f[i].bn, &blob, &len, &err) != 0)
-        die("%s", err.msg);
-      rc = tl_store_bn_put(st, mhash, key, chash, blob, len, &err);
-      free(blob);
-      if (rc != 0)
-        die("%s", err.msg);
-      json_t *m = json_object();
-      json_object_set_new(m, "subnet", json_string(texts[i]));
-      json_object_set_new(m, "predicted_ms", json_real(f[i].predicted_ms));
-      json_object_set_new(m, "predicted_mib", json_real(f[i].predicted_mib));
-      json_object_set_new(m, "accuracy", json_real(f[i].accuracy));
-      json_array_append_new(members, m);
-    }
-    if (tl_store_frontier_put(st, mhash, dev, chash, space, entries, (size_t)n, &err) != 0)
-      die("%s", err.msg);
-    json_object_set_new(out, "cached", json_false());
-    json_object_set_new(out, "profiled_signatures", json_integer(prep.new_signatures));
-    json_object_set_new(out, "evaluated", json_integer(srep.evaluated));
-    json_object_set_new(out, "predicted", json_integer(srep.predicted));
-    json_object_set_new(out, "search_s", json_real(srep.seconds));
-    free(entries);
-    free(texts);
-    tl_frontier_free(f, n);
-    tl_op_table_free(t);
+  for (int i = 0; i < n; i++) {
+    char text[512];
+    json_t *m = json_object();
+    json_object_set_new(m, "subnet", json_string(tl_subnet_format(sn, &f[i].spec, text, sizeof text)));
+    json_object_set_new(m, "predicted_ms", json_real(f[i].predicted_ms));
+    json_object_set_new(m, "predicted_mib", json_real(f[i].predicted_mib));
+    json_object_set_new(m, "accuracy", json_real(f[i].accuracy));
+    json_array_append_new(members, m);
   }
-  free(cached);
+  tl_frontier_free(f, n);
+  json_object_set_new(out, "cached", json_boolean(rep.cached));
+  json_object_set_new(out, "profiled_signatures", json_integer(rep.profiled_signatures));
+  json_object_set_new(out, "evaluated", json_integer(rep.evaluated));
+  json_object_set_new(out, "search_s", json_real(rep.search_s));
+  double load_ms = rep.load_ms;
   json_object_set_new(out, "model", json_string(model));
   json_object_set_new(out, "load_ms", json_real(load_ms));
   json_object_set_new(out, "total_s", json_real((now_ms() - t_start) / 1e3));
