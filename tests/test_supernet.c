@@ -165,6 +165,77 @@ START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
 }
 END_TEST
 
+/* The bundled model: three stages of two skippable blocks, eight width
+ * groups, resolutions 14..28; its largest subnet equals the whole graph
+ * run by the engine, and 100 random subnets give finite logits. */
+START_TEST(bundled_model_is_a_supernet_whose_largest_subnet_is_the_model) {
+  const char *src = getenv("TAILOR_SOURCE_ROOT");
+  char dir[4100];
+  snprintf(dir, sizeof dir, "%s/models", src ? src : ".");
+  struct tl_graph *g = load(dir, "fmnist.onnx");
+  struct tl_error err = {{0}};
+  /* The whole graph first: the SuperNet sorts channels in place, which
+   * must not change what the model computes. */
+  struct tl_shape in_shape = {4, {1, 1, 28, 28}};
+  struct tl_plan_options po = {.input_shapes = &in_shape};
+  struct tl_plan *whole = NULL;
+  ck_assert_msg(tl_plan_build(g, &po, &whole, &err) == 0, "%s", err.msg);
+  float x[28 * 28];
+  uint32_t r = 1;
+  for (int i = 0; i < 28 * 28; i++) {
+    r = r * 1664525u + 1013904223u;
+    x[i] = (float)(r >> 8) / 16777216.0f;
+  }
+  memcpy(tl_plan_input(whole, 0)->data, x, sizeof x);
+  tl_plan_run(whole);
+  float ref[10];
+  memcpy(ref, tl_plan_output(whole, 0)->data, sizeof ref);
+  tl_plan_free(whole);
+
+  struct tl_supernet *sn = compile(g);
+  struct tl_supernet_info info;
+  tl_supernet_info(sn, &info);
+  ck_assert_int_eq(info.n_stages, 3);
+  for (int st = 0; st < 3; st++)
+    ck_assert_int_eq(info.blocks[st], 2);
+  ck_assert_int_eq(info.n_width_groups, 8);
+  ck_assert_int_eq(info.n_res, 5);
+  ck_assert_int_eq(info.res[0], 14);
+  ck_assert_int_eq(info.res[4], 28);
+  ck_assert(info.space_size == 8640);
+
+  struct tl_subnet_spec spec;
+  tl_subnet_largest(sn, &spec);
+  struct tl_plan *p = NULL;
+  ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s", err.msg);
+  memcpy(tl_plan_input(p, 0)->data, x, sizeof x);
+  tl_plan_run(p);
+  const float *y = tl_plan_output(p, 0)->data;
+  double max_ref = 0, max_err = 0;
+  for (int i = 0; i < 10; i++) {
+    max_ref = fmax(max_ref, fabs(ref[i]));
+    max_err = fmax(max_err, fabs(ref[i] - y[i]));
+  }
+  ck_assert_msg(max_err <= 1e-4 * max_ref, "largest subnet off by %g (max |ref| %g)", max_err,
+                max_ref);
+  tl_plan_free(p);
+  uint64_t seed = 9;
+  for (int k = 0; k < 100; k++) {
+    tl_subnet_random(sn, &seed, &spec);
+    ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s", err.msg);
+    memcpy(tl_plan_input(p, 0)->data, x, sizeof x);
+    tl_plan_run(p);
+    const struct tl_tensor *t = tl_plan_output(p, 0);
+    ck_assert_int_eq(tl_shape_numel(&t->shape), 10);
+    for (int i = 0; i < 10; i++)
+      ck_assert(isfinite(((const float *)t->data)[i]));
+    tl_plan_free(p);
+  }
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
 static long resident_bytes(void) {
   FILE *f = fopen("/proc/self/statm", "r");
   ck_assert_ptr_nonnull(f);
@@ -368,6 +439,7 @@ int main(void) {
   int n = (int)(sizeof expects / sizeof expects[0]);
   tcase_add_loop_test(tc, compiler_finds_the_elastic_dimensions, 0, n);
   tcase_add_loop_test(tc, largest_subnet_reproduces_the_model_and_random_subnets_run, 0, n);
+  tcase_add_test(tc, bundled_model_is_a_supernet_whose_largest_subnet_is_the_model);
   tcase_add_test(tc, subnet_plans_share_weights_instead_of_copying_them);
   tcase_add_test(tc, internal_channels_are_sorted_by_importance);
   tcase_add_test(tc, spec_text_round_trips_and_keys_are_stable);
