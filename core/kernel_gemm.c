@@ -272,12 +272,16 @@ static int64_t gemm_buf_floats(const struct tl_conv_params *p) {
   return p->c / p->group * p->g_nph * p->g_plane + gemm_slack(p);
 }
 
-/* Scratch bytes of one share: a C block (mg x ncr) and a block's packed
- * panels (KC x ncr, at least kdim floats for a gemv column). */
+/* Scratch bytes of one share: a C block (mg x ncr) and, for a 1x1 conv
+ * on its input in place, a block's packed panels (min(KC, kdim) x ncr);
+ * at least kdim floats for a gemv column. */
 static size_t gemm_thread_bytes(const struct tl_conv_params *p) {
   const int64_t mg = p->m / p->group, kdim = p->c / p->group * p->kh * p->kw;
   const int64_t ncr = (p->nb + p->g_ukr.nr - 1) / p->g_ukr.nr * p->g_ukr.nr;
-  const int64_t packed = KC * ncr > kdim ? KC * ncr : kdim;
+  /* Only a 1x1 conv reading its input in place packs panels (kc <=
+   * min(KC, kdim) rows of ncr columns); the others read padded planes. */
+  const int64_t kc = kdim < KC ? kdim : KC;
+  const int64_t packed = p->g_direct && kc * ncr > kdim ? kc * ncr : kdim;
   const size_t bytes = (size_t)(mg * ncr + packed) * sizeof(float);
   return (bytes + 63) / 64 * 64; /* shares never share a cache line */
 }

@@ -991,6 +991,46 @@ void tl_plan_run_step(struct tl_plan *plan, int i) {
   plan->steps[i].run(&plan->steps[i], plan->scratch);
 }
 
+/* Bytes of buf[0..n) that differ from the fill byte. */
+static size_t count_written(const unsigned char *buf, size_t n, unsigned char fill) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    k += buf[i] != fill;
+  return k;
+}
+
+int tl_plan_touched_bytes(struct tl_plan *plan, size_t *arena_bytes, size_t *scratch_bytes) {
+  /* The inputs live in the arena: keep them across the fill. */
+  size_t in_total = 0;
+  for (int i = 0; i < plan->n_inputs; i++)
+    in_total += (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
+  unsigned char *saved = malloc(in_total ? in_total : 1);
+  if (saved == NULL)
+    return TL_ENOMEM;
+  size_t off = 0;
+  for (int i = 0; i < plan->n_inputs; i++) {
+    size_t n = (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
+    memcpy(saved + off, plan->inputs[i].data, n);
+    off += n;
+  }
+  const unsigned char fill = 0xa5; /* as a float, -2.9e-16: no kernel writes it by chance */
+  if (plan->arena_bytes)
+    memset(plan->arena, fill, plan->arena_bytes);
+  if (plan->scratch_bytes)
+    memset(plan->scratch, fill, plan->scratch_bytes);
+  off = 0;
+  for (int i = 0; i < plan->n_inputs; i++) {
+    size_t n = (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
+    memcpy(plan->inputs[i].data, saved + off, n);
+    off += n;
+  }
+  free(saved);
+  tl_plan_run(plan);
+  *arena_bytes = plan->arena_bytes ? count_written(plan->arena, plan->arena_bytes, fill) : 0;
+  *scratch_bytes = plan->scratch_bytes ? count_written(plan->scratch, plan->scratch_bytes, fill) : 0;
+  return 0;
+}
+
 int tl_plan_n_steps(const struct tl_plan *plan) { return plan->n_steps; }
 
 void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *info) {

@@ -71,6 +71,12 @@ void tl_plan_run(struct tl_plan *plan);
 size_t tl_plan_arena_bytes(const struct tl_plan *plan);
 size_t tl_plan_scratch_bytes(const struct tl_plan *plan);
 
+/* Measures what one run really uses: fills the arena and the scratch
+ * with a pattern (keeping the inputs), runs the plan, and counts the
+ * bytes of each that the run wrote.  For benchmarks of the memory
+ * predictor; TL_ENOMEM if the inputs cannot be saved. */
+int tl_plan_touched_bytes(struct tl_plan *plan, size_t *arena_bytes, size_t *scratch_bytes);
+
 /* Bytes of everything else the plan owns: its steps, their parameters,
  * BN scale/shift vectors, any transformed weights. */
 size_t tl_plan_meta_bytes(const struct tl_plan *plan);

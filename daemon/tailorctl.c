@@ -456,6 +456,9 @@ static int cmd_bench(int argc, char **argv) {
   }
   double measure_ms = now_ms() - t_measure;
   double plan_rss = resident_mib() - rss_before;
+  size_t touched_arena = 0, touched_scratch = 0;
+  if (tl_plan_touched_bytes(plan, &touched_arena, &touched_scratch) != 0)
+    die("out of memory");
   if (per_op)
     for (int i = 0; i < runs; i++)
       tl_plan_run_timed(plan, step_us);
@@ -488,6 +491,8 @@ static int cmd_bench(int argc, char **argv) {
     json_object_set_new(o, "measure_ms", json_real(measure_ms));
     json_object_set_new(o, "scratch_mib", json_real(scratch_mib));
     json_object_set_new(o, "plan_rss_mib", json_real(plan_rss));
+    json_object_set_new(o, "touched_arena_bytes", json_integer((json_int_t)touched_arena));
+    json_object_set_new(o, "touched_scratch_bytes", json_integer((json_int_t)touched_scratch));
     if (per_op) {
       json_t *ops = json_array();
       for (int i = 0; i < n_steps; i++) {

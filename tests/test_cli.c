@@ -16,7 +16,7 @@
 
 #include "npy.h"
 
-static char tailorctl[4096], data_dir[4096], tmp_dir[4096];
+static char tailorctl[4096], data_dir[4096], tmp_dir[4096], bundled[4096];
 
 struct result {
   int status; /* exit status, or -1 if killed */
@@ -112,6 +112,7 @@ static void setup(void) {
   const char *src = getenv("TAILOR_SOURCE_ROOT");
   snprintf(tailorctl, sizeof tailorctl, "%s/daemon/tailorctl", build ? build : "build");
   snprintf(data_dir, sizeof data_dir, "%s/tests/data/models", src ? src : ".");
+  snprintf(bundled, sizeof bundled, "%s/models/fmnist.onnx", src ? src : ".");
   snprintf(tmp_dir, sizeof tmp_dir, "/tmp/tl_cli_XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
 }
@@ -260,6 +261,116 @@ START_TEST(wrong_number_of_inputs_is_one_error_line) {
 }
 END_TEST
 
+/* ------------------------------------------------ SuperNet and predictors */
+
+START_TEST(inspect_json_shows_stages_elastic_dimensions_and_space) {
+  struct result r;
+  run(&r, (const char *[]){"inspect", bundled, "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  json_t *o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_int_eq(json_array_size(json_object_get(o, "stages")), 3);
+  json_t *el = json_object_get(o, "elastic");
+  ck_assert(json_is_true(json_object_get(el, "depth")));
+  ck_assert(json_is_true(json_object_get(el, "width")));
+  ck_assert(json_is_true(json_object_get(el, "resolution")));
+  ck_assert(json_number_value(json_object_get(o, "space_size")) == 8640);
+  json_decref(o);
+}
+END_TEST
+
+START_TEST(eval_json_prints_one_object_per_subnet) {
+  /* 40 images: accuracy is whatever it is, but a fraction, per subnet */
+  struct tl_shape xs = {4, {40, 1, 28, 28}}, ys = {1, {40}};
+  write_npy(tmp("x.npy"), TL_DTYPE_UINT8, xs);
+  write_npy(tmp("y.npy"), TL_DTYPE_INT64, ys);
+  struct result r;
+  run(&r, (const char *[]){"eval", bundled, "--calib", tmp("x.npy"), tmp("y.npy"), "--subnet",
+                           "r=28 d=2,2,2 w=1,1,1", "--subnet", "w=.5,.5,.5 r=14 d=0,1,2",
+                           "--batch", "20", "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  char *line = strtok(r.out, "\n");
+  const char *want[] = {"r=28 d=2,2,2 w=1,1,1", "r=14 d=0,1,2 w=.5,.5,.5"};
+  for (int i = 0; i < 2; i++, line = strtok(NULL, "\n")) {
+    ck_assert_ptr_nonnull(line);
+    json_t *o = json_loads(line, 0, NULL);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "subnet")), want[i]); /* canonical */
+    double acc = json_number_value(json_object_get(o, "accuracy"));
+    ck_assert(acc >= 0 && acc <= 1);
+    json_decref(o);
+  }
+  ck_assert_ptr_null(line);
+}
+END_TEST
+
+START_TEST(bad_subnet_spec_is_one_error_line) {
+  struct result r;
+  run(&r, (const char *[]){"bench", bundled, "--subnet", "r=28 d=3,1,1 w=1,1,1", NULL});
+  assert_one_error_line(&r, "depth", "stage 1");
+  run(&r, (const char *[]){"bench", bundled, "--subnet", "r=28 d=2,2,2 w=1,1,.3", NULL});
+  assert_one_error_line(&r, "width", NULL);
+  run(&r, (const char *[]){"bench", bundled, "--subnet", "r=28 d=2,2,2 w=1,1,1 q=2", NULL});
+  assert_one_error_line(&r, "q", NULL);
+}
+END_TEST
+
+START_TEST(model_without_elastic_dimension_is_one_error_line) {
+  struct result r;
+  run(&r, (const char *[]){"inspect", model("no_elastic.onnx"), NULL});
+  assert_one_error_line(&r, "no_elastic.onnx", "elastic");
+}
+END_TEST
+
+START_TEST(predict_profiles_once_then_reads_the_cache) {
+  struct result r;
+  const char *db = tmp("cache.db");
+  run(&r, (const char *[]){"predict", bundled, "--db", db, "--subnet", "r=21 d=1,1,1 w=.5,.5,.5",
+                           "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.err, "profiling:")); /* the progress line */
+  json_t *o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_double_gt(json_number_value(json_object_get(o, "predicted_ms")), 0);
+  ck_assert_double_gt(json_number_value(json_object_get(o, "predicted_mib")), 0);
+  ck_assert_int_gt(json_integer_value(json_object_get(o, "profiled_signatures")), 0);
+  json_decref(o);
+  run(&r, (const char *[]){"predict", bundled, "--db", db, "--subnet", "r=14 d=0,0,0 w=1,1,1",
+                           "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_str_eq(r.err, "");
+  o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_int_eq(json_integer_value(json_object_get(o, "profiled_signatures")), 0);
+  json_decref(o);
+}
+END_TEST
+
+START_TEST(corrupt_cache_is_set_aside_with_a_warning) {
+  FILE *f = fopen(tmp("cache.db"), "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("garbage, not SQLite\n", f);
+  fclose(f);
+  struct result r;
+  run(&r, (const char *[]){"profile", bundled, "--db", tmp("cache.db"), "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.err, "tailorctl: warning:"));
+  ck_assert_ptr_nonnull(strstr(r.err, ".corrupt-"));
+  json_t *o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_int_gt(json_integer_value(json_object_get(o, "new_signatures")), 0);
+  json_decref(o);
+}
+END_TEST
+
+START_TEST(profile_from_needs_anchors) {
+  struct result r;
+  run(&r, (const char *[]){"profile", bundled, "--db", tmp("a.db"), "--from", tmp("b.db"), NULL});
+  ck_assert_int_eq(r.status, 2);
+  ck_assert_ptr_nonnull(strstr(r.err, "--anchors"));
+}
+END_TEST
+
 START_TEST(usage_errors_exit_2) {
   struct result r;
   run(&r, (const char *[]){"frobnicate", NULL});
@@ -288,6 +399,13 @@ int main(void) {
   tcase_add_test(tc, corrupt_npy_is_one_error_line);
   tcase_add_test(tc, wrong_number_of_inputs_is_one_error_line);
   tcase_add_test(tc, usage_errors_exit_2);
+  tcase_add_test(tc, inspect_json_shows_stages_elastic_dimensions_and_space);
+  tcase_add_test(tc, eval_json_prints_one_object_per_subnet);
+  tcase_add_test(tc, bad_subnet_spec_is_one_error_line);
+  tcase_add_test(tc, model_without_elastic_dimension_is_one_error_line);
+  tcase_add_test(tc, predict_profiles_once_then_reads_the_cache);
+  tcase_add_test(tc, corrupt_cache_is_set_aside_with_a_warning);
+  tcase_add_test(tc, profile_from_needs_anchors);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
