@@ -80,8 +80,8 @@ static int64_t device_id(struct tl_store *st, int threads) {
 
 static void progress(void *ctx, int plans, int signatures, int planned) {
   (void)ctx;
-  fprintf(stderr, "\rprofiling: %d plan%s timed (%d cover the space), %d op signatures", plans,
-          plans == 1 ? "" : "s", planned, signatures);
+  fprintf(stderr, "\rprofiling: plan %d of %d timed, %d op signatures", plans, planned,
+          signatures);
   fflush(stderr);
 }
 
@@ -101,7 +101,7 @@ static struct tl_op_table *table_for(const struct tl_supernet *sn, struct tl_sto
     die("%s", err.msg);
   if (!quiet && rep->plans > 0)
     fputc('\n', stderr);
-  if (rep->new_signatures > 0 && tl_latency_save(st, dev, t, 7, &err) != 0)
+  if (rep->new_signatures > 0 && tl_latency_save(st, dev, t, 8, &err) != 0)
     die("%s", err.msg);
   return t;
 }
@@ -166,7 +166,7 @@ int cmd_profile(int argc, char **argv) {
     struct tl_transfer_report tr;
     if (tl_latency_transfer(sn, src, anchors, NULL, dst, &tr, &err) != 0)
       die("%s", err.msg);
-    if (tl_latency_save(st, dev, dst, 7, &err) != 0)
+    if (tl_latency_save(st, dev, dst, 8, &err) != 0)
       die("%s", err.msg);
     json_object_set_new(o, "transferred", json_integer(tl_op_table_count(dst)));
     json_object_set_new(o, "anchors", json_integer(tr.anchors));

@@ -163,8 +163,7 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
   if (rc == 0)
     rc = tl_latency_profile(sn, profile, t, &prep, err);
   if (rc == 0 && prep.new_signatures > 0)
-    rc = tl_latency_save(st, device_id, t, profile && profile->repeats ? profile->repeats : 7,
-                         err);
+    rc = tl_latency_save(st, device_id, t, 8, err);
   if (rc == 0)
     rc = tl_search(sn, t, calib, search, &f, &nf, &srep, err);
   if (rc == 0)

@@ -229,29 +229,30 @@ struct plan_timing {
   double whole_us;  /* median of untimed whole runs */
 };
 
-/* Times plan: warm-up runs, then `repeats` runs with per-step timing, every
- * other one followed by a plain run (for the whole-run median). */
-static int time_plan(struct tl_plan *plan, int warmup, int repeats, struct plan_timing *out) {
+/* Times plan: warm-up runs, then `repeats` runs with per-step timing
+ * (medians per step), then `whole` plain runs (their median, for the
+ * per-step overhead; 0 when whole is 0). */
+static int time_plan(struct tl_plan *plan, int warmup, int repeats, int whole,
+                     struct plan_timing *out) {
   int ns = tl_plan_n_steps(plan);
-  double *runs = calloc((size_t)ns * (size_t)repeats, sizeof *runs);
-  double *col = malloc((size_t)(repeats > ns ? repeats : ns) * sizeof *col);
-  double *whole = malloc((size_t)repeats * sizeof *whole);
+  int nw = whole > 0 ? whole : 1;
+  double *runs = calloc((size_t)ns * (size_t)repeats + 1, sizeof *runs);
+  double *col = malloc((size_t)(repeats > ns ? repeats : ns) * sizeof *col + 1);
+  double *wt = malloc((size_t)nw * sizeof *wt);
   double *med = malloc((size_t)(ns ? ns : 1) * sizeof *med);
-  if (runs == NULL || col == NULL || whole == NULL || med == NULL) {
-    free(runs), free(col), free(whole), free(med);
+  if (runs == NULL || col == NULL || wt == NULL || med == NULL) {
+    free(runs), free(col), free(wt), free(med);
     return TL_ENOMEM;
   }
   fill_inputs(plan);
   for (int r = 0; r < warmup; r++)
     tl_plan_run(plan);
-  int nwhole = 0;
-  for (int r = 0; r < repeats; r++) {
+  for (int r = 0; r < repeats; r++)
     tl_plan_run_timed(plan, runs + (size_t)r * (size_t)ns);
-    if (r % 2)
-      continue;
+  for (int r = 0; r < whole; r++) {
     double t0 = now_s();
     tl_plan_run(plan);
-    whole[nwhole++] = (now_s() - t0) * 1e6;
+    wt[r] = (now_s() - t0) * 1e6;
   }
   for (int s = 0; s < ns; s++) {
     for (int r = 0; r < repeats; r++)
@@ -260,8 +261,8 @@ static int time_plan(struct tl_plan *plan, int warmup, int repeats, struct plan_
   }
   out->steps = ns;
   out->step_us = med;
-  out->whole_us = median(whole, nwhole);
-  free(runs), free(col), free(whole);
+  out->whole_us = whole > 0 ? median(wt, whole) : 0;
+  free(runs), free(col), free(wt);
   return 0;
 }
 
@@ -368,24 +369,6 @@ static int profile_add_overhead(struct profile *p, double us) {
   return 0;
 }
 
-/* How many of plan's steps t lacks (need), and how many of those the
- * profile has no sample of yet (unseen). */
-static int scan_plan(struct tl_plan *plan, const struct tl_op_table *t, const struct profile *p,
-                     int *need, int *unseen, struct tl_error *err) {
-  char sig[SIG_MAX];
-  double us;
-  *need = *unseen = 0;
-  for (int s = 0; s < tl_plan_n_steps(plan); s++) {
-    if (tl_plan_step_signature(plan, s, sig, sizeof sig) != 0)
-      return tl_fail(err, TL_ERANGE, "step %d: signature longer than %d bytes", s, SIG_MAX);
-    if (tl_op_table_get(t, sig, &us))
-      continue;
-    (*need)++;
-    *unseen += !tl_op_table_get(p->index, sig, &us);
-  }
-  return 0;
-}
-
 int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_options *opts,
                        struct tl_op_table *t, struct tl_profile_report *rep,
                        struct tl_error *err) {
@@ -393,9 +376,11 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
   if (o.warmup <= 0)
     o.warmup = 1;
   if (o.repeats <= 0)
-    o.repeats = 7;
+    o.repeats = 3;
+  if (o.passes <= 0)
+    o.passes = 2;
   if (o.patience <= 0)
-    o.patience = 40;
+    o.patience = 20;
   uint64_t seed = o.seed ? o.seed : 0x7a11035eedull;
   struct tl_supernet_info info;
   tl_supernet_info(sn, &info);
@@ -403,13 +388,21 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
 
   struct tl_profile_report r = {0};
   struct profile prof = {0};
+  struct tl_op_table *seen = NULL;
+  struct tl_subnet_spec *list = NULL;
+  int n_list = 0, cap_list = 0;
   double t0 = now_s();
   char sig[SIG_MAX];
   struct tl_plan *plan = NULL;
   struct plan_timing pt = {0};
   int rc = tl_op_table_new(&prof.index);
+  if (rc == 0)
+    rc = tl_op_table_new(&seen);
   if (rc != 0)
-    return tl_fail(err, rc, "profiling: out of memory");
+    goto nomem;
+
+  /* Which plans to time: the covering ones, then random subnets (planned,
+   * not run) while they still bring signatures nobody has timed. */
   for (int i = 0, misses = 0; misses < o.patience; i++) {
     struct tl_subnet_spec spec;
     if (!covering_spec(&info, i, &seed, &spec)) {
@@ -420,43 +413,72 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
     rc = build_plan(sn, &spec, &plan, err);
     if (rc != 0)
       goto fail;
-    int need, unseen;
-    rc = scan_plan(plan, t, &prof, &need, &unseen, err);
-    if (rc != 0)
-      goto fail;
-    if (unseen == 0 && (i >= ncover || need == 0)) {
+    int fresh = 0;
+    for (int st = 0; st < tl_plan_n_steps(plan); st++) {
+      double us;
+      if (tl_plan_step_signature(plan, st, sig, sizeof sig) != 0) {
+        rc = tl_fail(err, TL_ERANGE, "step %d: signature longer than %d bytes", st, SIG_MAX);
+        goto fail;
+      }
+      if (tl_op_table_get(t, sig, &us) || tl_op_table_get(seen, sig, &us))
+        continue;
+      if (tl_op_table_set(seen, sig, 1) != 0)
+        goto nomem;
+      fresh++;
+    }
+    tl_plan_free(plan);
+    plan = NULL;
+    if (fresh == 0) {
       misses += i >= ncover;
-      tl_plan_free(plan);
-      plan = NULL;
       continue;
     }
     misses = 0;
-    rc = time_plan(plan, o.warmup, o.repeats, &pt);
-    if (rc != 0)
-      goto nomem;
-    double sum = 0;
-    for (int s = 0; s < pt.steps; s++) {
-      double us;
-      sum += pt.step_us[s];
-      tl_plan_step_signature(plan, s, sig, sizeof sig);
-      if (tl_op_table_get(t, sig, &us))
-        continue;
-      int fresh;
-      if (profile_add(&prof, sig, pt.step_us[s], &fresh) != 0)
+    if (n_list == cap_list) {
+      cap_list = cap_list ? 2 * cap_list : 32;
+      struct tl_subnet_spec *l = realloc(list, (size_t)cap_list * sizeof *l);
+      if (l == NULL)
         goto nomem;
+      list = l;
     }
-    if (pt.steps > 0 && profile_add_overhead(&prof, (pt.whole_us - sum) / pt.steps) != 0)
-      goto nomem;
-    free(pt.step_us);
-    pt.step_us = NULL;
-    tl_plan_free(plan);
-    plan = NULL;
-    r.plans++;
-    r.runs += o.warmup + o.repeats + (o.repeats + 1) / 2;
-    if (o.progress)
-      o.progress(o.ctx, r.plans, tl_op_table_count(t) + tl_op_table_count(prof.index), ncover);
+    list[n_list++] = spec;
   }
-  /* Each signature's value: the median of its per-plan medians. */
+
+  /* Time them in passes some time apart, so that a burst of other work
+   * on the machine touches one of a signature's samples, not all; its
+   * value is the median of its per-plan medians. */
+  for (int pass = 0; pass < o.passes; pass++) {
+    for (int i = 0; i < n_list; i++) {
+      rc = build_plan(sn, &list[i], &plan, err);
+      if (rc != 0)
+        goto fail;
+      /* a few whole runs on the first plans measure the overhead */
+      int whole = pass == 0 && i < 6 ? 2 : 0;
+      if (time_plan(plan, o.warmup, o.repeats, whole, &pt) != 0)
+        goto nomem;
+      double sum = 0;
+      for (int st = 0; st < pt.steps; st++) {
+        double us;
+        sum += pt.step_us[st];
+        tl_plan_step_signature(plan, st, sig, sizeof sig);
+        if (tl_op_table_get(t, sig, &us))
+          continue;
+        int fresh;
+        if (profile_add(&prof, sig, pt.step_us[st], &fresh) != 0)
+          goto nomem;
+      }
+      if (whole > 0 && pt.steps > 0 &&
+          profile_add_overhead(&prof, (pt.whole_us - sum) / pt.steps) != 0)
+        goto nomem;
+      free(pt.step_us);
+      pt.step_us = NULL;
+      tl_plan_free(plan);
+      plan = NULL;
+      r.plans++;
+      r.runs += o.warmup + o.repeats + whole;
+      if (o.progress)
+        o.progress(o.ctx, r.plans, tl_op_table_count(prof.index), n_list * o.passes);
+    }
+  }
   for (int k = 0; k < tl_op_table_count(prof.index); k++) {
     const char *ks;
     double kd;
@@ -472,6 +494,8 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
   if (rep)
     *rep = r;
   profile_free(&prof);
+  tl_op_table_free(seen);
+  free(list);
   return 0;
 
 nomem:
@@ -480,6 +504,8 @@ fail:
   free(pt.step_us);
   tl_plan_free(plan);
   profile_free(&prof);
+  tl_op_table_free(seen);
+  free(list);
   return rc;
 }
 
@@ -704,7 +730,7 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
     if (rc != 0)
       break;
     struct plan_timing pt;
-    rc = time_plan(plan, o.warmup, o.repeats, &pt);
+    rc = time_plan(plan, o.warmup, o.repeats, 2, &pt);
     if (rc != 0) {
       tl_plan_free(plan);
       rc = tl_fail(err, rc, "proxy transfer: out of memory");

@@ -75,15 +75,18 @@ int tl_latency_save(struct tl_store *st, int64_t device_id, const struct tl_op_t
 /* ----------------------------------------------------------- profiling */
 
 struct tl_profile_options {
-  int warmup;   /* untimed runs per plan before timing; 0 means 2 */
-  int repeats;  /* timed runs per plan, medians taken; 0 means 11 */
+  int warmup;   /* untimed runs per plan before timing; 0 means 1 */
+  int repeats;  /* timed runs per plan and pass, medians taken; 0 means 3 */
+  /* Passes over the plans, some time apart; a signature's value is the
+   * median of its per-plan medians over all passes.  0 means 2. */
+  int passes;
   /* After the plans that cover every width at every resolution, random
    * subnets are planned (not run) until this many in a row bring no new
-   * signature; 0 means 40. */
+   * signature; 0 means 20. */
   int patience;
   uint64_t seed; /* for those random subnets; 0 means a fixed default */
   /* Called after each plan is timed (may be NULL): plans timed so far,
-   * signatures known, and the covering plans there are at least. */
+   * signatures measured, and the plans to time in all. */
   void (*progress)(void *ctx, int plans, int signatures, int planned);
   void *ctx;
 };
@@ -96,8 +99,8 @@ struct tl_profile_report {
 };
 
 /* Times every signature of sn's space that t lacks, with the engine's
- * current thread count, and adds the medians (and the overhead, when
- * plans were timed) to t.  Signatures already in t are not measured
+ * current thread count, and adds them (and the overhead, when plans were
+ * timed) to t.  Signatures already in t are not measured
  * again, so a table loaded from a cache is completed, not redone.  rep
  * may be NULL.  Errors: plan building (TL_ENOMEM, ...) with a sentence. */
 int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_options *opts,
