@@ -75,6 +75,10 @@ void usage(FILE *f) {
         "         accuracy on the calibration data, kept in the cache (a second search\n"
         "         with the same model, data and device only loads it)\n"
         "\n"
+        "Every command that builds a SuperNet takes --widths LIST (ascending fractions,\n"
+        "default .25,.5,.75,1) and --res-steps N (resolutions from 50 % to 100 % of the\n"
+        "native side in N steps, default 4): the choices of the search space.\n"
+        "\n"
         "A subnet SPEC reads \"r=24 d=2,1,2 w=1,.5,.75\": input side, residual blocks\n"
         "kept per stage, width kept per stage (see inspect for what is offered).\n",
         f);
@@ -117,10 +121,70 @@ static struct tl_shape *default_shapes(const struct tl_graph *g) {
   return shapes;
 }
 
+/* The search space's choices, from --widths and --res-steps (any
+ * command); zeros are the library's defaults. */
+static struct tl_supernet_options space;
+
+/* "--widths .25,.5,1": ascending fractions in (0, 1]. */
+static void parse_widths(const char *s) {
+  const char *p = s;
+  space.n_widths = 0;
+  while (*p) {
+    char *end;
+    errno = 0;
+    float w = strtof(p, &end);
+    if (end == p || errno || !(w > 0 && w <= 1) || space.n_widths == TL_SN_MAX_CHOICES ||
+        (space.n_widths > 0 && w <= space.widths[space.n_widths - 1]) ||
+        (*end != ',' && *end != '\0')) {
+      fprintf(stderr,
+              "tailorctl: --widths needs up to %d ascending fractions in (0, 1] separated by "
+              "commas, not \"%s\"\n",
+              TL_SN_MAX_CHOICES, s);
+      exit(EXIT_USAGE);
+    }
+    space.widths[space.n_widths++] = w;
+    p = *end == ',' ? end + 1 : end;
+  }
+  if (space.n_widths == 0) {
+    fprintf(stderr, "tailorctl: --widths is empty\n");
+    exit(EXIT_USAGE);
+  }
+}
+
+/* Takes --widths and --res-steps out of argv (they apply to whichever
+ * command builds a SuperNet); returns the new argc. */
+static int take_space_options(int argc, char **argv) {
+  int out = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *val = NULL;
+    int widths = strncmp(a, "--widths", 8) == 0 && (a[8] == '\0' || a[8] == '=');
+    int steps = strncmp(a, "--res-steps", 11) == 0 && (a[11] == '\0' || a[11] == '=');
+    if (!widths && !steps) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    const char *eq = strchr(a, '=');
+    if (eq != NULL)
+      val = eq + 1;
+    else if (i + 1 < argc)
+      val = argv[++i];
+    else {
+      fprintf(stderr, "tailorctl: %s needs a value\n", a);
+      exit(EXIT_USAGE);
+    }
+    if (widths)
+      parse_widths(val);
+    else
+      space.res_steps = (int)parse_count("--res-steps", val, 1, TL_SN_MAX_CHOICES - 1);
+  }
+  argv[out] = NULL;
+  return out;
+}
+
 struct tl_supernet *load_supernet(struct tl_graph *g) {
   struct tl_supernet *sn = NULL;
   struct tl_error err = {{0}};
-  if (tl_supernet_build(g, NULL, &sn, &err) != 0)
+  if (tl_supernet_build(g, &space, &sn, &err) != 0)
     die("%s", err.msg);
   return sn;
 }
@@ -884,6 +948,7 @@ int main(int argc, char **argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : 0;
   }
+  argc = take_space_options(argc, argv);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(argv[1], commands[i].name) == 0)
       return commands[i].fn(argc - 1, argv + 1);

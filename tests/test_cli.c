@@ -363,6 +363,24 @@ START_TEST(corrupt_cache_is_set_aside_with_a_warning) {
 }
 END_TEST
 
+START_TEST(space_options_set_the_choices) {
+  struct result r;
+  run(&r, (const char *[]){"inspect", bundled, "--widths", ".5,1", "--res-steps=2", "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  json_t *o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  ck_assert(json_number_value(json_object_get(o, "space_size")) == 648); /* 3 * 27 * 2^3 */
+  ck_assert_int_eq(json_array_size(json_object_get(o, "widths")), 2);
+  ck_assert_int_eq(json_array_size(json_object_get(o, "resolutions")), 3);
+  json_decref(o);
+  run(&r, (const char *[]){"inspect", bundled, "--widths", "1,.5", NULL});
+  ck_assert_int_eq(r.status, 2);
+  ck_assert_ptr_nonnull(strstr(r.err, "ascending"));
+  run(&r, (const char *[]){"inspect", bundled, "--res-steps", "0", NULL});
+  ck_assert_int_eq(r.status, 2);
+}
+END_TEST
+
 START_TEST(profile_from_needs_anchors) {
   struct result r;
   run(&r, (const char *[]){"profile", bundled, "--db", tmp("a.db"), "--from", tmp("b.db"), NULL});
@@ -406,6 +424,7 @@ int main(void) {
   tcase_add_test(tc, predict_profiles_once_then_reads_the_cache);
   tcase_add_test(tc, corrupt_cache_is_set_aside_with_a_warning);
   tcase_add_test(tc, profile_from_needs_anchors);
+  tcase_add_test(tc, space_options_set_the_choices);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
