@@ -172,13 +172,13 @@ int cmd_profile(int argc, char **argv) {
     json_object_set_new(o, "anchors", json_integer(tr.anchors));
     json_object_set_new(o, "plans", json_integer(tr.plans));
     json_object_set_new(o, "scale", json_real(tr.scale));
-    json_object_set_new(o, "offset_us", json_real(tr.offset_us));
+    json_object_set_new(o, "exponent", json_real(tr.exponent));
     json_object_set_new(o, "seconds", json_real(tr.seconds));
     if (!as_json)
       printf("transferred %d op latencies from %s with %d anchors (%d plans run, %.2f s): "
-             "here = %.3f x there %+.1f us, %d kinds corrected\n",
+             "here = %.3f x there^%.3f (us), %d kinds corrected\n",
              tl_op_table_count(dst), from, tr.anchors, tr.plans, tr.seconds, tr.scale,
-             tr.offset_us, tr.kinds_corrected);
+             tr.exponent, tr.kinds_corrected);
     tl_op_table_free(src);
     tl_op_table_free(dst);
     tl_store_close(other);

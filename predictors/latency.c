@@ -266,6 +266,20 @@ static int time_plan(struct tl_plan *plan, int warmup, int repeats, int whole,
   return 0;
 }
 
+/* Runs plan a few times, and with more than one thread for at least
+ * WARM_S, before anything is timed.  A process runs its first inferences
+ * slowly (caches, code not paged in yet), and with threads the cores that
+ * slept take up to a scheduler tick to wake until they have been busy a
+ * while. */
+#define WARM_S 0.05
+static void warm_up(struct tl_plan *plan) {
+  fill_inputs(plan);
+  double t0 = now_s();
+  const double warm_s = tl_engine_threads() > 1 ? WARM_S : 0;
+  for (int r = 0; r < 3 || now_s() - t0 < warm_s; r++)
+    tl_plan_run(plan);
+}
+
 /* ========================================================== profiling */
 
 /* Covering spec i (0 <= i < n_widths * n_res): at resolution i / n_widths,
@@ -443,14 +457,18 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
     list[n_list++] = spec;
   }
 
-  /* Time them in passes some time apart, so that a burst of other work
-   * on the machine touches one of a signature's samples, not all; its
-   * value is the median of its per-plan medians. */
+  /* Time them in passes some time apart.  Other work on the machine (on
+   * a VM, the host's too) comes in bursts and only ever slows a step
+   * down, so a signature's value is the fastest of its per-plan medians:
+   * the latency of the device when it is not disturbed, which the
+   * daemon's state scaling and online correction then adjust. */
   for (int pass = 0; pass < o.passes; pass++) {
     for (int i = 0; i < n_list; i++) {
       rc = build_plan(sn, &list[i], &plan, err);
       if (rc != 0)
         goto fail;
+      if (pass == 0 && i == 0)
+        warm_up(plan);
       /* a few whole runs on the first plans measure the overhead */
       int whole = pass == 0 && i < 6 ? 2 : 0;
       if (time_plan(plan, o.warmup, o.repeats, whole, &pt) != 0)
@@ -484,7 +502,10 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
     double kd;
     tl_op_table_entry(prof.index, k, &ks, &kd);
     struct samples *sm = &prof.samples[(int)kd];
-    if (tl_op_table_set(t, ks, median(sm->v, sm->n)) != 0)
+    double best = sm->v[0];
+    for (int j = 1; j < sm->n; j++)
+      best = sm->v[j] < best ? sm->v[j] : best;
+    if (tl_op_table_set(t, ks, best) != 0)
       goto nomem;
     r.new_signatures++;
   }
@@ -617,7 +638,9 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
   if (o.warmup <= 0)
     o.warmup = 2;
   if (o.repeats <= 0)
-    o.repeats = 11;
+    o.repeats = 3;
+  if (o.passes <= 0)
+    o.passes = 2;
   int ns_src = tl_op_table_count(src);
   if (anchors < 2)
     return tl_fail(err, TL_EINVAL, "proxy transfer needs at least 2 anchors, not %d", anchors);
@@ -709,99 +732,111 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
   cand = pick;
   ncand = anchors;
 
-  /* Measure them here: run each plan that holds an unmeasured anchor. */
-  double *overheads = malloc((size_t)nspecs * sizeof *overheads);
+  /* Measure them here: each plan that holds an anchor, in o.passes
+   * passes; an anchor keeps the fastest of its medians, as profiling
+   * does (so both tables estimate the undisturbed device). */
+  int plans_used[64];
+  int n_plans = 0;
+  for (int a = 0; a < ncand && n_plans < 64; a++) {
+    double pidx;
+    sig_here(cand[a].src_sig, sig, sizeof sig);
+    if (!tl_op_table_get(seen, sig, &pidx)) {
+      rc = tl_fail(err, TL_EINTERNAL, "anchor %s not found in its plan", sig);
+      goto fail;
+    }
+    int dup = 0;
+    for (int j = 0; j < n_plans; j++)
+      dup |= plans_used[j] == (int)pidx;
+    if (!dup)
+      plans_used[n_plans++] = (int)pidx;
+  }
+  double *overheads = malloc((size_t)(n_plans * o.passes + 1) * sizeof *overheads);
   int n_over = 0;
   if (overheads == NULL) {
     rc = tl_fail(err, TL_ENOMEM, "proxy transfer: out of memory");
     goto fail;
   }
-  for (int a = 0; a < ncand && rc == 0; a++) {
-    if (cand[a].y >= 0)
-      continue;
-    double pidx;
-    sig_here(cand[a].src_sig, sig, sizeof sig);
-    if (!tl_op_table_get(seen, sig, &pidx)) {
-      rc = tl_fail(err, TL_EINTERNAL, "anchor %s not found in its plan", sig);
-      break;
-    }
-    struct tl_plan *plan = NULL;
-    rc = build_plan(sn, &specs[(int)pidx], &plan, err);
-    if (rc != 0)
-      break;
-    struct plan_timing pt;
-    rc = time_plan(plan, o.warmup, o.repeats, 2, &pt);
-    if (rc != 0) {
-      tl_plan_free(plan);
-      rc = tl_fail(err, rc, "proxy transfer: out of memory");
-      break;
-    }
-    double sum = 0;
-    for (int s = 0; s < pt.steps; s++) {
-      sum += pt.step_us[s];
-      tl_plan_step_signature(plan, s, here, sizeof here);
-      for (int b = 0; b < ncand; b++) {
-        if (cand[b].y >= 0)
-          continue;
-        sig_here(cand[b].src_sig, sig, sizeof sig);
-        if (strcmp(sig, here) == 0)
-          cand[b].y = pt.step_us[s];
+  for (int pass = 0; pass < o.passes && rc == 0; pass++) {
+    for (int j = 0; j < n_plans && rc == 0; j++) {
+      struct tl_plan *plan = NULL;
+      rc = build_plan(sn, &specs[plans_used[j]], &plan, err);
+      if (rc != 0)
+        break;
+      if (pass == 0 && j == 0)
+        warm_up(plan);
+      struct plan_timing pt;
+      rc = time_plan(plan, o.warmup, o.repeats, 2, &pt);
+      if (rc != 0) {
+        tl_plan_free(plan);
+        rc = tl_fail(err, rc, "proxy transfer: out of memory");
+        break;
       }
+      double sum = 0;
+      for (int st = 0; st < pt.steps; st++) {
+        sum += pt.step_us[st];
+        tl_plan_step_signature(plan, st, here, sizeof here);
+        for (int k = 0; k < ncand; k++) {
+          sig_here(cand[k].src_sig, sig, sizeof sig);
+          if (strcmp(sig, here) == 0 && (cand[k].y < 0 || pt.step_us[st] < cand[k].y))
+            cand[k].y = pt.step_us[st];
+        }
+      }
+      if (pt.steps > 0)
+        overheads[n_over++] = (pt.whole_us - sum) / pt.steps;
+      free(pt.step_us);
+      tl_plan_free(plan);
+      r.plans++;
+      if (o.progress)
+        o.progress(o.ctx, r.plans, ncand, n_plans * o.passes);
     }
-    if (pt.steps > 0)
-      overheads[n_over++] = (pt.whole_us - sum) / pt.steps;
-    free(pt.step_us);
-    tl_plan_free(plan);
-    r.plans++;
-    if (o.progress)
-      o.progress(o.ctx, r.plans, a + 1, ncand);
   }
   if (rc != 0) {
     free(overheads);
     goto fail;
   }
 
-  /* Fit y = a x + b minimising the sum of ((a x + b - y) / y)^2. */
-  double sww = 0, swx = 0, swxx = 0, swy = 0, swxy = 0;
-  for (int a = 0; a < ncand; a++) {
-    double y = cand[a].y > 1e-3 ? cand[a].y : 1e-3, w = 1 / (y * y), x = cand[a].x;
-    sww += w, swx += w * x, swxx += w * x * x, swy += w * y, swxy += w * x * y;
+  /* Fit log y = log a + b log x by least squares: here = a * there^b.
+   * Ranks are kept (b > 0), and b below 1 is the usual shape of a change
+   * of threads or of a faster core: big ops gain more than small ones. */
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (int k = 0; k < ncand; k++) {
+    double x = log(cand[k].x > 1e-3 ? cand[k].x : 1e-3);
+    double y = log(cand[k].y > 1e-3 ? cand[k].y : 1e-3);
+    sx += x, sy += y, sxx += x * x, sxy += x * y;
   }
-  double det = sww * swxx - swx * swx;
-  double fa = det > 0 ? (sww * swxy - swx * swy) / det : swy / (swx > 0 ? swx : 1);
-  double fb = det > 0 ? (swy - fa * swx) / sww : 0;
-  if (!(fa > 0)) { /* degenerate anchors: a pure ratio */
-    fa = swy / (swx > 0 ? swx : 1);
-    fb = 0;
-  }
+  double nn = ncand, det = nn * sxx - sx * sx;
+  double fb = det > 1e-9 ? (nn * sxy - sx * sy) / det : 1;
+  if (!(fb > 0.05) || fb > 20)
+    fb = 1; /* degenerate anchors: a pure ratio */
+  double fa = exp((sy - fb * sx) / nn);
   r.scale = fa;
-  r.offset_us = fb;
+  r.exponent = fb;
 
-  /* Per-kind corrections where at least two anchors share a kind: the
+  /* Per-kind corrections where at least three anchors share a kind: the
    * median of their measured / fitted ratios. */
   char kinds[32][128];
   double corr[32];
   int nk = 0;
-  for (int a = 0; a < ncand && nk < 32; a++) {
-    char k[128];
-    sig_kind(cand[a].src_sig, k, sizeof k);
+  for (int k = 0; k < ncand && nk < 32; k++) {
+    char kk[128];
+    sig_kind(cand[k].src_sig, kk, sizeof kk);
     int dup = 0;
     for (int j = 0; j < nk; j++)
-      dup |= strcmp(kinds[j], k) == 0;
+      dup |= strcmp(kinds[j], kk) == 0;
     if (dup)
       continue;
     double ratios[64];
     int nr = 0;
-    for (int b = 0; b < ncand && nr < 64; b++) {
-      char kb[128];
-      sig_kind(cand[b].src_sig, kb, sizeof kb);
-      double fit = fa * cand[b].x + fb;
-      if (strcmp(kb, k) == 0 && fit > 0)
-        ratios[nr++] = cand[b].y / fit;
+    for (int m = 0; m < ncand && nr < 64; m++) {
+      char km[128];
+      sig_kind(cand[m].src_sig, km, sizeof km);
+      double fit = fa * pow(cand[m].x > 1e-3 ? cand[m].x : 1e-3, fb);
+      if (strcmp(km, kk) == 0 && fit > 0)
+        ratios[nr++] = cand[m].y / fit;
     }
-    if (nr < 2)
+    if (nr < 3)
       continue;
-    snprintf(kinds[nk], sizeof kinds[nk], "%s", k);
+    snprintf(kinds[nk], sizeof kinds[nk], "%s", kk);
     corr[nk++] = median(ratios, nr);
   }
   r.kinds_corrected = nk;
@@ -812,7 +847,7 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
     tl_op_table_entry(src, e, &ss, &x);
     if (sig_here(ss, sig, sizeof sig) != 0)
       continue;
-    double y = fa * x + fb;
+    double y = fa * pow(x > 1e-3 ? x : 1e-3, fb);
     char k[128];
     sig_kind(ss, k, sizeof k);
     for (int j = 0; j < nk; j++)

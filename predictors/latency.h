@@ -14,8 +14,8 @@
  * Proxy transfer (latency ranks are monotone across devices): a table
  * made elsewhere, or under other conditions, is mapped to this one from a
  * few anchor signatures measured here, by a least-squares fit of
- * here = a * there + b in relative error, with a per-kind correction where
- * the anchors cover a kind.
+ * log here = log a + b log there, with a per-kind correction where the
+ * anchors cover a kind.
  *
  * Memory is analytic: the weights the subnet reads, its plan's arena and
  * scratch, and the request's input and output buffers.
@@ -78,7 +78,8 @@ struct tl_profile_options {
   int warmup;   /* untimed runs per plan before timing; 0 means 1 */
   int repeats;  /* timed runs per plan and pass, medians taken; 0 means 3 */
   /* Passes over the plans, some time apart; a signature's value is the
-   * median of its per-plan medians over all passes.  0 means 2. */
+   * fastest of its per-plan medians over all passes (disturbances only
+   * slow steps down).  0 means 2. */
   int passes;
   /* After the plans that cover every width at every resolution, random
    * subnets are planned (not run) until this many in a row bring no new
@@ -142,8 +143,8 @@ double tl_latency_scale(double base_ms, const struct tl_device_scale *s);
 struct tl_transfer_report {
   int anchors;        /* anchor signatures measured here */
   int plans;          /* plans run to measure them */
-  double scale;       /* the fit: here = scale * there + offset_us */
-  double offset_us;
+  double scale;       /* the fit: here = scale * there^exponent (us) */
+  double exponent;
   int kinds_corrected;
   double seconds;
 };
