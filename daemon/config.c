@@ -174,9 +174,9 @@ static const struct cfg_row space_rows[] = {
     {.key = "widths", .type = CFG_WIDTHS, .min = 0, .max = 1, .def = "0.25, 0.5, 0.75, 1",
      .offset = F(struct tl_config_space, widths), .flags = CFG_MIN_OPEN,
      .help = "the channel fractions a subnet may use"},
-    {.key = "resolution_steps", .type = CFG_INT, .min = 1, .max = 16, .def = "4",
+    {.key = "resolution_steps", .type = CFG_INT, .min = 0, .max = 15, .def = "4",
      .offset = F(struct tl_config_space, resolution_steps),
-     .help = "how many input resolutions from 50% to 100% of native"},
+     .help = "steps of input resolution from 50% to 100% of native"},
 };
 CHECK_ROWS(space_rows);
 static const struct cfg_table space_table = TABLE(space_rows);
@@ -184,6 +184,12 @@ static const struct cfg_table space_table = TABLE(space_rows);
 static const struct cfg_row search_rows[] = {
     {.key = "k", .type = CFG_INT, .min = 1, .max = 64, .def = "16",
      .offset = F(struct tl_config_search, k), .help = "the most subnets on the frontier"},
+    {.key = "images", .type = CFG_INT, .min = 10, .max = 1000000, .def = "2000",
+     .offset = F(struct tl_config_search, images),
+     .help = "the calibration images each candidate is measured on"},
+    {.key = "candidates", .type = CFG_INT, .min = 1, .max = 4096,
+     .offset = F(struct tl_config_search, candidates),
+     .help = "the subnets measured before the frontier is cut; 5 x k when absent"},
 };
 CHECK_ROWS(search_rows);
 static const struct cfg_table search_table = TABLE(search_rows);
@@ -247,7 +253,7 @@ static const struct cfg_table monitor_table = TABLE(monitor_rows);
 static const struct cfg_row limits_rows[] = {
     {.key = "max_connections", .type = CFG_INT, .min = 1, .max = 65536, .def = "64",
      .offset = F(struct tl_config_limits, max_connections), .help = "open connections at once"},
-    {.key = "max_header_bytes", .type = CFG_SIZE, .min = 1024, .max = 1 << 20, .def = "16384",
+    {.key = "max_header_bytes", .type = CFG_SIZE, .min = 1024, .max = 81920, .def = "16384",
      .offset = F(struct tl_config_limits, max_header_bytes),
      .help = "the size of a request's header block"},
     {.key = "max_body_bytes", .type = CFG_SIZE, .min = 1024, .max = 1 << 30, .def = "16777216",

@@ -72,11 +72,13 @@ struct tl_config_widths {
 
 struct tl_config_space {
   struct tl_config_widths widths; /* channel fractions subnets may use */
-  int resolution_steps;           /* resolutions from 50 % to 100 % */
+  int resolution_steps;           /* steps from 50 % to 100 % (0: native only) */
 };
 
 struct tl_config_search {
-  int k; /* frontier size */
+  int k;          /* frontier size */
+  int images;     /* calibration images each candidate is measured on */
+  int candidates; /* subnets measured before the frontier is cut; 0: 5 * k */
 };
 
 struct tl_config_budget {

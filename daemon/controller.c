@@ -1,0 +1,377 @@
+/*
+ * controller.c - choosing the active subnet of every model from the device
+ * state and the budget (see controller.h).
+ */
+#include "controller.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Weight of one served request in the correction factor's EWMA: about
+ * the last 20 requests count. */
+#define CORRECTION_ALPHA 0.05
+/* One request's served / predicted is clamped to this range first, so a
+ * single stall (a page fault, a preemption) cannot swing the factor. */
+#define CORRECTION_SAMPLE_MIN 0.2
+#define CORRECTION_SAMPLE_MAX 5.0
+
+struct tl_controller {
+  uv_timer_t timer;
+  struct tl_controller_env env;
+  struct tl_monitor *mon;
+  int interval_ms;
+  struct tl_runtime *rt; /* borrowed */
+  struct tl_device_state state;
+};
+
+static double factor(bool known, double v) { return known && v > 0 ? v : 0; }
+
+const struct tl_device_state *tl_controller_device(const struct tl_controller *c) {
+  return &c->state;
+}
+
+double tl_controller_scaled_ms(const struct tl_rt_model *m, int i) {
+  return tl_latency_scale(m->frontier->m[i].predicted_ms, &m->ctl.scale);
+}
+
+/* Why member i does not fit: 0 it fits, else the switch class, with the
+ * sentence in why. */
+static int misfit(const struct tl_rt_model *m, int i, char *why, size_t size) {
+  const struct tl_rt_member *mm = &m->frontier->m[i];
+  const struct tl_config_budget *b = &m->cfg.budget;
+  const struct tl_device_scale *s = &m->ctl.scale;
+  double predicted = tl_latency_scale(mm->predicted_ms, s) * (1 + b->margin);
+  if (predicted > b->latency_p95_ms) {
+    if (why != NULL)
+      snprintf(why, size,
+               "latency budget at risk: predicted %.3g ms > %g ms (freq ratio %.2f, cpu share "
+               "%.2f, correction %.2f, margin %g)",
+               predicted, b->latency_p95_ms, s->freq_ratio > 0 ? s->freq_ratio : 1,
+               s->cpu_share > 0 ? s->cpu_share : 1, s->correction > 0 ? s->correction : 1,
+               b->margin);
+    return TL_SWITCH_LATENCY;
+  }
+  if (b->memory_mib > 0 && mm->predicted_mib > b->memory_mib) {
+    if (why != NULL)
+      snprintf(why, size, "memory budget exceeded: predicted %.3g MiB > %d MiB",
+               mm->predicted_mib, b->memory_mib);
+    return TL_SWITCH_MEMORY;
+  }
+  if (mm->accuracy >= 0 && mm->accuracy < b->min_accuracy) {
+    if (why != NULL)
+      snprintf(why, size, "accuracy %.4g below the floor %g", mm->accuracy, b->min_accuracy);
+    return TL_SWITCH_ACCURACY;
+  }
+  return 0;
+}
+
+int tl_controller_fits(const struct tl_rt_model *m, int i, char *why, size_t size) {
+  if (why != NULL && size > 0)
+    why[0] = '\0';
+  return misfit(m, i, why, size) == 0;
+}
+
+/* The most accurate member that fits, or -1. */
+static int best_fit(const struct tl_rt_model *m) {
+  const struct tl_rt_frontier *f = m->frontier;
+  int best = -1;
+  for (int i = 0; i < f->n; i++)
+    if (misfit(m, i, NULL, 0) == 0 && (best < 0 || tl_rt_more_accurate(f, i, best)))
+      best = i;
+  return best;
+}
+
+/* The fastest member (the first, as frontiers are sorted; checked
+ * anyway). */
+static int fastest(const struct tl_rt_frontier *f) {
+  int k = 0;
+  for (int i = 1; i < f->n; i++)
+    if (f->m[i].predicted_ms < f->m[k].predicted_ms)
+      k = i;
+  return k;
+}
+
+static void publish_gauges(struct tl_controller *c, const struct tl_rt_model *m) {
+  if (c->env.metrics == NULL || m->frontier == NULL)
+    return;
+  int a = atomic_load(&m->ctl.active);
+  const struct tl_config_budget *b = &m->cfg.budget;
+  struct tl_metrics_model g = {
+      .subnet = m->frontier->m[a].text,
+      .predicted_latency_s = tl_controller_scaled_ms(m, a) / 1e3,
+      .latency_budget_s = b->latency_p95_ms / 1e3,
+      .memory_budget_bytes = (double)b->memory_mib * 1048576.0,
+      .min_accuracy = b->min_accuracy,
+      .degraded = m->ctl.degraded,
+      .pinned = m->ctl.pinned,
+      .correction = m->ctl.correction,
+      .frontier_size = m->frontier->n,
+      .provisional = m->frontier->provisional,
+  };
+  tl_metrics_model_set(c->env.metrics, m->cfg.name, &g);
+}
+
+/* Makes member `to` active with reason, and records the switch. */
+static void switch_to(struct tl_controller *c, struct tl_rt_model *m, const char *from, int to,
+                      enum tl_switch_class cls, const char *reason) {
+  atomic_store_explicit(&m->ctl.active, to, memory_order_release);
+  snprintf(m->ctl.reason, sizeof m->ctl.reason, "%s", reason);
+  const char *to_text = m->frontier->m[to].text;
+  if (from != NULL && strcmp(from, to_text) == 0)
+    return; /* the same subnet in a new generation or frontier: no switch */
+  tl__log(&c->env.log, 5, "%s: %s%s%s: %s", m->cfg.name, from != NULL ? from : "",
+          from != NULL ? " -> " : "serving ", to_text, reason);
+  if (c->env.metrics != NULL)
+    tl_metrics_switch(c->env.metrics, m->cfg.name, cls);
+  if (c->env.store != NULL) {
+    char state[TL_DEVICE_STATE_JSON_MAX];
+    tl_device_state_format(&c->state, state, sizeof state);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tl_switch_event ev = {
+        .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+        .model = m->cfg.name,
+        .from_spec = from,
+        .to_spec = to_text,
+        .reason = reason,
+        .state = state,
+    };
+    struct tl_error err = {{0}};
+    if (tl_store_event_append(c->env.store, &ev, NULL, &err) != 0)
+      tl__log(&c->env.log, 4, "%s: storing the switch event: %s", m->cfg.name, err.msg);
+  }
+  if (c->env.changed != NULL)
+    c->env.changed(c->env.ctx);
+}
+
+/* One decision for model m at time now.  first_cls/first_reason are used
+ * when the model has no choice yet for its frontier (start, new frontier). */
+static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
+                   const char *from_old, enum tl_switch_class first_cls,
+                   const char *first_reason) {
+  struct tl_rt_control *ctl = &m->ctl;
+  const struct tl_rt_frontier *f = m->frontier;
+  if (f == NULL)
+    return;
+  ctl->scale.freq_ratio = factor(c->state.has_freq, c->state.freq_ratio);
+  ctl->scale.cpu_share = factor(c->state.has_cpu_share, c->state.cpu_share);
+  ctl->scale.correction = ctl->correction;
+  int was_degraded = ctl->degraded;
+  int best = best_fit(m);
+  int choice = best >= 0 ? best : fastest(f);
+  char why[256], reason[512];
+
+  if (!ctl->decided) {
+    ctl->decided = 1;
+    ctl->better_since_ns = 0;
+    if (ctl->pinned) {
+      ctl->degraded = misfit(m, atomic_load(&ctl->active), NULL, 0) != 0;
+    } else {
+      ctl->degraded = best < 0;
+      snprintf(reason, sizeof reason, "%s%s", first_reason,
+               best < 0 ? "; no subnet meets the budget: the fastest, degraded"
+                        : ": the most accurate subnet that meets the budget");
+      switch_to(c, m, from_old, choice, first_cls, reason);
+    }
+    publish_gauges(c, m);
+    return;
+  }
+
+  int active = atomic_load(&ctl->active);
+  if (ctl->pinned) {
+    /* a pin is obeyed; the flag still tells whether it meets the budget */
+    ctl->degraded = misfit(m, active, NULL, 0) != 0;
+  } else {
+    int cls = misfit(m, active, why, sizeof why);
+    if (cls != 0) {
+      /* Down (or sideways, for memory and accuracy): at once, to the best
+       * that fits, or the fastest when none does. */
+      ctl->better_since_ns = 0;
+      if (choice != active) {
+        snprintf(reason, sizeof reason, "%s%s", why,
+                 best < 0 ? "; no subnet meets the budget: the fastest, degraded" : "");
+        switch_to(c, m, f->m[active].text, choice, (enum tl_switch_class)cls, reason);
+        active = choice;
+      }
+      ctl->degraded = best < 0;
+    } else if (best >= 0 && best != active && tl_rt_more_accurate(f, best, active)) {
+      /* Up: only once a better choice has held since an earlier sample
+       * for the hysteresis (so a brief lull does not cause a flap).  The
+       * clock starts at the first sample that saw it. */
+      ctl->degraded = 0;
+      if (ctl->better_since_ns == 0)
+        ctl->better_since_ns = now;
+      if (now - ctl->better_since_ns >= (uint64_t)m->cfg.budget.hysteresis_ms * 1000000u) {
+        snprintf(reason, sizeof reason, "resources recovered for %llu ms",
+                 (unsigned long long)((now - ctl->better_since_ns) / 1000000u));
+        switch_to(c, m, f->m[active].text, best, TL_SWITCH_RECOVERED, reason);
+        ctl->better_since_ns = 0;
+      }
+    } else {
+      ctl->better_since_ns = 0;
+      ctl->degraded = 0;
+    }
+  }
+  if (ctl->degraded != was_degraded) {
+    tl__log(&c->env.log, ctl->degraded ? 4 : 5, "%s: %s", m->cfg.name,
+            ctl->degraded ? "degraded: no subnet meets the budget" : "no longer degraded");
+    if (c->env.changed != NULL)
+      c->env.changed(c->env.ctx);
+  }
+  publish_gauges(c, m);
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct tl_controller *c = t->data;
+  if (c->mon != NULL) {
+    tl_monitor_sample(c->mon, &c->state);
+    if (c->env.metrics != NULL)
+      tl_metrics_device(c->env.metrics, &c->state);
+  }
+  if (c->rt == NULL)
+    return;
+  uint64_t now = tl__now_ns();
+  for (int i = 0; i < c->rt->n_models; i++)
+    decide(c, &c->rt->models[i], now, NULL, TL_SWITCH_START, "start");
+}
+
+static void on_closed(uv_handle_t *h) { free(h->data); }
+
+int tl_controller_start(const struct tl_controller_env *env, struct tl_monitor *mon,
+                        int interval_ms, struct tl_controller **out, struct tl_error *err) {
+  struct tl_controller *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return tl_fail(err, TL_ENOMEM, "out of memory");
+  c->env = *env;
+  c->mon = mon;
+  c->interval_ms = interval_ms;
+  int e = uv_timer_init(env->loop, &c->timer);
+  if (e != 0) {
+    free(c);
+    return tl_fail(err, TL_EINTERNAL, "controller timer: %s", uv_strerror(e));
+  }
+  c->timer.data = c;
+  if ((e = uv_timer_start(&c->timer, on_tick, 0, (uint64_t)interval_ms)) != 0) {
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+    return tl_fail(err, TL_EINTERNAL, "controller timer: %s", uv_strerror(e));
+  }
+  *out = c;
+  return 0;
+}
+
+void tl_controller_configure(struct tl_controller *c, struct tl_monitor *mon, int interval_ms) {
+  c->mon = mon;
+  if (interval_ms != c->interval_ms) {
+    c->interval_ms = interval_ms;
+    uv_timer_set_repeat(&c->timer, (uint64_t)interval_ms);
+    uv_timer_again(&c->timer);
+  }
+}
+
+void tl_controller_set_runtime(struct tl_controller *c, struct tl_runtime *rt) {
+  struct tl_runtime *old = c->rt;
+  c->rt = rt;
+  if (c->env.metrics != NULL)
+    tl_metrics_models_clear(c->env.metrics);
+  if (rt == NULL)
+    return;
+  uint64_t now = tl__now_ns();
+  for (int i = 0; i < rt->n_models; i++) {
+    struct tl_rt_model *m = &rt->models[i];
+    struct tl_rt_model *prev = tl_runtime_model(old, m->cfg.name);
+    const char *from = NULL;
+    if (prev != NULL && prev->g->hash == m->g->hash) {
+      m->ctl.correction = prev->ctl.correction;
+      m->ctl.observed = prev->ctl.observed;
+    }
+    if (prev != NULL && prev->frontier != NULL)
+      from = prev->frontier->m[atomic_load(&prev->ctl.active)].text;
+    decide(c, m, now, from, TL_SWITCH_START, old != NULL ? "reload" : "start");
+  }
+}
+
+void tl_controller_frontier_swapped(struct tl_controller *c, struct tl_rt_model *m,
+                                    const struct tl_rt_frontier *old) {
+  const char *from = NULL;
+  if (old != NULL) {
+    int a = atomic_load(&m->ctl.active);
+    from = a >= 0 && a < old->n ? old->m[a].text : NULL;
+    if (m->ctl.pinned) {
+      int keep = -1;
+      for (int i = 0; i < m->frontier->n && from != NULL; i++)
+        if (m->frontier->m[i].key == old->m[a].key)
+          keep = i;
+      if (keep >= 0) {
+        atomic_store(&m->ctl.active, keep);
+      } else {
+        m->ctl.pinned = 0;
+        tl__log(&c->env.log, 4, "%s: the pinned subnet %s is not on the new frontier: unpinned",
+                m->cfg.name, from != NULL ? from : "?");
+      }
+    }
+  }
+  if (!m->ctl.pinned)
+    atomic_store(&m->ctl.active, 0);
+  m->ctl.decided = 0;
+  char reason[128];
+  snprintf(reason, sizeof reason, "new %sfrontier of %d subnets",
+           m->frontier->provisional ? "provisional " : "", m->frontier->n);
+  decide(c, m, tl__now_ns(), from, TL_SWITCH_FRONTIER, reason);
+}
+
+int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char *text,
+                      struct tl_error *err) {
+  if (m->frontier == NULL)
+    return tl_fail(err, TL_EBUSY, "model \"%s\" has no frontier yet", m->cfg.name);
+  struct tl_rt_frontier *f = m->frontier;
+  int active = atomic_load(&m->ctl.active);
+  if (strcmp(text, "auto") == 0) {
+    if (!m->ctl.pinned)
+      return 0;
+    m->ctl.pinned = 0;
+    m->ctl.better_since_ns = 0;
+    /* choose again from scratch, as at a start */
+    m->ctl.decided = 0;
+    decide(c, m, tl__now_ns(), f->m[active].text, TL_SWITCH_PIN, "pin released");
+    return 0;
+  }
+  int i = tl_rt_frontier_find(f, m->sn, text, err);
+  if (i < 0)
+    return i;
+  m->ctl.pinned = 1;
+  m->ctl.better_since_ns = 0;
+  if (i != active || !m->ctl.decided) {
+    switch_to(c, m, m->ctl.decided ? f->m[active].text : NULL, i, TL_SWITCH_PIN,
+              "pinned by a client");
+  }
+  m->ctl.decided = 1;
+  m->ctl.degraded = misfit(m, i, NULL, 0) != 0;
+  publish_gauges(c, m);
+  return 0;
+}
+
+void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req) {
+  (void)c;
+  if (req->member < 0 || req->images <= 0 || req->status != 200)
+    return;
+  struct tl_rt_model *m = req->model;
+  struct tl_device_scale s = req->scale;
+  s.correction = 1;
+  double predicted = tl_latency_scale(req->frontier->m[req->member].predicted_ms, &s);
+  double served = (double)req->compute_ns / 1e6 / req->images;
+  if (!(predicted > 0) || !(served > 0))
+    return;
+  double r = served / predicted;
+  r = fmin(CORRECTION_SAMPLE_MAX, fmax(CORRECTION_SAMPLE_MIN, r));
+  /* from 1, so the first requests (cold caches) move it only a little */
+  m->ctl.correction = (1 - CORRECTION_ALPHA) * m->ctl.correction + CORRECTION_ALPHA * r;
+  m->ctl.observed++;
+}
+
+void tl_controller_stop(struct tl_controller *c) {
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, on_closed);
+}

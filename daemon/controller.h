@@ -1,0 +1,94 @@
+/*
+ * controller.h - the adaptation loop: each monitor interval, sample the
+ * device, predict every frontier member's latency under that state, and
+ * choose the member new requests get.
+ *
+ * A member's predicted latency under the state is its base prediction
+ * scaled (tl_latency_scale) by the CPU frequency ratio, the CPU share left
+ * to us and an online correction factor, the EWMA of served over predicted
+ * latency.  A member fits when
+ *   scaled latency x (1 + margin) <= budget.latency_p95_ms,
+ *   predicted_mib <= budget.memory_mib (when there is a memory budget),
+ *   accuracy >= budget.min_accuracy (when its accuracy is known).
+ * The choice is the most accurate member that fits.  When the active one
+ * no longer fits the controller moves at once; it moves to a more
+ * accurate one only after that choice has held for budget.hysteresis_ms;
+ * when nothing fits it serves the fastest and marks the model degraded.
+ * Every switch is logged, counted in the metrics and appended to the
+ * store's events with its reason and the device state as JSON.
+ *
+ * Loop thread only: the controller runs on a uv_timer and writes the
+ * models' control state (runtime.h), which the loop alone reads but for
+ * the atomic active index.
+ */
+#ifndef TL_CONTROLLER_H
+#define TL_CONTROLLER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "error.h"
+#include "metrics.h"
+#include "monitor.h"
+#include "runtime.h"
+#include "store.h"
+
+struct tl_controller_env {
+  uv_loop_t *loop;
+  struct tl_store *store;     /* switch events; NULL: not stored */
+  struct tl_metrics *metrics; /* may be NULL */
+  struct tl_logger log;
+  /* Called after a switch or a change of the degraded flag (may be NULL),
+   * e.g. to update the service status. */
+  void (*changed)(void *ctx);
+  void *ctx;
+};
+
+struct tl_controller;
+
+/* Starts the controller's timer: every interval_ms it samples mon (the
+ * caller's; it must outlive the controller or be replaced first).
+ * Returns 0, TL_ENOMEM or TL_EINTERNAL with a sentence. */
+int tl_controller_start(const struct tl_controller_env *env, struct tl_monitor *mon,
+                        int interval_ms, struct tl_controller **out, struct tl_error *err);
+
+/* Replaces the monitor and the interval (after a reload). */
+void tl_controller_configure(struct tl_controller *c, struct tl_monitor *mon, int interval_ms);
+
+/* The generation now served (borrowed: the caller holds a reference and
+ * calls this again before dropping it; NULL for none).  Every model with a
+ * frontier gets its first choice at once; the correction factor of a
+ * model of the same name and file in the previous generation carries
+ * over. */
+void tl_controller_set_runtime(struct tl_controller *c, struct tl_runtime *rt);
+
+/* Model m's frontier was replaced (m->frontier is the new one, old the
+ * previous, still alive): choose at once on the new one.  A pin on a
+ * subnet that is on the new frontier stays. */
+void tl_controller_frontier_swapped(struct tl_controller *c, struct tl_rt_model *m,
+                                    const struct tl_rt_frontier *old);
+
+/* Pins model m to the frontier member spelt text, or releases the pin
+ * when text is "auto".  Returns 0, or TL_EINVAL/TL_ENOENT (not a spec,
+ * not on the frontier) or TL_EBUSY (no frontier yet) with a sentence. */
+int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char *text,
+                      struct tl_error *err);
+
+/* Feeds a served request into its model's correction factor. */
+void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req);
+
+/* Member i of m's frontier under m's last factors, in ms (no margin). */
+double tl_controller_scaled_ms(const struct tl_rt_model *m, int i);
+
+/* 1 if member i of m's frontier fits its budget under m's last factors;
+ * else 0 with why it does not (may be NULL). */
+int tl_controller_fits(const struct tl_rt_model *m, int i, char *why, size_t size);
+
+/* The last device sample (all unknown before the first). */
+const struct tl_device_state *tl_controller_device(const struct tl_controller *c);
+
+/* Stops the timer and closes its handle; c is freed in the close
+ * callback (run the loop after). */
+void tl_controller_stop(struct tl_controller *c);
+
+#endif

@@ -1,0 +1,872 @@
+/*
+ * server.c - connections, request dispatch and the route handlers (see
+ * server.h).
+ *
+ * A connection is a small state machine on the loop thread: it reads,
+ * feeds the parser, and for each complete request either answers at once
+ * (metadata, health, metrics, state) or submits an inference job and
+ * stops reading until the job's answer is written.  Bytes that arrived
+ * after the request being served (pipelined requests) wait in the
+ * connection's pending buffer and are fed when it is free again.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "oip.h"
+
+#define READ_BUF_BYTES 65536
+#define LISTEN_BACKLOG 128
+
+struct conn;
+
+/* An inference request between submit and answer. */
+struct infer_job {
+  struct tl_work work; /* first: the workers hand this back */
+  struct tl_rt_request req;
+  struct tl_server *srv;
+  struct conn *conn; /* NULL once the connection closed first */
+  int keep_alive;
+};
+
+struct conn {
+  uv_pipe_t pipe;
+  uv_timer_t idle;
+  struct tl_server *srv;
+  struct conn *prev, *next;
+  int open_handles;     /* freed when both handles are closed */
+  int closing;          /* uv_close called */
+  int close_after_write; /* close once the writes in flight are done */
+  int writes;           /* writes in flight */
+  int reading;          /* uv_read_start in effect */
+  int eof;              /* the peer sent no more */
+  int rejected;         /* over max_connections: not counted, 503 then close */
+  int route;            /* of the request being answered, for metrics; -1 none */
+  struct infer_job *job; /* in flight; the connection reads nothing meanwhile */
+  struct tl_http_conn http;
+  char *pending;        /* bytes read after the request in flight */
+  size_t pending_len, pending_cap;
+  char rbuf[READ_BUF_BYTES];
+};
+
+struct tl_server {
+  struct tl_server_env env;
+  uv_pipe_t listener;
+  char *path;
+  struct tl_config_limits limits;
+  struct conn *conns; /* counted ones and rejected ones, all open */
+  int n_conns;        /* counted: not rejected */
+  int n_allocated;    /* connection structs not yet freed */
+  int listening;
+  int draining;
+  int listener_closed;
+  void (*drained)(void *ctx);
+  void *drained_ctx;
+};
+
+static void conn_close(struct conn *c);
+static void conn_feed(struct conn *c, const char *data, size_t n);
+static void idle_restart(struct conn *c);
+
+/* --------------------------------------------------------------- replies */
+
+struct write_req {
+  uv_write_t req;
+  struct tl_http_buf buf;
+  struct conn *c;
+};
+
+static void maybe_drained(struct tl_server *s) {
+  if (s->draining && s->n_allocated == 0 && s->listener_closed && s->drained != NULL) {
+    void (*done)(void *) = s->drained;
+    s->drained = NULL;
+    done(s->drained_ctx);
+  }
+}
+
+static void on_written(uv_write_t *w, int status) {
+  struct write_req *wr = (struct write_req *)w;
+  struct conn *c = wr->c;
+  tl_http_buf_free(&wr->buf);
+  free(wr);
+  c->writes--;
+  if (status < 0 && status != UV_ECANCELED)
+    tl__log(&c->srv->env.log, 7, "client write: %s", uv_strerror(status));
+  if (status < 0 || (c->close_after_write && c->writes == 0))
+    conn_close(c);
+  else if (c->writes == 0 && c->job == NULL)
+    idle_restart(c);
+}
+
+/* Sends one response.  keep_alive 0 closes the connection after it. */
+static void send_response(struct conn *c, int status, const char *content_type, const void *body,
+                          size_t len, int keep_alive, const struct tl_http_header *headers,
+                          int n_headers) {
+  struct tl_server *s = c->srv;
+  if (c->closing)
+    return;
+  if (s->env.metrics != NULL && status >= 200)
+    tl_metrics_request(s->env.metrics, c->route, status);
+  if (s->draining)
+    keep_alive = 0;
+  struct write_req *wr = calloc(1, sizeof *wr);
+  struct tl_http_response r = {
+      .status = status,
+      .content_type = content_type,
+      .body = body,
+      .body_len = len,
+      .keep_alive = keep_alive,
+      .head_only = c->http.req.method == TL_HTTP_METHOD_HEAD,
+      .headers = headers,
+      .n_headers = n_headers,
+  };
+  struct tl_error err = {{0}};
+  if (wr == NULL || tl_http_response_format(&wr->buf, &r, &err) != 0 ||
+      (wr->buf.len > UINT_MAX && tl_fail(&err, TL_ERANGE, "a response of %zu bytes", wr->buf.len))) {
+    tl__log(&s->env.log, 3, "cannot format a response: %s",
+            wr == NULL ? "out of memory" : err.msg);
+    if (wr != NULL)
+      tl_http_buf_free(&wr->buf);
+    free(wr);
+    conn_close(c);
+    return;
+  }
+  wr->c = c;
+  uv_buf_t b = uv_buf_init(wr->buf.data, (unsigned)wr->buf.len);
+  int e = uv_write(&wr->req, (uv_stream_t *)&c->pipe, &b, 1, on_written);
+  if (e != 0) {
+    tl_http_buf_free(&wr->buf);
+    free(wr);
+    conn_close(c);
+    return;
+  }
+  c->writes++;
+  if (!keep_alive)
+    c->close_after_write = 1;
+}
+
+/* The fallback body when even an error body cannot be built. */
+static const char oom_body[] = "{\"error\":\"out of memory\"}";
+
+/* {"error": msg} with status; keep_alive as the request asked. */
+static void send_error(struct conn *c, int status, const char *msg, int keep_alive) {
+  struct tl_oip_body b = {0};
+  if (tl_oip_error_body(msg, &b, NULL) != 0)
+    send_response(c, status, "application/json", oom_body, sizeof oom_body - 1, keep_alive, NULL,
+                  0);
+  else
+    send_response(c, status, "application/json", b.data, b.len, keep_alive, NULL, 0);
+  tl_oip_body_free(&b);
+}
+
+static void send_body(struct conn *c, int status, struct tl_oip_body *b, int keep_alive) {
+  if (b->data == NULL) {
+    send_response(c, status >= 400 ? status : 500, "application/json", oom_body,
+                  sizeof oom_body - 1, keep_alive, NULL, 0);
+    return;
+  }
+  char jl[32];
+  struct tl_http_header h = {"Inference-Header-Content-Length", jl};
+  int binary = b->json_len < b->len;
+  snprintf(jl, sizeof jl, "%zu", b->json_len);
+  send_response(c, status, b->content_type, b->data, b->len, keep_alive, binary ? &h : NULL,
+                binary);
+}
+
+/* Sends a jansson value (stolen) as a JSON body. */
+static void send_json(struct conn *c, int status, json_t *v, int keep_alive) {
+  char *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+  json_decref(v);
+  if (text == NULL) {
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  send_response(c, status, "application/json", text, strlen(text), keep_alive, NULL, 0);
+  free(text);
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void conn_free(uv_handle_t *h) {
+  struct conn *c = h->data;
+  if (--c->open_handles > 0)
+    return;
+  struct tl_server *s = c->srv;
+  tl_http_conn_free(&c->http);
+  free(c->pending);
+  free(c);
+  s->n_allocated--;
+  maybe_drained(s);
+}
+
+static void conn_close(struct conn *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  struct tl_server *s = c->srv;
+  if (c->job != NULL) {
+    c->job->conn = NULL; /* the job finishes and is dropped */
+    c->job = NULL;
+  }
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  if (!c->rejected)
+    s->n_conns--;
+  uv_timer_stop(&c->idle);
+  uv_close((uv_handle_t *)&c->idle, conn_free);
+  uv_close((uv_handle_t *)&c->pipe, conn_free);
+}
+
+static void on_idle(uv_timer_t *t) {
+  struct conn *c = t->data;
+  if (c->job == NULL && c->writes == 0) {
+    tl__log(&c->srv->env.log, 7, "closing a connection idle for %d ms",
+            c->srv->limits.idle_timeout_ms);
+    conn_close(c);
+  }
+}
+
+static void idle_restart(struct conn *c) {
+  if (!c->closing)
+    uv_timer_start(&c->idle, on_idle, (uint64_t)c->srv->limits.idle_timeout_ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  struct conn *c = h->data;
+  *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  struct conn *c = st->data;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    if (nread != UV_EOF)
+      tl__log(&c->srv->env.log, 7, "client read: %s", uv_strerror((int)nread));
+    c->eof = 1;
+    uv_read_stop(st);
+    c->reading = 0;
+    /* A request in flight is still answered; else there is nothing more
+     * to do on this connection (a request cut short is dropped). */
+    if (c->job == NULL && c->writes == 0)
+      conn_close(c);
+    else
+      c->close_after_write = 1;
+    return;
+  }
+  idle_restart(c);
+  conn_feed(c, buf->base, (size_t)nread);
+}
+
+static void read_start(struct conn *c) {
+  if (c->reading || c->eof || c->closing)
+    return;
+  int e = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+  if (e != 0) {
+    conn_close(c);
+    return;
+  }
+  c->reading = 1;
+}
+
+static void read_stop(struct conn *c) {
+  if (c->reading)
+    uv_read_stop((uv_stream_t *)&c->pipe);
+  c->reading = 0;
+}
+
+/* Keeps data[0..n) for after the request in flight (data may point into
+ * the pending buffer itself). */
+static int keep_pending(struct conn *c, const char *data, size_t n) {
+  if (n > c->pending_cap) {
+    char *p = malloc(n);
+    if (p == NULL)
+      return TL_ENOMEM;
+    memcpy(p, data, n);
+    free(c->pending);
+    c->pending = p;
+    c->pending_cap = n;
+  } else if (n > 0) {
+    memmove(c->pending, data, n);
+  }
+  c->pending_len = n;
+  return 0;
+}
+
+static void handle_request(struct conn *c);
+
+/* Feeds bytes to the parser and answers each request they complete,
+ * until they are used up or a request must wait for a worker. */
+static void conn_feed(struct conn *c, const char *data, size_t n) {
+  while (n > 0 && !c->closing && !c->close_after_write) {
+    size_t used = 0;
+    struct tl_error err = {{0}};
+    int ev = tl_http_feed(&c->http, data, n, &used, &err);
+    if (ev < 0) {
+      c->route = -1;
+      int status = tl_http_conn_error_status(&c->http);
+      send_error(c, status > 0 ? status : 400, err.msg, 0);
+      read_stop(c);
+      return;
+    }
+    data += used;
+    n -= used;
+    if (ev == TL_HTTP_NEED_MORE)
+      return;
+    if (ev == TL_HTTP_CONTINUE) {
+      send_response(c, 100, NULL, NULL, 0, 1, NULL, 0);
+      continue;
+    }
+    handle_request(c);
+    if (c->job != NULL) {
+      read_stop(c);
+      uv_timer_stop(&c->idle);
+      if (keep_pending(c, data, n) != 0) {
+        tl__log(&c->srv->env.log, 3, "out of memory keeping pipelined requests");
+        c->close_after_write = 1;
+      }
+      return;
+    }
+  }
+}
+
+/* After an inference answer: go on with what was read meanwhile. */
+static void conn_resume(struct conn *c) {
+  if (c->closing || c->close_after_write)
+    return;
+  size_t n = c->pending_len;
+  c->pending_len = 0;
+  if (n > 0)
+    conn_feed(c, c->pending, n);
+  if (c->job == NULL && !c->closing && !c->close_after_write) {
+    idle_restart(c);
+    read_start(c);
+  }
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  struct tl_server *s = listener->data;
+  if (status < 0) {
+    tl__log(&s->env.log, 4, "accept: %s", uv_strerror(status));
+    return;
+  }
+  struct conn *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    tl__log(&s->env.log, 3, "out of memory accepting a connection");
+    return;
+  }
+  c->srv = s;
+  c->route = -1;
+  s->n_allocated++;
+  struct tl_http_limits lim = {s->limits.max_header_bytes, s->limits.max_body_bytes};
+  struct tl_error err = {{0}};
+  int e = uv_pipe_init(listener->loop, &c->pipe, 0);
+  if (e != 0) {
+    free(c);
+    s->n_allocated--;
+    tl__log(&s->env.log, 3, "accept: %s", uv_strerror(e));
+    return;
+  }
+  c->pipe.data = c;
+  c->open_handles = 1;
+  if ((e = uv_timer_init(listener->loop, &c->idle)) != 0) {
+    uv_close((uv_handle_t *)&c->pipe, conn_free);
+    tl__log(&s->env.log, 3, "accept: %s", uv_strerror(e));
+    return;
+  }
+  c->idle.data = c;
+  c->open_handles = 2;
+  c->next = s->conns;
+  if (s->conns != NULL)
+    s->conns->prev = c;
+  s->conns = c;
+  c->rejected = s->n_conns >= s->limits.max_connections || s->draining;
+  if (!c->rejected)
+    s->n_conns++;
+  if ((e = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
+    tl__log(&s->env.log, 4, "accept: %s", uv_strerror(e));
+    conn_close(c);
+    return;
+  }
+  if (c->rejected) {
+    tl__log(&s->env.log, 4, "refusing a connection: %d open, the limit is %d", s->n_conns,
+            s->limits.max_connections);
+    char msg[128];
+    snprintf(msg, sizeof msg, "too many connections: the limit is %d",
+             s->limits.max_connections);
+    send_error(c, 503, msg, 0);
+    return;
+  }
+  if (tl_http_conn_init(&c->http, &lim, &err) != 0) {
+    tl__log(&s->env.log, 3, "connection: %s", err.msg);
+    conn_close(c);
+    return;
+  }
+  idle_restart(c);
+  read_start(c);
+}
+
+/* --------------------------------------------------------------- routes */
+
+typedef void route_fn(struct conn *c, const struct tl_oip_route_match *m, int keep_alive);
+
+/* The model of the request, or NULL after answering 404 (unknown) or 503
+ * (known to the config, not loaded yet). */
+static struct tl_rt_model *find_model(struct conn *c, const char *name, int need_frontier,
+                                      int keep_alive) {
+  struct tl_server *s = c->srv;
+  struct tl_rt_model *m = tl_runtime_model(*s->env.current, name);
+  char msg[TL_OIP_NAME_MAX + 96];
+  if (m == NULL) {
+    const struct tl_config *cfg = *s->env.config;
+    for (int i = 0; cfg != NULL && i < cfg->n_models; i++)
+      if (strcmp(cfg->models[i].name, name) == 0) {
+        snprintf(msg, sizeof msg, "model \"%s\" is loading", name);
+        send_error(c, 503, msg, keep_alive);
+        return NULL;
+      }
+    snprintf(msg, sizeof msg, "unknown model \"%s\"", name);
+    send_error(c, 404, msg, keep_alive);
+    return NULL;
+  }
+  if (need_frontier && m->frontier == NULL) {
+    snprintf(msg, sizeof msg, "model \"%s\" has no plans yet", name);
+    send_error(c, 503, msg, keep_alive);
+    return NULL;
+  }
+  return m;
+}
+
+static void route_server_metadata(struct conn *c, const struct tl_oip_route_match *m,
+                                  int keep_alive) {
+  (void)m;
+  static const char *const ext[] = {"binary_tensor_data", "schedule_policy", "tailor_adaptive"};
+  struct tl_oip_server_meta meta = {"tailor", c->srv->env.version, ext, 3};
+  struct tl_oip_body b = {0};
+  struct tl_error err = {{0}};
+  if (tl_oip_server_metadata(&meta, &b, &err) != 0)
+    send_error(c, 500, err.msg, keep_alive);
+  else
+    send_body(c, 200, &b, keep_alive);
+  tl_oip_body_free(&b);
+}
+
+static void route_live(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  (void)m;
+  send_json(c, 200, json_pack("{s:b}", "live", 1), keep_alive);
+}
+
+/* Health per the protocol: 200 means true, a 4xx false. */
+static void route_ready(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  (void)m;
+  int ready = tl_runtime_ready(*c->srv->env.current);
+  send_json(c, ready ? 200 : 400, json_pack("{s:b}", "ready", ready), keep_alive);
+}
+
+static void route_model_ready(struct conn *c, const struct tl_oip_route_match *m,
+                              int keep_alive) {
+  struct tl_rt_model *model = tl_runtime_model(*c->srv->env.current, m->model);
+  if (model == NULL) {
+    find_model(c, m->model, 0, keep_alive); /* answers 404 or 503 */
+    return;
+  }
+  int ready = model->frontier != NULL;
+  send_json(c, ready ? 200 : 400, json_pack("{s:s,s:b}", "name", m->model, "ready", ready),
+            keep_alive);
+}
+
+static void route_model_metadata(struct conn *c, const struct tl_oip_route_match *m,
+                                  int keep_alive) {
+  struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
+  if (model == NULL)
+    return;
+  struct tl_oip_tensor_meta in = {model->input_name, TL_DTYPE_FLOAT32, {0}};
+  in.shape.ndim = 4;
+  in.shape.dims[0] = -1;
+  for (int d = 0; d < 3; d++)
+    in.shape.dims[d + 1] = model->in_chw[d];
+  struct tl_oip_tensor_meta *outs = calloc((size_t)model->n_outputs, sizeof *outs);
+  if (outs == NULL) {
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  for (int i = 0; i < model->n_outputs; i++) {
+    outs[i].name = model->output_names[i];
+    outs[i].dtype = TL_DTYPE_FLOAT32;
+    outs[i].shape = model->output_shapes[i];
+    outs[i].shape.dims[0] = -1;
+  }
+  static const char *const versions[] = {"1"};
+  struct tl_oip_model_meta meta = {model->cfg.name, versions, 1, NULL, &in, 1, outs,
+                                   model->n_outputs};
+  struct tl_oip_body b = {0};
+  struct tl_error err = {{0}};
+  if (tl_oip_model_metadata(&meta, &b, &err) != 0)
+    send_error(c, 500, err.msg, keep_alive);
+  else
+    send_body(c, 200, &b, keep_alive);
+  tl_oip_body_free(&b);
+  free(outs);
+}
+
+static void job_run(struct tl_work *w, int worker) {
+  struct infer_job *j = (struct infer_job *)w;
+  tl_rt_request_run(&j->req, worker);
+}
+
+/* Loop thread: the answer of an inference job. */
+static void job_done(struct tl_work *w) {
+  struct infer_job *j = (struct infer_job *)w;
+  struct conn *c = j->conn;
+  struct tl_server *s = j->srv;
+  struct tl_rt_request *r = &j->req;
+  uint64_t now = tl__now_ns();
+  /* what ran counts, whether or not its client is still there */
+  if (r->member >= 0 && s->env.metrics != NULL)
+    tl_metrics_infer(s->env.metrics, r->model->cfg.name, (double)(now - r->arrival_ns) / 1e9,
+                     (double)(r->start_ns - r->arrival_ns) / 1e9, (double)r->compute_ns / 1e9);
+  if (s->env.controller != NULL)
+    tl_controller_observe(s->env.controller, r);
+  if (c != NULL) {
+    c->job = NULL;
+    send_body(c, r->status, &r->resp, j->keep_alive);
+    conn_resume(c);
+  }
+  tl_rt_request_release(r);
+  free(j);
+}
+
+static void route_infer(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  struct tl_server *s = c->srv;
+  struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
+  if (model == NULL)
+    return;
+  struct infer_job *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  size_t len = 0;
+  int64_t json_len = c->http.req.inference_header_length;
+  char *body = tl_http_take_body(&c->http, &len);
+  tl_rt_request_admit(&j->req, *s->env.current, model, body, len, json_len, tl__now_ns());
+  j->work.run = job_run;
+  j->work.done = job_done;
+  j->srv = s;
+  j->conn = c;
+  j->keep_alive = keep_alive;
+  int rc = tl_workers_submit(s->env.workers, &j->work);
+  if (rc != 0) {
+    tl_rt_request_release(&j->req);
+    free(j);
+    send_error(c, 503,
+               rc == TL_EBUSY ? "the inference queue is full: try again later"
+                              : "the server is shutting down",
+               keep_alive);
+    return;
+  }
+  c->job = j;
+}
+
+static void route_metrics(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  (void)m;
+  struct tl_server *s = c->srv;
+  if (s->env.metrics == NULL) {
+    send_error(c, 404, "no metrics", keep_alive);
+    return;
+  }
+  struct tl_runtime *rt = *s->env.current;
+  struct tl_metrics_server ms = {
+      .connections = s->n_conns,
+      .queue_waiting = tl_workers_waiting(s->env.workers),
+      .queue_running = tl_workers_running(s->env.workers),
+      .ready = tl_runtime_ready(rt),
+      .generation = rt != NULL ? rt->generation : 0,
+  };
+  tl_metrics_server_set(s->env.metrics, &ms);
+  char *text = NULL;
+  size_t len = 0;
+  if (tl_metrics_format(s->env.metrics, &text, &len) != 0) {
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  send_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, keep_alive, NULL,
+                0);
+  free(text);
+}
+
+/* A number, or null when unknown (negative). */
+static json_t *maybe_real(double v) { return v >= 0 ? json_real(v) : json_null(); }
+
+static void route_subnets(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
+  if (model == NULL)
+    return;
+  const struct tl_rt_frontier *f = model->frontier;
+  int active = atomic_load(&model->ctl.active);
+  json_t *list = json_array();
+  json_t *root = json_pack("{s:s,s:b,s:s,s:b}", "model", model->cfg.name, "provisional",
+                           f->provisional, "active", f->m[active].text, "pinned",
+                           model->ctl.pinned);
+  int ok = list != NULL && root != NULL;
+  for (int i = 0; i < f->n && ok; i++) {
+    const struct tl_rt_member *mm = &f->m[i];
+    json_t *e = json_pack("{s:s,s:f,s:f,s:f,s:o,s:b,s:b}", "subnet", mm->text, "predicted_ms",
+                          mm->predicted_ms, "scaled_ms", tl_controller_scaled_ms(model, i),
+                          "predicted_mib", mm->predicted_mib, "accuracy",
+                          maybe_real(mm->accuracy), "active", i == active, "fits",
+                          tl_controller_fits(model, i, NULL, 0));
+    ok = e != NULL && json_array_append_new(list, e) == 0;
+  }
+  if (!ok || json_object_set_new(root, "subnets", list) != 0) {
+    if (ok)
+      list = NULL; /* set_new took it even on failure */
+    json_decref(list);
+    json_decref(root);
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  send_json(c, 200, root, keep_alive);
+}
+
+static void route_state(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  struct tl_server *s = c->srv;
+  struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
+  if (model == NULL)
+    return;
+  const struct tl_rt_frontier *f = model->frontier;
+  const struct tl_rt_control *ctl = &model->ctl;
+  int active = atomic_load(&ctl->active);
+  char dev[TL_DEVICE_STATE_JSON_MAX];
+  tl_device_state_format(tl_controller_device(s->env.controller), dev, sizeof dev);
+  json_t *device = json_loads(dev, 0, NULL);
+  const struct tl_config_budget *b = &model->cfg.budget;
+  json_t *root = json_pack(
+      "{s:s,s:I,s:s,s:f,s:f,s:b,s:b,s:s,s:f,s:{s:f,s:f,s:f},s:{s:f,s:i,s:f,s:f,s:i},"
+      "s:{s:i,s:b},s:o}",
+      "model", model->cfg.name, "generation", (json_int_t)(*s->env.current)->generation,
+      "active", f->m[active].text, "predicted_ms", f->m[active].predicted_ms, "scaled_ms",
+      tl_controller_scaled_ms(model, active), "degraded", ctl->degraded, "pinned", ctl->pinned,
+      "reason", ctl->reason, "correction", ctl->correction, "scale", "freq_ratio",
+      ctl->scale.freq_ratio > 0 ? ctl->scale.freq_ratio : 1.0, "cpu_share",
+      ctl->scale.cpu_share > 0 ? ctl->scale.cpu_share : 1.0, "correction",
+      ctl->scale.correction > 0 ? ctl->scale.correction : 1.0, "budget", "latency_p95_ms",
+      b->latency_p95_ms, "memory_mib", b->memory_mib, "min_accuracy", b->min_accuracy, "margin",
+      b->margin, "hysteresis_ms", b->hysteresis_ms, "frontier", "size", f->n, "provisional",
+      f->provisional, "device", device != NULL ? device : json_object());
+  if (root == NULL) {
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  send_json(c, 200, root, keep_alive);
+}
+
+static void route_pin(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  struct tl_server *s = c->srv;
+  struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
+  if (model == NULL)
+    return;
+  const struct tl_http_request *req = &c->http.req;
+  json_error_t je;
+  json_t *root = req->body_len > 0 ? json_loadb(req->body, req->body_len, 0, &je) : NULL;
+  const char *text = json_string_value(json_object_get(root, "subnet"));
+  if (text == NULL) {
+    json_decref(root);
+    send_error(c, 400,
+               "the body must be a JSON object {\"subnet\": \"<spec of a frontier member>\"} "
+               "or {\"subnet\": \"auto\"}",
+               keep_alive);
+    return;
+  }
+  struct tl_error err = {{0}};
+  int rc = tl_controller_pin(s->env.controller, model, text, &err);
+  json_decref(root);
+  if (rc != 0) {
+    send_error(c, rc == TL_EBUSY ? 503 : 400, err.msg, keep_alive);
+    return;
+  }
+  int active = atomic_load(&model->ctl.active);
+  send_json(c, 200,
+            json_pack("{s:s,s:s,s:b}", "model", model->cfg.name, "active",
+                      model->frontier->m[active].text, "pinned", model->ctl.pinned),
+            keep_alive);
+}
+
+static route_fn *const routes[TL_OIP_ROUTE_COUNT] = {
+    [TL_OIP_ROUTE_SERVER_METADATA] = route_server_metadata,
+    [TL_OIP_ROUTE_HEALTH_LIVE] = route_live,
+    [TL_OIP_ROUTE_HEALTH_READY] = route_ready,
+    [TL_OIP_ROUTE_MODEL_METADATA] = route_model_metadata,
+    [TL_OIP_ROUTE_MODEL_READY] = route_model_ready,
+    [TL_OIP_ROUTE_MODEL_INFER] = route_infer,
+    [TL_OIP_ROUTE_METRICS] = route_metrics,
+    [TL_OIP_ROUTE_MODEL_SUBNETS] = route_subnets,
+    [TL_OIP_ROUTE_MODEL_STATE] = route_state,
+    [TL_OIP_ROUTE_MODEL_PIN] = route_pin,
+};
+
+static void handle_request(struct conn *c) {
+  const struct tl_http_request *req = &c->http.req;
+  int keep_alive = req->keep_alive;
+  struct tl_oip_route_match m;
+  struct tl_error err = {{0}};
+  c->route = -1;
+  int rc = tl_oip_route_match(req->method_name, req->path, &m, &err);
+  if (rc == TL_EUNSUPPORTED) {
+    struct tl_http_header allow = {"Allow", m.allow};
+    struct tl_oip_body b = {0};
+    if (tl_oip_error_body(err.msg, &b, NULL) == 0)
+      send_response(c, 405, "application/json", b.data, b.len, keep_alive, &allow, 1);
+    else
+      send_error(c, 500, "out of memory", keep_alive);
+    tl_oip_body_free(&b);
+    return;
+  }
+  if (rc != 0) {
+    send_error(c, tl_oip_error_status(rc), err.msg, keep_alive);
+    return;
+  }
+  c->route = (int)m.route;
+  routes[m.route](c, &m, keep_alive);
+}
+
+/* --------------------------------------------------------------- server */
+
+/* Removes a stale socket file at path: one nobody answers on.  A live
+ * socket or a file of another kind is an error. */
+static int remove_stale(const char *path, struct tl_error *err) {
+  struct stat st;
+  if (lstat(path, &st) != 0) {
+    if (errno == ENOENT)
+      return 0;
+    return tl_fail(err, TL_EIO, "%s: %s", path, strerror(errno));
+  }
+  if (!S_ISSOCK(st.st_mode))
+    return tl_fail(err, TL_EIO, "%s: exists and is not a socket; not removing it", path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return tl_fail(err, TL_EIO, "socket: %s", strerror(errno));
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int live = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  close(fd);
+  if (live)
+    return tl_fail(err, TL_EIO, "%s: another server is answering on this socket", path);
+  if (unlink(path) != 0 && errno != ENOENT)
+    return tl_fail(err, TL_EIO, "%s: cannot remove the stale socket: %s", path,
+                   strerror(errno));
+  return 0;
+}
+
+/* The config allows header blocks up to 1 MiB, http-parser no more than
+ * TL_HTTP_HEADER_LIMIT_MAX: the larger asks are served with the smaller. */
+static void apply_limits(struct tl_server *s, const struct tl_config_limits *limits) {
+  s->limits = *limits;
+  if (s->limits.max_header_bytes > TL_HTTP_HEADER_LIMIT_MAX) {
+    tl__log(&s->env.log, 4, "limits.max_header_bytes %zu is over what the HTTP parser takes: %zu",
+            s->limits.max_header_bytes, TL_HTTP_HEADER_LIMIT_MAX);
+    s->limits.max_header_bytes = TL_HTTP_HEADER_LIMIT_MAX;
+  }
+}
+
+static void free_on_close(uv_handle_t *h) {
+  struct tl_server *s = h->data;
+  free(s->path);
+  free(s);
+}
+
+int tl_server_start(const struct tl_server_env *env, const struct tl_config_socket *sock,
+                    const struct tl_config_limits *limits, struct tl_server **out,
+                    struct tl_error *err) {
+  size_t len = strlen(sock->path);
+  if (len == 0 || len >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return tl_fail(err, TL_EINVAL, "%s: a socket path must be 1 to %zu bytes; this one is %zu",
+                   sock->path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1, len);
+  int rc = remove_stale(sock->path, err);
+  if (rc != 0)
+    return rc;
+  struct tl_server *s = calloc(1, sizeof *s);
+  if (s == NULL || (s->path = strdup(sock->path)) == NULL) {
+    free(s);
+    return tl_fail(err, TL_ENOMEM, "out of memory");
+  }
+  s->env = *env;
+  apply_limits(s, limits);
+  int e = uv_pipe_init(env->loop, &s->listener, 0);
+  if (e != 0) {
+    free(s->path);
+    free(s);
+    return tl_fail(err, TL_EIO, "%s: %s", sock->path, uv_strerror(e));
+  }
+  s->listener.data = s;
+  if ((e = uv_pipe_bind(&s->listener, sock->path)) != 0) {
+    rc = tl_fail(err, TL_EIO, "%s: bind: %s", sock->path, uv_strerror(e));
+  } else if (chmod(sock->path, sock->mode) != 0) {
+    rc = tl_fail(err, TL_EIO, "%s: chmod %04o: %s", sock->path, sock->mode, strerror(errno));
+  } else if ((e = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection)) != 0) {
+    rc = tl_fail(err, TL_EIO, "%s: listen: %s", sock->path, uv_strerror(e));
+  }
+  if (rc != 0) {
+    /* s is freed with the handle's close, on the next loop turn */
+    unlink(sock->path);
+    uv_close((uv_handle_t *)&s->listener, free_on_close);
+    return rc;
+  }
+  s->listening = 1;
+  *out = s;
+  return 0;
+}
+
+void tl_server_set_limits(struct tl_server *s, const struct tl_config_limits *limits) {
+  apply_limits(s, limits);
+}
+
+int tl_server_connections(const struct tl_server *s) { return s->n_conns; }
+
+static void on_listener_closed(uv_handle_t *h) {
+  struct tl_server *s = h->data;
+  s->listener_closed = 1;
+  maybe_drained(s);
+}
+
+void tl_server_drain(struct tl_server *s, void (*done)(void *ctx), void *ctx) {
+  s->draining = 1;
+  s->drained = done;
+  s->drained_ctx = ctx;
+  if (s->listening) {
+    s->listening = 0;
+    if (unlink(s->path) != 0 && errno != ENOENT)
+      tl__log(&s->env.log, 4, "%s: %s", s->path, strerror(errno));
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  }
+  for (struct conn *c = s->conns, *next; c != NULL; c = next) {
+    next = c->next;
+    if (c->job == NULL && c->writes == 0)
+      conn_close(c);
+    else
+      c->close_after_write = 1;
+  }
+  maybe_drained(s);
+}
+
+void tl_server_free(struct tl_server *s) {
+  if (s == NULL)
+    return;
+  free(s->path);
+  free(s);
+}

@@ -1,0 +1,1753 @@
+/*
+ * test_tailord.c - the real tailord binary driven over its Unix socket:
+ * start-up with a provisional frontier and the swap to the searched one,
+ * health and metadata, inference in JSON and in the binary extension,
+ * every refusal with its status, clients that hang up, deadlines, the
+ * metrics, pinning, the adaptation to a CPU whose frequency halves and
+ * recovers (checked in the daemon's own event log), reloads with a broken
+ * and a good config, limits, the drain on SIGTERM, and `tailord -n`.
+ *
+ * Each test starts its own daemon in a directory of its own, with a config
+ * written here, a fake /proc and /sys tree (monitor.root) whose CPU
+ * frequency the test sets, and a socket; the daemon dies with the test
+ * (PR_SET_PDEATHSIG) if the test fails first.  All of them share one
+ * cache, made in main() by a first start that searches the frontier (on
+ * 200 calibration images and a small space, so it takes seconds); every
+ * later start finds the frontier there.  The client is raw HTTP/1.1 over
+ * AF_UNIX, written here.
+ *
+ * Timing: nothing is asserted about how fast anything is, except generous
+ * deadlines for things to happen at all; the adaptation test checks the
+ * order of events and that moving up waited for the hysteresis, using the
+ * times the daemon stored.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "npy.h"
+#include "store.h"
+
+/* How long a daemon may take to be ready with a cached frontier, and the
+ * first start to finish its search (sanitizer builds are slow). */
+#define READY_DEADLINE_S 120
+#define SEARCH_DEADLINE_S 400
+#define CALIB_IMAGES 200
+#define MONITOR_INTERVAL_MS 50
+#define FULL_KHZ 2000000
+#define SCALE (0.00392156862745098)
+
+static char source_root[PATH_MAX], build_root[PATH_MAX], tailord_bin[PATH_MAX + 32];
+static char base_dir[PATH_MAX];
+static char calib_x[PATH_MAX + 32], calib_y[PATH_MAX + 32], shared_db[PATH_MAX + 32];
+
+/* The first images of the calibration data, and their labels. */
+#define N_IMAGES 16
+static uint8_t images[N_IMAGES][784];
+static int64_t labels[N_IMAGES];
+
+/* What main's first start saw. */
+static struct {
+  int ok;
+  char why[2048];
+  int provisional_seen;   /* ready while the search still ran */
+  double search_wait_s;
+  int n;                  /* the searched frontier */
+  double ms[64];
+  double acc[64];
+  char spec[64][256];
+} warm;
+
+/* ------------------------------------------------------------- helpers */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t realtime_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+/* Writes text to path through a rename, so a reader never sees half. */
+static int write_file(const char *path, const char *text) {
+  char tmp[PATH_MAX + 16];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (f == NULL)
+    return -1;
+  int ok = fputs(text, f) >= 0;
+  ok = fclose(f) == 0 && ok;
+  return ok && rename(tmp, path) == 0 ? 0 : -1;
+}
+
+static int mkdirs(const char *path) {
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s", path);
+  for (char *s = p + 1; *s; s++)
+    if (*s == '/') {
+      *s = '\0';
+      if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return -1;
+      *s = '/';
+    }
+  return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return strdup("");
+  char *buf = NULL;
+  size_t cap = 0, len = 0;
+  for (;;) {
+    if (len + 4096 + 1 > cap) {
+      cap = (cap + 4096) * 2;
+      char *g = realloc(buf, cap);
+      if (g == NULL)
+        abort();
+      buf = g;
+    }
+    size_t n = fread(buf + len, 1, 4096, f);
+    len += n;
+    if (n == 0)
+      break;
+  }
+  fclose(f);
+  buf[len] = '\0';
+  return buf;
+}
+
+/* ---------------------------------------------------------- fake tree */
+
+/* A fake /proc and /sys under root: two CPUs at full speed, static
+ * counters (so the CPU share is unknown, taken as 1).  0 or -1. */
+static int fake_tree(const char *root) {
+  static const char *const files[][2] = {
+      {"proc/stat", "cpu  1000 0 500 8000 100 0 0 0 0 0\n"
+                    "cpu0 500 0 250 4000 50 0 0 0 0 0\n"
+                    "cpu1 500 0 250 4000 50 0 0 0 0 0\n"
+                    "procs_running 1\nprocs_blocked 0\n"},
+      {"proc/meminfo", "MemTotal:        8000000 kB\nMemFree:         3000000 kB\n"
+                       "MemAvailable:    6000000 kB\n"},
+      {"proc/loadavg", "0.50 0.40 0.30 1/200 4242\n"},
+      {"sys/devices/system/cpu/online", "0-1\n"},
+  };
+  char p[PATH_MAX + 128], khz[32];
+  snprintf(p, sizeof p, "%s/proc", root);
+  if (mkdirs(p) != 0)
+    return -1;
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf(p, sizeof p, "%s/%s", root, files[i][0]);
+    if (i == 3) {
+      char dir[PATH_MAX + 128];
+      snprintf(dir, sizeof dir, "%s/sys/devices/system/cpu", root);
+      if (mkdirs(dir) != 0)
+        return -1;
+    }
+    if (write_file(p, files[i][1]) != 0)
+      return -1;
+  }
+  snprintf(khz, sizeof khz, "%d\n", FULL_KHZ);
+  for (int cpu = 0; cpu < 2; cpu++) {
+    snprintf(p, sizeof p, "%s/sys/devices/system/cpu/cpu%d/cpufreq", root, cpu);
+    if (mkdirs(p) != 0)
+      return -1;
+    snprintf(p, sizeof p, "%s/sys/devices/system/cpu/cpu%d/cpufreq/cpuinfo_max_freq", root, cpu);
+    if (write_file(p, khz) != 0)
+      return -1;
+    snprintf(p, sizeof p, "%s/sys/devices/system/cpu/cpu%d/cpufreq/scaling_cur_freq", root, cpu);
+    if (write_file(p, khz) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+static void set_freq(const char *root, int khz) {
+  char p[PATH_MAX + 128], v[32];
+  snprintf(v, sizeof v, "%d\n", khz);
+  for (int cpu = 0; cpu < 2; cpu++) {
+    snprintf(p, sizeof p, "%s/sys/devices/system/cpu/cpu%d/cpufreq/scaling_cur_freq", root, cpu);
+    ck_assert_int_eq(write_file(p, v), 0);
+  }
+}
+
+/* ------------------------------------------------------------- client */
+
+static int unix_connect(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  struct timeval tv = {120, 0}; /* no test waits on a read forever */
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+static int write_all(int fd, const void *data, size_t n) {
+  const char *p = data;
+  while (n > 0) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* A connection with a read buffer, for responses one at a time. */
+struct client {
+  int fd;
+  char *buf;
+  size_t len, cap;
+};
+
+struct resp {
+  int status;
+  char head[8192];
+  char *body; /* malloc'd, NUL-terminated */
+  size_t len;
+  size_t json_len; /* Inference-Header-Content-Length, else len */
+};
+
+static void resp_free(struct resp *r) {
+  free(r->body);
+  r->body = NULL;
+}
+
+static int client_fill(struct client *c) {
+  if (c->len + 65536 > c->cap) {
+    c->cap = (c->len + 65536) * 2;
+    char *g = realloc(c->buf, c->cap);
+    if (g == NULL)
+      abort();
+    c->buf = g;
+  }
+  for (;;) {
+    ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    c->len += (size_t)n;
+    return 0;
+  }
+}
+
+static long header_value(const char *head, const char *name) {
+  const char *p = head;
+  size_t n = strlen(name);
+  while ((p = strcasestr(p, name)) != NULL) {
+    if ((p == head || p[-1] == '\n') && p[n] == ':')
+      return strtol(p + n + 1, NULL, 10);
+    p += n;
+  }
+  return -1;
+}
+
+/* Reads one response; 0 or -1 (closed or malformed). */
+static int client_read(struct client *c, struct resp *r) {
+  memset(r, 0, sizeof *r);
+  char *end;
+  while ((end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL) == NULL)
+    if (client_fill(c) != 0)
+      return -1;
+  size_t hl = (size_t)(end - c->buf) + 4;
+  snprintf(r->head, sizeof r->head, "%.*s", (int)(hl < sizeof r->head ? hl : sizeof r->head - 1),
+           c->buf);
+  if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+    return -1;
+  long cl = header_value(r->head, "Content-Length");
+  if (cl < 0)
+    cl = 0;
+  while (c->len < hl + (size_t)cl)
+    if (client_fill(c) != 0)
+      return -1;
+  r->body = malloc((size_t)cl + 1);
+  if (r->body == NULL)
+    abort();
+  memcpy(r->body, c->buf + hl, (size_t)cl);
+  r->body[cl] = '\0';
+  r->len = (size_t)cl;
+  long jl = header_value(r->head, "Inference-Header-Content-Length");
+  r->json_len = jl >= 0 ? (size_t)jl : r->len;
+  memmove(c->buf, c->buf + hl + (size_t)cl, c->len - hl - (size_t)cl);
+  c->len -= hl + (size_t)cl;
+  return 0;
+}
+
+static void client_close(struct client *c) {
+  if (c->fd >= 0)
+    close(c->fd);
+  free(c->buf);
+  memset(c, 0, sizeof *c);
+  c->fd = -1;
+}
+
+/* Sends one request on a new connection and reads its response. */
+static int request(const char *sock, const char *method, const char *path, const char *headers,
+                   const void *body, size_t blen, struct resp *r) {
+  struct client c = {.fd = unix_connect(sock)};
+  if (c.fd < 0)
+    return -1;
+  char *head = NULL;
+  int hn = body != NULL ? asprintf(&head,
+                                   "%s %s HTTP/1.1\r\nHost: tailord\r\n%sContent-Length: "
+                                   "%zu\r\n\r\n",
+                                   method, path, headers != NULL ? headers : "", blen)
+                        : asprintf(&head, "%s %s HTTP/1.1\r\nHost: tailord\r\n%s\r\n", method,
+                                   path, headers != NULL ? headers : "");
+  if (hn < 0)
+    abort();
+  /* The server may answer before it has read everything (413, 503 to a
+   * connection over the limit) and close: read the answer anyway. */
+  int rc = write_all(c.fd, head, (size_t)hn);
+  if (rc == 0 && body != NULL)
+    rc = write_all(c.fd, body, blen);
+  rc = client_read(&c, r);
+  free(head);
+  client_close(&c);
+  return rc;
+}
+
+/* GET path as JSON; the status in *status. */
+static json_t *get_json(const char *sock, const char *path, int *status) {
+  struct resp r;
+  if (request(sock, "GET", path, NULL, NULL, 0, &r) != 0)
+    return NULL;
+  *status = r.status;
+  json_t *v = json_loadb(r.body, r.len, 0, NULL);
+  resp_free(&r);
+  return v;
+}
+
+static json_t *post_json(const char *sock, const char *path, json_t *body, int *status) {
+  char *text = json_dumps(body, JSON_COMPACT);
+  ck_assert_ptr_nonnull(text);
+  struct resp r;
+  int rc = request(sock, "POST", path, "Content-Type: application/json\r\n", text, strlen(text),
+                   &r);
+  free(text);
+  if (rc != 0)
+    return NULL;
+  *status = r.status;
+  json_t *v = json_loadb(r.body, r.len, 0, NULL);
+  resp_free(&r);
+  return v;
+}
+
+/* ------------------------------------------------------------- daemon */
+
+struct opts {
+  const char *model_name;
+  double budget_ms;
+  double margin;
+  int hysteresis_ms;
+  int max_connections;
+  int idle_timeout_ms;
+  long max_body_bytes;
+  int workers;
+  int queue_depth;
+  int search_k;
+};
+
+static void opts_default(struct opts *o) {
+  memset(o, 0, sizeof *o);
+  o->model_name = "fmnist";
+  o->budget_ms = 10000;
+  o->margin = 0.1;
+  o->hysteresis_ms = 1000;
+  o->max_connections = 16;
+  o->idle_timeout_ms = 30000;
+  o->max_body_bytes = 16 << 20;
+  o->workers = 2;
+  o->queue_depth = 64;
+  o->search_k = 4;
+}
+
+struct daemon {
+  pid_t pid;
+  char dir[PATH_MAX];
+  char sock[PATH_MAX + 16];
+  char cfg[PATH_MAX + 16];
+  char log[PATH_MAX + 16];
+  char root[PATH_MAX + 16];
+};
+
+static void config_text(const struct daemon *d, const struct opts *o, const char *db, char *buf,
+                        size_t size) {
+  snprintf(buf, size,
+           "socket:\n  path: %s\n  mode: 0600\n"
+           "database: %s\n"
+           "workers: %d\nthreads: 1\nlog_level: debug\n"
+           "monitor:\n  interval_ms: %d\n  root: %s\n"
+           "limits:\n  max_connections: %d\n  max_body_bytes: %ld\n  idle_timeout_ms: %d\n"
+           "  queue_depth: %d\n"
+           "models:\n"
+           "  - name: %s\n"
+           "    path: %s/models/fmnist.onnx\n"
+           "    calibration:\n      x: %s\n      y: %s\n"
+           "    space:\n      widths: [0.5, 1]\n      resolution_steps: 2\n"
+           "    search:\n      k: %d\n      images: 100\n      candidates: 6\n"
+           "    budget:\n      latency_p95_ms: %.9g\n      margin: %g\n"
+           "      hysteresis_ms: %d\n",
+           d->sock, db, o->workers, MONITOR_INTERVAL_MS, d->root, o->max_connections,
+           o->max_body_bytes, o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x, calib_y,
+           o->search_k, o->budget_ms, o->margin, o->hysteresis_ms);
+}
+
+/* Prepares a directory, its fake tree and config; does not start. */
+static void daemon_prepare(struct daemon *d, const struct opts *o, const char *db) {
+  memset(d, 0, sizeof *d);
+  snprintf(d->dir, sizeof d->dir, "%s/d.XXXXXX", base_dir);
+  ck_assert_ptr_nonnull(mkdtemp(d->dir));
+  snprintf(d->sock, sizeof d->sock, "%s/s.sock", d->dir);
+  snprintf(d->cfg, sizeof d->cfg, "%s/tailord.yaml", d->dir);
+  snprintf(d->log, sizeof d->log, "%s/stderr.log", d->dir);
+  snprintf(d->root, sizeof d->root, "%s/root", d->dir);
+  ck_assert_int_eq(fake_tree(d->root), 0);
+  char text[4096];
+  config_text(d, o, db != NULL ? db : shared_db, text, sizeof text);
+  ck_assert_int_eq(write_file(d->cfg, text), 0);
+}
+
+static pid_t spawn(const char *log, const char *const *argv) {
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* die with the test, whatever happens to it */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+      _exit(127);
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    int null = open("/dev/null", O_RDONLY);
+    if (fd < 0 || null < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0 || dup2(null, 0) < 0)
+      _exit(127);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* Waits for pid with a deadline; its exit status, or -1 if killed, -2 on
+ * timeout. */
+static int wait_exit(pid_t pid, double deadline_s) {
+  double t0 = now_s();
+  for (;;) {
+    int st;
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid)
+      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (w < 0)
+      return -3;
+    if (now_s() - t0 > deadline_s)
+      return -2;
+    sleep_ms(20);
+  }
+}
+
+static void daemon_launch(struct daemon *d) {
+  const char *argv[] = {tailord_bin, "--config", d->cfg, NULL};
+  d->pid = spawn(d->log, argv);
+  ck_assert_int_gt(d->pid, 0);
+}
+
+/* Polls GET /v2/health/ready until 200, or fails the test with the log. */
+static void daemon_wait_ready(struct daemon *d, double deadline_s) {
+  double t0 = now_s();
+  for (;;) {
+    int status = 0;
+    json_t *v = get_json(d->sock, "/v2/health/ready", &status);
+    json_decref(v);
+    if (status == 200)
+      return;
+    int st;
+    if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+      char *log = read_text(d->log);
+      ck_abort_msg("tailord exited before it was ready; its log:\n%s", log);
+    }
+    if (now_s() - t0 > deadline_s) {
+      char *log = read_text(d->log);
+      ck_abort_msg("tailord was not ready within %.0f s; its log:\n%s", deadline_s, log);
+    }
+    sleep_ms(50);
+  }
+}
+
+static void daemon_start(struct daemon *d, const struct opts *o) {
+  daemon_prepare(d, o, NULL);
+  daemon_launch(d);
+  daemon_wait_ready(d, READY_DEADLINE_S);
+}
+
+/* SIGTERM and the exit status (-1 killed, -2 still running). */
+static int daemon_stop(struct daemon *d) {
+  if (d->pid <= 0)
+    return -3;
+  kill(d->pid, SIGTERM);
+  int rc = wait_exit(d->pid, 60);
+  if (rc == -2) {
+    kill(d->pid, SIGKILL);
+    wait_exit(d->pid, 10);
+  }
+  d->pid = 0;
+  return rc;
+}
+
+static void daemon_stop_ok(struct daemon *d) {
+  int rc = daemon_stop(d);
+  if (rc != 0) {
+    char *log = read_text(d->log);
+    ck_abort_msg("tailord exited with %d after SIGTERM; its log:\n%s", rc, log);
+  }
+}
+
+/* 1 once the daemon's log holds text. */
+static int log_has(const struct daemon *d, const char *text) {
+  char *log = read_text(d->log);
+  int has = strstr(log, text) != NULL;
+  free(log);
+  return has;
+}
+
+/* 1 if a line of the daemon's log reads "<file>:LINE:COLUMN: <what>...". */
+static int log_has_placed(const struct daemon *d, const char *file, const char *what) {
+  char *log = read_text(d->log);
+  size_t fl = strlen(file);
+  int found = 0;
+  for (char *p = log; !found && (p = strstr(p, file)) != NULL; p += fl) {
+    char *q = p + fl;
+    int line = 0, col = 0, used = 0;
+    if (sscanf(q, ":%d:%d: %n", &line, &col, &used) == 2 && used > 0 && line > 0 && col > 0)
+      found = strncmp(q + used, what, strlen(what)) == 0;
+  }
+  free(log);
+  return found;
+}
+
+/* ------------------------------------------------------- infer helpers */
+
+/* {"inputs": [one image of the calibration data]} as JSON, UINT8 or FP32. */
+static json_t *infer_body(int image, int fp32, json_t *parameters) {
+  json_t *data = json_array();
+  for (int i = 0; i < 784; i++)
+    json_array_append_new(data, fp32 ? json_real((double)((float)images[image][i] * (float)SCALE))
+                                     : json_integer(images[image][i]));
+  json_t *b = json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}]}", "inputs", "name", "input", "shape", 1,
+                        1, 28, 28, "datatype", fp32 ? "FP32" : "UINT8", "data", data);
+  ck_assert_ptr_nonnull(b);
+  if (parameters != NULL)
+    json_object_set_new(b, "parameters", parameters);
+  return b;
+}
+
+/* The 10 logits of a JSON infer response into out; returns the subnet. */
+static const char *logits_of(json_t *resp, float out[10]) {
+  json_t *o = json_array_get(json_object_get(resp, "outputs"), 0);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_str_eq(json_string_value(json_object_get(o, "name")), "logits");
+  ck_assert_str_eq(json_string_value(json_object_get(o, "datatype")), "FP32");
+  json_t *shape = json_object_get(o, "shape");
+  ck_assert_int_eq(json_array_size(shape), 2);
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 0)), 1);
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 1)), 10);
+  json_t *data = json_object_get(o, "data");
+  ck_assert_int_eq(json_array_size(data), 10);
+  for (int i = 0; i < 10; i++)
+    out[i] = (float)json_number_value(json_array_get(data, (size_t)i));
+  const char *subnet = json_string_value(json_object_get(json_object_get(resp, "parameters"),
+                                                         "subnet"));
+  ck_assert_ptr_nonnull(subnet);
+  return subnet;
+}
+
+static int argmax(const float *v, int n) {
+  int k = 0;
+  for (int i = 1; i < n; i++)
+    if (v[i] > v[k])
+      k = i;
+  return k;
+}
+
+/* The active subnet from GET .../state. */
+static char *active_of(const struct daemon *d, const char *model) {
+  char path[256];
+  snprintf(path, sizeof path, "/v2/models/%s/state", model);
+  int status = 0;
+  json_t *st = get_json(d->sock, path, &status);
+  ck_assert_int_eq(status, 200);
+  char *a = strdup(json_string_value(json_object_get(st, "active")));
+  json_decref(st);
+  return a;
+}
+
+static int is_frontier_member(const char *spec) {
+  for (int i = 0; i < warm.n; i++)
+    if (strcmp(warm.spec[i], spec) == 0)
+      return 1;
+  return 0;
+}
+
+/* A metric's value from /metrics text (the line that starts with
+ * series + " "), or -1 when absent. */
+static double metric(const char *text, const char *series) {
+  size_t n = strlen(series);
+  for (const char *p = text; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    if (strncmp(p, series, n) == 0 && p[n] == ' ')
+      return strtod(p + n + 1, NULL);
+  return -1;
+}
+
+static char *get_metrics(const struct daemon *d) {
+  struct resp r;
+  ck_assert_int_eq(request(d->sock, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.head, "text/plain; version=0.0.4"));
+  return r.body;
+}
+
+/* --------------------------------------------------------------- tests */
+
+START_TEST(first_start_serves_provisional_then_the_searched_frontier) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  ck_assert_msg(warm.provisional_seen,
+                "the first start was not ready with a provisional frontier before its search "
+                "ended");
+  ck_assert_int_ge(warm.n, 2);
+  for (int i = 1; i < warm.n; i++) {
+    ck_assert(warm.ms[i] > warm.ms[i - 1]);
+    ck_assert(warm.acc[i] > warm.acc[i - 1]);
+  }
+  /* a later start finds the frontier in the cache: no provisional one */
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  int status = 0;
+  json_t *s = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert(json_is_false(json_object_get(s, "provisional")));
+  ck_assert_int_eq(json_array_size(json_object_get(s, "subnets")), (size_t)warm.n);
+  json_decref(s);
+  ck_assert(log_has(&d, "from the cache"));
+  ck_assert(!log_has(&d, "searching the frontier"));
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(health_and_metadata_answer) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  int status = 0;
+  json_t *v = get_json(d.sock, "/v2/health/live", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert(json_is_true(json_object_get(v, "live")));
+  json_decref(v);
+  v = get_json(d.sock, "/v2/health/ready", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert(json_is_true(json_object_get(v, "ready")));
+  json_decref(v);
+  v = get_json(d.sock, "/v2", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert_str_eq(json_string_value(json_object_get(v, "name")), "tailor");
+  ck_assert_ptr_nonnull(json_string_value(json_object_get(v, "version")));
+  json_decref(v);
+  v = get_json(d.sock, "/v2/models/fmnist", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert_str_eq(json_string_value(json_object_get(v, "name")), "fmnist");
+  json_t *in = json_array_get(json_object_get(v, "inputs"), 0);
+  ck_assert_str_eq(json_string_value(json_object_get(in, "name")), "input");
+  ck_assert_str_eq(json_string_value(json_object_get(in, "datatype")), "FP32");
+  json_t *shape = json_object_get(in, "shape");
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 0)), -1);
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 1)), 1);
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 2)), 28);
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 3)), 28);
+  json_t *out = json_array_get(json_object_get(v, "outputs"), 0);
+  ck_assert_str_eq(json_string_value(json_object_get(out, "name")), "logits");
+  json_decref(v);
+  v = get_json(d.sock, "/v2/models/fmnist/ready", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert(json_is_true(json_object_get(v, "ready")));
+  json_decref(v);
+  v = get_json(d.sock, "/v2/models/nope", &status);
+  ck_assert_int_eq(status, 404);
+  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(v, "error")), "nope"));
+  json_decref(v);
+  v = get_json(d.sock, "/v2/models/nope/ready", &status);
+  ck_assert_int_eq(status, 404);
+  json_decref(v);
+  /* the extensions */
+  v = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
+  ck_assert_int_eq(status, 200);
+  json_t *list = json_object_get(v, "subnets");
+  ck_assert_int_eq(json_array_size(list), (size_t)warm.n);
+  int actives = 0;
+  for (size_t i = 0; i < json_array_size(list); i++) {
+    json_t *e = json_array_get(list, i);
+    ck_assert_str_eq(json_string_value(json_object_get(e, "subnet")), warm.spec[i]);
+    ck_assert(json_number_value(json_object_get(e, "predicted_ms")) > 0);
+    ck_assert(json_number_value(json_object_get(e, "predicted_mib")) > 0);
+    ck_assert(json_is_real(json_object_get(e, "accuracy")));
+    actives += json_is_true(json_object_get(e, "active"));
+  }
+  ck_assert_int_eq(actives, 1);
+  json_decref(v);
+  v = get_json(d.sock, "/v2/models/fmnist/state", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert(is_frontier_member(json_string_value(json_object_get(v, "active"))));
+  ck_assert(json_is_false(json_object_get(v, "degraded")));
+  ck_assert(json_is_false(json_object_get(v, "pinned")));
+  ck_assert(json_number_value(json_object_get(v, "correction")) > 0);
+  ck_assert(json_number_value(
+                json_object_get(json_object_get(v, "budget"), "latency_p95_ms")) == 10000);
+  ck_assert(json_number_value(
+                json_object_get(json_object_get(v, "device"), "freq_ratio")) == 1);
+  json_decref(v);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(json_infer_classifies_calibration_images) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  int right = 0;
+  for (int k = 0; k < 8; k++) {
+    int status = 0;
+    json_t *body = infer_body(k, 0, NULL);
+    json_object_set_new(body, "id", json_sprintf("req-%d", k));
+    json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", body, &status);
+    json_decref(body);
+    ck_assert_int_eq(status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(r, "model_name")), "fmnist");
+    char id[16];
+    snprintf(id, sizeof id, "req-%d", k);
+    ck_assert_str_eq(json_string_value(json_object_get(r, "id")), id);
+    float logits[10];
+    const char *subnet = logits_of(r, logits);
+    ck_assert_msg(is_frontier_member(subnet), "\"%s\" is not on the frontier", subnet);
+    right += argmax(logits, 10) == labels[k];
+    /* the same pixels as FP32 give the same logits, bit for bit */
+    body = infer_body(k, 1, json_pack("{s:s}", "subnet", subnet));
+    json_t *r2 = post_json(d.sock, "/v2/models/fmnist/infer", body, &status);
+    json_decref(body);
+    ck_assert_int_eq(status, 200);
+    float logits2[10];
+    ck_assert_str_eq(logits_of(r2, logits2), subnet);
+    ck_assert_int_eq(memcmp(logits, logits2, sizeof logits), 0);
+    json_decref(r2);
+    json_decref(r);
+  }
+  /* the frontier's members are 85-95 % accurate on this data */
+  ck_assert_msg(right >= 6, "only %d of 8 calibration images classified right", right);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(binary_infer_equals_json_infer_bit_for_bit) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  for (int k = 0; k < 3; k++) {
+    int status = 0;
+    json_t *body = infer_body(k, 1, NULL);
+    json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", body, &status);
+    json_decref(body);
+    ck_assert_int_eq(status, 200);
+    float want[10];
+    char *subnet = strdup(logits_of(r, want));
+    json_decref(r);
+
+    float x[784];
+    for (int i = 0; i < 784; i++)
+      x[i] = (float)images[k][i] * (float)SCALE;
+    char head[512];
+    int jl = snprintf(head, sizeof head,
+                      "{\"parameters\":{\"subnet\":\"%s\"},\"inputs\":[{\"name\":\"input\","
+                      "\"shape\":[1,1,28,28],\"datatype\":\"FP32\",\"parameters\":"
+                      "{\"binary_data_size\":%zu}}],\"outputs\":[{\"name\":\"logits\","
+                      "\"parameters\":{\"binary_data\":true}}]}",
+                      subnet, sizeof x);
+    char *bin = malloc((size_t)jl + sizeof x);
+    ck_assert_ptr_nonnull(bin);
+    memcpy(bin, head, (size_t)jl);
+    memcpy(bin + jl, x, sizeof x);
+    char hdr[128];
+    snprintf(hdr, sizeof hdr,
+             "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: %d\r\n",
+             jl);
+    struct resp rr;
+    ck_assert_int_eq(request(d.sock, "POST", "/v2/models/fmnist/infer", hdr, bin,
+                             (size_t)jl + sizeof x, &rr),
+                     0);
+    free(bin);
+    ck_assert_int_eq(rr.status, 200);
+    ck_assert_uint_eq(rr.len - rr.json_len, sizeof want);
+    json_t *meta = json_loadb(rr.body, rr.json_len, 0, NULL);
+    ck_assert_ptr_nonnull(meta);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(meta, "parameters"),
+                                                       "subnet")),
+                     subnet);
+    json_t *o0 = json_array_get(json_object_get(meta, "outputs"), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(o0, "parameters"),
+                                                        "binary_data_size")),
+                     (json_int_t)sizeof want);
+    json_decref(meta);
+    ck_assert_int_eq(memcmp(rr.body + rr.json_len, want, sizeof want), 0);
+    resp_free(&rr);
+    free(subnet);
+  }
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+/* POSTs raw body text and checks the status and that the body is
+ * {"error": ...} containing needle. */
+static void expect_error(const struct daemon *d, const char *path, const char *body, int want,
+                         const char *needle) {
+  struct resp r;
+  ck_assert_int_eq(request(d->sock, "POST", path, "Content-Type: application/json\r\n", body,
+                           strlen(body), &r),
+                   0);
+  ck_assert_msg(r.status == want, "%s %s: got %d, want %d: %s", path, body, r.status, want,
+                r.body);
+  json_t *v = json_loadb(r.body, r.len, 0, NULL);
+  const char *msg = json_string_value(json_object_get(v, "error"));
+  ck_assert_msg(msg != NULL, "no error member in %s", r.body);
+  ck_assert_msg(needle == NULL || strstr(msg, needle) != NULL, "\"%s\" does not say \"%s\"", msg,
+                needle);
+  json_decref(v);
+  resp_free(&r);
+}
+
+START_TEST(bad_requests_get_their_status_and_a_json_error) {
+  struct opts o;
+  opts_default(&o);
+  o.max_body_bytes = 65536;
+  struct daemon d;
+  daemon_start(&d, &o);
+  const char *infer = "/v2/models/fmnist/infer";
+  expect_error(&d, infer, "{\"inputs\": [", 400, "not valid JSON");
+  expect_error(&d, infer,
+               "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,1,28,27],\"datatype\":\"FP32\","
+               "\"data\":[0]}]}",
+               400, NULL);
+  /* a consistent tensor of the wrong shape for the model */
+  {
+    json_t *b = infer_body(0, 0, NULL);
+    json_t *in = json_array_get(json_object_get(b, "inputs"), 0);
+    json_object_set_new(in, "shape", json_pack("[i,i,i,i]", 1, 1, 14, 56));
+    char *text = json_dumps(b, JSON_COMPACT);
+    expect_error(&d, infer, text, 400, "[N,1,28,28]");
+    free(text);
+    json_object_set_new(in, "shape", json_pack("[i,i,i,i]", 1, 1, 28, 28));
+    json_object_set_new(in, "name", json_string("x"));
+    text = json_dumps(b, JSON_COMPACT);
+    expect_error(&d, infer, text, 400, "no input \"x\"");
+    free(text);
+    json_object_set_new(in, "name", json_string("input"));
+    json_object_set_new(in, "datatype", json_string("INT32"));
+    text = json_dumps(b, JSON_COMPACT);
+    expect_error(&d, infer, text, 400, "INT32");
+    free(text);
+    json_object_set_new(in, "datatype", json_string("UINT8"));
+    json_object_set_new(b, "outputs", json_pack("[{s:s}]", "name", "probs"));
+    text = json_dumps(b, JSON_COMPACT);
+    expect_error(&d, infer, text, 400, "no output \"probs\"");
+    free(text);
+    json_object_del(b, "outputs");
+    json_object_set_new(b, "parameters", json_pack("{s:s}", "subnet", "r=28 d=9,9,9 w=1,1,1"));
+    text = json_dumps(b, JSON_COMPACT);
+    expect_error(&d, infer, text, 400, NULL);
+    free(text);
+    json_decref(b);
+  }
+  expect_error(&d, "/v2/models/nope/infer", "{}", 404, "unknown model \"nope\"");
+  expect_error(&d, "/v2/models/fmnist/pin", "{\"subnet\": 3}", 400, "subnet");
+  expect_error(&d, "/v2/models/fmnist/pin", "{\"subnet\": \"r=14 d=0,0,0 w=.5,.5,.5x\"}", 400,
+               NULL);
+  expect_error(&d, "/v2/nothing/here", "{}", 404, NULL);
+  /* 405 with Allow */
+  struct resp r;
+  ck_assert_int_eq(request(d.sock, "DELETE", "/v2/health/live", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 405);
+  ck_assert_ptr_nonnull(strstr(r.head, "Allow: GET, HEAD"));
+  ck_assert_ptr_nonnull(strstr(r.body, "\"error\""));
+  resp_free(&r);
+  /* 413 as soon as the Content-Length is over the limit */
+  ck_assert_int_eq(request(d.sock, "POST", infer, "Content-Length: 1000000\r\n", NULL, 0, &r),
+                   0);
+  ck_assert_int_eq(r.status, 413);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"error\""));
+  resp_free(&r);
+  /* a malformed request line: 400 */
+  struct client c = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c.fd, 0);
+  ck_assert_int_eq(write_all(c.fd, "GARBAGE\r\n\r\n", 11), 0);
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 400);
+  resp_free(&r);
+  client_close(&c);
+  /* a header block over the limit: 431 */
+  char big[20000];
+  memset(big, 'a', sizeof big);
+  memcpy(big, "X-Big: ", 7);
+  big[sizeof big - 5] = '\r';
+  big[sizeof big - 4] = '\n';
+  big[sizeof big - 3] = '\r';
+  big[sizeof big - 2] = '\n';
+  big[sizeof big - 1] = '\0';
+  ck_assert_int_eq(request(d.sock, "GET", "/v2", big, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 431);
+  resp_free(&r);
+  /* and the daemon still serves */
+  int status = 0;
+  json_t *v = get_json(d.sock, "/v2/health/ready", &status);
+  ck_assert_int_eq(status, 200);
+  json_decref(v);
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"400\"}") >= 7);
+  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"404\"}") == 1);
+  ck_assert(metric(m, "tailor_requests_total{route=\"none\",code=\"413\"}") == 1);
+  free(m);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(clients_that_hang_up_do_not_stop_the_daemon) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  json_t *b = infer_body(0, 0, NULL);
+  char *text = json_dumps(b, JSON_COMPACT);
+  json_decref(b);
+  size_t len = strlen(text);
+  for (int round = 0; round < 3; round++) {
+    /* mid-body */
+    int fd = unix_connect(d.sock);
+    ck_assert_int_ge(fd, 0);
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", len);
+    ck_assert_int_eq(write_all(fd, head, (size_t)hn), 0);
+    ck_assert_int_eq(write_all(fd, text, len / 2), 0);
+    close(fd);
+    /* a whole request, gone before the answer */
+    fd = unix_connect(d.sock);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write_all(fd, head, (size_t)hn), 0);
+    ck_assert_int_eq(write_all(fd, text, len), 0);
+    close(fd);
+    /* mid-headers */
+    fd = unix_connect(d.sock);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write_all(fd, "GET /v2/hea", 11), 0);
+    close(fd);
+  }
+  /* keep-alive and pipelining on one connection: answers in order */
+  struct client c = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c.fd, 0);
+  char two[8192];
+  int n = snprintf(two, sizeof two,
+                   "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s"
+                   "GET /v2/models/fmnist/ready HTTP/1.1\r\n\r\n"
+                   "GET /v2/models/nope HTTP/1.1\r\n\r\n",
+                   len, text);
+  ck_assert_int_lt(n, (int)sizeof two);
+  ck_assert_int_eq(write_all(c.fd, two, (size_t)n), 0);
+  struct resp r;
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"logits\""));
+  resp_free(&r);
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":true"));
+  resp_free(&r);
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 404);
+  resp_free(&r);
+  client_close(&c);
+  free(text);
+  int status = 0;
+  json_t *v = get_json(d.sock, "/v2/health/live", &status);
+  ck_assert_int_eq(status, 200);
+  json_decref(v);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(an_expired_deadline_is_503_without_running) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  int status = 0;
+  /* one request that runs, so the compute histogram exists */
+  json_t *b = infer_body(1, 0, NULL);
+  json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+  ck_assert_int_eq(status, 200);
+  json_decref(r);
+  json_decref(b);
+  char *m = get_metrics(&d);
+  double ran = metric(m, "tailor_compute_duration_seconds_count{model=\"fmnist\"}");
+  free(m);
+  ck_assert(ran == 1);
+
+  b = infer_body(1, 0, json_pack("{s:i}", "timeout", 1));
+  r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+  json_decref(b);
+  ck_assert_int_eq(status, 503);
+  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(r, "error")), "deadline"));
+  json_decref(r);
+  m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_compute_duration_seconds_count{model=\"fmnist\"}") == ran);
+  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"503\"}") == 1);
+  free(m);
+  /* a deadline that can be met is served, by a frontier member */
+  b = infer_body(1, 0, json_pack("{s:i}", "timeout", 30000000));
+  r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+  json_decref(b);
+  ck_assert_int_eq(status, 200);
+  float logits[10];
+  ck_assert(is_frontier_member(logits_of(r, logits)));
+  json_decref(r);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(metrics_show_counters_histograms_and_gauges) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  int status = 0;
+  for (int k = 0; k < 3; k++) {
+    json_t *b = infer_body(k, 0, NULL);
+    json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+    ck_assert_int_eq(status, 200);
+    json_decref(r);
+    json_decref(b);
+  }
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") == 3);
+  ck_assert(metric(m, "tailor_requests_total{route=\"health_ready\",code=\"200\"}") >= 1);
+  ck_assert(metric(m, "tailor_switches_total{model=\"fmnist\",reason=\"start\"}") == 1);
+  ck_assert(metric(m, "tailor_request_duration_seconds_count{model=\"fmnist\"}") == 3);
+  ck_assert(metric(m, "tailor_request_duration_seconds_bucket{model=\"fmnist\",le=\"+Inf\"}") ==
+            3);
+  ck_assert(metric(m, "tailor_queue_duration_seconds_count{model=\"fmnist\"}") == 3);
+  ck_assert(metric(m, "tailor_compute_duration_seconds_sum{model=\"fmnist\"}") > 0);
+  ck_assert_ptr_nonnull(strstr(m, "# TYPE tailor_request_duration_seconds histogram"));
+  ck_assert_ptr_nonnull(strstr(m, "# TYPE tailor_requests_total counter"));
+  char *a = active_of(&d, "fmnist");
+  char series[512];
+  snprintf(series, sizeof series, "tailor_active_subnet_info{model=\"fmnist\",subnet=\"%s\"}", a);
+  ck_assert(metric(m, series) == 1);
+  free(a);
+  ck_assert(metric(m, "tailor_latency_budget_seconds{model=\"fmnist\"}") == 10);
+  ck_assert(metric(m, "tailor_predicted_latency_seconds{model=\"fmnist\"}") > 0);
+  ck_assert(metric(m, "tailor_degraded{model=\"fmnist\"}") == 0);
+  ck_assert(metric(m, "tailor_device_freq_ratio") == 1);
+  ck_assert(metric(m, "tailor_device_memory_available_bytes") == 6000000.0 * 1024);
+  ck_assert(metric(m, "tailor_ready") == 1);
+  ck_assert(metric(m, "tailor_connections") >= 1);
+  free(m);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(pin_fixes_the_subnet_and_auto_releases_it) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  int status = 0;
+  /* with a loose budget the most accurate member is active */
+  char *a = active_of(&d, "fmnist");
+  ck_assert_str_eq(a, warm.spec[warm.n - 1]);
+  free(a);
+  json_t *pin = json_pack("{s:s}", "subnet", warm.spec[0]);
+  json_t *r = post_json(d.sock, "/v2/models/fmnist/pin", pin, &status);
+  json_decref(pin);
+  ck_assert_int_eq(status, 200);
+  ck_assert_str_eq(json_string_value(json_object_get(r, "active")), warm.spec[0]);
+  ck_assert(json_is_true(json_object_get(r, "pinned")));
+  json_decref(r);
+  for (int k = 0; k < 3; k++) {
+    json_t *b = infer_body(k, 0, NULL);
+    r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+    ck_assert_int_eq(status, 200);
+    float logits[10];
+    ck_assert_str_eq(logits_of(r, logits), warm.spec[0]);
+    json_decref(r);
+    json_decref(b);
+  }
+  /* the controller leaves a pinned model alone across intervals */
+  sleep_ms(5 * MONITOR_INTERVAL_MS);
+  json_t *st = get_json(d.sock, "/v2/models/fmnist/state", &status);
+  ck_assert(json_is_true(json_object_get(st, "pinned")));
+  ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
+  json_decref(st);
+  /* a spec that is valid but not on the frontier */
+  expect_error(&d, "/v2/models/fmnist/pin", "{\"subnet\": \"r=14 d=0,0,0 w=.5,.5,.5\"}", 400,
+               "not on the frontier");
+  pin = json_pack("{s:s}", "subnet", "auto");
+  r = post_json(d.sock, "/v2/models/fmnist/pin", pin, &status);
+  json_decref(pin);
+  ck_assert_int_eq(status, 200);
+  ck_assert(json_is_false(json_object_get(r, "pinned")));
+  ck_assert_str_eq(json_string_value(json_object_get(r, "active")), warm.spec[warm.n - 1]);
+  json_decref(r);
+  json_t *b = infer_body(0, 0, NULL);
+  r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+  json_decref(b);
+  float logits[10];
+  ck_assert_str_eq(logits_of(r, logits), warm.spec[warm.n - 1]);
+  json_decref(r);
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_switches_total{model=\"fmnist\",reason=\"pin\"}") == 2);
+  free(m);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(adaptation_moves_down_at_once_and_up_after_the_hysteresis) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  int top = warm.n - 1;
+  double p0 = warm.ms[0], ptop = warm.ms[top];
+  /* A budget the most accurate member meets at full speed and not at half
+   * speed, while the fastest does at half speed. */
+  double budget = fmax(1.25 * ptop, 2.2 * p0);
+  ck_assert_msg(budget < 1.9 * ptop,
+                "the frontier's extremes (%g, %g ms) are too close for this test", p0, ptop);
+  int lower = 0; /* the member expected at half speed */
+  for (int i = 0; i < warm.n; i++)
+    if (2 * warm.ms[i] <= budget)
+      lower = i;
+  ck_assert_int_lt(lower, top);
+
+  struct opts o;
+  opts_default(&o);
+  o.model_name = "adapt";
+  o.budget_ms = budget;
+  o.margin = 0;
+  o.hysteresis_ms = 1500;
+  struct daemon d;
+  daemon_start(&d, &o);
+  char *a = active_of(&d, "adapt");
+  ck_assert_str_eq(a, warm.spec[top]);
+  free(a);
+
+  /* half the frequency: down at once */
+  int64_t slow_ms = realtime_ms();
+  double t0 = now_s();
+  set_freq(d.root, FULL_KHZ / 2);
+  for (;;) {
+    a = active_of(&d, "adapt");
+    if (strcmp(a, warm.spec[top]) != 0)
+      break;
+    free(a);
+    ck_assert_msg(now_s() - t0 < 20, "no switch within 20 s of the frequency halving");
+    sleep_ms(10);
+  }
+  double down_s = now_s() - t0;
+  ck_assert_str_eq(a, warm.spec[lower]);
+  free(a);
+  fprintf(stderr, "adaptation: moved down %.0f ms after the frequency halved (interval %d ms)\n",
+          down_s * 1e3, MONITOR_INTERVAL_MS);
+
+  /* back to full speed: up only after the hysteresis */
+  sleep_ms(3 * MONITOR_INTERVAL_MS);
+  int64_t fast_ms = realtime_ms();
+  t0 = now_s();
+  set_freq(d.root, FULL_KHZ);
+  sleep_ms(4 * MONITOR_INTERVAL_MS);
+  a = active_of(&d, "adapt");
+  if ((now_s() - t0) * 1e3 < o.hysteresis_ms) /* always, unless the machine stalled */
+    ck_assert_str_eq(a, warm.spec[lower]);
+  free(a);
+  for (;;) {
+    a = active_of(&d, "adapt");
+    if (strcmp(a, warm.spec[top]) == 0)
+      break;
+    free(a);
+    ck_assert_msg(now_s() - t0 < 30, "no move back up within 30 s of the recovery");
+    sleep_ms(20);
+  }
+  free(a);
+  ck_assert((now_s() - t0) * 1e3 >= o.hysteresis_ms);
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_switches_total{model=\"adapt\",reason=\"latency\"}") == 1);
+  ck_assert(metric(m, "tailor_switches_total{model=\"adapt\",reason=\"recovered\"}") == 1);
+  free(m);
+  daemon_stop_ok(&d);
+
+  /* both switches are in the daemon's event log, with reasons and state */
+  struct tl_store *st = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_store_open(shared_db, &st, NULL, &err) == 0, "%s", err.msg);
+  struct tl_switch_event *ev = NULL;
+  size_t n = 0;
+  ck_assert_int_eq(tl_store_event_last(st, 200, &ev, &n, &err), 0);
+  const struct tl_switch_event *down = NULL, *up = NULL;
+  for (size_t i = 0; i < n; i++) { /* newest first */
+    if (strcmp(ev[i].model, "adapt") != 0 || ev[i].time_ms < slow_ms)
+      continue;
+    if (up == NULL && strncmp(ev[i].reason, "resources recovered for ", 24) == 0)
+      up = &ev[i];
+    else if (down == NULL && strncmp(ev[i].reason, "latency budget at risk: predicted ", 34) == 0)
+      down = &ev[i];
+  }
+  ck_assert_msg(down != NULL && up != NULL, "the switch events are not in the store");
+  ck_assert_str_eq(down->from_spec, warm.spec[top]);
+  ck_assert_str_eq(down->to_spec, warm.spec[lower]);
+  ck_assert_ptr_nonnull(strstr(down->state, "\"freq_ratio\":0.5"));
+  ck_assert_str_eq(up->from_spec, warm.spec[lower]);
+  ck_assert_str_eq(up->to_spec, warm.spec[top]);
+  ck_assert_ptr_nonnull(strstr(up->state, "\"freq_ratio\":1"));
+  ck_assert(up->id > down->id);
+  ck_assert(down->time_ms >= slow_ms);
+  /* the daemon cannot have seen the recovery before the file changed, and
+   * then waited the hysteresis (times are whole ms: 1 ms of slack) */
+  ck_assert_msg(up->time_ms + 1 >= fast_ms + o.hysteresis_ms,
+                "moved up %lld ms after the recovery, before the %d ms hysteresis",
+                (long long)(up->time_ms - fast_ms), o.hysteresis_ms);
+  free(ev);
+  tl_store_close(st);
+}
+END_TEST
+
+START_TEST(a_broken_config_on_sighup_keeps_the_old_one_serving) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  /* a syntax error on line 3 and an unknown key */
+  char text[4096];
+  config_text(&d, &o, shared_db, text, sizeof text);
+  char broken[4200];
+  snprintf(broken, sizeof broken, "workers: 2\nlatncy: 3\nthreads: [1,\n%s", text);
+  ck_assert_int_eq(write_file(d.cfg, broken), 0);
+  kill(d.pid, SIGHUP);
+  double t0 = now_s();
+  while (!log_has(&d, "keeping the running configuration")) {
+    ck_assert_msg(now_s() - t0 < 30, "the reload was not reported");
+    sleep_ms(50);
+  }
+  char want[PATH_MAX + 64];
+  snprintf(want, sizeof want, "%s:2:1: unknown key \"latncy\"", d.cfg);
+  ck_assert_msg(log_has(&d, want), "the log does not say \"%s\"", want);
+  ck_assert_msg(log_has_placed(&d, d.cfg, "syntax error"),
+                "the log does not place the syntax error at a line and column");
+  int status = 0;
+  json_t *b = infer_body(2, 0, NULL);
+  json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+  ck_assert_int_eq(status, 200);
+  json_decref(r);
+  json_t *st = get_json(d.sock, "/v2/models/fmnist/state", &status);
+  ck_assert_int_eq(json_integer_value(json_object_get(st, "generation")), 1);
+  json_decref(st);
+
+  /* a good config replaces the generation */
+  o.budget_ms = 5000;
+  config_text(&d, &o, shared_db, text, sizeof text);
+  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  kill(d.pid, SIGHUP);
+  t0 = now_s();
+  for (;;) {
+    st = get_json(d.sock, "/v2/models/fmnist/state", &status);
+    ck_assert_int_eq(status, 200);
+    json_int_t gen = json_integer_value(json_object_get(st, "generation"));
+    double budget =
+        json_number_value(json_object_get(json_object_get(st, "budget"), "latency_p95_ms"));
+    json_decref(st);
+    if (gen >= 2) {
+      ck_assert(budget == 5000);
+      break;
+    }
+    ck_assert_msg(now_s() - t0 < READY_DEADLINE_S, "no new generation after the reload");
+    sleep_ms(50);
+  }
+  r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+  ck_assert_int_eq(status, 200);
+  json_decref(r);
+  json_decref(b);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(limits_on_connections_and_idle_time) {
+  struct opts o;
+  opts_default(&o);
+  o.max_connections = 2;
+  o.idle_timeout_ms = 2000;
+  struct daemon d;
+  daemon_start(&d, &o);
+  int c1 = unix_connect(d.sock), c2 = unix_connect(d.sock);
+  ck_assert_int_ge(c1, 0);
+  ck_assert_int_ge(c2, 0);
+  /* make sure both were accepted before the third comes */
+  struct client k1 = {.fd = c1};
+  ck_assert_int_eq(write_all(c1, "GET /v2/health/live HTTP/1.1\r\n\r\n", 32), 0);
+  struct resp r;
+  ck_assert_int_eq(client_read(&k1, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  resp_free(&r);
+  struct client k2 = {.fd = c2};
+  ck_assert_int_eq(write_all(c2, "GET /v2/health/live HTTP/1.1\r\n\r\n", 32), 0);
+  ck_assert_int_eq(client_read(&k2, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  resp_free(&r);
+  ck_assert_int_eq(request(d.sock, "GET", "/v2/health/live", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 503);
+  ck_assert_ptr_nonnull(strstr(r.body, "too many connections"));
+  resp_free(&r);
+  /* idle keep-alive connections are closed after idle_timeout_ms */
+  sleep_ms(4000);
+  char byte;
+  ck_assert_int_eq(read(c1, &byte, 1), 0);
+  ck_assert_int_eq(read(c2, &byte, 1), 0);
+  client_close(&k1);
+  client_close(&k2);
+  ck_assert_int_eq(request(d.sock, "GET", "/v2/health/live", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  resp_free(&r);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+/* Sends (without reading the answer) a binary UINT8 batch of n
+ * calibration images on a new connection; returns the connection. */
+static int send_batch(const struct daemon *d, int n) {
+  char head[512];
+  int jl = snprintf(head, sizeof head,
+                    "{\"parameters\":{\"binary_data_output\":true},\"inputs\":[{\"name\":"
+                    "\"input\",\"shape\":[%d,1,28,28],\"datatype\":\"UINT8\",\"parameters\":"
+                    "{\"binary_data_size\":%d}}]}",
+                    n, n * 784);
+  size_t blen = (size_t)jl + (size_t)n * 784;
+  char *body = malloc(blen);
+  ck_assert_ptr_nonnull(body);
+  memcpy(body, head, (size_t)jl);
+  for (int k = 0; k < n; k++)
+    memcpy(body + jl + (size_t)k * 784, images[k % N_IMAGES], 784);
+  int fd = unix_connect(d->sock);
+  ck_assert_int_ge(fd, 0);
+  char req[256];
+  int hn = snprintf(req, sizeof req,
+                    "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n"
+                    "Inference-Header-Content-Length: %d\r\n\r\n",
+                    blen, jl);
+  ck_assert_int_eq(write_all(fd, req, (size_t)hn), 0);
+  ck_assert_int_eq(write_all(fd, body, blen), 0);
+  free(body);
+  return fd;
+}
+
+/* Polls /metrics until series reaches at least want. */
+static void wait_metric(const struct daemon *d, const char *series, double want) {
+  double t0 = now_s();
+  for (;;) {
+    char *m = get_metrics(d);
+    double v = metric(m, series);
+    free(m);
+    if (v >= want)
+      return;
+    ck_assert_msg(now_s() - t0 < 60, "%s never reached %g", series, want);
+    sleep_ms(1);
+  }
+}
+
+START_TEST(a_full_queue_answers_503) {
+  struct opts o;
+  opts_default(&o);
+  o.workers = 1;
+  o.queue_depth = 1;
+  o.max_body_bytes = 64 << 20;
+  struct daemon d;
+  daemon_start(&d, &o);
+  /* a batch that keeps the one worker busy for about 3 s on this build */
+  struct client a = {.fd = send_batch(&d, 200)};
+  double t0 = now_s();
+  struct resp r;
+  ck_assert_int_eq(client_read(&a, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  resp_free(&r);
+  client_close(&a);
+  double per_image = (now_s() - t0) / 200;
+  int n = (int)fmin(60000, fmax(2000, 3.0 / per_image));
+  a.fd = send_batch(&d, n);
+  wait_metric(&d, "tailor_running_requests", 1);
+  /* one more waits in the queue, which is then full */
+  json_t *b = infer_body(0, 0, NULL);
+  char *text = json_dumps(b, JSON_COMPACT);
+  json_decref(b);
+  struct client c2 = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c2.fd, 0);
+  char head[128];
+  int hn = snprintf(head, sizeof head,
+                    "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
+                    strlen(text));
+  ck_assert_int_eq(write_all(c2.fd, head, (size_t)hn), 0);
+  ck_assert_int_eq(write_all(c2.fd, text, strlen(text)), 0);
+  wait_metric(&d, "tailor_queue_requests", 1);
+  ck_assert_int_eq(request(d.sock, "POST", "/v2/models/fmnist/infer", NULL, text, strlen(text),
+                           &r),
+                   0);
+  ck_assert_int_eq(r.status, 503);
+  ck_assert_ptr_nonnull(strstr(r.body, "queue is full"));
+  resp_free(&r);
+  /* the two admitted are answered, in order of their work */
+  ck_assert_int_eq(client_read(&a, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_uint_eq(r.len - r.json_len, (size_t)n * 10 * sizeof(float));
+  resp_free(&r);
+  ck_assert_int_eq(client_read(&c2, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  resp_free(&r);
+  client_close(&a);
+  client_close(&c2);
+  free(text);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(nothing_fits_serves_the_fastest_degraded) {
+  struct opts o;
+  opts_default(&o);
+  o.budget_ms = 1e-6;
+  struct daemon d;
+  daemon_start(&d, &o);
+  int status = 0;
+  json_t *st = get_json(d.sock, "/v2/models/fmnist/state", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert(json_is_true(json_object_get(st, "degraded")));
+  ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
+  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(st, "reason")),
+                               "no subnet meets the budget"));
+  json_decref(st);
+  json_t *b = infer_body(3, 0, NULL);
+  json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
+  json_decref(b);
+  ck_assert_int_eq(status, 200);
+  float logits[10];
+  ck_assert_str_eq(logits_of(r, logits), warm.spec[0]);
+  json_decref(r);
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_degraded{model=\"fmnist\"}") == 1);
+  free(m);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(sigterm_finishes_the_request_in_flight_and_exits_0) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  /* a batch large enough to be running when SIGTERM comes */
+  enum { N = 2000 };
+  struct client c = {.fd = send_batch(&d, N)};
+  wait_metric(&d, "tailor_running_requests", 1);
+  kill(d.pid, SIGTERM);
+  struct resp r;
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.head, "Connection: close"));
+  ck_assert_uint_eq(r.len - r.json_len, (size_t)N * 10 * sizeof(float));
+  json_t *meta = json_loadb(r.body, r.json_len, 0, NULL);
+  json_t *shape = json_object_get(json_array_get(json_object_get(meta, "outputs"), 0), "shape");
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 0)), N);
+  ck_assert_int_eq(json_integer_value(json_array_get(shape, 1)), 10);
+  json_decref(meta);
+  /* image k of the batch is image k % N_IMAGES: equal logits */
+  const float *logits = (const float *)(r.body + r.json_len);
+  ck_assert_int_eq(memcmp(logits, logits + N_IMAGES * 10, 10 * sizeof(float)), 0);
+  resp_free(&r);
+  client_close(&c);
+  int rc = wait_exit(d.pid, 60);
+  d.pid = 0;
+  ck_assert_int_eq(rc, 0);
+  struct stat sb;
+  ck_assert_int_ne(stat(d.sock, &sb), 0); /* the socket is gone */
+}
+END_TEST
+
+START_TEST(check_flag_reports_every_error_and_exits_1) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/n.XXXXXX", base_dir);
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char cfg[PATH_MAX + 16], log[PATH_MAX + 16];
+  snprintf(cfg, sizeof cfg, "%s/bad.yaml", dir);
+  snprintf(log, sizeof log, "%s/out.log", dir);
+  ck_assert_int_eq(write_file(cfg, "workers: 0\n"
+                                   "log_levl: debug\n"
+                                   "models:\n"
+                                   "  - name: m\n"
+                                   "    path: /nonexistent/model.onnx\n"
+                                   "    budget: {latency_p95_ms: -1}\n"),
+                   0);
+  const char *argv[] = {tailord_bin, "-n", "--config", cfg, NULL};
+  pid_t pid = spawn(log, argv);
+  ck_assert_int_gt(pid, 0);
+  ck_assert_int_eq(wait_exit(pid, 60), 1);
+  char *out = read_text(log);
+  const char *want[] = {"bad.yaml:1:10: workers: 0 is out of range",
+                        "bad.yaml:2:1: unknown key \"log_levl\"", "bad.yaml:5:11:",
+                        "bad.yaml:6:30:"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    ck_assert_msg(strstr(out, want[i]) != NULL, "no \"%s\" in:\n%s", want[i], out);
+  /* one line per error, each "tailord: <file>:..." */
+  int lines = 0;
+  for (char *p = out; (p = strstr(p, "tailord: ")) != NULL; p++, lines++)
+    ck_assert_ptr_nonnull(strstr(p, "bad.yaml:"));
+  ck_assert_int_eq(lines, 4);
+  free(out);
+  /* and a good one is OK */
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  const char *argv2[] = {tailord_bin, "-n", "--config", d.cfg, NULL};
+  pid = spawn(d.log, argv2);
+  ck_assert_int_eq(wait_exit(pid, 60), 0);
+  ck_assert(log_has(&d, "configuration OK"));
+}
+END_TEST
+
+START_TEST(a_model_that_cannot_be_served_fails_the_start) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  char text[4096];
+  snprintf(text, sizeof text,
+           "socket:\n  path: %s\ndatabase: %s/cache.db\nmonitor:\n  root: %s\n"
+           "models:\n  - name: bad\n    path: %s/tests/data/models/bad/unsupported_op.onnx\n"
+           "    budget: {latency_p95_ms: 5}\n",
+           d.sock, d.dir, d.root, source_root);
+  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  daemon_launch(&d);
+  int rc = wait_exit(d.pid, 120);
+  d.pid = 0;
+  char *log = read_text(d.log);
+  ck_assert_msg(rc == 1, "exit status %d; log:\n%s", rc, log);
+  ck_assert_msg(strstr(log, "<3>tailord: model \"bad\": ") != NULL &&
+                    strstr(log, "unsupported_op.onnx") != NULL,
+                "no error naming the model and its file:\n%s", log);
+  free(log);
+}
+END_TEST
+
+/* --------------------------------------------------------------- main */
+
+/* The first start: ready at once with a provisional frontier, then the
+ * searched one; fills `warm` and the shared cache. */
+static void warm_up(void) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  memset(&d, 0, sizeof d);
+  snprintf(d.dir, sizeof d.dir, "%s/warm", base_dir);
+  if (mkdir(d.dir, 0700) != 0) {
+    snprintf(warm.why, sizeof warm.why, "%s: %s", d.dir, strerror(errno));
+    return;
+  }
+  snprintf(d.sock, sizeof d.sock, "%s/s.sock", d.dir);
+  snprintf(d.cfg, sizeof d.cfg, "%s/tailord.yaml", d.dir);
+  snprintf(d.log, sizeof d.log, "%s/stderr.log", d.dir);
+  snprintf(d.root, sizeof d.root, "%s/root", d.dir);
+  char text[4096];
+  config_text(&d, &o, shared_db, text, sizeof text);
+  if (fake_tree(d.root) != 0 || write_file(d.cfg, text) != 0) {
+    snprintf(warm.why, sizeof warm.why, "cannot write %s", d.cfg);
+    return;
+  }
+  const char *argv[] = {tailord_bin, "--config", d.cfg, NULL};
+  d.pid = spawn(d.log, argv);
+  double t0 = now_s();
+  for (;;) {
+    int status = 0;
+    json_t *s = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
+    if (status == 200) {
+      int provisional = json_is_true(json_object_get(s, "provisional"));
+      json_t *list = json_object_get(s, "subnets");
+      if (provisional) {
+        warm.provisional_seen = json_array_size(list) == 2;
+      } else {
+        warm.n = (int)json_array_size(list);
+        for (int i = 0; i < warm.n && i < 64; i++) {
+          json_t *e = json_array_get(list, (size_t)i);
+          warm.ms[i] = json_number_value(json_object_get(e, "predicted_ms"));
+          warm.acc[i] = json_number_value(json_object_get(e, "accuracy"));
+          snprintf(warm.spec[i], sizeof warm.spec[i], "%s",
+                   json_string_value(json_object_get(e, "subnet")));
+        }
+        json_decref(s);
+        break;
+      }
+    }
+    json_decref(s);
+    int st;
+    if (waitpid(d.pid, &st, WNOHANG) == d.pid || now_s() - t0 > SEARCH_DEADLINE_S) {
+      char *log = read_text(d.log);
+      snprintf(warm.why, sizeof warm.why, "no searched frontier; log:\n%s", log);
+      free(log);
+      kill(d.pid, SIGKILL);
+      waitpid(d.pid, &st, 0);
+      return;
+    }
+    sleep_ms(100);
+  }
+  warm.search_wait_s = now_s() - t0;
+  kill(d.pid, SIGTERM);
+  int rc = wait_exit(d.pid, 120);
+  if (rc != 0) {
+    char *log = read_text(d.log);
+    snprintf(warm.why, sizeof warm.why, "the first start exited with %d; log:\n%s", rc, log);
+    free(log);
+    return;
+  }
+  fprintf(stderr, "test_tailord: first start searched a frontier of %d subnets in %.1f s\n",
+          warm.n, warm.search_wait_s);
+  warm.ok = 1;
+}
+
+static Suite *tailord_suite(void) {
+  Suite *s = suite_create("tailord");
+  TCase *tc = tcase_create("daemon");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, first_start_serves_provisional_then_the_searched_frontier);
+  tcase_add_test(tc, health_and_metadata_answer);
+  tcase_add_test(tc, json_infer_classifies_calibration_images);
+  tcase_add_test(tc, binary_infer_equals_json_infer_bit_for_bit);
+  tcase_add_test(tc, bad_requests_get_their_status_and_a_json_error);
+  tcase_add_test(tc, clients_that_hang_up_do_not_stop_the_daemon);
+  tcase_add_test(tc, an_expired_deadline_is_503_without_running);
+  tcase_add_test(tc, metrics_show_counters_histograms_and_gauges);
+  tcase_add_test(tc, pin_fixes_the_subnet_and_auto_releases_it);
+  tcase_add_test(tc, adaptation_moves_down_at_once_and_up_after_the_hysteresis);
+  tcase_add_test(tc, a_broken_config_on_sighup_keeps_the_old_one_serving);
+  tcase_add_test(tc, limits_on_connections_and_idle_time);
+  tcase_add_test(tc, a_full_queue_answers_503);
+  tcase_add_test(tc, nothing_fits_serves_the_fastest_degraded);
+  tcase_add_test(tc, sigterm_finishes_the_request_in_flight_and_exits_0);
+  tcase_add_test(tc, check_flag_reports_every_error_and_exits_1);
+  tcase_add_test(tc, a_model_that_cannot_be_served_fails_the_start);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+/* The first n images and labels of the calibration data: the test's own
+ * smaller calibration set, and the images the tests send. */
+static int make_calibration(const char *full_x, const char *full_y) {
+  struct tl_tensor x, y;
+  struct tl_error err = {{0}};
+  if (tl_npy_read(full_x, &x, &err) != 0 || tl_npy_read(full_y, &y, &err) != 0) {
+    fprintf(stderr, "test_tailord: %s\n", err.msg);
+    return -1;
+  }
+  if (x.dtype != TL_DTYPE_UINT8 || x.shape.ndim != 4 || x.shape.dims[0] < CALIB_IMAGES ||
+      x.shape.dims[1] * x.shape.dims[2] * x.shape.dims[3] != 784 ||
+      y.dtype != TL_DTYPE_INT64) {
+    fprintf(stderr, "test_tailord: %s is not the Fashion-MNIST calibration set\n", full_x);
+    return -1;
+  }
+  memcpy(images, x.data, sizeof images);
+  memcpy(labels, y.data, sizeof labels);
+  x.shape.dims[0] = CALIB_IMAGES;
+  y.shape.dims[0] = CALIB_IMAGES;
+  int rc = tl_npy_write(calib_x, &x, &err) == 0 && tl_npy_write(calib_y, &y, &err) == 0 ? 0 : -1;
+  if (rc != 0)
+    fprintf(stderr, "test_tailord: %s\n", err.msg);
+  free(x.data);
+  free(y.data);
+  return rc;
+}
+
+int main(void) {
+  const char *src = getenv("TAILOR_SOURCE_ROOT"), *build = getenv("TAILOR_BUILD_ROOT");
+  if (realpath(src != NULL ? src : ".", source_root) == NULL ||
+      realpath(build != NULL ? build : "build", build_root) == NULL) {
+    fprintf(stderr, "test_tailord: set TAILOR_SOURCE_ROOT and TAILOR_BUILD_ROOT\n");
+    return 1;
+  }
+  snprintf(tailord_bin, sizeof tailord_bin, "%s/daemon/tailord", build_root);
+  if (access(tailord_bin, X_OK) != 0) {
+    fprintf(stderr, "test_tailord: %s: %s (build it first)\n", tailord_bin, strerror(errno));
+    return 1;
+  }
+  char full_x[PATH_MAX + 64], full_y[PATH_MAX + 64];
+  snprintf(full_x, sizeof full_x, "%s/data/fmnist-calib-x.npy", build_root);
+  snprintf(full_y, sizeof full_y, "%s/data/fmnist-calib-y.npy", build_root);
+  struct stat sb;
+  if (stat(full_y, &sb) != 0) {
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/make-calib.py' '%s/data'",
+             source_root, build_root);
+    if (system(cmd) != 0) {
+      fprintf(stderr, "test_tailord: `%s` failed\n", cmd);
+      return 1;
+    }
+  }
+  snprintf(base_dir, sizeof base_dir, "/tmp/test_tailord.XXXXXX");
+  if (mkdtemp(base_dir) == NULL) {
+    perror("test_tailord: mkdtemp");
+    return 1;
+  }
+  snprintf(calib_x, sizeof calib_x, "%s/calib-x.npy", base_dir);
+  snprintf(calib_y, sizeof calib_y, "%s/calib-y.npy", base_dir);
+  snprintf(shared_db, sizeof shared_db, "%s/cache/cache.db", base_dir);
+  int failed = 1;
+  if (make_calibration(full_x, full_y) == 0) {
+    warm_up();
+    SRunner *sr = srunner_create(tailord_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+  }
+  char cmd[PATH_MAX + 32];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", base_dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "test_tailord: cannot remove %s\n", base_dir);
+  return failed ? 1 : 0;
+}
