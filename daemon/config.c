@@ -189,7 +189,7 @@ static const struct cfg_row search_rows[] = {
      .help = "the calibration images each candidate is measured on"},
     {.key = "candidates", .type = CFG_INT, .min = 1, .max = 4096,
      .offset = F(struct tl_config_search, candidates),
-     .help = "the subnets measured before the frontier is cut; 5 x k when absent"},
+     .help = "the subnets measured before the frontier is cut; 4 x k when absent"},
 };
 CHECK_ROWS(search_rows);
 static const struct cfg_table search_table = TABLE(search_rows);

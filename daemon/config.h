@@ -78,7 +78,7 @@ struct tl_config_space {
 struct tl_config_search {
   int k;          /* frontier size */
   int images;     /* calibration images each candidate is measured on */
-  int candidates; /* subnets measured before the frontier is cut; 0: 5 * k */
+  int candidates; /* subnets measured before the frontier is cut; 0: 4 * k */
 };
 
 struct tl_config_budget {

@@ -284,6 +284,92 @@ static int thin(struct cand *front, int m, int k) {
   return n;
 }
 
+/* ------------------------------------------- step 3b: local refinement */
+
+/* Subnets one step from spec in one dimension (a resolution, or one
+ * stage's depth or width, up or down), into out; returns how many. */
+static int neighbours(const struct search *s, const struct tl_subnet_spec *spec,
+                      struct tl_subnet_spec *out) {
+  int n = 0, ri = 0;
+  for (int r = 0; r < s->info.n_res; r++)
+    if (s->info.res[r] == spec->res)
+      ri = r;
+  for (int d = -1; d <= 1; d += 2)
+    if (ri + d >= 0 && ri + d < s->info.n_res) {
+      out[n] = *spec;
+      out[n++].res = s->info.res[ri + d];
+    }
+  for (int st = 0; st < s->info.n_stages; st++)
+    for (int d = -1; d <= 1; d += 2) {
+      int depth = spec->depth[st] + d, width = spec->width[st] + d;
+      if (depth >= 0 && depth <= s->info.blocks[st]) {
+        out[n] = *spec;
+        out[n++].depth[st] = depth;
+      }
+      if (width_choices(s, st) > 1 && width >= 0 && width < s->info.n_widths) {
+        out[n] = *spec;
+        out[n++].width[st] = width;
+      }
+    }
+  return n;
+}
+
+static int cmp_cand_est_desc(const void *a, const void *b) {
+  double x = ((const struct cand *)a)->est, y = ((const struct cand *)b)->est;
+  return (x < y) - (x > y);
+}
+
+/* The estimate steers step 3 but misses interactions between dimensions
+ * (a lower resolution costs less accuracy in a shallower subnet, ...).
+ * One round: the unmeasured neighbours of the measured front, within its
+ * latency range, best estimates first, up to budget of them measured and
+ * added to pick (which has room for them). */
+static int refine(struct search *s, struct cand *pick, int *n_pick, int budget,
+                  struct cand *front, struct tl_error *err) {
+  qsort(pick, (size_t)*n_pick, sizeof *pick, cmp_cand_ms);
+  int nf = pareto(pick, *n_pick, front);
+  if (nf == 0)
+    return 0;
+  double lo = front[0].ms, hi = front[nf - 1].ms;
+  int cap = nf * (2 + 4 * s->info.n_stages);
+  struct cand *next = malloc((size_t)cap * sizeof *next);
+  struct tl_subnet_spec *nb = malloc((size_t)(2 + 4 * s->info.n_stages) * sizeof *nb);
+  if (next == NULL || nb == NULL) {
+    free(next);
+    free(nb);
+    return tl_fail(err, TL_ENOMEM, "search: out of memory");
+  }
+  int n = 0, rc = 0;
+  for (int i = 0; i < nf && rc == 0; i++) {
+    int k = neighbours(s, &front[i].spec, nb);
+    for (int j = 0; j < k && rc == 0; j++) {
+      uint64_t key = tl_subnet_key(s->sn, &nb[j]);
+      int known = 0;
+      for (int q = 0; q < *n_pick && !known; q++)
+        known = tl_subnet_key(s->sn, &pick[q].spec) == key;
+      for (int q = 0; q < n && !known; q++)
+        known = tl_subnet_key(s->sn, &next[q].spec) == key;
+      if (known)
+        continue;
+      struct tl_prediction p;
+      rc = tl_latency_predict(s->sn, s->t, &nb[j], &p, err);
+      s->rep.predicted++;
+      if (rc == 0 && p.latency_ms >= lo && p.latency_ms <= hi)
+        next[n++] = (struct cand){nb[j], p.latency_ms, p.mem_mib, estimate(s, &nb[j]), -1};
+    }
+  }
+  qsort(next, (size_t)n, sizeof *next, cmp_cand_est_desc);
+  for (int i = 0; i < n && i < budget && rc == 0; i++) {
+    rc = measure(s, &next[i].spec, s->o.recalib_images, s->o.est_images, &next[i].acc, NULL,
+                 err);
+    pick[(*n_pick)++] = next[i];
+    progress(s, "refine", i + 1, n < budget ? n : budget);
+  }
+  free(next);
+  free(nb);
+  return rc;
+}
+
 void tl_frontier_free(struct tl_frontier_member *f, int n) {
   if (f == NULL)
     return;
@@ -313,7 +399,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   if (s->o.final_recalib <= 0)
     s->o.final_recalib = 2000;
   if (s->o.candidates <= 0)
-    s->o.candidates = 5 * s->o.k;
+    s->o.candidates = 4 * s->o.k;
   if (s->o.max_enumerate <= 0)
     s->o.max_enumerate = 20000;
   if (s->o.batch <= 0)
@@ -329,8 +415,10 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
     rc = predict_pool(s, &pool, &n_pool, err);
   if (rc != 0)
     goto fail;
-  pick = malloc((size_t)s->o.candidates * sizeof *pick);
-  front = malloc((size_t)s->o.candidates * sizeof *front);
+  const int rounds = 2, budget = s->o.k; /* step 3b */
+  const int room = s->o.candidates + rounds * budget;
+  pick = malloc((size_t)room * sizeof *pick);
+  front = malloc((size_t)room * sizeof *front);
   if (pick == NULL || front == NULL)
     goto nomem;
   n_pick = pick_candidates(pool, n_pool, s->o.candidates, 0.02, pick);
@@ -340,6 +428,8 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
     rc = measure(s, &pick[i].spec, s->o.recalib_images, s->o.est_images, &pick[i].acc, NULL, err);
     progress(s, "measure", i + 1, n_pick);
   }
+  for (int r = 0; r < rounds && rc == 0; r++)
+    rc = refine(s, pick, &n_pick, budget, front, err);
   if (rc != 0)
     goto fail;
   qsort(pick, (size_t)n_pick, sizeof *pick, cmp_cand_ms);

@@ -13,8 +13,11 @@
  *     of the estimated Pareto front are kept, spread over the latency
  *     range;
  *  3. those are measured on a subset of the calibration data (after BN
- *     recalibration) and the Pareto front of predicted latency and
- *     measured accuracy is cut to at most k subnets spread over the range;
+ *     recalibration); then, twice, the unmeasured neighbours (one step in
+ *     one dimension) of the measured Pareto front are measured too, since
+ *     the estimate misses how dimensions interact; the Pareto front of
+ *     predicted latency and measured accuracy is cut to at most k subnets
+ *     spread over the range;
  *  4. the frontier is recalibrated and measured on all the calibration
  *     data.
  *
@@ -36,12 +39,12 @@ struct tl_search_options {
   int64_t est_images;     /* images for the accuracy of steps 1 and 3; 0 = 2000 */
   int64_t recalib_images; /* images for BN recalibration in steps 1-3; 0 = 500 */
   int64_t final_recalib;  /* images for the frontier's recalibration; 0 = 2000 */
-  int candidates;         /* subnets measured in step 3; 0 means 5 * k */
+  int candidates;         /* subnets measured in step 3; 0 means 4 * k */
   int max_enumerate;      /* spaces larger than this are sampled; 0 = 20000 */
   int batch;              /* images per run; 0 means 100 */
   uint64_t seed;          /* for sampling; 0 means a fixed default */
   /* Progress (may be NULL): phase ("estimate", "predict", "measure",
-   * "frontier"), work done and the phase's total. */
+   * "refine", "frontier"), work done and the phase's total. */
   void (*progress)(void *ctx, const char *phase, int done, int total);
   void *ctx;
 };
