@@ -409,6 +409,7 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
   char sig[SIG_MAX];
   struct tl_plan *plan = NULL;
   struct plan_timing pt = {0};
+  int *order = NULL;
   int rc = tl_op_table_new(&prof.index);
   if (rc == 0)
     rc = tl_op_table_new(&seen);
@@ -462,15 +463,29 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
    * down, so a signature's value is the fastest of its per-plan medians:
    * the latency of the device when it is not disturbed, which the
    * daemon's state scaling and online correction then adjust. */
+  order = malloc((size_t)(n_list + 1) * sizeof *order);
+  if (order == NULL)
+    goto nomem;
   for (int pass = 0; pass < o.passes; pass++) {
-    for (int i = 0; i < n_list; i++) {
+    /* Each pass in its own order, so that a slow spell of the machine
+     * does not fall on the same plans (the same resolution) twice. */
+    for (int i = 0; i < n_list; i++)
+      order[i] = i;
+    for (int i = n_list - 1; pass > 0 && i > 0; i--) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      int j = (int)((seed >> 33) % (uint64_t)(i + 1)), tmp = order[i];
+      order[i] = order[j];
+      order[j] = tmp;
+    }
+    for (int oi = 0; oi < n_list; oi++) {
+      const int i = order[oi];
       rc = build_plan(sn, &list[i], &plan, err);
       if (rc != 0)
         goto fail;
-      if (pass == 0 && i == 0)
+      if (pass == 0 && oi == 0)
         warm_up(plan);
       /* a few whole runs on the first plans measure the overhead */
-      int whole = pass == 0 && i < 6 ? 2 : 0;
+      int whole = pass == 0 && oi < 6 ? 2 : 0;
       if (time_plan(plan, o.warmup, o.repeats, whole, &pt) != 0)
         goto nomem;
       double sum = 0;
@@ -517,6 +532,7 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
   profile_free(&prof);
   tl_op_table_free(seen);
   free(list);
+  free(order);
   return 0;
 
 nomem:
@@ -527,6 +543,7 @@ fail:
   profile_free(&prof);
   tl_op_table_free(seen);
   free(list);
+  free(order);
   return rc;
 }
 
