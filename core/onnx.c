@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "internal.h"
 #include "onnx.pb-c.h"
 
@@ -72,15 +73,6 @@ static void unmap_file(struct mapped_file *mf) {
   if (mf->data != NULL)
     munmap((void *)mf->data, mf->len);
   mf->data = NULL;
-}
-
-static uint64_t fnv1a64(const uint8_t *p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
 }
 
 /* ------------------------------------------------------------- tensors */
@@ -235,10 +227,6 @@ struct name_map {
   size_t mask;
 };
 
-static uint64_t str_hash(const char *s) {
-  return fnv1a64((const uint8_t *)s, strlen(s));
-}
-
 static int name_map_init(struct name_map *m, size_t n) {
   size_t cap = 16;
   while (cap < 2 * n + 1)
@@ -250,7 +238,7 @@ static int name_map_init(struct name_map *m, size_t n) {
 
 static int name_map_get(const struct name_map *m, const struct tl_value *values,
                         const char *name) {
-  for (size_t i = str_hash(name) & m->mask;; i = (i + 1) & m->mask) {
+  for (size_t i = tl_hash_str(name) & m->mask;; i = (i + 1) & m->mask) {
     int v = m->slots[i];
     if (v == 0)
       return -1;
@@ -261,7 +249,7 @@ static int name_map_get(const struct name_map *m, const struct tl_value *values,
 
 /* The caller has checked that name is absent and the map has room. */
 static void name_map_put(struct name_map *m, const char *name, int index) {
-  size_t i = str_hash(name) & m->mask;
+  size_t i = tl_hash_str(name) & m->mask;
   while (m->slots[i] != 0)
     i = (i + 1) & m->mask;
   m->slots[i] = index + 1;
@@ -703,7 +691,7 @@ int tl_onnx_load(const char *path, struct tl_graph **out, struct tl_error *err) 
   int rc = map_file(path, &mf, err);
   if (rc != 0)
     return rc;
-  uint64_t hash = fnv1a64(mf.data, mf.len);
+  uint64_t hash = tl_hash_bytes(TL_HASH_INIT, mf.data, mf.len);
   m = onnx__model_proto__unpack(NULL, mf.len, mf.data);
   unmap_file(&mf);
   if (m == NULL)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "internal.h"
 
 #define MAX_BRANCH_NODES 256
@@ -626,12 +627,7 @@ char *tl_subnet_format(const struct tl_supernet *sn, const struct tl_subnet_spec
 uint64_t tl_subnet_key(const struct tl_supernet *sn, const struct tl_subnet_spec *spec) {
   char text[1024];
   tl_subnet_format(sn, spec, text, sizeof text);
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (const char *p = text; *p; p++) {
-    h ^= (unsigned char)*p;
-    h *= 0x100000001b3ull;
-  }
-  return h;
+  return tl_hash_str(text);
 }
 
 /* Splits "a,b,c" into at most max items; returns the count or -1. */

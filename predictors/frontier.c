@@ -8,24 +8,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "hash.h"
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
 void tl_frontier_calib_hash(const struct tl_calib *c, char out[17]) {
-  uint64_t h = 1469598103934665603ull;
-  h = fnv1a(h, c->x.data, (size_t)tl_shape_numel(&c->x.shape) * tl_dtype_size(c->x.dtype));
-  h = fnv1a(h, c->labels, (size_t)c->n * sizeof *c->labels);
-  h = fnv1a(h, &c->scale, sizeof c->scale);
+  uint64_t h = TL_HASH_INIT;
+  h = tl_hash_bytes(h, c->x.data, (size_t)tl_shape_numel(&c->x.shape) * tl_dtype_size(c->x.dtype));
+  h = tl_hash_bytes(h, c->labels, (size_t)c->n * sizeof *c->labels);
+  h = tl_hash_bytes(h, &c->scale, sizeof c->scale);
   snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 

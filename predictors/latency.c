@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "calib.h"
+#include "hash.h"
 #include "plan.h"
 
 #define SIG_MAX 1024
@@ -37,16 +38,9 @@ struct tl_op_table {
   double overhead_us;
 };
 
-static uint64_t hash_sig(const char *s) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
 static int find_slot(const struct tl_op_table *t, const char *sig) {
   unsigned mask = (unsigned)t->nslots - 1;
-  for (unsigned i = (unsigned)hash_sig(sig) & mask;; i = (i + 1) & mask) {
+  for (unsigned i = (unsigned)tl_hash_str(sig) & mask;; i = (i + 1) & mask) {
     if (t->slots[i] < 0 || strcmp(t->e[t->slots[i]].sig, sig) == 0)
       return (int)i;
   }
