@@ -642,22 +642,14 @@ static int model_load(struct tl_rt_model *m, struct tl_error *err) {
   return 0;
 }
 
-/* 1 if the cache holds a frontier for m on this device.  The key texts
- * are those of frontier.h: the model file's FNV-1a as 16 hex digits, the
- * calibration hash and the space text. */
+/* 1 if the cache holds a frontier for m on this device. */
 static int frontier_cached(struct tl_rt_builder *b, struct tl_rt_model *m) {
   if (!m->has_calib)
     return 0;
-  char mhash[17], chash[17], space[512];
-  snprintf(mhash, sizeof mhash, "%016llx", (unsigned long long)m->g->hash);
-  tl_frontier_calib_hash(&m->calib, chash);
-  tl_frontier_space_text(m->sn, space, sizeof space);
-  struct tl_frontier_entry *e = NULL;
-  size_t n = 0;
+  int n = 0;
   struct tl_error err = {{0}};
-  int rc = tl_store_frontier_get(b->st, mhash, b->device_id, chash, space, &e, &n, &err);
-  free(e);
-  if (rc != 0 && rc != TL_ENOENT)
+  int rc = tl_frontier_cached(m->sn, m->g, b->st, b->device_id, &m->calib, &n, &err);
+  if (rc != 0)
     tl__log(&b->env.log, 4, "%s: reading the cached frontier: %s", m->cfg.name, err.msg);
   return rc == 0 && n > 0;
 }

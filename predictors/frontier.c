@@ -40,6 +40,34 @@ void tl_frontier_space_text(const struct tl_supernet *sn, char *buf, size_t size
   }
 }
 
+/* The texts that key a frontier in the cache (see frontier.h). */
+struct frontier_key {
+  char model[17], calib[17], space[512];
+};
+
+static void frontier_key(const struct tl_supernet *sn, const struct tl_graph *g,
+                         const struct tl_calib *calib, struct frontier_key *k) {
+  snprintf(k->model, sizeof k->model, "%016llx", (unsigned long long)g->hash);
+  tl_frontier_calib_hash(calib, k->calib);
+  tl_frontier_space_text(sn, k->space, sizeof k->space);
+}
+
+int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
+                       struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
+                       int *n, struct tl_error *err) {
+  struct frontier_key k;
+  frontier_key(sn, g, calib, &k);
+  struct tl_frontier_entry *e = NULL;
+  size_t count = 0;
+  int rc = tl_store_frontier_get(st, k.model, device_id, k.calib, k.space, &e, &count, err);
+  free(e);
+  if (rc == TL_ENOENT)
+    rc = 0, count = 0;
+  if (rc == 0)
+    *n = (int)count;
+  return rc;
+}
+
 /* The cached frontier with every member's statistics, or 0 members. */
 static int load_cached(const struct tl_supernet *sn, struct tl_store *st, const char *mhash,
                        int64_t dev, const char *chash, const char *space,
@@ -125,10 +153,9 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
                        struct tl_frontier_member **out, int *n, struct tl_frontier_report *rep,
                        struct tl_error *err) {
   struct tl_frontier_report r = {0};
-  char mhash[17], chash[17], space[512];
-  snprintf(mhash, sizeof mhash, "%016llx", (unsigned long long)g->hash);
-  tl_frontier_calib_hash(calib, chash);
-  tl_frontier_space_text(sn, space, sizeof space);
+  struct frontier_key k;
+  frontier_key(sn, g, calib, &k);
+  const char *mhash = k.model, *chash = k.calib, *space = k.space;
 
   double t0 = now_ms();
   struct tl_frontier_member *f = NULL;

@@ -37,6 +37,12 @@ struct tl_frontier_report {
 void tl_frontier_calib_hash(const struct tl_calib *c, char out[17]);
 void tl_frontier_space_text(const struct tl_supernet *sn, char *buf, size_t size);
 
+/* Sets *n to the number of members of the frontier the cache holds for
+ * these inputs (0: none, a search is due), without loading it. */
+int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
+                       struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
+                       int *n, struct tl_error *err);
+
 /* Loads or makes the frontier of sn (whose graph is g) for device_id of
  * st on calib (see the file comment).  t, when not NULL, receives the
  * latency table used (loaded and completed) and stays the caller's;
