@@ -17,6 +17,10 @@
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void usage(FILE *f);
 long parse_count(const char *opt, const char *s, long min, long max);
+/* After getopt took "--calib X": the file after X (Y), from argv[optind]. */
+const char *take_second_file(int argc, char **argv, const char *opt);
+/* --scale: a positive number. */
+float parse_scale(const char *s);
 double now_ms(void);
 struct tl_graph *load_model(const char *path);
 struct tl_supernet *load_supernet(struct tl_graph *g);

@@ -315,24 +315,12 @@ int cmd_search(int argc, char **argv) {
     switch (c) {
     case 'c':
       calib_x = optarg;
-      if (optind >= argc || argv[optind][0] == '-') {
-        fprintf(stderr, "tailorctl: --calib takes two files: images and labels\n");
-        return EXIT_USAGE;
-      }
-      calib_y = argv[optind++];
+      calib_y = take_second_file(argc, argv, "--calib");
       break;
     case 'k': k = (int)parse_count("--k", optarg, 1, 64); break;
     case 'd': db = optarg; break;
     case 't': threads = (int)parse_count("--threads", optarg, 1, 256); break;
-    case 'S': {
-      char *end;
-      scale = strtof(optarg, &end);
-      if (*end || !(scale > 0)) {
-        fprintf(stderr, "tailorctl: --scale needs a positive number, not \"%s\"\n", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    }
+    case 'S': scale = parse_scale(optarg); break;
     case 'j': as_json = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_USAGE;

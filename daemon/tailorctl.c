@@ -96,6 +96,24 @@ long parse_count(const char *opt, const char *s, long min, long max) {
   return v;
 }
 
+const char *take_second_file(int argc, char **argv, const char *opt) {
+  if (optind >= argc || argv[optind][0] == '-') {
+    fprintf(stderr, "tailorctl: %s takes two files: images and labels\n", opt);
+    exit(EXIT_USAGE);
+  }
+  return argv[optind++];
+}
+
+float parse_scale(const char *s) {
+  char *end;
+  float v = strtof(s, &end);
+  if (*end || end == s || !(v > 0)) {
+    fprintf(stderr, "tailorctl: --scale needs a positive number, not \"%s\"\n", s);
+    exit(EXIT_USAGE);
+  }
+  return v;
+}
+
 struct tl_graph *load_model(const char *path) {
   struct tl_graph *g = NULL;
   struct tl_error err = {{0}};
@@ -825,11 +843,7 @@ static int cmd_eval(int argc, char **argv) {
     switch (c) {
     case 'c':
       calib_x = optarg;
-      if (optind >= argc || argv[optind][0] == '-') {
-        fprintf(stderr, "tailorctl: --calib takes two files: images and labels\n");
-        return EXIT_USAGE;
-      }
-      calib_y = argv[optind++];
+      calib_y = take_second_file(argc, argv, "--calib");
       break;
     case 's':
       if (n_subnets == 64) {
@@ -840,15 +854,7 @@ static int cmd_eval(int argc, char **argv) {
       break;
     case 'r': recalib = optarg; break;
     case 'n': recalib_images = parse_count("--recalib-images", optarg, 1, 100000000); break;
-    case 'S': {
-      char *end;
-      scale = strtof(optarg, &end);
-      if (*end || !(scale > 0)) {
-        fprintf(stderr, "tailorctl: --scale needs a positive number, not \"%s\"\n", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    }
+    case 'S': scale = parse_scale(optarg); break;
     case 'b': batch = (int)parse_count("--batch", optarg, 1, 4096); break;
     case 't': threads = (int)parse_count("--threads", optarg, 1, 256); break;
     case 'j': as_json = 1; break;
