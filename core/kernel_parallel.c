@@ -4,11 +4,14 @@
  *
  * Workers are created when a plan is built (tl__parallel_reserve), never
  * on the inference path, and live as long as the process.  A parallel
- * section hands every worker the same function and context; each call
- * gets its index i of n and picks its own share of the work (the kernels
- * split output channels, column blocks or transform positions statically,
- * which keeps results independent of timing).  The caller runs share 0
- * and waits for the rest.
+ * section has n shares; fn(ctx, i, n) computes share i (the kernels split
+ * output channels, column blocks or transform positions statically, so
+ * results do not depend on which thread runs a share).  The caller and
+ * the workers claim shares one at a time from a shared counter, and the
+ * caller returns once every share is done.  A worker that the scheduler
+ * has not run yet (the CPUs are busy with other processes) therefore
+ * costs nothing: the caller takes its shares instead of waiting for it,
+ * and a worker that wakes after the section finds nothing left to claim.
  *
  * Between sections, workers spin for a short while (inference runs many
  * sections back to back) and then sleep on a condition variable.
@@ -20,6 +23,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "internal.h"
@@ -27,19 +31,26 @@
 #define MAX_WORKERS 63
 #define SPIN_NS 200000 /* how long an idle worker polls before sleeping */
 
+/* The section's state in one word, so that a claim is one compare-and-swap
+ * that fails once the section is over: generation << 32 | n << 16 | next
+ * share to claim. */
+#define STATE(gen, n, next) ((uint64_t)(gen) << 32 | (uint64_t)(n) << 16 | (uint64_t)(next))
+#define STATE_GEN(s) ((uint32_t)((s) >> 32))
+#define STATE_N(s) ((int)(((s) >> 16) & 0xffff))
+#define STATE_NEXT(s) ((int)((s)&0xffff))
+
 struct pool {
   pthread_mutex_t dispatch; /* held for a whole section */
   pthread_mutex_t lock;     /* guards sleeping and the condition variable */
   pthread_cond_t wake;
   int n_workers;            /* created so far (only grows) */
   pthread_t threads[MAX_WORKERS];
-  unsigned start_generation[MAX_WORKERS]; /* the generation a worker starts after */
-  /* The current section: written before generation is bumped. */
+  /* The current section: fn and ctx are written before state announces
+   * it, and read only by a thread that has claimed one of its shares. */
   void (*fn)(void *ctx, int i, int n);
   void *ctx;
-  int n;
-  atomic_uint generation;
-  atomic_int pending;       /* workers that have not finished this section */
+  _Atomic uint64_t state;
+  atomic_int done; /* shares of this section finished */
 };
 
 static struct pool pool = {
@@ -60,14 +71,29 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Claims and runs shares of generation gen until none is left (or the
+ * section is over); returns how many this thread ran. */
+static int run_shares(uint32_t gen) {
+  int ran = 0;
+  uint64_t s = atomic_load_explicit(&pool.state, memory_order_acquire);
+  while (STATE_GEN(s) == gen && STATE_NEXT(s) < STATE_N(s)) {
+    if (!atomic_compare_exchange_weak_explicit(&pool.state, &s, s + 1, memory_order_acq_rel,
+                                               memory_order_acquire))
+      continue; /* s now holds the current state */
+    pool.fn(pool.ctx, STATE_NEXT(s), STATE_N(s));
+    atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    ran++;
+    s = atomic_load_explicit(&pool.state, memory_order_acquire);
+  }
+  return ran;
+}
+
 static void *worker_main(void *arg) {
-  const int index = (int)(intptr_t)arg; /* share index: workers are 1.. */
-  /* Not the generation now: a section may have begun since the worker was
-   * created, and the worker owes it an acknowledgement. */
-  unsigned seen = pool.start_generation[index - 1];
+  (void)arg;
+  uint32_t seen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire));
   for (;;) {
     /* Poll for a new section, then sleep until one is announced. */
-    unsigned gen = atomic_load_explicit(&pool.generation, memory_order_acquire);
+    uint32_t gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire));
     if (gen == seen) {
       const int64_t until = now_ns() + SPIN_NS;
       for (int spins = 0; gen == seen; spins++) {
@@ -77,24 +103,20 @@ static void *worker_main(void *arg) {
           cpu_relax();
         else
           sched_yield();
-        gen = atomic_load_explicit(&pool.generation, memory_order_acquire);
+        gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire));
         if ((spins & 63) == 63 && now_ns() > until)
           break;
       }
       if (gen == seen) {
         pthread_mutex_lock(&pool.lock);
-        while ((gen = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen)
+        while ((gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire))) ==
+               seen)
           pthread_cond_wait(&pool.wake, &pool.lock);
         pthread_mutex_unlock(&pool.lock);
       }
     }
     seen = gen;
-    /* Every worker acknowledges every section (those without a share
-     * too), so that none still reads fn, ctx or n when the next one is
-     * being set up. */
-    if (index < pool.n)
-      pool.fn(pool.ctx, index, pool.n);
-    atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel);
+    run_shares(gen);
   }
   return NULL;
 }
@@ -108,10 +130,7 @@ int tl__parallel_reserve(int n) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pool.start_generation[pool.n_workers] =
-        atomic_load_explicit(&pool.generation, memory_order_acquire);
-    int err = pthread_create(&pool.threads[pool.n_workers], &attr, worker_main,
-                             (void *)(intptr_t)(pool.n_workers + 1));
+    int err = pthread_create(&pool.threads[pool.n_workers], &attr, worker_main, NULL);
     pthread_attr_destroy(&attr);
     if (err != 0) {
       rc = TL_ENOMEM; /* fewer threads: sections just use fewer */
@@ -133,24 +152,25 @@ int tl__parallel_threads(int want) {
 void tl__parallel_run(int n, void (*fn)(void *ctx, int i, int n), void *ctx) {
   if (n < 1)
     n = 1;
-  if (n == 1 || pthread_mutex_trylock(&pool.dispatch) != 0) {
-    /* One thread, or another plan holds the pool: do every share here. */
+  if (n == 1 || n > 0xffff || pool.n_workers == 0 ||
+      pthread_mutex_trylock(&pool.dispatch) != 0) {
+    /* One share (or more than a claim counts), no workers, or another
+     * plan holds the pool: every share here. */
     for (int i = 0; i < n; i++)
       fn(ctx, i, n);
     return;
   }
   pool.fn = fn;
   pool.ctx = ctx;
-  pool.n = n; /* shares past the workers' are the caller's, below */
-  atomic_store_explicit(&pool.pending, pool.n_workers, memory_order_relaxed);
+  atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+  uint32_t gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_relaxed)) + 1;
   pthread_mutex_lock(&pool.lock);
-  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+  atomic_store_explicit(&pool.state, STATE(gen, n, 0), memory_order_release);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.lock);
-  fn(ctx, 0, n);
-  for (int i = pool.n_workers + 1; i < n; i++)
-    fn(ctx, i, n);
-  for (int spins = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) > 0; spins++) {
+  run_shares(gen);
+  /* Only shares a worker claimed and is running are left to wait for. */
+  for (int spins = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < n; spins++) {
     if (spins < 2048)
       cpu_relax();
     else
