@@ -30,5 +30,10 @@ void parse_subnet(const struct tl_supernet *sn, const char *text, struct tl_subn
 int cmd_profile(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_subnets(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_pin(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
 
 #endif

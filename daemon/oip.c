@@ -882,18 +882,31 @@ int tl_oip_server_metadata(const struct tl_oip_server_meta *m,
   if (m == NULL || out == NULL || m->name == NULL || m->version == NULL ||
       m->n_extensions < 0 || (m->n_extensions > 0 && m->extensions == NULL))
     return tl_fail(err, TL_EINVAL, "tl_oip_server_metadata: bad arguments");
+  if (m->n_models < 0 || (m->n_models > 0 && m->models == NULL))
+    return tl_fail(err, TL_EINVAL, "tl_oip_server_metadata: bad arguments");
   for (int i = 0; i < m->n_extensions; i++)
     if (m->extensions[i] == NULL)
       return tl_fail(err, TL_EINVAL, "extension %d is NULL", i);
+  for (int i = 0; i < m->n_models; i++)
+    if (m->models[i] == NULL)
+      return tl_fail(err, TL_EINVAL, "model name %d is NULL", i);
   int rc;
   json_t *root = json_object();
   json_t *ext = json_array();
+  json_t *models = json_array();
   if (root == NULL || set_text(root, "name", m->name) != 0 ||
       set_text(root, "version", m->version) != 0 ||
-      json_object_set_new(root, "extensions", ext) != 0)
+      json_object_set_new(root, "extensions", ext) != 0) {
+    json_decref(models);
+    goto nomem;
+  }
+  if (json_object_set_new(root, "models", models) != 0)
     goto nomem;
   for (int i = 0; i < m->n_extensions; i++)
     if (json_array_append_new(ext, text(m->extensions[i])) != 0)
+      goto nomem;
+  for (int i = 0; i < m->n_models; i++)
+    if (json_array_append_new(models, text(m->models[i])) != 0)
       goto nomem;
   rc = body_dump(root, 0, out, err);
   json_decref(root);
@@ -994,6 +1007,8 @@ static const struct {
      "model_subnets"},
     {"GET", "/v2/models/{name}/state", TL_OIP_ROUTE_MODEL_STATE, "model_state"},
     {"POST", "/v2/models/{name}/pin", TL_OIP_ROUTE_MODEL_PIN, "model_pin"},
+    {"GET", "/v2/models/{name}/events", TL_OIP_ROUTE_MODEL_EVENTS,
+     "model_events"},
 };
 #define N_ROUTES (int)(sizeof routes / sizeof routes[0])
 _Static_assert(N_ROUTES == TL_OIP_ROUTE_COUNT, "one row per route");

@@ -170,6 +170,8 @@ struct tl_oip_server_meta {
   const char *version;
   const char *const *extensions;
   int n_extensions;
+  const char *const *models; /* the names served (tailor's "models" key) */
+  int n_models;
 };
 
 struct tl_oip_tensor_meta {
@@ -189,8 +191,10 @@ struct tl_oip_model_meta {
   int n_outputs;
 };
 
-/* {"name", "version", "extensions": [...]} for GET /v2.  Returns 0,
- * TL_EINVAL (NULL members) or TL_ENOMEM; *out is untouched on failure. */
+/* {"name", "version", "extensions": [...], "models": [...]} for GET /v2;
+ * "models" is tailor's own, so that a client can learn the names without
+ * the repository extension.  Returns 0, TL_EINVAL (NULL members) or
+ * TL_ENOMEM; *out is untouched on failure. */
 int tl_oip_server_metadata(const struct tl_oip_server_meta *m,
                            struct tl_oip_body *out, struct tl_error *err);
 
@@ -217,6 +221,7 @@ enum tl_oip_route {
   TL_OIP_ROUTE_MODEL_SUBNETS,       /* GET  /v2/models/{name}/subnets */
   TL_OIP_ROUTE_MODEL_STATE,         /* GET  /v2/models/{name}/state */
   TL_OIP_ROUTE_MODEL_PIN,           /* POST /v2/models/{name}/pin */
+  TL_OIP_ROUTE_MODEL_EVENTS,        /* GET  /v2/models/{name}/events */
   TL_OIP_ROUTE_COUNT
 };
 

@@ -456,7 +456,16 @@ static void route_server_metadata(struct conn *c, const struct tl_oip_route_matc
                                   int keep_alive) {
   (void)m;
   static const char *const ext[] = {"binary_tensor_data", "schedule_policy", "tailor_adaptive"};
-  struct tl_oip_server_meta meta = {"tailor", c->srv->env.version, ext, 3};
+  const struct tl_config *cfg = *c->srv->env.config;
+  int n = cfg != NULL ? cfg->n_models : 0;
+  const char **names = malloc((size_t)(n > 0 ? n : 1) * sizeof *names);
+  if (names == NULL) {
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    names[i] = cfg->models[i].name;
+  struct tl_oip_server_meta meta = {"tailor", c->srv->env.version, ext, 3, names, n};
   struct tl_oip_body b = {0};
   struct tl_error err = {{0}};
   if (tl_oip_server_metadata(&meta, &b, &err) != 0)
@@ -464,6 +473,7 @@ static void route_server_metadata(struct conn *c, const struct tl_oip_route_matc
   else
     send_body(c, 200, &b, keep_alive);
   tl_oip_body_free(&b);
+  free(names);
 }
 
 static void route_live(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
@@ -707,6 +717,85 @@ static void route_pin(struct conn *c, const struct tl_oip_route_match *m, int ke
             keep_alive);
 }
 
+/* Events listed when the query names no limit, and the most it may name. */
+#define EVENTS_DEFAULT 20
+#define EVENTS_MAX 1000
+
+/* The limit of "limit=N" (the only query the events route takes): 0 and
+ * N set, or -1 after answering 400. */
+static int events_limit(struct conn *c, int keep_alive, int64_t *limit) {
+  const char *q = c->http.req.query;
+  *limit = EVENTS_DEFAULT;
+  if (q[0] == '\0')
+    return 0;
+  char *end = NULL;
+  long long v = 0;
+  if (strncmp(q, "limit=", 6) == 0 && q[6] >= '0' && q[6] <= '9') {
+    errno = 0;
+    v = strtoll(q + 6, &end, 10);
+  }
+  if (end == NULL || *end != '\0' || errno != 0 || v < 1 || v > EVENTS_MAX) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "the query must be limit=N with N from 1 to %d", EVENTS_MAX);
+    send_error(c, 400, msg, keep_alive);
+    return -1;
+  }
+  *limit = v;
+  return 0;
+}
+
+/* One stored switch event as JSON; its device state is parsed back, and
+ * kept as text if it is not JSON. */
+static json_t *event_json(const struct tl_switch_event *e) {
+  json_t *state = NULL;
+  if (e->state != NULL) {
+    state = json_loads(e->state, 0, NULL);
+    if (state == NULL)
+      state = json_string(e->state);
+  }
+  return json_pack("{s:I,s:I,s:o,s:s,s:s,s:o}", "id", (json_int_t)e->id, "time_ms",
+                   (json_int_t)e->time_ms, "from",
+                   e->from_spec != NULL ? json_string(e->from_spec) : json_null(), "to",
+                   e->to_spec, "reason", e->reason, "state",
+                   state != NULL ? state : json_null());
+}
+
+static void route_events(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
+  struct tl_server *s = c->srv;
+  struct tl_rt_model *model = find_model(c, m->model, 0, keep_alive);
+  int64_t limit = 0;
+  if (model == NULL || events_limit(c, keep_alive, &limit) != 0)
+    return;
+  if (s->env.store == NULL) {
+    send_error(c, 503, "switch events are not stored: the cache could not be opened",
+               keep_alive);
+    return;
+  }
+  struct tl_switch_event *ev = NULL;
+  size_t n = 0;
+  struct tl_error err = {{0}};
+  if (tl_store_event_last(s->env.store, model->cfg.name, limit, &ev, &n, &err) != 0) {
+    tl__log(&s->env.log, 4, "%s", err.msg);
+    send_error(c, 500, "cannot read the switch events from the cache", keep_alive);
+    return;
+  }
+  json_t *list = json_array();
+  int ok = list != NULL;
+  for (size_t i = 0; i < n && ok; i++) {
+    json_t *e = event_json(&ev[i]);
+    ok = e != NULL && json_array_append_new(list, e) == 0;
+  }
+  free(ev);
+  json_t *root = ok ? json_pack("{s:s,s:o}", "model", model->cfg.name, "events", list) : NULL;
+  if (root == NULL) {
+    if (!ok)
+      json_decref(list);
+    send_error(c, 500, "out of memory", keep_alive);
+    return;
+  }
+  send_json(c, 200, root, keep_alive);
+}
+
 static route_fn *const routes[TL_OIP_ROUTE_COUNT] = {
     [TL_OIP_ROUTE_SERVER_METADATA] = route_server_metadata,
     [TL_OIP_ROUTE_HEALTH_LIVE] = route_live,
@@ -718,6 +807,7 @@ static route_fn *const routes[TL_OIP_ROUTE_COUNT] = {
     [TL_OIP_ROUTE_MODEL_SUBNETS] = route_subnets,
     [TL_OIP_ROUTE_MODEL_STATE] = route_state,
     [TL_OIP_ROUTE_MODEL_PIN] = route_pin,
+    [TL_OIP_ROUTE_MODEL_EVENTS] = route_events,
 };
 
 static void handle_request(struct conn *c) {

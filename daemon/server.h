@@ -1,7 +1,7 @@
 /*
  * server.h - tailord's Unix socket server: HTTP/1.1 keep-alive
  * connections, the Open Inference Protocol v2 routes and tailord's own
- * (metrics, subnets, state, pin).
+ * (metrics, subnets, state, pin, events).
  *
  * The server is the only part of the daemon that touches sockets or HTTP.
  * Per connection it feeds what it reads to an incremental parser
@@ -29,6 +29,7 @@
 #include "error.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "store.h"
 #include "workers.h"
 
 struct tl_server_env {
@@ -40,7 +41,8 @@ struct tl_server_env {
   struct tl_workers *workers;
   struct tl_controller *controller;
   struct tl_metrics *metrics;
-  const char *version; /* for GET /v2 */
+  struct tl_store *store; /* the loop's connection, for switch events; may be NULL */
+  const char *version;    /* for GET /v2 */
   struct tl_logger log;
 };
 

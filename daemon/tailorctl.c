@@ -7,6 +7,8 @@
  *   tailorctl inspect MODEL.onnx [--json]
  *   tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]...
  *                  [--recalib X.npy] [--json]
+ *   tailorctl profile|predict|search ...       (ctl_predict.c)
+ *   tailorctl status|subnets|events|pin|infer  (ctl_socket.c, clients of tailord)
  *
  * Every failure prints one line "tailorctl: <what and where>" on stderr and
  * exits with status 1; usage errors exit with 2.
@@ -54,6 +56,13 @@ void usage(FILE *f) {
         "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
         "       tailorctl search MODEL.onnx --calib X.npy Y.npy [--k N] [--db FILE] [--threads N]\n"
         "                        [--scale S] [--json]\n"
+        "       tailorctl status [--model NAME] [--socket PATH] [--json]\n"
+        "       tailorctl subnets [--model NAME] [--socket PATH] [--json]\n"
+        "       tailorctl events [--limit N] [--model NAME] [--socket PATH] [--json]\n"
+        "       tailorctl pin SPEC|auto [--model NAME] [--socket PATH] [--json]\n"
+        "       tailorctl infer IMAGES.npy [--runs N] [--clients N] [--rate HZ]\n"
+        "                       [--timeout-us T] [--scale S] [--trace FILE] [--model NAME]\n"
+        "                       [--socket PATH] [--json]\n"
         "\n"
         "run      runs the model (or one subnet of its SuperNet) on one .npy per graph\n"
         "         input, in order, and prints each output (top-5 for a classifier);\n"
@@ -74,6 +83,22 @@ void usage(FILE *f) {
         "search   the frontier: at most K subnets, Pareto in predicted latency and\n"
         "         accuracy on the calibration data, kept in the cache (a second search\n"
         "         with the same model, data and device only loads it)\n"
+        "\n"
+        "status, subnets, events, pin and infer are clients of a running tailord, on\n"
+        "--socket (default $TAILOR_SOCKET, else /run/tailord/tailord.sock), for --model\n"
+        "(default: the one model it serves):\n"
+        "status   ready or not; per model the subnet serving and why, its latency\n"
+        "         predicted now against the budget, the device state\n"
+        "subnets  the frontier: predicted latency (idle and now), memory, accuracy, fit\n"
+        "events   the last N switches of the active subnet (default 20), with reasons\n"
+        "pin      serves SPEC (a frontier member) from now on; auto gives the choice\n"
+        "         back to the controller\n"
+        "infer    sends images from IMAGES.npy (float32, or uint8 times --scale) and\n"
+        "         prints the top-5 and the subnet that served; with --runs N, N requests\n"
+        "         (image i mod count) from --clients connections, at --rate HZ if\n"
+        "         given, and a summary: latency quantiles, outcomes, requests per\n"
+        "         subnet; --trace FILE writes one JSON line per request; --timeout-us\n"
+        "         is each request's deadline.  Exits 1 if a request goes unanswered\n"
         "\n"
         "Every command that builds a SuperNet takes --widths LIST (ascending fractions,\n"
         "default .25,.5,.75,1) and --res-steps N (resolutions from 50 % to 100 % of the\n"
@@ -947,6 +972,11 @@ static const struct {
     {"profile", cmd_profile},
     {"predict", cmd_predict},
     {"search", cmd_search},
+    {"status", cmd_status},
+    {"subnets", cmd_subnets},
+    {"events", cmd_events},
+    {"pin", cmd_pin},
+    {"infer", cmd_infer},
 };
 
 int main(int argc, char **argv) {

@@ -560,9 +560,12 @@ int main(int argc, char **argv) {
       .workers = d->workers,
       .controller = d->controller,
       .metrics = d->metrics,
+      .store = d->store,
       .version = TAILORD_VERSION,
       .log = logger,
   };
+  if (rc == 0)
+    rc = make_parent(d->cfg->socket.path, &err); /* libuv reports a missing one as EACCES */
   if (rc == 0)
     rc = tl_server_start(&se, &d->cfg->socket, &d->cfg->limits, &d->server, &err);
   if (rc != 0) {

@@ -194,7 +194,8 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == TL_STORE_SCHEMA_VERSI
      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                     \
   XX(EVENT_LAST,                                                             \
      "SELECT id, time_ms, model, from_spec, to_spec, reason, state"          \
-     " FROM event ORDER BY id DESC LIMIT ?1")                                \
+     " FROM event WHERE ?1 IS NULL OR model = ?1"                          \
+     " ORDER BY id DESC LIMIT ?2")                                           \
   XX(EVENT_COUNT, "SELECT count(*) FROM event")                              \
   XX(EVENT_TRIM,                                                             \
      "DELETE FROM event WHERE id <= (SELECT id FROM event"                   \
@@ -1513,7 +1514,7 @@ static int event_copy(sqlite3_stmt *s, struct tl_switch_event *e, char **cursor,
   return sr;
 }
 
-int tl_store_event_last(struct tl_store *st, int64_t max,
+int tl_store_event_last(struct tl_store *st, const char *model, int64_t max,
                         struct tl_switch_event **events, size_t *count,
                         struct tl_error *err) {
   if (st == NULL || events == NULL || count == NULL)
@@ -1529,7 +1530,7 @@ int tl_store_event_last(struct tl_store *st, int64_t max,
   if (rc < 0)
     return rc;
   /* two passes in one snapshot, as in tl_store_frontier_get() */
-  int sr = bind(s, "i", max);
+  int sr = bind(s, "ti", model, max);
   while (sr == SQLITE_OK && (sr = sqlite3_step(s)) == SQLITE_ROW) {
     n++;
     sr = SQLITE_OK;

@@ -249,12 +249,13 @@ struct tl_switch_event {
 int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev,
                           int64_t *id, struct tl_error *err);
 
-/* Sets *events to a malloc'd array of the last max events appended, newest
- * first, strings in the same block (free(*events) releases all), and *count
- * to how many there are (fewer than max if fewer are stored; with none,
+/* Sets *events to a malloc'd array of the last max events appended (of
+ * the model named, or of every model when model is NULL), newest first,
+ * strings in the same block (free(*events) releases all), and *count to
+ * how many there are (fewer than max if fewer are stored; with none,
  * *events is NULL).  "Last" is by append order, not by time_ms, which a
  * clock change can make go backwards.  Returns TL_EINVAL if max < 0. */
-int tl_store_event_last(struct tl_store *st, int64_t max,
+int tl_store_event_last(struct tl_store *st, const char *model, int64_t max,
                         struct tl_switch_event **events, size_t *count,
                         struct tl_error *err);
 

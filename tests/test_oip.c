@@ -696,15 +696,18 @@ END_TEST
 
 START_TEST(server_metadata_exact_json) {
   const char *ext[] = {"binary_tensor_data", "schedule_policy"};
-  struct tl_oip_server_meta m = {"tailor", "0.1.0", ext, 2};
+  const char *models[] = {"fmnist", "resnet18"};
+  struct tl_oip_server_meta m = {"tailor", "0.1.0", ext, 2, models, 2};
   struct tl_oip_body body;
   ck_assert_int_eq(tl_oip_server_metadata(&m, &body, NULL), 0);
   const char *want = "{\"name\":\"tailor\",\"version\":\"0.1.0\","
                      "\"extensions\":[\"binary_tensor_data\","
-                     "\"schedule_policy\"]}";
+                     "\"schedule_policy\"],\"models\":[\"fmnist\",\"resnet18\"]}";
   ck_assert_uint_eq(body.len, strlen(want));
   ck_assert(memcmp(body.data, want, body.len) == 0);
   tl_oip_body_free(&body);
+  models[1] = NULL;
+  ck_assert_int_eq(tl_oip_server_metadata(&m, &body, NULL), TL_EINVAL);
   m.version = NULL;
   ck_assert_int_eq(tl_oip_server_metadata(&m, &body, NULL), TL_EINVAL);
 }
@@ -765,6 +768,7 @@ static const struct {
     {"GET", "/v2/models/m/subnets", 0, TL_OIP_ROUTE_MODEL_SUBNETS, "m", ""},
     {"GET", "/v2/models/m/state", 0, TL_OIP_ROUTE_MODEL_STATE, "m", ""},
     {"POST", "/v2/models/m/pin", 0, TL_OIP_ROUTE_MODEL_PIN, "m", ""},
+    {"GET", "/v2/models/m/events", 0, TL_OIP_ROUTE_MODEL_EVENTS, "m", ""},
     /* a model may be called "ready": the segment count decides */
     {"GET", "/v2/models/ready", 0, TL_OIP_ROUTE_MODEL_METADATA, "ready", ""},
     {"GET", "/v2/models/m/infer", TL_EUNSUPPORTED, 0, "", "POST"},

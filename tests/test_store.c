@@ -766,7 +766,7 @@ START_TEST(events_come_newest_first_and_up_to_the_limit) {
 
   struct tl_switch_event *ev = NULL;
   size_t n = 0;
-  ck_assert_int_eq(tl_store_event_last(st, 3, &ev, &n, NULL), 0);
+  ck_assert_int_eq(tl_store_event_last(st, NULL, 3, &ev, &n, NULL), 0);
   ck_assert_uint_eq(n, 3);
   for (size_t k = 0; k < 3; k++) {
     int i = 4 - (int)k;
@@ -781,17 +781,36 @@ START_TEST(events_come_newest_first_and_up_to_the_limit) {
   ck_assert_str_eq(ev[1].state, "{\"freq_ratio\":0.5,\"cpu_share\":1}");
   free(ev);
 
-  ck_assert_int_eq(tl_store_event_last(st, 100, &ev, &n, NULL), 0);
+  ck_assert_int_eq(tl_store_event_last(st, NULL, 100, &ev, &n, NULL), 0);
   ck_assert_uint_eq(n, 5);
   ck_assert_int_eq(ev[4].id, ids[0]);
   ck_assert_ptr_null(ev[4].from_spec);
   free(ev);
 
+  /* another model's events are not this one's */
+  struct tl_switch_event other = {0, 1700000009000, "resnet", NULL, "r=224", "start", NULL};
+  ck_assert_int_eq(tl_store_event_append(st, &other, NULL, NULL), 0);
+  ck_assert_int_eq(tl_store_event_last(st, "mnv2", 2, &ev, &n, NULL), 0);
+  ck_assert_uint_eq(n, 2);
+  ck_assert_int_eq(ev[0].id, ids[4]);
+  ck_assert_int_eq(ev[1].id, ids[3]);
+  free(ev);
+  ck_assert_int_eq(tl_store_event_last(st, "resnet", 10, &ev, &n, NULL), 0);
+  ck_assert_uint_eq(n, 1);
+  ck_assert_str_eq(ev[0].to_spec, "r=224");
+  free(ev);
+  ck_assert_int_eq(tl_store_event_last(st, NULL, 10, &ev, &n, NULL), 0);
+  ck_assert_uint_eq(n, 6);
+  ck_assert_str_eq(ev[0].model, "resnet");
+  free(ev);
+  ck_assert_int_eq(tl_store_event_last(st, "vgg", 10, &ev, &n, NULL), 0);
+  ck_assert_uint_eq(n, 0);
+
   ev = (struct tl_switch_event *)0x1;
-  ck_assert_int_eq(tl_store_event_last(st, 0, &ev, &n, NULL), 0);
+  ck_assert_int_eq(tl_store_event_last(st, NULL, 0, &ev, &n, NULL), 0);
   ck_assert_uint_eq(n, 0);
   ck_assert_ptr_null(ev);
-  ck_assert_int_eq(tl_store_event_last(st, -1, &ev, &n, NULL), TL_EINVAL);
+  ck_assert_int_eq(tl_store_event_last(st, NULL, -1, &ev, &n, NULL), TL_EINVAL);
   tl_store_close(st);
 }
 END_TEST
@@ -809,7 +828,7 @@ START_TEST(event_trim_keeps_the_newest_and_ids_are_not_reused) {
   ck_assert_int_eq(event_count(st), 2);
   struct tl_switch_event *ev = NULL;
   size_t n = 0;
-  ck_assert_int_eq(tl_store_event_last(st, 10, &ev, &n, NULL), 0);
+  ck_assert_int_eq(tl_store_event_last(st, NULL, 10, &ev, &n, NULL), 0);
   ck_assert_uint_eq(n, 2);
   ck_assert_int_eq(ev[0].id, last);
   ck_assert_int_eq(ev[1].time_ms, 4);

@@ -1227,7 +1227,7 @@ START_TEST(adaptation_moves_down_at_once_and_up_after_the_hysteresis) {
   ck_assert_msg(tl_store_open(shared_db, &st, NULL, &err) == 0, "%s", err.msg);
   struct tl_switch_event *ev = NULL;
   size_t n = 0;
-  ck_assert_int_eq(tl_store_event_last(st, 200, &ev, &n, &err), 0);
+  ck_assert_int_eq(tl_store_event_last(st, NULL, 200, &ev, &n, &err), 0);
   const struct tl_switch_event *down = NULL, *up = NULL;
   for (size_t i = 0; i < n; i++) { /* newest first */
     if (strcmp(ev[i].model, "adapt") != 0 || ev[i].time_ms < slow_ms)
