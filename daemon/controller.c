@@ -18,6 +18,14 @@
 #define CORRECTION_SAMPLE_MIN 0.2
 #define CORRECTION_SAMPLE_MAX 5.0
 
+/* Weight of one interval's request rate in its EWMA. */
+#define RATE_ALPHA 0.5
+/* Weight of one interval's CPU per request (outside plan runs) in its
+ * EWMA, and the most one interval may say (a stall of the loop thread is
+ * not a cost of requests). */
+#define OVERHEAD_ALPHA 0.2
+#define OVERHEAD_MAX_MS 2.0
+
 struct tl_controller {
   uv_timer_t timer;
   struct tl_controller_env env;
@@ -25,7 +33,20 @@ struct tl_controller {
   int interval_ms;
   struct tl_runtime *rt; /* borrowed */
   struct tl_device_state state;
+  /* the requests' cost in CPU, for a quota */
+  uint64_t last_tick_ns;
+  double last_loop_cpu_ms; /* the loop thread's CPU time at the last tick */
+  int64_t tick_served;     /* requests of every model since then */
+  double overhead_ms;      /* EWMA of the loop's CPU per request; 0 until seen */
 };
+
+/* CPU time of the calling thread (the loop's), in ms; -1 if unknown. */
+static double thread_cpu_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+    return -1;
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 static double factor(bool known, double v) { return known && v > 0 ? v : 0; }
 
@@ -35,6 +56,12 @@ const struct tl_device_state *tl_controller_device(const struct tl_controller *c
 
 double tl_controller_scaled_ms(const struct tl_rt_model *m, int i) {
   return tl_latency_scale(m->frontier->m[i].predicted_ms, &m->ctl.scale);
+}
+
+/* Cores model m would use with member i active at its current rate. */
+static double demand(const struct tl_rt_model *m, int i, double overhead_ms) {
+  return m->ctl.rate * (tl_controller_scaled_ms(m, i) * tl_engine_threads() + overhead_ms) /
+         1e3;
 }
 
 /* Why member i does not fit: 0 it fits, else the switch class, with the
@@ -53,6 +80,17 @@ static int misfit(const struct tl_rt_model *m, int i, char *why, size_t size) {
                s->cpu_share > 0 ? s->cpu_share : 1, s->correction > 0 ? s->correction : 1,
                b->margin);
     return TL_SWITCH_LATENCY;
+  }
+  if (m->ctl.quota_cores > 0) {
+    double cores = m->ctl.demand_others + demand(m, i, m->ctl.overhead_ms);
+    if (cores > m->ctl.quota_cores * (1 - b->margin)) {
+      if (why != NULL)
+        snprintf(why, size,
+                 "CPU quota at risk: %.0f requests/s would use %.3g cores > %.3g of the quota "
+                 "(margin %g)",
+                 m->ctl.rate, cores, m->ctl.quota_cores * (1 - b->margin), b->margin);
+      return TL_SWITCH_LATENCY;
+    }
   }
   if (b->memory_mib > 0 && mm->predicted_mib > b->memory_mib) {
     if (why != NULL)
@@ -157,8 +195,13 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
   if (f == NULL)
     return;
   ctl->scale.freq_ratio = factor(c->state.has_freq, c->state.freq_ratio);
-  ctl->scale.cpu_share = factor(c->state.has_cpu_share, c->state.cpu_share);
+  /* a quota is a bound on throughput, not a slowdown: see misfit() */
+  ctl->scale.cpu_share = factor(c->state.has_cpu_share, c->state.cpu_share_load);
   ctl->scale.correction = ctl->correction;
+  ctl->quota_cores = c->state.has_cgroup_cpu && !c->state.cgroup_cpu_unlimited
+                         ? fmax(c->state.cgroup_cpu_quota_cores, 1e-3)
+                         : 0;
+  ctl->overhead_ms = c->overhead_ms;
   int was_degraded = ctl->degraded;
   int best = best_fit(m);
   int choice = best >= 0 ? best : fastest(f);
@@ -224,6 +267,40 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
   publish_gauges(c, m);
 }
 
+/* Each model's request rate over the last interval, the loop's CPU per
+ * request, and for each model the cores the others use. */
+static void measure_load(struct tl_controller *c, uint64_t now) {
+  double cpu = thread_cpu_ms();
+  double dt = (double)(now - c->last_tick_ns) / 1e9;
+  if (c->last_tick_ns != 0 && dt > 0) {
+    for (int i = 0; i < c->rt->n_models; i++) {
+      struct tl_rt_control *ctl = &c->rt->models[i].ctl;
+      ctl->rate = (1 - RATE_ALPHA) * ctl->rate + RATE_ALPHA * (double)ctl->tick_served / dt;
+      ctl->tick_served = 0;
+    }
+    if (c->tick_served > 0 && cpu >= 0 && c->last_loop_cpu_ms >= 0) {
+      double o = fmin(OVERHEAD_MAX_MS, (cpu - c->last_loop_cpu_ms) / (double)c->tick_served);
+      c->overhead_ms = c->overhead_ms > 0 ? (1 - OVERHEAD_ALPHA) * c->overhead_ms +
+                                                OVERHEAD_ALPHA * o
+                                          : o;
+    }
+  }
+  c->last_tick_ns = now;
+  c->last_loop_cpu_ms = cpu;
+  c->tick_served = 0;
+  double total = 0;
+  for (int i = 0; i < c->rt->n_models; i++) {
+    const struct tl_rt_model *m = &c->rt->models[i];
+    if (m->frontier != NULL)
+      total += demand(m, atomic_load(&m->ctl.active), c->overhead_ms);
+  }
+  for (int i = 0; i < c->rt->n_models; i++) {
+    struct tl_rt_model *m = &c->rt->models[i];
+    double own = m->frontier != NULL ? demand(m, atomic_load(&m->ctl.active), c->overhead_ms) : 0;
+    m->ctl.demand_others = fmax(0, total - own);
+  }
+}
+
 static void on_tick(uv_timer_t *t) {
   struct tl_controller *c = t->data;
   if (c->mon != NULL) {
@@ -234,6 +311,7 @@ static void on_tick(uv_timer_t *t) {
   if (c->rt == NULL)
     return;
   uint64_t now = tl__now_ns();
+  measure_load(c, now);
   for (int i = 0; i < c->rt->n_models; i++)
     decide(c, &c->rt->models[i], now, NULL, TL_SWITCH_START, "start");
 }
@@ -286,6 +364,7 @@ void tl_controller_set_runtime(struct tl_controller *c, struct tl_runtime *rt) {
     if (prev != NULL && prev->g->hash == m->g->hash) {
       m->ctl.correction = prev->ctl.correction;
       m->ctl.observed = prev->ctl.observed;
+      m->ctl.rate = prev->ctl.rate;
     }
     if (prev != NULL && prev->frontier != NULL)
       from = prev->frontier->m[atomic_load(&prev->ctl.active)].text;
@@ -354,10 +433,11 @@ int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char
 }
 
 void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req) {
-  (void)c;
   if (req->member < 0 || req->images <= 0 || req->status != 200)
     return;
   struct tl_rt_model *m = req->model;
+  m->ctl.tick_served += req->images;
+  c->tick_served += req->images;
   struct tl_device_scale s = req->scale;
   s.correction = 1;
   double predicted = tl_latency_scale(req->frontier->m[req->member].predicted_ms, &s);

@@ -4,10 +4,21 @@
  * choose the member new requests get.
  *
  * A member's predicted latency under the state is its base prediction
- * scaled (tl_latency_scale) by the CPU frequency ratio, the CPU share left
- * to us and an online correction factor, the EWMA of served over predicted
- * latency.  A member fits when
+ * scaled (tl_latency_scale) by the CPU frequency ratio, the CPU share the
+ * other processes' load leaves us (cpu_share_load) and an online
+ * correction factor, the EWMA of served over predicted latency.
+ *
+ * A CPU quota on our cgroup does not slow a request down; it bounds the
+ * CPU time per second the service may use, and past it the kernel stops
+ * all our threads until the next period, so every request waiting then is
+ * late.  It is therefore a bound on throughput: the CPU a member would
+ * use at the requests' current rate,
+ *   demand = rate x (scaled latency x engine threads + overhead),
+ * where overhead is the CPU each request costs outside its plan run (the
+ * loop thread's time per request, measured), plus the other models'
+ * demand, must stay within the quota.  A member fits when
  *   scaled latency x (1 + margin) <= budget.latency_p95_ms,
+ *   demand <= quota cores x (1 - margin) (when there is a quota),
  *   predicted_mib <= budget.memory_mib (when there is a memory budget),
  *   accuracy >= budget.min_accuracy (when its accuracy is known).
  * The choice is the most accurate member that fits.  When the active one

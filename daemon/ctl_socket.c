@@ -902,9 +902,14 @@ int cmd_infer(int argc, char **argv) {
     FILE *f = strcmp(trace, "-") == 0 ? stdout : fopen(trace, "w");
     if (f == NULL)
       die("cannot write %s: %s", trace, strerror(errno));
+    /* due_ms: when --rate meant it to leave; a request sent later waited
+     * for a free connection, which a caller would count as latency */
     for (long i = 0; i < runs; i++)
-      fprintf(f, "{\"i\":%ld,\"sent_ms\":%.3f,\"latency_us\":%.1f,\"status\":%d,\"subnet\":%s%s%s}\n",
-              i, l.sent_ms[i], l.latency_us[i], l.status[i], l.subnet[i] ? "\"" : "",
+      fprintf(f,
+              "{\"i\":%ld,\"due_ms\":%.3f,\"sent_ms\":%.3f,\"latency_us\":%.1f,\"status\":%d,"
+              "\"subnet\":%s%s%s}\n",
+              i, rate > 0 ? 1000.0 * (double)i / rate : l.sent_ms[i], l.sent_ms[i],
+              l.latency_us[i], l.status[i], l.subnet[i] ? "\"" : "",
               l.subnet[i] ? l.subnet[i] : "null", l.subnet[i] ? "\"" : "");
     if (f != stdout && fclose(f) != 0)
       die("cannot write %s: %s", trace, strerror(errno));

@@ -800,6 +800,7 @@ static void derive_cpu_share(const struct tl_monitor *m,
   double others = s->cpu_busy - (s->has_cpu_self ? s->cpu_self : 0);
   others = others > 0 ? others * n : 0;
   double share = fmin(1.0, n / (threads + others));
+  s->cpu_share_load = share;
   if (s->has_cgroup_cpu && !s->cgroup_cpu_unlimited)
     share = fmin(share, s->cgroup_cpu_quota_cores / threads);
   s->has_cpu_share = true;
@@ -957,6 +958,7 @@ size_t tl_device_state_format(const struct tl_device_state *s, char *buf,
   json_double(&j, s->has_psi_cpu, "psi_cpu_some_avg10", s->psi_cpu_some_avg10);
   json_double(&j, s->has_psi_mem, "psi_mem_some_avg10", s->psi_mem_some_avg10);
   json_double(&j, s->has_cpu_share, "cpu_share", s->cpu_share);
+  json_double(&j, s->has_cpu_share, "cpu_share_load", s->cpu_share_load);
   if (s->has_cpu_share)
     json_printf(&j, ",\"cpu_share_threads\":%d", s->cpu_share_threads);
   json_printf(&j, "}");

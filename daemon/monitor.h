@@ -53,6 +53,7 @@
  *   by_load   = min(1, n / (threads + others))
  *   by_quota  = min(1, cgroup_cpu_quota_cores / threads)  (1 with no quota)
  *   cpu_share = min(by_load, by_quota)
+ *   cpu_share_load = by_load
  *
  * by_load is the scheduler's fair share: while our threads and the others'
  * work fit on the n cores every thread has a core of its own; beyond that
@@ -124,6 +125,7 @@ struct tl_device_state {
 
   bool has_cpu_share;
   double cpu_share;      /* 0..1, see the formula above */
+  double cpu_share_load; /* 0..1, the share the others' load leaves (no quota) */
   int cpu_share_threads; /* the threads cpu_share was computed for */
 };
 

@@ -654,14 +654,38 @@ static int frontier_cached(struct tl_rt_builder *b, struct tl_rt_model *m) {
   return rc == 0 && n > 0;
 }
 
+/* A search's progress in the log: each phase as it starts, and where it
+ * is every SEARCH_LOG_S seconds. */
+#define SEARCH_LOG_S 15
+struct search_progress {
+  struct tl_rt_builder *b;
+  const char *model;
+  const char *phase;
+  uint64_t next_log_ns;
+};
+
+static void on_search_progress(void *ctx, const char *phase, int done, int total) {
+  struct search_progress *p = ctx;
+  uint64_t now = uv_hrtime();
+  int new_phase = p->phase == NULL || strcmp(p->phase, phase) != 0;
+  if (!new_phase && now < p->next_log_ns)
+    return;
+  p->phase = phase;
+  p->next_log_ns = now + (uint64_t)SEARCH_LOG_S * 1000000000u;
+  tl__log(&p->b->env.log, 6, "%s: search: %s %d/%d", p->model, phase, done, total);
+}
+
 /* The frontier from the cache, or after a search (tl_frontier_obtain). */
 static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m,
                            struct tl_rt_frontier **out, struct tl_error *err) {
+  struct search_progress progress = {.b = b, .model = m->cfg.name};
   struct tl_search_options so = {.k = m->cfg.search.k,
                                  .est_images = m->cfg.search.images,
                                  .recalib_images =
                                      m->cfg.search.images < 500 ? m->cfg.search.images : 500,
-                                 .candidates = m->cfg.search.candidates};
+                                 .candidates = m->cfg.search.candidates,
+                                 .progress = on_search_progress,
+                                 .ctx = &progress};
   struct tl_frontier_member *f = NULL;
   int n = 0;
   struct tl_frontier_report rep;

@@ -115,6 +115,11 @@ struct tl_rt_control {
   int decided;              /* 0 until the controller chose for this frontier */
   double correction;        /* EWMA of served / predicted latency; 1 at start */
   int64_t observed;         /* requests the correction has seen */
+  double rate;              /* requests served per second, EWMA over intervals */
+  int64_t tick_served;      /* requests served since the controller's last tick */
+  double demand_others;     /* cores the other models' active members use */
+  double quota_cores;       /* our cgroup's CPU quota; 0: none */
+  double overhead_ms;       /* CPU per request outside its plan run */
   uint64_t better_since_ns; /* a more accurate choice fits since; 0: none */
   struct tl_device_scale scale; /* the factors of the last decision */
   char reason[256];         /* why the active member was chosen */

@@ -679,7 +679,11 @@ static void route_state(struct conn *c, const struct tl_oip_route_match *m, int 
       b->latency_p95_ms, "memory_mib", b->memory_mib, "min_accuracy", b->min_accuracy, "margin",
       b->margin, "hysteresis_ms", b->hysteresis_ms, "frontier", "size", f->n, "provisional",
       f->provisional, "device", device != NULL ? device : json_object());
-  if (root == NULL) {
+  json_t *load = json_pack("{s:f,s:f,s:o}", "rate_per_s", ctl->rate, "overhead_ms",
+                           ctl->overhead_ms, "quota_cores",
+                           ctl->quota_cores > 0 ? json_real(ctl->quota_cores) : json_null());
+  if (root == NULL || json_object_set_new(root, "load", load) != 0) {
+    json_decref(root);
     send_error(c, 500, "out of memory", keep_alive);
     return;
   }

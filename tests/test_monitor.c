@@ -723,6 +723,8 @@ START_TEST(cpu_share_is_fair_share_of_cores_left_by_others) {
   write_self_stat(450, 350);
   tl_monitor_sample(m, &s);
   ck_assert_double_eq(s.cpu_share, 0.5);
+  /* what the others leave is still 2 / (2 + 1): the quota is not load */
+  ck_assert_double_eq_tol(s.cpu_share_load, 2.0 / 3, 1e-12);
   tl_monitor_close(m);
 }
 END_TEST
@@ -926,6 +928,7 @@ START_TEST(format_writes_known_fields_only) {
   s.psi_cpu_some_avg10 = 7.85;
   s.has_cpu_share = true;
   s.cpu_share = 2.0 / 3;
+  s.cpu_share_load = 0.75;
   s.cpu_share_threads = 2;
   const char *want =
       "{\"monotonic_ns\":123456789,\"online_cpus\":2,"
@@ -933,7 +936,7 @@ START_TEST(format_writes_known_fields_only) {
       "\"freq_ratio\":0.625,\"cpu_busy\":0.75,\"procs_running\":3,"
       "\"mem_total_bytes\":16695148544,\"cgroup_cpu_quota_cores\":\"max\","
       "\"cgroup_mem_max_bytes\":268435456,\"psi_cpu_some_avg10\":7.85,"
-      "\"cpu_share\":0.6666666667,\"cpu_share_threads\":2}";
+      "\"cpu_share\":0.6666666667,\"cpu_share_load\":0.75,\"cpu_share_threads\":2}";
   char buf[TL_DEVICE_STATE_JSON_MAX];
   ck_assert_uint_eq(tl_device_state_format(&s, buf, sizeof buf),
                     strlen(want));
@@ -980,14 +983,14 @@ START_TEST(format_of_extreme_values_fits_the_documented_maximum) {
   s.freq_cur_khz = s.freq_max_khz = s.freq_ratio = -1.2345678912e307;
   s.cpu_busy = s.cpu_self = s.load1 = s.cgroup_cpu_quota_cores =
       -1.2345678901234567e-300;
-  s.psi_cpu_some_avg10 = s.psi_mem_some_avg10 = s.cpu_share = -1e300;
+  s.psi_cpu_some_avg10 = s.psi_mem_some_avg10 = s.cpu_share = s.cpu_share_load = -1e300;
   char buf[TL_DEVICE_STATE_JSON_MAX];
   size_t n = tl_device_state_format(&s, buf, sizeof buf);
   ck_assert_uint_lt(n, TL_DEVICE_STATE_JSON_MAX);
   json_error_t jerr; /* jansson's integers stop at INT64_MAX */
   json_t *j = json_loads(buf, JSON_DECODE_INT_AS_REAL, &jerr);
   ck_assert_msg(j != NULL, "%s: %s", jerr.text, buf);
-  ck_assert_uint_eq(json_object_size(j), 18);
+  ck_assert_uint_eq(json_object_size(j), 19);
   json_decref(j);
 }
 END_TEST
@@ -1005,7 +1008,7 @@ START_TEST(format_of_a_sample_is_valid_json_with_its_values) {
   json_error_t jerr;
   json_t *j = json_loads(buf, 0, &jerr);
   ck_assert_msg(j != NULL, "%s: %s", jerr.text, buf);
-  ck_assert_uint_eq(json_object_size(j), 18); /* every field is known */
+  ck_assert_uint_eq(json_object_size(j), 19); /* every field is known */
   ck_assert_double_eq(json_number_value(json_object_get(j, "freq_ratio")),
                       0.625);
   ck_assert_double_eq(json_number_value(json_object_get(j, "cpu_busy")),
