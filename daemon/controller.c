@@ -25,6 +25,8 @@
  * not a cost of requests). */
 #define OVERHEAD_ALPHA 0.2
 #define OVERHEAD_MAX_MS 2.0
+/* Moving up takes this many times the budget's margin as headroom. */
+#define UP_HEADROOM 2.0
 
 struct tl_controller {
   uv_timer_t timer;
@@ -66,11 +68,13 @@ static double demand(const struct tl_rt_model *m, int i, double overhead_ms) {
 
 /* Why member i does not fit: 0 it fits, else the switch class, with the
  * sentence in why. */
-static int misfit(const struct tl_rt_model *m, int i, char *why, size_t size) {
+static int misfit_with(const struct tl_rt_model *m, int i, double headroom, char *why,
+                       size_t size) {
   const struct tl_rt_member *mm = &m->frontier->m[i];
   const struct tl_config_budget *b = &m->cfg.budget;
   const struct tl_device_scale *s = &m->ctl.scale;
-  double predicted = tl_latency_scale(mm->predicted_ms, s) * (1 + b->margin);
+  const double margin = b->margin * headroom;
+  double predicted = tl_latency_scale(mm->predicted_ms, s) * (1 + margin);
   if (predicted > b->latency_p95_ms) {
     if (why != NULL)
       snprintf(why, size,
@@ -78,17 +82,17 @@ static int misfit(const struct tl_rt_model *m, int i, char *why, size_t size) {
                "%.2f, correction %.2f, margin %g)",
                predicted, b->latency_p95_ms, s->freq_ratio > 0 ? s->freq_ratio : 1,
                s->cpu_share > 0 ? s->cpu_share : 1, s->correction > 0 ? s->correction : 1,
-               b->margin);
+               margin);
     return TL_SWITCH_LATENCY;
   }
   if (m->ctl.quota_cores > 0) {
     double cores = m->ctl.demand_others + demand(m, i, m->ctl.overhead_ms);
-    if (cores > m->ctl.quota_cores * (1 - b->margin)) {
+    if (cores > m->ctl.quota_cores * (1 - margin)) {
       if (why != NULL)
         snprintf(why, size,
                  "CPU quota at risk: %.0f requests/s would use %.3g cores > %.3g of the quota "
                  "(margin %g)",
-                 m->ctl.rate, cores, m->ctl.quota_cores * (1 - b->margin), b->margin);
+                 m->ctl.rate, cores, m->ctl.quota_cores * (1 - margin), margin);
       return TL_SWITCH_LATENCY;
     }
   }
@@ -106,18 +110,23 @@ static int misfit(const struct tl_rt_model *m, int i, char *why, size_t size) {
   return 0;
 }
 
+static int misfit(const struct tl_rt_model *m, int i, char *why, size_t size) {
+  return misfit_with(m, i, 1, why, size);
+}
+
 int tl_controller_fits(const struct tl_rt_model *m, int i, char *why, size_t size) {
   if (why != NULL && size > 0)
     why[0] = '\0';
   return misfit(m, i, why, size) == 0;
 }
 
-/* The most accurate member that fits, or -1. */
-static int best_fit(const struct tl_rt_model *m) {
+/* The most accurate member that fits with headroom x the margin, or -1. */
+static int best_fit(const struct tl_rt_model *m, double headroom) {
   const struct tl_rt_frontier *f = m->frontier;
   int best = -1;
   for (int i = 0; i < f->n; i++)
-    if (misfit(m, i, NULL, 0) == 0 && (best < 0 || tl_rt_more_accurate(f, i, best)))
+    if (misfit_with(m, i, headroom, NULL, 0) == 0 &&
+        (best < 0 || tl_rt_more_accurate(f, i, best)))
       best = i;
   return best;
 }
@@ -203,7 +212,7 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
                          : 0;
   ctl->overhead_ms = c->overhead_ms;
   int was_degraded = ctl->degraded;
-  int best = best_fit(m);
+  int best = best_fit(m, 1);
   int choice = best >= 0 ? best : fastest(f);
   char why[256], reason[512];
 
@@ -240,10 +249,14 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
         active = choice;
       }
       ctl->degraded = best < 0;
-    } else if (best >= 0 && best != active && tl_rt_more_accurate(f, best, active)) {
-      /* Up: only once a better choice has held since an earlier sample
-       * for the hysteresis (so a brief lull does not cause a flap).  The
-       * clock starts at the first sample that saw it. */
+    } else if ((best = best_fit(m, UP_HEADROOM)) >= 0 && best != active &&
+               tl_rt_more_accurate(f, best, active)) {
+      /* Up: only to a member that fits with UP_HEADROOM times the margin
+       * (one just inside the bound would go down again at the next
+       * wobble of the rate or the correction), and only once that has
+       * held since an earlier sample for the hysteresis (so a brief lull
+       * does not cause a flap).  The clock starts at the first sample
+       * that saw it. */
       ctl->degraded = 0;
       if (ctl->better_since_ns == 0)
         ctl->better_since_ns = now;

@@ -23,7 +23,9 @@
  *   accuracy >= budget.min_accuracy (when its accuracy is known).
  * The choice is the most accurate member that fits.  When the active one
  * no longer fits the controller moves at once; it moves to a more
- * accurate one only after that choice has held for budget.hysteresis_ms;
+ * accurate one only when that one fits with twice the margin (so that it
+ * is not at the edge it would fall back from) and only after that choice
+ * has held for budget.hysteresis_ms;
  * when nothing fits it serves the fastest and marks the model degraded.
  * Every switch is logged, counted in the metrics and appended to the
  * store's events with its reason and the device state as JSON.
