@@ -3,9 +3,11 @@
  * start-up with a provisional frontier and the swap to the searched one,
  * health and metadata, inference in JSON and in the binary extension,
  * every refusal with its status, clients that hang up, deadlines, the
- * metrics, pinning, the adaptation to a CPU whose frequency halves and
- * recovers (checked in the daemon's own event log), reloads with a broken
- * and a good config, limits, the drain on SIGTERM, and `tailord -n`.
+ * metrics, pinning, hot swaps every 10 ms under 8 clients (nothing
+ * dropped, every answer the logits of the subnet it names), the adaptation
+ * to a CPU whose frequency halves and recovers (checked in the daemon's own
+ * event log), reloads with a broken and a good config, limits, the drain
+ * on SIGTERM, and `tailord -n`.
  *
  * Each test starts its own daemon in a directory of its own, with a config
  * written here, a fake /proc and /sys tree (monitor.root) whose CPU
@@ -27,8 +29,10 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1150,6 +1154,377 @@ START_TEST(pin_fixes_the_subnet_and_auto_releases_it) {
 }
 END_TEST
 
+/* ------------------------------------------------------ hot-swap storm */
+
+/* 20 000 requests from 8 clients while a ninth pins another frontier
+ * member every 10 ms.  Every request must get one answer, 200, from a
+ * frontier member, with the logits that member gives alone for that
+ * image.  A member's plans run one image the same way whichever worker
+ * holds them (one engine thread each, no reduction order that depends on
+ * timing), so its logits must be equal bit for bit, not just close.
+ *
+ * However fast the machine, the storm spans at least STORM_MIN_PINS pins:
+ * a client sends its request k (from 0) only after (k + 1) *
+ * STORM_MIN_PINS / STORM_PER_CLIENT pins.  A client on a 2-core machine
+ * hardly ever waits for that (the storm takes seconds); one on a machine
+ * that answers 20 000 requests in under a second would. */
+
+#define STORM_CLIENTS 8
+#define STORM_PER_CLIENT 2500
+#define STORM_IMAGES 4
+#define STORM_PIN_MS 10
+#define STORM_MIN_PINS 100
+#define STORM_MEMBERS 64
+
+struct storm {
+  const struct daemon *d;
+  int n;                                      /* frontier members */
+  float ref[STORM_MEMBERS][STORM_IMAGES][10]; /* member i's logits alone */
+  atomic_int clients_running;                 /* the pinner stops at 0 */
+  atomic_int pins_tried;                      /* by the pinner, so far */
+};
+
+/* What one client thread saw; read by the test after the join. */
+struct storm_client {
+  struct storm *s;
+  int index;
+  pthread_t thread;
+  int answered; /* requests that got a response */
+  int dropped;  /* requests whose connection closed or broke first */
+  int not_200;
+  int malformed; /* no parsable header, wrong id or wrong output size */
+  int unknown_subnet;
+  int wrong_logits; /* not the named member's reference for the image */
+  int changes;      /* consecutive answers from different members */
+  int served[STORM_MEMBERS];
+  char first_problem[512];
+};
+
+/* The thread that pins; also read after the join. */
+struct storm_pinner {
+  struct storm *s;
+  pthread_t thread;
+  int pins;
+  int failed;
+  char first_problem[512];
+};
+
+/* Notes the first problem a thread saw (threads do not ck_assert: under
+ * CK_FORK only the test's main thread may fail the test). */
+static void storm_note(char *first, size_t size, const char *fmt, ...) {
+  if (first[0] != '\0')
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(first, size, fmt, ap);
+  va_end(ap);
+}
+
+/* Sends a binary UINT8 infer request for one calibration image, with id,
+ * on c and reads the answer into r: 0, or -1 if the connection broke. */
+static int storm_infer(struct client *c, int image, const char *id, struct resp *r) {
+  memset(r, 0, sizeof *r);
+  char json[256], head[256];
+  int jl = snprintf(json, sizeof json,
+                    "{\"id\":\"%s\",\"parameters\":{\"binary_data_output\":true},\"inputs\":"
+                    "[{\"name\":\"input\",\"shape\":[1,1,28,28],\"datatype\":\"UINT8\","
+                    "\"parameters\":{\"binary_data_size\":784}}]}",
+                    id);
+  int hl = snprintf(head, sizeof head,
+                    "POST /v2/models/fmnist/infer HTTP/1.1\r\nHost: tailord\r\n"
+                    "Content-Length: %d\r\nInference-Header-Content-Length: %d\r\n\r\n",
+                    jl + 784, jl);
+  char msg[sizeof head + sizeof json + 784];
+  memcpy(msg, head, (size_t)hl);
+  memcpy(msg + hl, json, (size_t)jl);
+  memcpy(msg + hl + jl, images[image], 784);
+  if (write_all(c->fd, msg, (size_t)(hl + jl + 784)) != 0)
+    return -1;
+  return client_read(c, r);
+}
+
+/* The subnet and the 10 binary logits of a 200 answer to request id:
+ * 0, or -1 with why. */
+static int storm_parse(const struct resp *r, const char *id, char *subnet, size_t size,
+                       float logits[10], char *why, size_t why_size) {
+  json_t *meta = json_loadb(r->body, r->json_len, 0, NULL);
+  const char *got_id = json_string_value(json_object_get(meta, "id"));
+  const char *sn =
+      json_string_value(json_object_get(json_object_get(meta, "parameters"), "subnet"));
+  int rc = -1;
+  if (meta == NULL)
+    snprintf(why, why_size, "request %s: the answer's header is not JSON", id);
+  else if (got_id == NULL || strcmp(got_id, id) != 0)
+    snprintf(why, why_size, "request %s: answered as \"%s\"", id, got_id ? got_id : "(none)");
+  else if (sn == NULL)
+    snprintf(why, why_size, "request %s: no parameters.subnet", id);
+  else if (r->len - r->json_len != 10 * sizeof(float))
+    snprintf(why, why_size, "request %s: %zu bytes of output, not 40", id, r->len - r->json_len);
+  else
+    rc = 0;
+  if (rc == 0) {
+    snprintf(subnet, size, "%s", sn);
+    memcpy(logits, r->body + r->json_len, 10 * sizeof(float));
+  }
+  json_decref(meta);
+  return rc;
+}
+
+static int storm_member(const struct storm *s, const char *spec) {
+  for (int i = 0; i < s->n; i++)
+    if (strcmp(warm.spec[i], spec) == 0)
+      return i;
+  return -1;
+}
+
+/* POST .../pin {"subnet": spec} on c: 0 when the answer is 200 with spec
+ * active and pinned, else -1 with why. */
+static int storm_pin(struct client *c, const char *spec, char *why, size_t why_size) {
+  char body[sizeof warm.spec[0] + 32], msg[sizeof warm.spec[0] + 256];
+  int bl = snprintf(body, sizeof body, "{\"subnet\":\"%s\"}", spec);
+  int ml = snprintf(msg, sizeof msg,
+                    "POST /v2/models/fmnist/pin HTTP/1.1\r\nHost: tailord\r\n"
+                    "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                    bl, body);
+  struct resp r;
+  if (write_all(c->fd, msg, (size_t)ml) != 0 || client_read(c, &r) != 0) {
+    snprintf(why, why_size, "pin %s: the connection broke", spec);
+    return -1;
+  }
+  json_t *v = json_loadb(r.body, r.len, 0, NULL);
+  const char *active = json_string_value(json_object_get(v, "active"));
+  int ok = r.status == 200 && active != NULL && strcmp(active, spec) == 0 &&
+           json_is_true(json_object_get(v, "pinned"));
+  if (!ok)
+    snprintf(why, why_size, "pin %s: %d %s", spec, r.status, r.body);
+  json_decref(v);
+  resp_free(&r);
+  return ok ? 0 : -1;
+}
+
+static void *storm_client_main(void *arg) {
+  struct storm_client *sc = arg;
+  const struct storm *s = sc->s;
+  struct client c = {.fd = unix_connect(s->d->sock)};
+  int last = -1;
+  for (int k = 0; k < STORM_PER_CLIENT; k++) {
+    if (c.fd < 0) {
+      sc->dropped += STORM_PER_CLIENT - k;
+      storm_note(sc->first_problem, sizeof sc->first_problem, "client %d: cannot connect",
+                 sc->index);
+      break;
+    }
+    while (atomic_load(&s->pins_tried) < (k + 1) * STORM_MIN_PINS / STORM_PER_CLIENT)
+      sleep_ms(1);
+    char id[32], subnet[sizeof warm.spec[0]], why[512];
+    snprintf(id, sizeof id, "c%d-%d", sc->index, k);
+    int image = (sc->index + k) % STORM_IMAGES;
+    struct resp r;
+    if (storm_infer(&c, image, id, &r) != 0) {
+      /* a broken connection loses this request; go on with a new one */
+      sc->dropped++;
+      storm_note(sc->first_problem, sizeof sc->first_problem,
+                 "request %s: no answer (the connection broke)", id);
+      resp_free(&r);
+      client_close(&c);
+      c.fd = unix_connect(s->d->sock);
+      continue;
+    }
+    sc->answered++;
+    float logits[10];
+    if (r.status != 200) {
+      sc->not_200++;
+      storm_note(sc->first_problem, sizeof sc->first_problem, "request %s: %d %s", id, r.status,
+                 r.body);
+    } else if (storm_parse(&r, id, subnet, sizeof subnet, logits, why, sizeof why) != 0) {
+      sc->malformed++;
+      storm_note(sc->first_problem, sizeof sc->first_problem, "%s", why);
+    } else {
+      int m = storm_member(s, subnet);
+      if (m < 0) {
+        sc->unknown_subnet++;
+        storm_note(sc->first_problem, sizeof sc->first_problem,
+                   "request %s: served by \"%s\", not a frontier member", id, subnet);
+      } else {
+        sc->served[m]++;
+        sc->changes += last >= 0 && m != last;
+        last = m;
+        if (memcmp(logits, s->ref[m][image], sizeof logits) != 0) {
+          sc->wrong_logits++;
+          storm_note(sc->first_problem, sizeof sc->first_problem,
+                     "request %s (image %d): named %s, logits[0] %.9g, that member gives %.9g", id,
+                     image, subnet, (double)logits[0], (double)s->ref[m][image][0]);
+        }
+      }
+    }
+    resp_free(&r);
+  }
+  if (c.fd >= 0 && c.len != 0) {
+    sc->malformed++;
+    storm_note(sc->first_problem, sizeof sc->first_problem,
+               "client %d: %zu bytes after the last answer", sc->index, c.len);
+  }
+  client_close(&c);
+  atomic_fetch_sub(&sc->s->clients_running, 1);
+  return NULL;
+}
+
+static void *storm_pinner_main(void *arg) {
+  struct storm_pinner *p = arg;
+  struct storm *s = p->s;
+  struct client c = {.fd = unix_connect(s->d->sock)};
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  /* the reference pass left the last member pinned: start with the first */
+  for (int m = 0; atomic_load(&s->clients_running) > 0; m = (m + 1) % s->n) {
+    char why[512];
+    if (c.fd < 0 || storm_pin(&c, warm.spec[m], why, sizeof why) != 0) {
+      p->failed++;
+      storm_note(p->first_problem, sizeof p->first_problem, "%s",
+                 c.fd < 0 ? "the pinner cannot connect" : why);
+      client_close(&c);
+      c.fd = unix_connect(s->d->sock);
+    } else {
+      p->pins++;
+    }
+    atomic_fetch_add(&s->pins_tried, 1);
+    /* the next pin 10 ms after the last was due, or now if that is past */
+    next.tv_nsec += STORM_PIN_MS * 1000000L;
+    if (next.tv_nsec >= 1000000000L) {
+      next.tv_sec++;
+      next.tv_nsec -= 1000000000L;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > next.tv_sec || (now.tv_sec == next.tv_sec && now.tv_nsec > next.tv_nsec))
+      next = now;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+      ;
+  }
+  client_close(&c);
+  return NULL;
+}
+
+START_TEST(hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  o.workers = 4; /* each with a plan of its own per member: all must agree */
+  o.max_connections = 32;
+  struct daemon d;
+  daemon_start(&d, &o);
+  static struct storm s; /* the references are too big for the stack */
+  memset(&s, 0, sizeof s);
+  s.d = &d;
+  /* the searched frontier, from the cache (three members here) */
+  int status = 0;
+  json_t *list = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert(json_is_false(json_object_get(list, "provisional")));
+  s.n = (int)json_array_size(json_object_get(list, "subnets"));
+  json_decref(list);
+  ck_assert_int_eq(s.n, warm.n);
+  ck_assert_int_ge(s.n, 2);
+  ck_assert_int_le(s.n, STORM_MEMBERS);
+
+  /* each member's logits for each image, pinned, one request at a time */
+  struct client c = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c.fd, 0);
+  for (int m = 0; m < s.n; m++) {
+    char why[512];
+    ck_assert_msg(storm_pin(&c, warm.spec[m], why, sizeof why) == 0, "%s", why);
+    for (int k = 0; k < STORM_IMAGES; k++) {
+      char id[32], subnet[sizeof warm.spec[0]];
+      snprintf(id, sizeof id, "ref-%d-%d", m, k);
+      struct resp r;
+      ck_assert_int_eq(storm_infer(&c, k, id, &r), 0);
+      ck_assert_int_eq(r.status, 200);
+      ck_assert_msg(storm_parse(&r, id, subnet, sizeof subnet, s.ref[m][k], why, sizeof why) == 0,
+                    "%s", why);
+      ck_assert_str_eq(subnet, warm.spec[m]);
+      resp_free(&r);
+    }
+  }
+  client_close(&c);
+  /* the members disagree on every image, so an answer credited to the
+   * wrong member cannot pass */
+  for (int a = 0; a < s.n; a++)
+    for (int b = a + 1; b < s.n; b++)
+      for (int k = 0; k < STORM_IMAGES; k++)
+        ck_assert_msg(memcmp(s.ref[a][k], s.ref[b][k], sizeof s.ref[a][k]) != 0,
+                      "%s and %s give the same logits for image %d", warm.spec[a], warm.spec[b], k);
+
+  /* the storm */
+  static struct storm_client clients[STORM_CLIENTS];
+  struct storm_pinner pinner = {.s = &s};
+  memset(clients, 0, sizeof clients);
+  atomic_store(&s.clients_running, STORM_CLIENTS);
+  atomic_store(&s.pins_tried, 0);
+  double t0 = now_s();
+  for (int i = 0; i < STORM_CLIENTS; i++) {
+    clients[i].s = &s;
+    clients[i].index = i;
+    ck_assert_int_eq(pthread_create(&clients[i].thread, NULL, storm_client_main, &clients[i]), 0);
+  }
+  ck_assert_int_eq(pthread_create(&pinner.thread, NULL, storm_pinner_main, &pinner), 0);
+  for (int i = 0; i < STORM_CLIENTS; i++)
+    ck_assert_int_eq(pthread_join(clients[i].thread, NULL), 0);
+  ck_assert_int_eq(pthread_join(pinner.thread, NULL), 0);
+  double storm_s = now_s() - t0;
+
+  int answered = 0, changes = 0, served[STORM_MEMBERS] = {0};
+  for (int i = 0; i < STORM_CLIENTS; i++) {
+    const struct storm_client *sc = &clients[i];
+    ck_assert_msg(sc->dropped == 0 && sc->not_200 == 0 && sc->malformed == 0 &&
+                      sc->unknown_subnet == 0 && sc->wrong_logits == 0,
+                  "client %d: %d dropped, %d not 200, %d malformed, %d from no member, %d with "
+                  "wrong logits; the first: %s",
+                  i, sc->dropped, sc->not_200, sc->malformed, sc->unknown_subnet, sc->wrong_logits,
+                  sc->first_problem);
+    ck_assert_int_eq(sc->answered, STORM_PER_CLIENT);
+    answered += sc->answered;
+    changes += sc->changes;
+    for (int m = 0; m < s.n; m++)
+      served[m] += sc->served[m];
+  }
+  ck_assert_int_eq(answered, STORM_CLIENTS * STORM_PER_CLIENT);
+  ck_assert_msg(pinner.failed == 0, "%d pins failed; the first: %s", pinner.failed,
+                pinner.first_problem);
+  int members_seen = 0;
+  for (int m = 0; m < s.n; m++)
+    members_seen += served[m] > 0;
+  printf("hot-swap: %d requests from %d clients in %.1f s, 0 errors; %d pins (every %.1f ms), "
+         "%d of %d subnets served (",
+         answered, STORM_CLIENTS, storm_s, pinner.pins, storm_s * 1e3 / pinner.pins, members_seen,
+         s.n);
+  for (int m = 0; m < s.n; m++)
+    printf("%s%d", m > 0 ? "/" : "", served[m]);
+  printf(" requests), %d subnet changes seen within a client's stream\n", changes);
+  fflush(stdout);
+  /* the subnet did change under the clients, many times */
+  ck_assert_int_ge(pinner.pins, STORM_MIN_PINS);
+  ck_assert_int_eq(members_seen, s.n);
+  ck_assert_int_ge(changes, 100);
+
+  /* the daemon counted the same: every infer answered 200, and each pin
+   * was a switch (each names another member than the one before it; the
+   * first, member 0, replaced the most accurate, chosen at the start) */
+  char *mt = get_metrics(&d);
+  ck_assert(metric(mt, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") ==
+            answered + s.n * STORM_IMAGES);
+  char series[256];
+  for (int code = 400; code < 600; code++) {
+    snprintf(series, sizeof series, "tailor_requests_total{route=\"model_infer\",code=\"%d\"}",
+             code);
+    ck_assert_msg(metric(mt, series) == -1, "%s is %g", series, metric(mt, series));
+  }
+  ck_assert(metric(mt, "tailor_switches_total{model=\"fmnist\",reason=\"pin\"}") ==
+            s.n + pinner.pins);
+  free(mt);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
 START_TEST(adaptation_moves_down_at_once_and_up_after_the_hysteresis) {
   ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
   int top = warm.n - 1;
@@ -1665,6 +2040,7 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, an_expired_deadline_is_503_without_running);
   tcase_add_test(tc, metrics_show_counters_histograms_and_gauges);
   tcase_add_test(tc, pin_fixes_the_subnet_and_auto_releases_it);
+  tcase_add_test(tc, hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names);
   tcase_add_test(tc, adaptation_moves_down_at_once_and_up_after_the_hysteresis);
   tcase_add_test(tc, a_broken_config_on_sighup_keeps_the_old_one_serving);
   tcase_add_test(tc, limits_on_connections_and_idle_time);
