@@ -351,6 +351,23 @@ static int common_opt(struct target *t, int c, int *as_json) {
   }
 }
 
+/* The options of a command with nothing but the common ones and
+ * n_operands operands.  Returns 0, or EXIT_USAGE after printing usage. */
+static int parse_plain(int argc, char **argv, struct target *t, int *as_json, int n_operands) {
+  static const struct option opts[] = {COMMON_OPTS, {NULL, 0, NULL, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "S:m:jh", opts, NULL)) != -1)
+    if (common_opt(t, c, as_json) != 0) {
+      usage(stderr);
+      return EXIT_USAGE;
+    }
+  if (argc - optind != n_operands) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
 static double num(json_t *o, const char *key) {
   json_t *v = json_object_get(o, key);
   return json_is_number(v) ? json_number_value(v) : NAN;
@@ -364,19 +381,11 @@ static const char *str(json_t *o, const char *key) {
 /* -------------------------------------------------------------- status */
 
 int cmd_status(int argc, char **argv) {
-  static const struct option opts[] = {COMMON_OPTS, {NULL, 0, NULL, 0}};
   struct target t;
   target_init(&t);
-  int as_json = 0, c;
-  while ((c = getopt_long(argc, argv, "S:m:jh", opts, NULL)) != -1)
-    if (common_opt(&t, c, &as_json) != 0) {
-      usage(stderr);
-      return EXIT_USAGE;
-    }
-  if (optind != argc) {
-    usage(stderr);
+  int as_json = 0;
+  if (parse_plain(argc, argv, &t, &as_json, 0) != 0)
     return EXIT_USAGE;
-  }
   json_t *meta = get(&t, "/v2", "server metadata");
   struct reply r;
   exchange(&t.conn, "GET", "/v2/health/ready", "application/json", "", NULL, 0, &r);
@@ -457,19 +466,11 @@ int cmd_status(int argc, char **argv) {
 /* ------------------------------------------------------------- subnets */
 
 int cmd_subnets(int argc, char **argv) {
-  static const struct option opts[] = {COMMON_OPTS, {NULL, 0, NULL, 0}};
   struct target t;
   target_init(&t);
-  int as_json = 0, c;
-  while ((c = getopt_long(argc, argv, "S:m:jh", opts, NULL)) != -1)
-    if (common_opt(&t, c, &as_json) != 0) {
-      usage(stderr);
-      return EXIT_USAGE;
-    }
-  if (optind != argc) {
-    usage(stderr);
+  int as_json = 0;
+  if (parse_plain(argc, argv, &t, &as_json, 0) != 0)
     return EXIT_USAGE;
-  }
   resolve_model(&t);
   char path[256];
   model_path(&t, "/subnets", path, sizeof path);
@@ -554,19 +555,11 @@ int cmd_events(int argc, char **argv) {
 /* ----------------------------------------------------------------- pin */
 
 int cmd_pin(int argc, char **argv) {
-  static const struct option opts[] = {COMMON_OPTS, {NULL, 0, NULL, 0}};
   struct target t;
   target_init(&t);
-  int as_json = 0, c;
-  while ((c = getopt_long(argc, argv, "S:m:jh", opts, NULL)) != -1)
-    if (common_opt(&t, c, &as_json) != 0) {
-      usage(stderr);
-      return EXIT_USAGE;
-    }
-  if (argc - optind != 1) {
-    usage(stderr);
+  int as_json = 0;
+  if (parse_plain(argc, argv, &t, &as_json, 1) != 0)
     return EXIT_USAGE;
-  }
   resolve_model(&t);
   char path[256];
   model_path(&t, "/pin", path, sizeof path);
