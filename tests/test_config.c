@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "testutil.h"
 
 /* -------------------------------------------------------------- helpers */
 
@@ -220,26 +221,6 @@ static struct tl_config sentinel_cfg;
 
 /* ----------------------------------------------------------- tmp dirs */
 
-static char tmp_dir[PATH_MAX]; /* canonical */
-
-static void tmp_setup(void) {
-  char t[] = "/tmp/test_config.XXXXXX";
-  ck_assert_ptr_nonnull(mkdtemp(t));
-  ck_assert_ptr_nonnull(realpath(t, tmp_dir));
-}
-
-static void tmp_teardown(void) {
-  char cmd[PATH_MAX + 32];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-  ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *tmp_path(const char *name) {
-  static char p[PATH_MAX * 2];
-  snprintf(p, sizeof p, "%s/%s", tmp_dir, name);
-  return p;
-}
-
 /* ------------------------------------------------------------- corpora */
 
 START_TEST(bad_config_reports_exactly_its_expected_errors) {
@@ -297,24 +278,24 @@ END_TEST
 
 /* ------------------------------------------------------ tailord.yaml */
 
-/* configs/tailord.yaml with its /usr/share/tailor/ files made in tmp_dir,
- * loaded from there. */
+/* configs/tailord.yaml with its /usr/share/tailor/ files made in the
+ * test's directory, loaded from there. */
 static struct tl_config *load_shipped_config(void) {
   char path[PATH_MAX * 2];
   snprintf(path, sizeof path, "%s/configs/tailord.yaml", src_root);
   char *text = read_text(path);
   char prefix[PATH_MAX + 2];
-  snprintf(prefix, sizeof prefix, "%s/", tmp_dir);
+  snprintf(prefix, sizeof prefix, "%s/", tu_tmpdir());
   char *moved = replace_all(text, "/usr/share/tailor/", prefix);
-  ck_assert_int_eq(mkdir(tmp_path("models"), 0700), 0);
-  ck_assert_int_eq(mkdir(tmp_path("data"), 0700), 0);
-  write_text(tmp_path("models/fmnist.onnx"), "");
-  write_text(tmp_path("data/fmnist-calib-x.npy"), "");
-  write_text(tmp_path("data/fmnist-calib-y.npy"), "");
-  write_text(tmp_path("tailord.yaml"), moved);
+  ck_assert_int_eq(mkdir(tu_tmp_path("models"), 0700), 0);
+  ck_assert_int_eq(mkdir(tu_tmp_path("data"), 0700), 0);
+  write_text(tu_tmp_path("models/fmnist.onnx"), "");
+  write_text(tu_tmp_path("data/fmnist-calib-x.npy"), "");
+  write_text(tu_tmp_path("data/fmnist-calib-y.npy"), "");
+  write_text(tu_tmp_path("tailord.yaml"), moved);
   struct text got = {0};
   struct tl_config *cfg = NULL;
-  int rc = tl_config_load_report(tmp_path("tailord.yaml"), &cfg, collect, &got, NULL);
+  int rc = tl_config_load_report(tu_tmp_path("tailord.yaml"), &cfg, collect, &got, NULL);
   ck_assert_msg(rc == 0, "configs/tailord.yaml: %s\n%s", tl_strerror(rc), text_str(&got));
   free(text);
   free(moved);
@@ -327,11 +308,11 @@ START_TEST(shipped_config_loads_with_its_example_model) {
   const struct tl_config_model *m = &cfg->models[0];
   ck_assert_str_eq(m->name, "fmnist");
   char want[PATH_MAX * 2];
-  snprintf(want, sizeof want, "%s/models/fmnist.onnx", tmp_dir);
+  snprintf(want, sizeof want, "%s/models/fmnist.onnx", tu_tmpdir());
   ck_assert_str_eq(m->path, want);
-  snprintf(want, sizeof want, "%s/data/fmnist-calib-x.npy", tmp_dir);
+  snprintf(want, sizeof want, "%s/data/fmnist-calib-x.npy", tu_tmpdir());
   ck_assert_str_eq(m->calibration.x, want);
-  snprintf(want, sizeof want, "%s/data/fmnist-calib-y.npy", tmp_dir);
+  snprintf(want, sizeof want, "%s/data/fmnist-calib-y.npy", tu_tmpdir());
   ck_assert_str_eq(m->calibration.y, want);
   ck_assert(m->calibration.scale == 1.0 / 255);
   ck_assert(m->budget.latency_p95_ms == 8.0);
@@ -407,7 +388,7 @@ START_TEST(missing_config_file_is_enoent_reported_in_one_line) {
   struct text got = {0};
   struct tl_config *cfg = SENTINEL;
   struct tl_error err = {{0}};
-  const char *path = tmp_path("nothing-here.yaml");
+  const char *path = tu_tmp_path("nothing-here.yaml");
   ck_assert_int_eq(tl_config_load_report(path, &cfg, collect, &got, &err), TL_ENOENT);
   char want[PATH_MAX * 3];
   snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
@@ -422,26 +403,26 @@ END_TEST
 START_TEST(directory_as_config_file_is_eio) {
   struct tl_config *cfg = SENTINEL;
   struct tl_error err = {{0}};
-  ck_assert_int_eq(tl_config_load(tmp_dir, &cfg, &err), TL_EIO);
+  ck_assert_int_eq(tl_config_load(tu_tmpdir(), &cfg, &err), TL_EIO);
   char want[PATH_MAX * 2];
-  snprintf(want, sizeof want, "%s: cannot read: Is a directory", tmp_dir);
+  snprintf(want, sizeof want, "%s: cannot read: Is a directory", tu_tmpdir());
   ck_assert_str_eq(err.msg, want);
   ck_assert_ptr_eq(cfg, SENTINEL);
 }
 END_TEST
 
 START_TEST(config_over_one_mib_is_refused) {
-  FILE *f = fopen(tmp_path("big.yaml"), "wb");
+  FILE *f = fopen(tu_tmp_path("big.yaml"), "wb");
   ck_assert_ptr_nonnull(f);
   for (int i = 0; i < (1 << 20) / 8 + 1; i++)
     fputs("#######\n", f);
   ck_assert_int_eq(fclose(f), 0);
   struct tl_config *cfg = SENTINEL;
   struct tl_error err = {{0}};
-  ck_assert_int_eq(tl_config_load(tmp_path("big.yaml"), &cfg, &err), TL_EFORMAT);
+  ck_assert_int_eq(tl_config_load(tu_tmp_path("big.yaml"), &cfg, &err), TL_EFORMAT);
   char want[PATH_MAX * 2];
   snprintf(want, sizeof want, "%s: larger than 1048576 bytes; a config is a few kilobytes",
-           tmp_path("big.yaml"));
+           tu_tmp_path("big.yaml"));
   ck_assert_str_eq(err.msg, want);
   ck_assert_ptr_eq(cfg, SENTINEL);
 }
@@ -452,16 +433,16 @@ END_TEST
 START_TEST(relative_paths_resolve_against_the_symlinks_directory) {
   char target[PATH_MAX * 2];
   snprintf(target, sizeof target, "%s/minimal.yaml", good_dir);
-  ck_assert_int_eq(symlink(target, tmp_path("link.yaml")), 0);
+  ck_assert_int_eq(symlink(target, tu_tmp_path("link.yaml")), 0);
   struct text got = {0};
   struct tl_config *cfg = SENTINEL;
-  ck_assert_int_eq(tl_config_load_report(tmp_path("link.yaml"), &cfg, collect, &got, NULL),
+  ck_assert_int_eq(tl_config_load_report(tu_tmp_path("link.yaml"), &cfg, collect, &got, NULL),
                    TL_EFORMAT);
   char want[PATH_MAX * 4];
   snprintf(want, sizeof want,
            "%s/link.yaml:5:11: models[0].path: cannot open \"%s/../files/model.onnx\": "
            "No such file or directory\n",
-           tmp_dir, tmp_dir);
+           tu_tmpdir(), tu_tmpdir());
   ck_assert_str_eq(text_str(&got), want);
   ck_assert_ptr_eq(cfg, SENTINEL);
   free(got.s);
@@ -470,17 +451,17 @@ END_TEST
 
 /* A FIFO named as a model must be refused, not waited on. */
 START_TEST(fifo_as_model_file_is_refused_without_blocking) {
-  ck_assert_int_eq(mkfifo(tmp_path("model.onnx"), 0600), 0);
-  write_text(tmp_path("c.yaml"), "models:\n"
+  ck_assert_int_eq(mkfifo(tu_tmp_path("model.onnx"), 0600), 0);
+  write_text(tu_tmp_path("c.yaml"), "models:\n"
                                  "  - name: m\n"
                                  "    path: model.onnx\n"
                                  "    budget: {latency_p95_ms: 1}\n");
   struct tl_config *cfg = SENTINEL;
   struct tl_error err = {{0}};
-  ck_assert_int_eq(tl_config_load(tmp_path("c.yaml"), &cfg, &err), TL_EFORMAT);
+  ck_assert_int_eq(tl_config_load(tu_tmp_path("c.yaml"), &cfg, &err), TL_EFORMAT);
   char want[PATH_MAX * 4];
   snprintf(want, sizeof want, "%s/c.yaml:3:11: models[0].path: \"%s/model.onnx\" is not a "
-           "regular file", tmp_dir, tmp_dir);
+           "regular file", tu_tmpdir(), tu_tmpdir());
   ck_assert_str_eq(err.msg, want);
   ck_assert_ptr_eq(cfg, SENTINEL);
 }
@@ -590,14 +571,14 @@ static Suite *config_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("shipped");
-  tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+  tu_add_tmpdir(tc, "config");
   tcase_add_test(tc, shipped_config_loads_with_its_example_model);
   tcase_add_test(tc, shipped_config_values_are_the_loader_defaults);
   tcase_add_test(tc, shipped_config_comments_every_key);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("files");
-  tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+  tu_add_tmpdir(tc, "config");
   tcase_add_test(tc, missing_config_file_is_enoent_reported_in_one_line);
   tcase_add_test(tc, directory_as_config_file_is_eio);
   tcase_add_test(tc, config_over_one_mib_is_refused);

@@ -29,67 +29,25 @@
 
 #include "error.h"
 #include "monitor.h"
+#include "testutil.h"
 
 /* ------------------------------------------------------- the fake tree */
 
-static char base_dir[64]; /* "/tmp/test_monitor.XXXXXX" */
-static char root[PATH_MAX];
-
-/* Unchecked fixture: runs in the parent, so the trees are removed even when
- * a test in a forked child fails before its own cleanup. */
-static void base_setup(void) {
-  snprintf(base_dir, sizeof base_dir, "/tmp/test_monitor.XXXXXX");
-  if (mkdtemp(base_dir) == NULL) {
-    perror("mkdtemp");
-    abort();
-  }
-}
-
-/* Removes dir and everything under it. */
-static void remove_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  char p[PATH_MAX * 2];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (unlink(p) < 0)
-      remove_tree(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
-static void base_teardown(void) { remove_tree(base_dir); }
-
-/* Checked fixture: an empty root of its own for each test. */
-static void root_setup(void) {
-  snprintf(root, sizeof root, "%s/root.XXXXXX", base_dir);
-  ck_assert_ptr_nonnull(mkdtemp(root));
-}
-
-static void root_teardown(void) { remove_tree(root); }
-
-static void add_fake_root(TCase *tc) {
-  tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
-  tcase_add_checked_fixture(tc, root_setup, root_teardown);
-}
+/* Each test's fake root is its own temporary directory, tu_tmpdir(). */
+static void add_fake_root(TCase *tc) { tu_add_tmpdir(tc, "monitor"); }
 
 /* root/rel in a static buffer (one at a time). */
 static const char *fake_path(const char *rel) {
   static char p[PATH_MAX * 2];
-  snprintf(p, sizeof p, "%s/%s", root, rel);
+  snprintf(p, sizeof p, "%s/%s", tu_tmpdir(), rel);
   return p;
 }
 
 /* Makes every directory on the way to the file root/rel, as mkdir -p. */
 static void fake_mkdirs(const char *rel) {
   char p[PATH_MAX * 2];
-  snprintf(p, sizeof p, "%s/%s", root, rel);
-  for (char *s = p + strlen(root) + 1; (s = strchr(s, '/')) != NULL; s++) {
+  snprintf(p, sizeof p, "%s/%s", tu_tmpdir(), rel);
+  for (char *s = p + strlen(tu_tmpdir()) + 1; (s = strchr(s, '/')) != NULL; s++) {
     *s = '\0';
     if (mkdir(p, 0755) < 0)
       ck_assert_int_eq(errno, EEXIST);
@@ -252,7 +210,7 @@ static void fake_default(void) {
 static struct tl_monitor *open_fake(void) {
   struct tl_monitor *m = NULL;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_monitor_open(root, &m, &err) == 0, "%s", err.msg);
+  ck_assert_msg(tl_monitor_open(tu_tmpdir(), &m, &err) == 0, "%s", err.msg);
   ck_assert_ptr_nonnull(m);
   return m;
 }
@@ -261,7 +219,7 @@ static struct tl_monitor *open_fake(void) {
 
 START_TEST(open_missing_root_fails_naming_it) {
   char missing[PATH_MAX + 16];
-  snprintf(missing, sizeof missing, "%s/no-such-dir", root);
+  snprintf(missing, sizeof missing, "%s/no-such-dir", tu_tmpdir());
   struct tl_monitor *m = (struct tl_monitor *)&m; /* must stay untouched */
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_monitor_open(missing, &m, &err), TL_ENOENT);
@@ -285,7 +243,7 @@ END_TEST
 START_TEST(open_rejects_null_arguments) {
   struct tl_monitor *m = NULL;
   ck_assert_int_eq(tl_monitor_open(NULL, &m, NULL), TL_EINVAL);
-  ck_assert_int_eq(tl_monitor_open(root, NULL, NULL), TL_EINVAL);
+  ck_assert_int_eq(tl_monitor_open(tu_tmpdir(), NULL, NULL), TL_EINVAL);
   ck_assert_ptr_null(m);
 }
 END_TEST

@@ -24,99 +24,9 @@
 #include "error.h"
 #include "npy.h"
 #include "tensor.h"
+#include "testutil.h"
 
 /* -------------------------------------------------------------- helpers */
-
-/* base_dir is made once per test case, tmpdir once per test inside it. */
-static char base_dir[64]; /* "/tmp/test_npy.XXXXXX" */
-static char tmpdir[PATH_MAX];
-
-/* Unchecked fixture: runs in the parent, so the tree is removed even when a
- * test in a forked child fails before its own cleanup. */
-static void base_setup(void) {
-  snprintf(base_dir, sizeof base_dir, "/tmp/test_npy.XXXXXX");
-  if (mkdtemp(base_dir) == NULL) {
-    perror("mkdtemp");
-    abort();
-  }
-}
-
-/* Removes dir and everything under it. */
-static void remove_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  char p[PATH_MAX * 2];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (unlink(p) < 0)
-      remove_tree(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
-static void base_teardown(void) { remove_tree(base_dir); }
-
-/* Checked fixture: an empty directory of its own for each test, so tests
- * can count what a write left behind. */
-static void tmpdir_setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "%s/t.XXXXXX", base_dir);
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void tmpdir_teardown(void) { remove_tree(tmpdir); }
-
-/* Adds both fixtures to tc. */
-static void add_tmpdir(TCase *tc) {
-  tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
-  tcase_add_checked_fixture(tc, tmpdir_setup, tmpdir_teardown);
-}
-
-/* tmpdir/name in a static buffer (one at a time). */
-static const char *tmp_path(const char *name) {
-  static char p[PATH_MAX * 2];
-  snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-  return p;
-}
-
-static int count_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  ck_assert_ptr_nonnull(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-      n++;
-  closedir(d);
-  return n;
-}
-
-static void write_bytes(const char *path, const void *buf, size_t len) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
-  ck_assert_int_eq(fclose(f), 0);
-}
-
-/* The whole file, malloc'd; *len is its size. */
-static unsigned char *read_bytes(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-  long n = ftell(f);
-  ck_assert_int_ge(n, 0);
-  rewind(f);
-  unsigned char *buf = malloc((size_t)n + 1);
-  ck_assert_ptr_nonnull(buf);
-  ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  *len = (size_t)n;
-  return buf;
-}
 
 /* A .npy image: version major.0, header dict exactly as given (no padding:
  * readers must not need it), then data_len bytes of data.  malloc'd. */
@@ -229,7 +139,7 @@ START_TEST(roundtrip_preserves_dtype_shape_and_bytes) {
     fill_pattern(dtype, t.data, n);
 
     struct tl_error err = {{0}};
-    const char *path = tmp_path("rt.npy");
+    const char *path = tu_tmp_path("rt.npy");
     ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
 
     struct tl_tensor back;
@@ -241,7 +151,7 @@ START_TEST(roundtrip_preserves_dtype_shape_and_bytes) {
 
     /* tl_npy_parse of the same bytes agrees with tl_npy_read */
     size_t len;
-    unsigned char *file = read_bytes(path, &len);
+    unsigned char *file = tu_read_bytes(path, &len);
     struct tl_tensor parsed;
     ck_assert_msg(tl_npy_parse(file, len, path, &parsed, &err) == 0, "%s",
                   err.msg);
@@ -262,7 +172,7 @@ START_TEST(roundtrip_zero_element_array_reads_null_data) {
   struct tl_tensor t = {.dtype = TL_DTYPE_FLOAT32,
                         .shape = tl_shape_make(2, dims), .data = NULL};
   struct tl_error err = {{0}};
-  const char *path = tmp_path("empty.npy");
+  const char *path = tu_tmp_path("empty.npy");
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
 
   struct tl_tensor back;
@@ -275,15 +185,15 @@ START_TEST(roundtrip_zero_element_array_reads_null_data) {
 END_TEST
 
 START_TEST(write_replaces_existing_file_and_leaves_no_temp_files) {
-  const char *path = tmp_path("replace.npy");
-  write_bytes(path, "old contents", 12);
+  const char *path = tu_tmp_path("replace.npy");
+  tu_write_bytes(path, "old contents", 12);
 
   uint8_t v[3] = {7, 8, 9};
   int64_t dims[] = {3};
   struct tl_tensor t = {TL_DTYPE_UINT8, tl_shape_make(1, dims), v};
   struct tl_error err = {{0}};
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
-  ck_assert_int_eq(count_entries(tmpdir), 1);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 1);
 
   struct tl_tensor back;
   ck_assert_msg(tl_npy_read(path, &back, &err) == 0, "%s", err.msg);
@@ -297,7 +207,7 @@ START_TEST(write_gives_new_file_mode_0666_less_umask) {
   float x = 1;
   struct tl_tensor t = {TL_DTYPE_FLOAT32, tl_shape_make(0, NULL), &x};
   struct tl_error err = {{0}};
-  const char *path = tmp_path("mode.npy");
+  const char *path = tu_tmp_path("mode.npy");
   int rc = tl_npy_write(path, &t, &err);
   umask(old);
   ck_assert_msg(rc == 0, "%s", err.msg);
@@ -349,11 +259,11 @@ START_TEST(write_matches_numpy_bytes_for_2x3_float32) {
   struct tl_tensor t = {TL_DTYPE_FLOAT32, tl_shape_make(2, dims),
                         (void *)golden_data};
   struct tl_error err = {{0}};
-  const char *path = tmp_path("golden.npy");
+  const char *path = tu_tmp_path("golden.npy");
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
 
   size_t len;
-  unsigned char *got = read_bytes(path, &len);
+  unsigned char *got = tu_read_bytes(path, &len);
   ck_assert_uint_eq(len, sizeof numpy_2x3_f32);
   ck_assert_mem_eq(got, numpy_2x3_f32, sizeof numpy_2x3_f32);
   free(got);
@@ -404,7 +314,7 @@ START_TEST(write_matches_numpy_header_padding_for_other_shapes) {
                                       numpy_headers[_i].dims),
                         &zero};
   struct tl_error err = {{0}};
-  const char *path = tmp_path("header.npy");
+  const char *path = tu_tmp_path("header.npy");
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
 
   char want[256];
@@ -414,7 +324,7 @@ START_TEST(write_matches_numpy_header_padding_for_other_shapes) {
                    numpy_headers[_i].pad, "");
   ck_assert_int_eq(n, numpy_headers[_i].len);
   size_t len;
-  unsigned char *got = read_bytes(path, &len);
+  unsigned char *got = tu_read_bytes(path, &len);
   ck_assert_uint_ge(len, (size_t)n);
   ck_assert_mem_eq(got, want, (size_t)n);
   free(got);
@@ -422,8 +332,8 @@ START_TEST(write_matches_numpy_header_padding_for_other_shapes) {
 END_TEST
 
 START_TEST(read_accepts_numpy_2x3_float32_bytes) {
-  const char *path = tmp_path("numpy.npy");
-  write_bytes(path, numpy_2x3_f32, sizeof numpy_2x3_f32);
+  const char *path = tu_tmp_path("numpy.npy");
+  tu_write_bytes(path, numpy_2x3_f32, sizeof numpy_2x3_f32);
   struct tl_tensor t;
   struct tl_error err = {{0}};
   ck_assert_msg(tl_npy_read(path, &t, &err) == 0, "%s", err.msg);
@@ -875,7 +785,7 @@ START_TEST(read_failure_leaves_output_untouched) {
   ck_assert_mem_eq(&t, &before, sizeof t);
   free(buf);
 
-  ck_assert_int_eq(tl_npy_read(tmp_path("absent.npy"), &t, &err), TL_ENOENT);
+  ck_assert_int_eq(tl_npy_read(tu_tmp_path("absent.npy"), &t, &err), TL_ENOENT);
   ck_assert_mem_eq(&t, &before, sizeof t);
 }
 END_TEST
@@ -903,7 +813,7 @@ END_TEST
 START_TEST(read_missing_file_returns_enoent_with_strerror) {
   struct tl_tensor t;
   struct tl_error err = {{0}};
-  const char *path = tmp_path("missing.npy");
+  const char *path = tu_tmp_path("missing.npy");
   ck_assert_int_eq(tl_npy_read(path, &t, &err), TL_ENOENT);
   assert_words(err.msg, path, "No such file or directory", NULL);
 }
@@ -912,14 +822,14 @@ END_TEST
 START_TEST(read_directory_fails_with_eio) {
   struct tl_tensor t;
   struct tl_error err = {{0}};
-  ck_assert_int_eq(tl_npy_read(tmpdir, &t, &err), TL_EIO);
-  assert_words(err.msg, tmpdir, "directory", NULL);
+  ck_assert_int_eq(tl_npy_read(tu_tmpdir(), &t, &err), TL_EIO);
+  assert_words(err.msg, tu_tmpdir(), "directory", NULL);
 }
 END_TEST
 
 START_TEST(read_truncated_file_reports_sizes) {
-  const char *path = tmp_path("short.npy");
-  write_bytes(path, numpy_2x3_f32, sizeof numpy_2x3_f32 - 5);
+  const char *path = tu_tmp_path("short.npy");
+  tu_write_bytes(path, numpy_2x3_f32, sizeof numpy_2x3_f32 - 5);
   struct tl_tensor t;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_npy_read(path, &t, &err), TL_EFORMAT);
@@ -927,7 +837,7 @@ START_TEST(read_truncated_file_reports_sizes) {
                "has 19", NULL);
 
   /* cut inside the header: the file's size is checked before reading it */
-  write_bytes(path, numpy_2x3_f32, 40);
+  tu_write_bytes(path, numpy_2x3_f32, 40);
   ck_assert_int_eq(tl_npy_read(path, &t, &err), TL_EFORMAT);
   assert_words(err.msg, "truncated", "header", NULL);
 }
@@ -935,11 +845,11 @@ END_TEST
 
 START_TEST(read_file_with_second_array_appended_fails) {
   /* np.save twice into one open file leaves two arrays back to back */
-  const char *path = tmp_path("two.npy");
+  const char *path = tu_tmp_path("two.npy");
   unsigned char two[2 * sizeof numpy_2x3_f32];
   memcpy(two, numpy_2x3_f32, sizeof numpy_2x3_f32);
   memcpy(two + sizeof numpy_2x3_f32, numpy_2x3_f32, sizeof numpy_2x3_f32);
-  write_bytes(path, two, sizeof two);
+  tu_write_bytes(path, two, sizeof two);
   struct tl_tensor t;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_npy_read(path, &t, &err), TL_EFORMAT);
@@ -952,29 +862,29 @@ START_TEST(write_to_missing_directory_fails_naming_path) {
   struct tl_tensor t = {TL_DTYPE_FLOAT32, tl_shape_make(0, NULL), &x};
   struct tl_error err = {{0}};
   char path[PATH_MAX * 2];
-  snprintf(path, sizeof path, "%s/no/such/dir/out.npy", tmpdir);
+  snprintf(path, sizeof path, "%s/no/such/dir/out.npy", tu_tmpdir());
   int rc = tl_npy_write(path, &t, &err);
   ck_assert_msg(rc == TL_ENOENT || rc == TL_EIO, "got %d: %s", rc, err.msg);
   assert_words(err.msg, path, "No such file or directory", NULL);
-  ck_assert_int_eq(count_entries(tmpdir), 0);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 0);
 }
 END_TEST
 
 START_TEST(write_failing_rename_keeps_target_and_removes_temp_file) {
   /* a non-empty directory where the file should go: rename() fails */
-  const char *path = tmp_path("taken.npy");
+  const char *path = tu_tmp_path("taken.npy");
   ck_assert_int_eq(mkdir(path, 0700), 0);
   char inner[PATH_MAX * 2 + 8];
   snprintf(inner, sizeof inner, "%s/keep", path);
-  write_bytes(inner, "x", 1);
+  tu_write_bytes(inner, "x", 1);
 
   float x = 1;
   struct tl_tensor t = {TL_DTYPE_FLOAT32, tl_shape_make(0, NULL), &x};
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_npy_write(path, &t, &err), TL_EIO);
   assert_words(err.msg, path, "rename", NULL);
-  ck_assert_int_eq(count_entries(tmpdir), 1); /* only taken.npy/ */
-  ck_assert_int_eq(count_entries(path), 1);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 1); /* only taken.npy/ */
+  ck_assert_int_eq(tu_count_entries(path), 1);
 }
 END_TEST
 
@@ -982,11 +892,11 @@ START_TEST(write_rejects_unsupported_dtype) {
   uint16_t h = 0x3c00;
   struct tl_tensor t = {TL_DTYPE_FLOAT16, tl_shape_make(0, NULL), &h};
   struct tl_error err = {{0}};
-  const char *path = tmp_path("f16.npy");
+  const char *path = tu_tmp_path("f16.npy");
   ck_assert_int_eq(tl_npy_write(path, &t, &err), TL_EUNSUPPORTED);
   assert_words(err.msg, path, "float16", "float32, uint8, int32 or int64",
                NULL);
-  ck_assert_int_eq(count_entries(tmpdir), 0);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 0);
 }
 END_TEST
 
@@ -995,7 +905,7 @@ START_TEST(write_rejects_unknown_dims_and_missing_data) {
   int64_t dims[] = {2, -1};
   struct tl_tensor t = {TL_DTYPE_FLOAT32, tl_shape_make(2, dims), x};
   struct tl_error err = {{0}};
-  const char *path = tmp_path("bad.npy");
+  const char *path = tu_tmp_path("bad.npy");
   ck_assert_int_eq(tl_npy_write(path, &t, &err), TL_EINVAL);
   assert_words(err.msg, path, "2x?", NULL);
 
@@ -1006,7 +916,7 @@ START_TEST(write_rejects_unknown_dims_and_missing_data) {
 
   t.shape.ndim = TL_MAX_DIMS + 1;
   ck_assert_int_eq(tl_npy_write(path, &t, &err), TL_EINVAL);
-  ck_assert_int_eq(count_entries(tmpdir), 0);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 0);
 }
 END_TEST
 
@@ -1017,7 +927,7 @@ static Suite *npy_suite(void) {
   TCase *tc;
 
   tc = tcase_create("roundtrip");
-  add_tmpdir(tc);
+  tu_add_tmpdir(tc, "npy");
   tcase_add_loop_test(tc, roundtrip_preserves_dtype_shape_and_bytes, 0,
                       (int)(sizeof roundtrip_dtypes /
                             sizeof roundtrip_dtypes[0]));
@@ -1027,7 +937,7 @@ static Suite *npy_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("numpy");
-  add_tmpdir(tc);
+  tu_add_tmpdir(tc, "npy");
   tcase_add_test(tc, write_matches_numpy_bytes_for_2x3_float32);
   tcase_add_loop_test(tc,
                       write_matches_numpy_header_padding_for_other_shapes, 0,
@@ -1045,7 +955,7 @@ static Suite *npy_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
-  add_tmpdir(tc);
+  tu_add_tmpdir(tc, "npy");
   tcase_add_test(tc, read_rejects_bad_magic);
   tcase_add_test(tc, read_rejects_empty_and_preamble_only_files);
   tcase_add_test(tc, read_rejects_unknown_format_versions);
@@ -1070,7 +980,7 @@ static Suite *npy_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("files");
-  add_tmpdir(tc);
+  tu_add_tmpdir(tc, "npy");
   tcase_add_test(tc, read_missing_file_returns_enoent_with_strerror);
   tcase_add_test(tc, read_directory_fails_with_eio);
   tcase_add_test(tc, read_truncated_file_reports_sizes);

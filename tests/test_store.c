@@ -28,98 +28,9 @@
 
 #include "error.h"
 #include "store.h"
+#include "testutil.h"
 
 /* -------------------------------------------------------------- helpers */
-
-static char base_dir[64]; /* "/tmp/test_store.XXXXXX" */
-static char tmpdir[PATH_MAX];
-
-/* Unchecked fixture: runs in the parent, so the tree is removed even when a
- * test in a forked child fails before its own cleanup. */
-static void base_setup(void) {
-  snprintf(base_dir, sizeof base_dir, "/tmp/test_store.XXXXXX");
-  if (mkdtemp(base_dir) == NULL) {
-    perror("mkdtemp");
-    abort();
-  }
-}
-
-/* Removes dir and everything under it. */
-static void remove_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  char p[PATH_MAX * 2];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (unlink(p) < 0)
-      remove_tree(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
-static void base_teardown(void) { remove_tree(base_dir); }
-
-static void tmpdir_setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "%s/t.XXXXXX", base_dir);
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void tmpdir_teardown(void) {
-  chmod(tmpdir, 0700); /* a test may have taken the write bit away */
-  remove_tree(tmpdir);
-}
-
-static void add_tmpdir(TCase *tc) {
-  tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
-  tcase_add_checked_fixture(tc, tmpdir_setup, tmpdir_teardown);
-}
-
-/* tmpdir/name in a static buffer (one at a time). */
-static const char *tmp_path(const char *name) {
-  static char p[PATH_MAX * 2];
-  snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-  return p;
-}
-
-static int count_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  ck_assert_ptr_nonnull(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-      n++;
-  closedir(d);
-  return n;
-}
-
-static void write_bytes(const char *path, const void *buf, size_t len) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
-  ck_assert_int_eq(fclose(f), 0);
-}
-
-/* The whole file, malloc'd; *len is its size. */
-static unsigned char *read_bytes(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-  long n = ftell(f);
-  ck_assert_int_ge(n, 0);
-  rewind(f);
-  unsigned char *buf = malloc((size_t)n + 1);
-  ck_assert_ptr_nonnull(buf);
-  ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  *len = (size_t)n;
-  return buf;
-}
 
 static bool file_exists(const char *path) {
   struct stat sb;
@@ -209,7 +120,7 @@ static void make_filled_cache(const char *path) {
 /* ----------------------------------------------------------- lifecycle */
 
 START_TEST(fresh_file_gets_schema_version_in_wal_mode_and_mode_0600) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   struct tl_store_open_report rep;
   memset(&rep, 0x55, sizeof rep);
   struct tl_store *st = open_ok(path, &rep);
@@ -232,7 +143,7 @@ START_TEST(fresh_file_gets_schema_version_in_wal_mode_and_mode_0600) {
 END_TEST
 
 START_TEST(reopen_uses_the_file_without_rebuilding) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   struct tl_store *st = open_ok(path, NULL);
   struct tl_switch_event ev = {0, 5, "m", NULL, "b", "r", NULL};
   ck_assert_int_eq(tl_store_event_append(st, &ev, NULL, NULL), 0);
@@ -247,20 +158,20 @@ START_TEST(reopen_uses_the_file_without_rebuilding) {
   ck_assert_int_eq(event_count(st), 1);
   tl_store_close(st);
   /* the closed cache is one file: no companions, nothing set aside */
-  ck_assert_int_eq(count_entries(tmpdir), 1);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 1);
 }
 END_TEST
 
 START_TEST(empty_existing_file_becomes_a_cache) {
-  const char *path = tmp_path("cache.db");
-  write_bytes(path, "", 0);
+  const char *path = tu_tmp_path("cache.db");
+  tu_write_bytes(path, "", 0);
   struct tl_store_open_report rep;
   struct tl_store *st = open_ok(path, &rep);
   ck_assert_int_eq(rep.outcome, TL_STORE_CREATED);
   ck_assert_str_eq(rep.aside_path, "");
   ck_assert_int_eq(event_count(st), 0);
   tl_store_close(st);
-  ck_assert_int_eq(count_entries(tmpdir), 1);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 1);
 }
 END_TEST
 
@@ -275,12 +186,12 @@ START_TEST(memory_cache_works_without_a_file) {
   ck_assert_int_eq(tl_store_op_get(st, dev, "relu 1x8", &got, NULL), 0);
   ck_assert_double_eq(got.median_us, 1.5);
   tl_store_close(st);
-  ck_assert_int_eq(count_entries(tmpdir), 0);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 0);
 }
 END_TEST
 
 START_TEST(data_survives_close_and_reopen) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   make_filled_cache(path);
   struct tl_store *st = open_ok(path, NULL);
   int64_t dev = device_of(st);
@@ -311,7 +222,7 @@ START_TEST(data_survives_close_and_reopen) {
 END_TEST
 
 START_TEST(two_connections_share_one_file) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   struct tl_store *a = open_ok(path, NULL);
   struct tl_store_open_report rep;
   struct tl_store *b = open_ok(path, &rep);
@@ -334,7 +245,7 @@ START_TEST(two_connections_share_one_file) {
 END_TEST
 
 START_TEST(commits_left_in_the_wal_by_a_killed_process_are_kept) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   fflush(NULL);
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
@@ -362,7 +273,7 @@ START_TEST(commits_left_in_the_wal_by_a_killed_process_are_kept) {
   ck_assert_int_eq(rep.outcome, TL_STORE_OPENED);
   ck_assert_int_eq(event_count(st), 1);
   tl_store_close(st);
-  ck_assert_int_eq(count_entries(tmpdir), 1);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 1);
 }
 END_TEST
 
@@ -374,8 +285,8 @@ START_TEST(null_arguments_are_einval) {
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_store_open(NULL, &st, NULL, &err), TL_EINVAL);
   ck_assert_ptr_eq(st, (struct tl_store *)0x1);
-  ck_assert_int_eq(tl_store_open(tmp_path("x.db"), NULL, NULL, &err), TL_EINVAL);
-  ck_assert_int_eq(count_entries(tmpdir), 0);
+  ck_assert_int_eq(tl_store_open(tu_tmp_path("x.db"), NULL, NULL, &err), TL_EINVAL);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 0);
 
   st = open_ok(":memory:", NULL);
   int64_t id;
@@ -392,7 +303,7 @@ END_TEST
 /* -------------------------------------------------------------- device */
 
 START_TEST(device_is_found_or_added_with_a_stable_id) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   struct tl_store *st = open_ok(path, NULL);
   int64_t first = device_of(st);
   ck_assert_int_eq(device_of(st), first);
@@ -437,7 +348,7 @@ END_TEST
 /* ---------------------------------------------------------- op latency */
 
 START_TEST(op_latencies_round_trip_exactly) {
-  struct tl_store *st = open_ok(tmp_path("cache.db"), NULL);
+  struct tl_store *st = open_ok(tu_tmp_path("cache.db"), NULL);
   int64_t dev = device_of(st);
   const struct tl_op_latency rows[] = {
       {"conv a", 0.1, 1, 0},
@@ -568,7 +479,7 @@ END_TEST
 /* ------------------------------------------------------------ subnets */
 
 START_TEST(accuracy_round_trips_with_keys_above_2_pow_53) {
-  struct tl_store *st = open_ok(tmp_path("cache.db"), NULL);
+  struct tl_store *st = open_ok(tu_tmp_path("cache.db"), NULL);
   const uint64_t keys[] = {((uint64_t)1 << 53) + 1, ((uint64_t)1 << 63) + 5, UINT64_MAX,
                            0};
   for (size_t i = 0; i < 4; i++) {
@@ -639,7 +550,7 @@ START_TEST(accuracy_put_replaces_and_rejects_bad_values) {
 END_TEST
 
 START_TEST(bn_stats_round_trip_blobs_with_nul_bytes) {
-  struct tl_store *st = open_ok(tmp_path("cache.db"), NULL);
+  struct tl_store *st = open_ok(tu_tmp_path("cache.db"), NULL);
   unsigned char blob[1000];
   for (size_t i = 0; i < sizeof blob; i++)
     blob[i] = (unsigned char)(i % 3 == 0 ? 0 : i);
@@ -698,7 +609,7 @@ static void assert_frontier(struct tl_store *st, int64_t dev,
 }
 
 START_TEST(frontier_put_replaces_the_old_list) {
-  struct tl_store *st = open_ok(tmp_path("cache.db"), NULL);
+  struct tl_store *st = open_ok(tu_tmp_path("cache.db"), NULL);
   int64_t dev = device_of(st);
   const char *space = "d=1,2 w=.5,1";
   const struct tl_frontier_entry first[] = {
@@ -744,7 +655,7 @@ END_TEST
 /* -------------------------------------------------------------- events */
 
 START_TEST(events_come_newest_first_and_up_to_the_limit) {
-  struct tl_store *st = open_ok(tmp_path("cache.db"), NULL);
+  struct tl_store *st = open_ok(tu_tmp_path("cache.db"), NULL);
   char to[5][16];
   int64_t ids[5];
   for (int i = 0; i < 5; i++) {
@@ -880,7 +791,7 @@ static void assert_set_aside(const char *path, const char *kind,
   ck_assert_ptr_nonnull(strstr(rep->message, "started an empty cache"));
 
   size_t got_len = 0;
-  unsigned char *got = read_bytes(rep->aside_path, &got_len);
+  unsigned char *got = tu_read_bytes(rep->aside_path, &got_len);
   ck_assert_uint_eq(got_len, len);
   ck_assert_mem_eq(got, bytes, len);
   free(got);
@@ -898,11 +809,11 @@ static void assert_set_aside(const char *path, const char *kind,
 }
 
 START_TEST(garbage_file_is_set_aside_and_replaced) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   unsigned char garbage[8192];
   for (size_t i = 0; i < sizeof garbage; i++)
     garbage[i] = (unsigned char)(i * 7 + 3);
-  write_bytes(path, garbage, sizeof garbage);
+  tu_write_bytes(path, garbage, sizeof garbage);
   struct tl_store_open_report rep;
   assert_set_aside(path, "corrupt", TL_STORE_REBUILT_CORRUPT, garbage, sizeof garbage, &rep);
   ck_assert_int_eq(rep.found_version, 0);
@@ -911,9 +822,9 @@ START_TEST(garbage_file_is_set_aside_and_replaced) {
 END_TEST
 
 START_TEST(short_text_file_is_set_aside) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   const char text[] = "not a database\n";
-  write_bytes(path, text, sizeof text - 1);
+  tu_write_bytes(path, text, sizeof text - 1);
   struct tl_store_open_report rep;
   assert_set_aside(path, "corrupt", TL_STORE_REBUILT_CORRUPT, (const unsigned char *)text,
                    sizeof text - 1, &rep);
@@ -921,10 +832,10 @@ START_TEST(short_text_file_is_set_aside) {
 END_TEST
 
 START_TEST(truncated_database_is_set_aside) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   make_filled_cache(path);
   size_t len = 0;
-  unsigned char *whole = read_bytes(path, &len);
+  unsigned char *whole = tu_read_bytes(path, &len);
   ck_assert_uint_ge(len, 16 * 4096); /* enough pages that half is missing some */
   ck_assert_int_eq(truncate(path, (off_t)(len / 2)), 0);
   struct tl_store_open_report rep;
@@ -935,11 +846,11 @@ START_TEST(truncated_database_is_set_aside) {
 END_TEST
 
 START_TEST(foreign_database_is_set_aside) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   sqlite_exec(path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
                     "INSERT INTO notes (body) VALUES ('keep me'), ('and me');");
   size_t len = 0;
-  unsigned char *bytes = read_bytes(path, &len);
+  unsigned char *bytes = tu_read_bytes(path, &len);
   struct tl_store_open_report rep;
   assert_set_aside(path, "foreign", TL_STORE_REBUILT_FOREIGN, bytes, len, &rep);
   free(bytes);
@@ -951,10 +862,10 @@ START_TEST(foreign_database_is_set_aside) {
 END_TEST
 
 START_TEST(database_with_another_application_id_is_foreign) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   sqlite_exec(path, "PRAGMA application_id = 305419896"); /* 0x12345678 */
   size_t len = 0;
-  unsigned char *bytes = read_bytes(path, &len);
+  unsigned char *bytes = tu_read_bytes(path, &len);
   struct tl_store_open_report rep;
   assert_set_aside(path, "foreign", TL_STORE_REBUILT_FOREIGN, bytes, len, &rep);
   free(bytes);
@@ -963,13 +874,13 @@ START_TEST(database_with_another_application_id_is_foreign) {
 END_TEST
 
 START_TEST(newer_schema_version_is_set_aside) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   make_filled_cache(path);
   char sql[64];
   snprintf(sql, sizeof sql, "PRAGMA user_version = %d", TL_STORE_SCHEMA_VERSION + 1);
   sqlite_exec(path, sql);
   size_t len = 0;
-  unsigned char *bytes = read_bytes(path, &len);
+  unsigned char *bytes = tu_read_bytes(path, &len);
   struct tl_store_open_report rep;
   assert_set_aside(path, "newer", TL_STORE_REBUILT_NEWER, bytes, len, &rep);
   free(bytes);
@@ -981,11 +892,11 @@ START_TEST(newer_schema_version_is_set_aside) {
 END_TEST
 
 START_TEST(changed_schema_is_set_aside_as_corrupt) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   make_filled_cache(path);
   sqlite_exec(path, "DROP TABLE event");
   size_t len = 0;
-  unsigned char *bytes = read_bytes(path, &len);
+  unsigned char *bytes = tu_read_bytes(path, &len);
   struct tl_store_open_report rep;
   assert_set_aside(path, "corrupt", TL_STORE_REBUILT_CORRUPT, bytes, len, &rep);
   free(bytes);
@@ -994,11 +905,11 @@ START_TEST(changed_schema_is_set_aside_as_corrupt) {
 END_TEST
 
 START_TEST(redefined_table_is_set_aside_as_corrupt) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   make_filled_cache(path);
   sqlite_exec(path, "DROP TABLE event; CREATE TABLE event (id INTEGER PRIMARY KEY)");
   size_t len = 0;
-  unsigned char *bytes = read_bytes(path, &len);
+  unsigned char *bytes = tu_read_bytes(path, &len);
   struct tl_store_open_report rep;
   assert_set_aside(path, "corrupt", TL_STORE_REBUILT_CORRUPT, bytes, len, &rep);
   free(bytes);
@@ -1007,11 +918,11 @@ START_TEST(redefined_table_is_set_aside_as_corrupt) {
 END_TEST
 
 START_TEST(extra_table_with_our_id_is_set_aside_as_corrupt) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   make_filled_cache(path);
   sqlite_exec(path, "CREATE TABLE zzz (x)");
   size_t len = 0;
-  unsigned char *bytes = read_bytes(path, &len);
+  unsigned char *bytes = tu_read_bytes(path, &len);
   struct tl_store_open_report rep;
   assert_set_aside(path, "corrupt", TL_STORE_REBUILT_CORRUPT, bytes, len, &rep);
   free(bytes);
@@ -1020,14 +931,14 @@ START_TEST(extra_table_with_our_id_is_set_aside_as_corrupt) {
 END_TEST
 
 START_TEST(companion_files_move_with_the_file) {
-  const char *path = tmp_path("cache.db");
-  write_bytes(path, "garbage garbage garbage", 23);
+  const char *path = tu_tmp_path("cache.db");
+  tu_write_bytes(path, "garbage garbage garbage", 23);
   char wal[PATH_MAX + 8];
   snprintf(wal, sizeof wal, "%s-wal", path);
-  write_bytes(wal, "old wal bytes", 13);
+  tu_write_bytes(wal, "old wal bytes", 13);
   char journal[PATH_MAX + 16];
   snprintf(journal, sizeof journal, "%s-journal", path);
-  write_bytes(journal, "old journal", 11);
+  tu_write_bytes(journal, "old journal", 11);
 
   struct tl_store_open_report rep;
   struct tl_store *st = open_ok(path, &rep);
@@ -1038,7 +949,7 @@ START_TEST(companion_files_move_with_the_file) {
   char moved[PATH_MAX + 16];
   snprintf(moved, sizeof moved, "%s-wal", rep.aside_path);
   size_t len = 0;
-  unsigned char *got = read_bytes(moved, &len);
+  unsigned char *got = tu_read_bytes(moved, &len);
   ck_assert_uint_eq(len, 13);
   ck_assert_mem_eq(got, "old wal bytes", 13);
   free(got);
@@ -1049,23 +960,23 @@ START_TEST(companion_files_move_with_the_file) {
 END_TEST
 
 START_TEST(set_aside_never_overwrites_an_earlier_one) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   struct tl_store_open_report rep1, rep2;
-  write_bytes(path, "first garbage", 13);
+  tu_write_bytes(path, "first garbage", 13);
   tl_store_close(open_ok(path, &rep1));
-  write_bytes(path, "second garbage", 14);
+  tu_write_bytes(path, "second garbage", 14);
   tl_store_close(open_ok(path, &rep2));
   ck_assert_int_eq(rep2.outcome, TL_STORE_REBUILT_CORRUPT);
   ck_assert_str_ne(rep1.aside_path, rep2.aside_path);
   size_t len = 0;
-  unsigned char *got = read_bytes(rep1.aside_path, &len);
+  unsigned char *got = tu_read_bytes(rep1.aside_path, &len);
   ck_assert_uint_eq(len, 13);
   ck_assert_mem_eq(got, "first garbage", 13);
   free(got);
-  got = read_bytes(rep2.aside_path, &len);
+  got = tu_read_bytes(rep2.aside_path, &len);
   ck_assert_uint_eq(len, 14);
   free(got);
-  ck_assert_int_eq(count_entries(tmpdir), 3);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 3);
 }
 END_TEST
 
@@ -1073,7 +984,7 @@ END_TEST
 
 START_TEST(missing_directory_is_eio_naming_the_path) {
   char path[PATH_MAX * 2];
-  snprintf(path, sizeof path, "%s/no/such/dir/cache.db", tmpdir);
+  snprintf(path, sizeof path, "%s/no/such/dir/cache.db", tu_tmpdir());
   struct tl_store *st = (struct tl_store *)0x1;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_store_open(path, &st, NULL, &err), TL_EIO);
@@ -1086,8 +997,8 @@ END_TEST
 START_TEST(unwritable_directory_is_eio_naming_the_path) {
   if (geteuid() == 0)
     return; /* root writes anyway; nothing to see */
-  ck_assert_int_eq(chmod(tmpdir, 0500), 0);
-  const char *path = tmp_path("cache.db");
+  ck_assert_int_eq(chmod(tu_tmpdir(), 0500), 0);
+  const char *path = tu_tmp_path("cache.db");
   struct tl_store *st = NULL;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_store_open(path, &st, NULL, &err), TL_EIO);
@@ -1098,14 +1009,14 @@ START_TEST(unwritable_directory_is_eio_naming_the_path) {
 END_TEST
 
 START_TEST(directory_at_the_path_is_eio) {
-  const char *path = tmp_path("cache.db");
+  const char *path = tu_tmp_path("cache.db");
   ck_assert_int_eq(mkdir(path, 0700), 0);
   struct tl_store *st = NULL;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_store_open(path, &st, NULL, &err), TL_EIO);
   ck_assert_ptr_null(st);
   ck_assert_ptr_nonnull(strstr(err.msg, "not a regular file"));
-  ck_assert_int_eq(count_entries(tmpdir), 1);
+  ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 1);
 }
 END_TEST
 
@@ -1115,7 +1026,7 @@ static Suite *store_suite(void) {
   Suite *s = suite_create("store");
 
   TCase *tc = tcase_create("lifecycle");
-  add_tmpdir(tc);
+  tu_add_tmpdir(tc, "store");
   tcase_add_test(tc, fresh_file_gets_schema_version_in_wal_mode_and_mode_0600);
   tcase_add_test(tc, reopen_uses_the_file_without_rebuilding);
   tcase_add_test(tc, empty_existing_file_becomes_a_cache);
@@ -1128,7 +1039,7 @@ static Suite *store_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("values");
-  add_tmpdir(tc);
+  tu_add_tmpdir(tc, "store");
   tcase_add_test(tc, device_is_found_or_added_with_a_stable_id);
   tcase_add_test(tc, device_rejects_unterminated_text_and_negative_numbers);
   tcase_add_test(tc, op_latencies_round_trip_exactly);
@@ -1145,7 +1056,7 @@ static Suite *store_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_files");
-  add_tmpdir(tc);
+  tu_add_tmpdir(tc, "store");
   tcase_add_test(tc, garbage_file_is_set_aside_and_replaced);
   tcase_add_test(tc, short_text_file_is_set_aside);
   tcase_add_test(tc, truncated_database_is_set_aside);

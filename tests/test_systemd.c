@@ -28,35 +28,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 /* The rating the unit must keep (systemd-analyze says "OK" below 5.0,
  * "SAFE" below 2.0 on its 0-10 scale). */
 #define EXPOSURE_MAX 1.0
 
 static char source_unit[PATH_MAX + 32], tailord_bin[PATH_MAX + 32];
-static char tmp_dir[PATH_MAX];
 
 /* ------------------------------------------------------------- helpers */
 
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "r");
-  ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-  char *buf = NULL;
-  size_t cap = 0, len = 0;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = (cap + 4096) * 2;
-      buf = realloc(buf, cap);
-      ck_assert_ptr_nonnull(buf);
-    }
-    size_t n = fread(buf + len, 1, 4096, f);
-    len += n;
-    if (n == 0)
-      break;
-  }
-  fclose(f);
-  buf[len] = '\0';
-  return buf;
-}
+static char *read_text(const char *path) { return (char *)tu_read_bytes(path, NULL); }
 
 /* Text with every `from` replaced by `to`; malloc'd. */
 static char *replace_all(const char *text, const char *from, const char *to) {
@@ -81,11 +63,11 @@ static char *replace_all(const char *text, const char *from, const char *to) {
   return out;
 }
 
-/* Writes text as <tmp_dir>/<sub>/tailord.service (the file's name is the
+/* Writes text as <the test's directory>/<sub>/tailord.service (the file's name is the
  * unit's name) and returns that path in path. */
 static void write_unit(const char *sub, const char *text, char *path, size_t size) {
   char dir[PATH_MAX + 64];
-  snprintf(dir, sizeof dir, "%s/%s", tmp_dir, sub);
+  snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), sub);
   ck_assert_msg(mkdir(dir, 0700) == 0 || errno == EEXIST, "%s: %s", dir, strerror(errno));
   snprintf(path, size, "%s/tailord.service", dir);
   FILE *f = fopen(path, "w");
@@ -113,7 +95,7 @@ struct result {
  * pager, and captures what it prints. */
 static void analyze(struct result *r, const char *const *args) {
   char out_path[PATH_MAX + 16];
-  snprintf(out_path, sizeof out_path, "%s/output", tmp_dir);
+  snprintf(out_path, sizeof out_path, "%s/output", tu_tmpdir());
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
@@ -234,21 +216,10 @@ END_TEST
 
 /* --------------------------------------------------------------- main */
 
-static void setup(void) {
-  snprintf(tmp_dir, sizeof tmp_dir, "/tmp/tl_systemd_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
-}
-
-static void teardown(void) {
-  char cmd[PATH_MAX + 16];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-  ck_assert_int_eq(system(cmd), 0);
-}
-
 static Suite *systemd_suite(void) {
   Suite *s = suite_create("systemd");
   TCase *tc = tcase_create("unit");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  tu_add_tmpdir(tc, "systemd");
   tcase_add_test(tc, verify_finds_nothing_wrong_with_the_unit);
   tcase_add_test(tc, verify_sees_a_misspelt_key_and_a_missing_command);
   tcase_add_test(tc, security_rates_the_unit_at_most_1_0);

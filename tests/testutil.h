@@ -1,0 +1,39 @@
+/*
+ * testutil.h - what the check suites share: a temporary directory of its
+ * own for each test, and whole-file reads and writes that fail the test
+ * when they cannot be done.
+ *
+ * tu_add_tmpdir() gives a test case two fixtures: an unchecked one that
+ * makes /tmp/test_<suite>.XXXXXX once per case (it runs in the parent, so
+ * the tree is removed even when a test in a forked child fails before its
+ * own cleanup) and a checked one that makes an empty t.XXXXXX inside it
+ * for each test, so tests can count what a write left behind.
+ */
+#ifndef TL_TESTUTIL_H
+#define TL_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+/* Adds the fixtures to tc; suite names the base directory. */
+void tu_add_tmpdir(TCase *tc, const char *suite);
+
+/* The current test's directory (a canonical path), and dir/name in a
+ * static buffer (one at a time). */
+const char *tu_tmpdir(void);
+const char *tu_tmp_path(const char *name);
+
+/* Removes dir and everything under it; no error when it does not exist. */
+void tu_remove_tree(const char *dir);
+
+/* Entries in dir but "." and "..". */
+int tu_count_entries(const char *dir);
+
+/* Replaces the file at path with len bytes of buf. */
+void tu_write_bytes(const char *path, const void *buf, size_t len);
+
+/* The whole file, malloc'd with a NUL after its last byte; *len (may be
+ * NULL) is its size. */
+unsigned char *tu_read_bytes(const char *path, size_t *len);
+
+#endif
