@@ -15,6 +15,7 @@
 #include "npy.h"
 #include "onnx.h"
 #include "plan.h"
+#include "testutil.h"
 
 static char data_dir[4096];
 static char tmp_dir[4096];
@@ -36,28 +37,6 @@ static char *path_in(const char *dir, const char *name) {
   static char buf[8192];
   snprintf(buf, sizeof buf, "%s/%s", dir, name);
   return buf;
-}
-
-static unsigned char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-  long n = ftell(f);
-  ck_assert_int_ge(n, 0);
-  rewind(f);
-  unsigned char *buf = malloc((size_t)n + 1);
-  ck_assert_ptr_nonnull(buf);
-  ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  *len = (size_t)n;
-  return buf;
-}
-
-static void spit(const char *path, const unsigned char *buf, size_t len) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
-  ck_assert_int_eq(fclose(f), 0);
 }
 
 START_TEST(good_model_loads_plans_and_runs) {
@@ -195,13 +174,13 @@ END_TEST
 
 START_TEST(truncated_model_is_a_format_error_at_every_length) {
   size_t len;
-  unsigned char *buf = slurp(path_in(data_dir, "tiny_cnn.onnx"), &len);
+  unsigned char *buf = tu_read_bytes(path_in(data_dir, "tiny_cnn.onnx"), &len);
   char path[4200];
   snprintf(path, sizeof path, "%s/truncated.onnx", tmp_dir);
   /* Every cut must fail cleanly: most do not parse, the rest lose a weight,
    * a node or the outputs. */
   for (size_t cut = 0; cut < len; cut += 7) {
-    spit(path, buf, cut);
+    tu_write_bytes(path, buf, cut);
     struct tl_graph *g = NULL;
     struct tl_error err = {{0}};
     int rc = tl_onnx_load(path, &g, &err);
@@ -220,7 +199,7 @@ END_TEST
 
 START_TEST(corrupt_model_never_crashes_the_loader) {
   size_t len;
-  unsigned char *buf = slurp(path_in(data_dir, "tiny_cnn.onnx"), &len);
+  unsigned char *buf = tu_read_bytes(path_in(data_dir, "tiny_cnn.onnx"), &len);
   char path[4200];
   snprintf(path, sizeof path, "%s/corrupt.onnx", tmp_dir);
   srand(1234);
@@ -231,7 +210,7 @@ START_TEST(corrupt_model_never_crashes_the_loader) {
     memcpy(copy, buf, len);
     for (int k = 0; k < 1 + trial % 8; k++)
       copy[(size_t)rand() % len] = (unsigned char)rand();
-    spit(path, copy, len);
+    tu_write_bytes(path, copy, len);
     free(copy);
     struct tl_graph *g = NULL;
     struct tl_error err = {{0}};
@@ -256,12 +235,12 @@ END_TEST
 START_TEST(garbage_file_is_not_an_onnx_model) {
   char path[4200];
   snprintf(path, sizeof path, "%s/garbage.onnx", tmp_dir);
-  spit(path, (const unsigned char *)"this is not a protobuf\xff\xff\xff", 25);
+  tu_write_bytes(path, (const unsigned char *)"this is not a protobuf\xff\xff\xff", 25);
   struct tl_graph *g = NULL;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_onnx_load(path, &g, &err), TL_EFORMAT);
   ck_assert_ptr_nonnull(strstr(err.msg, "not a valid ONNX model"));
-  spit(path, (const unsigned char *)"", 0);
+  tu_write_bytes(path, (const unsigned char *)"", 0);
   ck_assert_int_eq(tl_onnx_load(path, &g, &err), TL_EFORMAT);
   ck_assert_ptr_nonnull(strstr(err.msg, "empty"));
   ck_assert_int_eq(tl_onnx_load(path_in(tmp_dir, "absent.onnx"), &g, &err), TL_ENOENT);
