@@ -401,6 +401,71 @@ static int null_text(struct tl_store *st, const char *what, struct tl_error *err
   return tl_fail(err, TL_EFORMAT, "%s: %s: a required text is NULL", st->path, what);
 }
 
+/* Copies one row of s into the struct at elem, its texts to *cursor
+ * (below end; see text_copy).  Returns SQLITE_OK, an SQLite error, or
+ * ROW_NULL_TEXT when a required text is NULL. */
+typedef int row_fill_fn(sqlite3_stmt *s, void *elem, char **cursor, const char *end);
+#define ROW_NULL_TEXT (-1)
+
+/* The rows of s (bound, not yet stepped) as one malloc'd block: n structs
+ * of elem_size, then their texts (columns text_from..text_to).  Two
+ * passes, one to size the block and one to fill it; the caller's read
+ * transaction keeps the rows the same in between.  what names the rows in
+ * messages.  Returns 0 with *block (NULL when there are none) and *n, or a
+ * negative code; s is done either way. */
+static int read_rows(struct tl_store *st, sqlite3_stmt *s, size_t elem_size, int text_from,
+                     int text_to, row_fill_fn *fill, const char *what, void **block,
+                     size_t *n, struct tl_error *err) {
+  size_t rows = 0, bytes = 0;
+  char *mem = NULL;
+  int rc = 0, sr;
+  while ((sr = sqlite3_step(s)) == SQLITE_ROW) {
+    rows++;
+    int tr = SQLITE_OK;
+    for (int col = text_from; col <= text_to && tr == SQLITE_OK; col++)
+      tr = text_room(s, col, &bytes);
+    if (tr != SQLITE_OK) {
+      sr = tr;
+      break;
+    }
+  }
+  if (sr == SQLITE_DONE && rows > 0) {
+    (void)sqlite3_reset(s); /* repeats the DONE; the bindings stay */
+    mem = malloc(rows * elem_size + bytes);
+    if (mem == NULL) {
+      stmt_done(s);
+      return tl_fail(err, TL_ENOMEM, "%s: out of memory reading %zu %s", st->path, rows, what);
+    }
+    char *cursor = mem + rows * elem_size;
+    const char *end = cursor + bytes;
+    size_t i = 0;
+    while ((sr = sqlite3_step(s)) == SQLITE_ROW && i < rows) {
+      sr = fill(s, mem + i++ * elem_size, &cursor, end);
+      if (sr == ROW_NULL_TEXT) {
+        rc = null_text(st, what, err);
+        break;
+      }
+      if (sr != SQLITE_OK)
+        break;
+    }
+    if (rc == 0 && (sr == SQLITE_ROW || i != rows))
+      sr = SQLITE_INTERNAL; /* the rows changed between the passes */
+  }
+  if (rc == 0 && sr != SQLITE_DONE) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "cannot read %s", what);
+    rc = sql_fail(st, sr, msg, err);
+  }
+  stmt_done(s);
+  if (rc < 0) {
+    free(mem);
+    return rc;
+  }
+  *block = mem;
+  *n = rows;
+  return 0;
+}
+
 /* ---------------------------------------------------------------- files */
 
 /* The companions SQLite may keep next to a database file; they go where
@@ -1391,6 +1456,17 @@ fail:
   return rc;
 }
 
+/* One row of STMT_FRONTIER_ENTRIES (a row_fill_fn). */
+static int frontier_row(sqlite3_stmt *s, void *elem, char **cursor, const char *end) {
+  struct tl_frontier_entry *e = elem;
+  int sr = text_copy(s, 0, cursor, end, &e->spec);
+  e->subnet_key = (uint64_t)sqlite3_column_int64(s, 1);
+  e->predicted_ms = sqlite3_column_double(s, 2);
+  e->predicted_mib = sqlite3_column_double(s, 3);
+  e->accuracy = sqlite3_column_double(s, 4);
+  return sr == SQLITE_OK && e->spec == NULL ? ROW_NULL_TEXT : sr;
+}
+
 int tl_store_frontier_get(struct tl_store *st, const char *model_hash,
                           int64_t device_id, const char *calib_hash, const char *space,
                           struct tl_frontier_entry **entries, size_t *count,
@@ -1400,7 +1476,7 @@ int tl_store_frontier_get(struct tl_store *st, const char *model_hash,
     return tl_fail(err, TL_EINVAL, "tl_store_frontier_get: NULL argument");
   sqlite3_stmt *s = st->stmt[STMT_FRONTIER_ENTRIES];
   struct tl_frontier_entry *block = NULL;
-  size_t n = 0, bytes = 0;
+  size_t n = 0;
   int64_t id = 0;
   bool found;
 
@@ -1418,45 +1494,14 @@ int tl_store_frontier_get(struct tl_store *st, const char *model_hash,
     goto fail;
   }
 
-  /* pass 1 sizes the block, pass 2 fills it; the read transaction keeps
-   * the rows the same in between */
   int sr = bind(s, "i", id);
-  while (sr == SQLITE_OK && (sr = sqlite3_step(s)) == SQLITE_ROW) {
-    n++;
-    sr = text_room(s, 0, &bytes);
-  }
-  if (sr == SQLITE_DONE && n > 0) {
-    (void)sqlite3_reset(s); /* repeats the DONE; the binding stays */
-    block = malloc(n * sizeof *block + bytes);
-    if (block == NULL) {
-      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading a frontier of %zu", st->path,
-                   n);
-      stmt_done(s);
-      goto fail;
-    }
-    char *cursor = (char *)(block + n);
-    const char *end = cursor + bytes;
-    size_t i = 0;
-    while ((sr = sqlite3_step(s)) == SQLITE_ROW && i < n) {
-      struct tl_frontier_entry *e = &block[i++];
-      sr = text_copy(s, 0, &cursor, end, &e->spec);
-      if (sr != SQLITE_OK)
-        break;
-      e->subnet_key = (uint64_t)sqlite3_column_int64(s, 1);
-      e->predicted_ms = sqlite3_column_double(s, 2);
-      e->predicted_mib = sqlite3_column_double(s, 3);
-      e->accuracy = sqlite3_column_double(s, 4);
-      if (e->spec == NULL) {
-        rc = null_text(st, "reading a frontier", err);
-        break;
-      }
-    }
-    if (rc == 0 && (sr == SQLITE_ROW || i != n))
-      sr = SQLITE_INTERNAL; /* the rows changed between the passes */
-  }
-  if (rc == 0 && sr != SQLITE_DONE)
+  if (sr != SQLITE_OK) {
     rc = sql_fail(st, sr, "cannot read a frontier", err);
-  stmt_done(s);
+    stmt_done(s);
+    goto fail;
+  }
+  rc = read_rows(st, s, sizeof *block, 0, 0, frontier_row, "a frontier", (void **)&block, &n,
+                 err);
   if (rc < 0)
     goto fail;
   rc = txn_commit(st, err);
@@ -1498,8 +1543,9 @@ int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev,
 }
 
 /* Reads the event row s is on into *e, strings into the block. */
-static int event_copy(sqlite3_stmt *s, struct tl_switch_event *e, char **cursor,
-                      const char *end) {
+/* One row of STMT_EVENT_LAST (a row_fill_fn). */
+static int event_row(sqlite3_stmt *s, void *elem, char **cursor, const char *end) {
+  struct tl_switch_event *e = elem;
   e->id = sqlite3_column_int64(s, 0);
   e->time_ms = sqlite3_column_int64(s, 1);
   int sr = text_copy(s, 2, cursor, end, &e->model);
@@ -1511,6 +1557,8 @@ static int event_copy(sqlite3_stmt *s, struct tl_switch_event *e, char **cursor,
     sr = text_copy(s, 5, cursor, end, &e->reason);
   if (sr == SQLITE_OK)
     sr = text_copy(s, 6, cursor, end, &e->state);
+  if (sr == SQLITE_OK && (e->model == NULL || e->to_spec == NULL || e->reason == NULL))
+    return ROW_NULL_TEXT;
   return sr;
 }
 
@@ -1524,46 +1572,19 @@ int tl_store_event_last(struct tl_store *st, const char *model, int64_t max,
                    (long long)max);
   sqlite3_stmt *s = st->stmt[STMT_EVENT_LAST];
   struct tl_switch_event *block = NULL;
-  size_t n = 0, bytes = 0;
+  size_t n = 0;
 
   int rc = txn_begin_read(st, err);
   if (rc < 0)
     return rc;
-  /* two passes in one snapshot, as in tl_store_frontier_get() */
   int sr = bind(s, "ti", model, max);
-  while (sr == SQLITE_OK && (sr = sqlite3_step(s)) == SQLITE_ROW) {
-    n++;
-    sr = SQLITE_OK;
-    for (int col = 2; col <= 6 && sr == SQLITE_OK; col++)
-      sr = text_room(s, col, &bytes);
-  }
-  if (sr == SQLITE_DONE && n > 0) {
-    (void)sqlite3_reset(s); /* repeats the DONE; the binding stays */
-    block = malloc(n * sizeof *block + bytes);
-    if (block == NULL) {
-      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading %zu events", st->path, n);
-      stmt_done(s);
-      goto fail;
-    }
-    char *cursor = (char *)(block + n);
-    const char *end = cursor + bytes;
-    size_t i = 0;
-    while ((sr = sqlite3_step(s)) == SQLITE_ROW && i < n) {
-      struct tl_switch_event *e = &block[i++];
-      sr = event_copy(s, e, &cursor, end);
-      if (sr != SQLITE_OK)
-        break;
-      if (e->model == NULL || e->to_spec == NULL || e->reason == NULL) {
-        rc = null_text(st, "reading switch events", err);
-        break;
-      }
-    }
-    if (rc == 0 && (sr == SQLITE_ROW || i != n))
-      sr = SQLITE_INTERNAL; /* the rows changed between the passes */
-  }
-  if (rc == 0 && sr != SQLITE_DONE)
+  if (sr != SQLITE_OK) {
     rc = sql_fail(st, sr, "cannot read switch events", err);
-  stmt_done(s);
+    stmt_done(s);
+    goto fail;
+  }
+  rc = read_rows(st, s, sizeof *block, 2, 6, event_row, "switch events", (void **)&block, &n,
+                 err);
   if (rc < 0)
     goto fail;
   rc = txn_commit(st, err);
