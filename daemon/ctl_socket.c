@@ -271,8 +271,11 @@ static json_t *expect_json(const struct reply *r, const char *what) {
   json_error_t je;
   json_t *v = json_loadb(r->body, r->json_len, 0, &je);
   if (r->status < 200 || r->status > 299) {
-    const char *msg = json_string_value(json_object_get(v, "error"));
-    die("%s: tailord answered %d: %s", what, r->status, msg != NULL ? msg : "(no error message)");
+    const char *e = json_string_value(json_object_get(v, "error"));
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", e != NULL ? e : "(no error message)");
+    json_decref(v);
+    die("%s: tailord answered %d: %s", what, r->status, msg);
   }
   if (v == NULL)
     die("%s: tailord's answer is not JSON: %s", what, je.text);
@@ -416,8 +419,12 @@ int cmd_status(int argc, char **argv) {
     }
     json_array_append_new(states, expect_json(&r, path));
   }
-  if (t.model != NULL && json_array_size(states) == 0)
+  if (t.model != NULL && json_array_size(states) == 0) {
+    json_decref(states);
+    json_decref(all);
+    json_decref(meta);
     die("tailord serves no model \"%s\"", t.model);
+  }
   json_object_set_new(all, "models", states);
   json_decref(meta);
 
@@ -923,7 +930,7 @@ int cmd_infer(int argc, char **argv) {
    * (a 503 for a deadline is an answer the summary counts) */
   int rc = (runs == 1 ? ok == 1 : unreachable == 0) ? 0 : 1;
   if (runs == 1 && ok == 0) {
-    die("%s", l.first_error != NULL ? l.first_error : "the request failed");
+    fprintf(stderr, "tailorctl: %s\n", l.first_error != NULL ? l.first_error : "the request failed");
   } else if (runs == 1) {
     if (as_json) {
       json_t *meta = json_loads(l.output_json != NULL ? l.output_json : "", 0, NULL);
@@ -971,7 +978,7 @@ int cmd_infer(int argc, char **argv) {
       printf("  %6lld  %s\n", (long long)json_integer_value(value), key);
     }
   }
-  if (l.first_error != NULL)
+  if (l.first_error != NULL && runs > 1)
     fprintf(stderr, "tailorctl: %s%s\n", l.first_error,
             ok + 1 < runs ? " (the first failure)" : "");
 

@@ -7,7 +7,10 @@
  * dropped, every answer the logits of the subnet it names), the adaptation
  * to a CPU whose frequency halves and recovers (checked in the daemon's own
  * event log), reloads with a broken and a good config, limits, the drain
- * on SIGTERM, and `tailord -n`.
+ * on SIGTERM, and `tailord -n`; the switch events route; a cgroup CPU
+ * quota, which bounds throughput (it moves the daemon only while requests
+ * flow); and tailorctl's commands for a running daemon (status, subnets,
+ * events, pin, infer) against the routes they front, with their errors.
  *
  * Each test starts its own daemon in a directory of its own, with a config
  * written here, a fake /proc and /sys tree (monitor.root) whose CPU
@@ -16,12 +19,12 @@
  * cache, made in main() by a first start that searches the frontier (on
  * 200 calibration images and a small space, so it takes seconds); every
  * later start finds the frontier there.  The client is raw HTTP/1.1 over
- * AF_UNIX, written here.
+ * AF_UNIX, written here; tailorctl runs as a child whose output is kept.
  *
  * Timing: nothing is asserted about how fast anything is, except generous
- * deadlines for things to happen at all; the adaptation test checks the
- * order of events and that moving up waited for the hysteresis, using the
- * times the daemon stored.
+ * deadlines for things to happen at all; the adaptation and CPU quota
+ * tests check the order of events and that moving up waited for the
+ * hysteresis, using the times the daemon stored.
  */
 #include <check.h>
 #include <errno.h>
@@ -58,6 +61,7 @@
 #define SCALE (0.00392156862745098)
 
 static char source_root[PATH_MAX], build_root[PATH_MAX], tailord_bin[PATH_MAX + 32];
+static char tailorctl_bin[PATH_MAX + 32];
 static char base_dir[PATH_MAX];
 static char calib_x[PATH_MAX + 32], calib_y[PATH_MAX + 32], shared_db[PATH_MAX + 32];
 
@@ -1220,9 +1224,11 @@ static void storm_note(char *first, size_t size, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Sends a binary UINT8 infer request for one calibration image, with id,
- * on c and reads the answer into r: 0, or -1 if the connection broke. */
-static int storm_infer(struct client *c, int image, const char *id, struct resp *r) {
+/* Sends a binary UINT8 infer request to model for one calibration image,
+ * with id, on c and reads the answer into r: 0, or -1 if the connection
+ * broke. */
+static int binary_infer(struct client *c, const char *model, int image, const char *id,
+                        struct resp *r) {
   memset(r, 0, sizeof *r);
   char json[256], head[256];
   int jl = snprintf(json, sizeof json,
@@ -1231,9 +1237,11 @@ static int storm_infer(struct client *c, int image, const char *id, struct resp 
                     "\"parameters\":{\"binary_data_size\":784}}]}",
                     id);
   int hl = snprintf(head, sizeof head,
-                    "POST /v2/models/fmnist/infer HTTP/1.1\r\nHost: tailord\r\n"
+                    "POST /v2/models/%s/infer HTTP/1.1\r\nHost: tailord\r\n"
                     "Content-Length: %d\r\nInference-Header-Content-Length: %d\r\n\r\n",
-                    jl + 784, jl);
+                    model, jl + 784, jl);
+  if (hl < 0 || (size_t)hl >= sizeof head)
+    return -1;
   char msg[sizeof head + sizeof json + 784];
   memcpy(msg, head, (size_t)hl);
   memcpy(msg + hl, json, (size_t)jl);
@@ -1241,6 +1249,11 @@ static int storm_infer(struct client *c, int image, const char *id, struct resp 
   if (write_all(c->fd, msg, (size_t)(hl + jl + 784)) != 0)
     return -1;
   return client_read(c, r);
+}
+
+/* The storm's requests, to model fmnist. */
+static int storm_infer(struct client *c, int image, const char *id, struct resp *r) {
+  return binary_infer(c, "fmnist", image, id, r);
 }
 
 /* The subnet and the 10 binary logits of a 200 answer to request id:
@@ -1953,6 +1966,882 @@ START_TEST(a_model_that_cannot_be_served_fails_the_start) {
 }
 END_TEST
 
+/* ----------------------------------------------------------- tailorctl */
+
+/* What one run of tailorctl did. */
+struct ctl {
+  char cmd[1024]; /* the arguments, for messages */
+  int status;     /* exit status; -1 killed */
+  char *out;      /* stdout, malloc'd */
+  char *err;      /* stderr, malloc'd */
+};
+
+static void ctl_free(struct ctl *r) {
+  free(r->out);
+  free(r->err);
+  r->out = r->err = NULL;
+}
+
+/* Runs tailorctl with the arguments after env_socket (up to a NULL) and
+ * $TAILOR_SOCKET set to env_socket, or unset when that is NULL; captures
+ * what it prints.  A run that takes longer than 300 s fails the test. */
+static void ctl(struct ctl *r, const char *env_socket, ...) __attribute__((sentinel));
+static void ctl(struct ctl *r, const char *env_socket, ...) {
+  const char *argv[48] = {tailorctl_bin};
+  int argc = 1;
+  va_list ap;
+  va_start(ap, env_socket);
+  const char *a;
+  r->cmd[0] = '\0';
+  while ((a = va_arg(ap, const char *)) != NULL) {
+    ck_assert_int_lt(argc, 47);
+    argv[argc++] = a;
+    size_t used = strlen(r->cmd);
+    snprintf(r->cmd + used, sizeof r->cmd - used, "%s%s", used ? " " : "", a);
+  }
+  va_end(ap);
+  argv[argc] = NULL;
+  char dir[PATH_MAX + 16], out[PATH_MAX + 32], err[PATH_MAX + 32];
+  snprintf(dir, sizeof dir, "%s/ctl.XXXXXX", base_dir);
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(out, sizeof out, "%s/stdout", dir);
+  snprintf(err, sizeof err, "%s/stderr", dir);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+      _exit(127);
+    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int null = open("/dev/null", O_RDONLY);
+    if (o < 0 || e < 0 || null < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0 || dup2(null, 0) < 0)
+      _exit(127);
+    if (env_socket != NULL)
+      setenv("TAILOR_SOCKET", env_socket, 1);
+    else
+      unsetenv("TAILOR_SOCKET");
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  int rc = wait_exit(pid, 300);
+  if (rc == -2) {
+    kill(pid, SIGKILL);
+    wait_exit(pid, 10);
+  }
+  ck_assert_msg(rc != -2, "tailorctl %s: still running after 300 s", r->cmd);
+  r->status = rc;
+  r->out = read_text(out);
+  r->err = read_text(err);
+}
+
+/* Exit status 0 and stdout as JSON (the caller frees it). */
+static json_t *ctl_json(const struct ctl *r) {
+  ck_assert_msg(r->status == 0, "tailorctl %s: exit status %d; stderr: %s", r->cmd, r->status,
+                r->err);
+  json_error_t je;
+  json_t *v = json_loads(r->out, 0, &je);
+  ck_assert_msg(v != NULL, "tailorctl %s: the output is not JSON (%s): %s", r->cmd, je.text,
+                r->out);
+  return v;
+}
+
+/* Exit status 1 and stderr exactly one line "tailorctl: ..." that holds
+ * want. */
+static void ctl_fails_with(const struct ctl *r, const char *want) {
+  ck_assert_msg(r->status == 1, "tailorctl %s: exit status %d, stderr: %s", r->cmd, r->status,
+                r->err);
+  ck_assert_msg(strncmp(r->err, "tailorctl: ", 11) == 0, "tailorctl %s: stderr: %s", r->cmd,
+                r->err);
+  const char *nl = strchr(r->err, '\n');
+  ck_assert_msg(nl != NULL && nl[1] == '\0', "tailorctl %s: not one line: %s", r->cmd, r->err);
+  ck_assert_msg(strstr(r->err, want) != NULL, "tailorctl %s: \"%s\" not in: %s", r->cmd, want,
+                r->err);
+}
+
+/* Writes n calibration images, from image first on (mod N_IMAGES), to
+ * path as an n x 1 x 28 x 28 .npy: uint8 pixels, or float32 pixels times
+ * SCALE. */
+static void write_images(const char *path, int first, int n, int fp32) {
+  size_t size = fp32 ? sizeof(float) : 1;
+  unsigned char *data = malloc((size_t)n * 784 * size);
+  ck_assert_ptr_nonnull(data);
+  for (int k = 0; k < n; k++) {
+    const uint8_t *px = images[(first + k) % N_IMAGES];
+    for (int i = 0; i < 784; i++) {
+      if (fp32) {
+        float v = (float)px[i] * (float)SCALE;
+        memcpy(data + ((size_t)k * 784 + (size_t)i) * size, &v, sizeof v);
+      } else {
+        data[(size_t)k * 784 + (size_t)i] = px[i];
+      }
+    }
+  }
+  struct tl_tensor t = {fp32 ? TL_DTYPE_FLOAT32 : TL_DTYPE_UINT8,
+                        {4, {n, 1, 28, 28}},
+                        data};
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
+  free(data);
+}
+
+/* GET .../state of model (the caller frees it). */
+static json_t *state_of(const struct daemon *d, const char *model) {
+  char path[256];
+  snprintf(path, sizeof path, "/v2/models/%s/state", model);
+  int status = 0;
+  json_t *st = get_json(d->sock, path, &status);
+  ck_assert_msg(status == 200 && st != NULL, "GET %s: %d", path, status);
+  return st;
+}
+
+/* The class the JSON route gives image k, and the subnet that served. */
+static int route_class(const struct daemon *d, int k, char *subnet, size_t size) {
+  int status = 0;
+  json_t *b = infer_body(k, 0, NULL);
+  json_t *r = post_json(d->sock, "/v2/models/fmnist/infer", b, &status);
+  json_decref(b);
+  ck_assert_int_eq(status, 200);
+  float logits[10];
+  snprintf(subnet, size, "%s", logits_of(r, logits));
+  json_decref(r);
+  return argmax(logits, 10);
+}
+
+START_TEST(tailorctl_status_subnets_and_pin_agree_with_the_routes) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  int top = warm.n - 1;
+
+  /* status: ready, and the subnet the state route names */
+  struct ctl r;
+  ctl(&r, NULL, "status", "--socket", d.sock, "--json", NULL);
+  json_t *v = ctl_json(&r);
+  ctl_free(&r);
+  ck_assert(json_is_true(json_object_get(v, "ready")));
+  ck_assert_str_eq(json_string_value(json_object_get(v, "socket")), d.sock);
+  json_t *models = json_object_get(v, "models");
+  ck_assert_int_eq(json_array_size(models), 1);
+  json_t *m0 = json_array_get(models, 0);
+  ck_assert_str_eq(json_string_value(json_object_get(m0, "model")), "fmnist");
+  char *a = active_of(&d, "fmnist");
+  ck_assert_str_eq(json_string_value(json_object_get(m0, "active")), a);
+  ck_assert_str_eq(a, warm.spec[top]);
+  free(a);
+  ck_assert(json_is_false(json_object_get(m0, "pinned")));
+  json_decref(v);
+
+  /* $TAILOR_SOCKET stands in for --socket; --model names the model */
+  ctl(&r, d.sock, "status", "--model", "fmnist", NULL);
+  ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+  ck_assert_msg(strstr(r.out, ": ready\n") != NULL, "%s", r.out);
+  char line[512];
+  snprintf(line, sizeof line, "fmnist: %s (adaptive)\n", warm.spec[top]);
+  ck_assert_msg(strstr(r.out, line) != NULL, "no \"%s\" in:\n%s", line, r.out);
+  ctl_free(&r);
+
+  /* subnets: the route's members, in its order, the active one marked */
+  ctl(&r, d.sock, "subnets", "--json", NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  int status = 0;
+  json_t *route = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
+  ck_assert_int_eq(status, 200);
+  json_t *got = json_object_get(v, "subnets"), *want = json_object_get(route, "subnets");
+  ck_assert_int_eq(json_array_size(got), (size_t)warm.n);
+  ck_assert_int_eq(json_array_size(got), json_array_size(want));
+  for (size_t i = 0; i < json_array_size(want); i++) {
+    json_t *g = json_array_get(got, i), *w = json_array_get(want, i);
+    ck_assert_str_eq(json_string_value(json_object_get(g, "subnet")),
+                     json_string_value(json_object_get(w, "subnet")));
+    ck_assert(json_equal(json_object_get(g, "active"), json_object_get(w, "active")));
+    ck_assert(json_equal(json_object_get(g, "fits"), json_object_get(w, "fits")));
+  }
+  ck_assert(json_is_true(json_object_get(json_array_get(got, (size_t)top), "active")));
+  json_decref(route);
+  json_decref(v);
+
+  /* pin: status shows it pinned, and the daemon serves it */
+  ctl(&r, d.sock, "pin", warm.spec[0], NULL);
+  ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+  snprintf(line, sizeof line, "fmnist: %s (pinned)\n", warm.spec[0]);
+  ck_assert_str_eq(r.out, line);
+  ctl_free(&r);
+  ctl(&r, d.sock, "status", "--json", NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  m0 = json_array_get(json_object_get(v, "models"), 0);
+  ck_assert(json_is_true(json_object_get(m0, "pinned")));
+  ck_assert_str_eq(json_string_value(json_object_get(m0, "active")), warm.spec[0]);
+  json_decref(v);
+  json_t *st = state_of(&d, "fmnist");
+  ck_assert(json_is_true(json_object_get(st, "pinned")));
+  ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
+  json_decref(st);
+  ctl(&r, d.sock, "subnets", NULL);
+  ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+  ck_assert_msg(strstr(r.out, ", pinned\n") != NULL, "%s", r.out);
+  snprintf(line, sizeof line, "* %s ", warm.spec[0]);
+  ck_assert_msg(strstr(r.out, line) != NULL, "the pinned member is not marked:\n%s", r.out);
+  ctl_free(&r);
+
+  /* a bad spec: exit 1, tailord's own words on stderr, nothing changed */
+  const char *bad[] = {"r=14 d=0,0,0 w=.5,.5,.5x", "r=14 d=0,0,0 w=.5,.5,.5"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    json_t *pin = json_pack("{s:s}", "subnet", bad[i]);
+    json_t *e = post_json(d.sock, "/v2/models/fmnist/pin", pin, &status);
+    json_decref(pin);
+    ck_assert_int_eq(status, 400);
+    const char *msg = json_string_value(json_object_get(e, "error"));
+    ck_assert_ptr_nonnull(msg);
+    char expect[1024];
+    snprintf(expect, sizeof expect, "tailorctl: pin: tailord answered 400: %s\n", msg);
+    ctl(&r, d.sock, "pin", bad[i], NULL);
+    ck_assert_msg(r.status == 1, "pin \"%s\": exit status %d", bad[i], r.status);
+    ck_assert_str_eq(r.err, expect);
+    ck_assert_str_eq(r.out, "");
+    ctl_free(&r);
+    json_decref(e);
+  }
+  a = active_of(&d, "fmnist");
+  ck_assert_str_eq(a, warm.spec[0]);
+  free(a);
+
+  /* auto: the controller chooses again */
+  ctl(&r, d.sock, "pin", "auto", "--json", NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  ck_assert(json_is_false(json_object_get(v, "pinned")));
+  ck_assert_str_eq(json_string_value(json_object_get(v, "active")), warm.spec[top]);
+  json_decref(v);
+  ctl(&r, d.sock, "status", "--json", NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  m0 = json_array_get(json_object_get(v, "models"), 0);
+  ck_assert(json_is_false(json_object_get(m0, "pinned")));
+  ck_assert_str_eq(json_string_value(json_object_get(m0, "active")), warm.spec[top]);
+  json_decref(v);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(tailorctl_infer_classifies_like_the_json_route) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  char path[PATH_MAX + 32];
+  /* one image, uint8: the top-5 begins with the route's class */
+  for (int k = 0; k < 3; k++) {
+    char subnet[256];
+    int want = route_class(&d, k, subnet, sizeof subnet);
+    snprintf(path, sizeof path, "%s/image%d.npy", d.dir, k);
+    write_images(path, k, 1, 0);
+    struct ctl r;
+    ctl(&r, d.sock, "infer", path, NULL);
+    ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+    char served[256] = "";
+    int cls = -1;
+    ck_assert_msg(sscanf(r.out, "fmnist: served by %255[^\n]", served) == 1, "%s", r.out);
+    char *in = strstr(served, " in ");
+    ck_assert_ptr_nonnull(in);
+    *in = '\0';
+    const char *first = strstr(r.out, "\n  1: class ");
+    ck_assert_msg(first != NULL && sscanf(first, "\n  1: class %d", &cls) == 1, "%s", r.out);
+    ck_assert_str_eq(served, subnet);
+    ck_assert_msg(cls == want, "image %d: tailorctl says class %d, the route %d", k, cls, want);
+    ck_assert_ptr_nonnull(strstr(r.out, "\n  5: class "));
+    ctl_free(&r);
+  }
+  /* float32 pixels, --json: the logits and the subnet */
+  {
+    char subnet[256];
+    int want = route_class(&d, 5, subnet, sizeof subnet);
+    snprintf(path, sizeof path, "%s/image5.npy", d.dir);
+    write_images(path, 5, 1, 1);
+    struct ctl r;
+    ctl(&r, NULL, "infer", path, "--socket", d.sock, "--json", NULL);
+    json_t *v = ctl_json(&r);
+    ctl_free(&r);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "subnet")), subnet);
+    json_t *data = json_object_get(v, "data");
+    ck_assert_int_eq(json_array_size(data), 10);
+    float logits[10];
+    for (int i = 0; i < 10; i++)
+      logits[i] = (float)json_number_value(json_array_get(data, (size_t)i));
+    ck_assert_int_eq(argmax(logits, 10), want);
+    ck_assert(json_number_value(json_object_get(v, "latency_us")) > 0);
+    json_decref(v);
+  }
+
+  /* a load: 200 requests from 4 clients, every one answered and counted */
+  char *m = get_metrics(&d);
+  double before = metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}");
+  free(m);
+  snprintf(path, sizeof path, "%s/images.npy", d.dir);
+  write_images(path, 0, N_IMAGES, 0);
+  char trace[PATH_MAX + 32];
+  snprintf(trace, sizeof trace, "%s/trace.jsonl", d.dir);
+  struct ctl r;
+  ctl(&r, d.sock, "infer", path, "--runs", "200", "--clients", "4", "--json", "--trace", trace,
+      NULL);
+  json_t *v = ctl_json(&r);
+  ctl_free(&r);
+  ck_assert_str_eq(json_string_value(json_object_get(v, "model")), "fmnist");
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "requests")), 200);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 200);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "failed")), 0);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "unreachable")), 0);
+  double p50 = json_number_value(json_object_get(v, "p50_us"));
+  ck_assert(p50 > 0 && p50 <= json_number_value(json_object_get(v, "p99_us")));
+  json_t *by_subnet = json_object_get(v, "subnets");
+  ck_assert(json_is_object(by_subnet));
+  json_int_t total = 0;
+  const char *key;
+  json_t *value;
+  json_object_foreach(by_subnet, key, value) {
+    ck_assert_msg(is_frontier_member(key), "\"%s\" is not on the frontier", key);
+    total += json_integer_value(value);
+  }
+  ck_assert_int_eq(total, 200);
+  m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") ==
+            before + 200);
+  free(m);
+
+  /* the trace: one line per request, agreeing with the summary */
+  char *text = read_text(trace);
+  int lines = 0, seen[200] = {0};
+  json_t *tally = json_object();
+  for (char *p = text, *nl; *p != '\0'; p = nl + 1, lines++) {
+    nl = strchr(p, '\n');
+    ck_assert_msg(nl != NULL, "the trace's last line has no newline");
+    json_error_t je;
+    json_t *e = json_loadb(p, (size_t)(nl - p), 0, &je);
+    ck_assert_msg(e != NULL, "trace line %d is not JSON: %s", lines + 1, je.text);
+    json_int_t i = json_integer_value(json_object_get(e, "i"));
+    ck_assert(json_is_integer(json_object_get(e, "i")) && i >= 0 && i < 200);
+    seen[i]++;
+    ck_assert(json_is_number(json_object_get(e, "due_ms")));
+    ck_assert(json_number_value(json_object_get(e, "sent_ms")) >= 0);
+    ck_assert(json_number_value(json_object_get(e, "latency_us")) > 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(e, "status")), 200);
+    const char *sn = json_string_value(json_object_get(e, "subnet"));
+    ck_assert_msg(sn != NULL && is_frontier_member(sn), "trace line %d: subnet %s", lines + 1,
+                  sn != NULL ? sn : "null");
+    json_object_set_new(tally, sn, json_integer(json_integer_value(json_object_get(tally, sn)) +
+                                                1));
+    json_decref(e);
+  }
+  ck_assert_int_eq(lines, 200);
+  for (int i = 0; i < 200; i++)
+    ck_assert_msg(seen[i] == 1, "request %d is in the trace %d times", i, seen[i]);
+  ck_assert(json_equal(tally, by_subnet));
+  json_decref(tally);
+  free(text);
+  json_decref(v);
+
+  /* at a rate: request i is due at i / rate, and not sent before */
+  ctl(&r, d.sock, "infer", path, "--runs", "20", "--rate", "100", "--trace", trace, NULL);
+  ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+  ck_assert_msg(strstr(r.out, "fmnist: 20 requests from 1 clients in ") != NULL &&
+                    strstr(r.out, ": 20 ok, 0 failed, 0 unreachable\n") != NULL,
+                "%s", r.out);
+  ctl_free(&r);
+  text = read_text(trace);
+  lines = 0;
+  for (char *p = text, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1, lines++) {
+    json_t *e = json_loadb(p, (size_t)(nl - p), 0, NULL);
+    ck_assert_ptr_nonnull(e);
+    json_int_t i = json_integer_value(json_object_get(e, "i"));
+    double due = json_number_value(json_object_get(e, "due_ms"));
+    ck_assert_msg(fabs(due - 10.0 * (double)i) < 1e-6, "request %lld due at %g ms",
+                  (long long)i, due);
+    ck_assert(json_number_value(json_object_get(e, "sent_ms")) >= due - 1e-3);
+    json_decref(e);
+  }
+  ck_assert_int_eq(lines, 20);
+  free(text);
+
+  /* a request past its deadline: one failed request exits 1 with the
+   * daemon's words; in a load, answered failures are counted, exit 0 */
+  snprintf(path, sizeof path, "%s/image0.npy", d.dir);
+  ctl(&r, d.sock, "infer", path, "--timeout-us", "1", NULL);
+  ctl_fails_with(&r, "tailord answered 503: ");
+  ck_assert_ptr_nonnull(strstr(r.err, "deadline"));
+  ctl_free(&r);
+  ctl(&r, d.sock, "infer", path, "--timeout-us", "1", "--runs", "5", "--json", NULL);
+  v = ctl_json(&r);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 0);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "failed")), 5);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "unreachable")), 0);
+  ck_assert_ptr_nonnull(strstr(r.err, "deadline"));
+  json_decref(v);
+  ctl_free(&r);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(tailorctl_says_what_is_wrong_and_exits_1) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  o.model_name = "alpha";
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  /* a second model: the same network under another name */
+  char text[8192], other[4096];
+  config_text(&d, &o, shared_db, text, sizeof text);
+  o.model_name = "beta";
+  config_text(&d, &o, shared_db, other, sizeof other);
+  const char *second = strstr(other, "  - name: beta\n");
+  ck_assert_ptr_nonnull(second);
+  ck_assert_int_lt(strlen(text) + strlen(second), sizeof text);
+  strcat(text, second);
+  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  daemon_launch(&d);
+  daemon_wait_ready(&d, READY_DEADLINE_S);
+  int status = 0;
+  json_t *v = get_json(d.sock, "/v2", &status);
+  ck_assert_int_eq(status, 200);
+  json_t *want = json_pack("[s,s]", "alpha", "beta");
+  ck_assert(json_equal(json_object_get(v, "models"), want));
+  json_decref(want);
+  json_decref(v);
+
+  /* which model?  Without --model a command must be told */
+  char npy[PATH_MAX + 32];
+  snprintf(npy, sizeof npy, "%s/image0.npy", d.dir);
+  write_images(npy, 0, 1, 0);
+  struct ctl r;
+  const char *const which[][3] = {
+      {"subnets", NULL, NULL}, {"events", NULL, NULL}, {"pin", "auto", NULL}, {"infer", npy, NULL}};
+  for (size_t i = 0; i < sizeof which / sizeof which[0]; i++) {
+    ctl(&r, d.sock, which[i][0], which[i][1], NULL);
+    ctl_fails_with(&r, "tailord serves 2 models (alpha, beta): name one with --model");
+    ctl_free(&r);
+  }
+  /* status shows them all, and --model picks one */
+  ctl(&r, d.sock, "status", "--json", NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  json_t *models = json_object_get(v, "models");
+  ck_assert_int_eq(json_array_size(models), 2);
+  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(models, 0), "model")),
+                   "alpha");
+  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(models, 1), "model")),
+                   "beta");
+  json_decref(v);
+  ctl(&r, d.sock, "subnets", "--model", "beta", "--json", NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  ck_assert_str_eq(json_string_value(json_object_get(v, "model")), "beta");
+  json_t *route = get_json(d.sock, "/v2/models/beta/subnets", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert_int_ge(json_array_size(json_object_get(v, "subnets")), 2);
+  ck_assert_int_eq(json_array_size(json_object_get(v, "subnets")),
+                   json_array_size(json_object_get(route, "subnets")));
+  json_decref(route);
+  json_decref(v);
+  ctl(&r, d.sock, "infer", npy, "--model", "alpha", NULL);
+  ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+  ck_assert_msg(strncmp(r.out, "alpha: served by ", 17) == 0, "%s", r.out);
+  ctl_free(&r);
+
+  /* a model the daemon does not serve is named */
+  ctl(&r, d.sock, "status", "--model", "gamma", NULL);
+  ctl_fails_with(&r, "\"gamma\"");
+  ctl_free(&r);
+  const char *const unknown[][3] = {
+      {"subnets", NULL, NULL}, {"events", NULL, NULL}, {"pin", "auto", NULL}, {"infer", npy, NULL}};
+  for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+    if (unknown[i][1] != NULL)
+      ctl(&r, d.sock, unknown[i][0], unknown[i][1], "--model", "gamma", NULL);
+    else
+      ctl(&r, d.sock, unknown[i][0], "--model", "gamma", NULL);
+    ctl_fails_with(&r, "unknown model \"gamma\"");
+    ck_assert_ptr_nonnull(strstr(r.err, "tailord answered 404"));
+    ctl_free(&r);
+  }
+
+  /* a usage error is 2 */
+  ctl(&r, d.sock, "events", "--limit", "0", "--model", "alpha", NULL);
+  ck_assert_int_eq(r.status, 2);
+  ck_assert_ptr_nonnull(strstr(r.err, "--limit needs a whole number from 1 to 1000"));
+  ctl_free(&r);
+  daemon_stop_ok(&d);
+
+  /* no daemon on the socket: every command says it cannot connect */
+  const char *const cmds[][3] = {{"status", NULL, NULL},
+                                 {"subnets", NULL, NULL},
+                                 {"events", NULL, NULL},
+                                 {"pin", "auto", NULL},
+                                 {"infer", npy, NULL}};
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    ctl(&r, NULL, cmds[i][0], "--socket", d.sock, cmds[i][1], NULL);
+    ctl_fails_with(&r, "cannot connect to tailord at ");
+    ck_assert_ptr_nonnull(strstr(r.err, d.sock));
+    ctl_free(&r);
+  }
+  /* nor through $TAILOR_SOCKET */
+  char nowhere[PATH_MAX + 32];
+  snprintf(nowhere, sizeof nowhere, "%s/nowhere.sock", d.dir);
+  ctl(&r, nowhere, "status", NULL);
+  ctl_fails_with(&r, "cannot connect to tailord at ");
+  ck_assert_ptr_nonnull(strstr(r.err, nowhere));
+  ctl_free(&r);
+}
+END_TEST
+
+/* ------------------------------------------------------------- events */
+
+/* GET .../events with query (may be ""): the status, and the body. */
+static json_t *events_of(const struct daemon *d, const char *model, const char *query,
+                         int *status) {
+  char path[512];
+  snprintf(path, sizeof path, "/v2/models/%s/events%s%s", model, query[0] ? "?" : "", query);
+  *status = 0;
+  return get_json(d->sock, path, status);
+}
+
+START_TEST(events_list_the_last_switches_newest_first) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  int top = warm.n - 1;
+  struct opts o;
+  opts_default(&o);
+  o.model_name = "switches"; /* a name no other test's events carry */
+  struct daemon d;
+  int64_t t0_ms = realtime_ms();
+  daemon_start(&d, &o);
+  int status = 0;
+  /* two pins, each a switch: top -> 0 -> 1 */
+  for (int k = 0; k < 2; k++) {
+    json_t *pin = json_pack("{s:s}", "subnet", warm.spec[k]);
+    json_t *r = post_json(d.sock, "/v2/models/switches/pin", pin, &status);
+    json_decref(pin);
+    ck_assert_int_eq(status, 200);
+    json_decref(r);
+  }
+  int64_t t1_ms = realtime_ms();
+  json_t *v = events_of(&d, "switches", "limit=2", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert_str_eq(json_string_value(json_object_get(v, "model")), "switches");
+  json_t *list = json_object_get(v, "events");
+  ck_assert_int_eq(json_array_size(list), 2);
+  json_t *e0 = json_array_get(list, 0), *e1 = json_array_get(list, 1);
+  ck_assert_str_eq(json_string_value(json_object_get(e0, "from")), warm.spec[0]);
+  ck_assert_str_eq(json_string_value(json_object_get(e0, "to")), warm.spec[1]);
+  ck_assert_str_eq(json_string_value(json_object_get(e1, "from")), warm.spec[top]);
+  ck_assert_str_eq(json_string_value(json_object_get(e1, "to")), warm.spec[0]);
+  for (int k = 0; k < 2; k++) {
+    json_t *e = json_array_get(list, (size_t)k);
+    const char *reason = json_string_value(json_object_get(e, "reason"));
+    ck_assert_msg(reason != NULL && strstr(reason, "pin") != NULL, "reason: %s",
+                  reason ? reason : "(none)");
+    json_int_t ms = json_integer_value(json_object_get(e, "time_ms"));
+    ck_assert(ms >= t0_ms && ms <= t1_ms);
+    json_t *state = json_object_get(e, "state");
+    ck_assert(json_is_object(state));
+    ck_assert(json_number_value(json_object_get(state, "freq_ratio")) == 1);
+  }
+  ck_assert(json_integer_value(json_object_get(e0, "id")) >
+            json_integer_value(json_object_get(e1, "id")));
+  ck_assert(json_integer_value(json_object_get(e0, "time_ms")) >=
+            json_integer_value(json_object_get(e1, "time_ms")));
+
+  /* without a limit: all three, the start the oldest */
+  json_t *all = events_of(&d, "switches", "", &status);
+  ck_assert_int_eq(status, 200);
+  json_t *alist = json_object_get(all, "events");
+  ck_assert_int_eq(json_array_size(alist), 3);
+  ck_assert(json_equal(json_array_get(alist, 0), e0));
+  ck_assert(json_equal(json_array_get(alist, 1), e1));
+  json_t *first = json_array_get(alist, 2);
+  ck_assert(json_is_null(json_object_get(first, "from")));
+  ck_assert_str_eq(json_string_value(json_object_get(first, "to")), warm.spec[top]);
+  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(first, "reason")), "start"));
+  json_decref(all);
+  all = events_of(&d, "switches", "limit=1000", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert_int_eq(json_array_size(json_object_get(all, "events")), 3);
+  json_decref(all);
+
+  /* tailorctl events --json prints what the route says */
+  struct ctl r;
+  ctl(&r, d.sock, "events", "--json", "--limit", "2", NULL);
+  json_t *c = ctl_json(&r);
+  ctl_free(&r);
+  ck_assert_msg(json_equal(c, v), "tailorctl events differs from the route");
+  json_decref(c);
+  /* and as text, oldest first */
+  ctl(&r, d.sock, "events", "--limit", "2", NULL);
+  ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+  char l1[600], l2[600];
+  snprintf(l1, sizeof l1, "  %s -> %s  (pinned by a client)\n", warm.spec[top], warm.spec[0]);
+  snprintf(l2, sizeof l2, "  %s -> %s  (pinned by a client)\n", warm.spec[0], warm.spec[1]);
+  const char *p1 = strstr(r.out, l1), *p2 = strstr(r.out, l2);
+  ck_assert_msg(p1 != NULL && p2 != NULL && p1 < p2, "not the two pins, oldest first:\n%s",
+                r.out);
+  ctl_free(&r);
+  json_decref(v);
+
+  /* any other query is 400 with a JSON error; an unknown model 404 */
+  const char *bad[] = {"limit=0",  "limit=1001", "limit=-1", "limit=",      "limit=2x",
+                       "limit=abc", "count=2",   "limit=2&limit=3", "limit=99999999999999999999"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    json_t *e = events_of(&d, "switches", bad[i], &status);
+    ck_assert_msg(status == 400, "?%s: %d", bad[i], status);
+    const char *msg = json_string_value(json_object_get(e, "error"));
+    ck_assert_msg(msg != NULL && strstr(msg, "limit=N") != NULL, "?%s: %s", bad[i],
+                  msg ? msg : "(no error)");
+    json_decref(e);
+  }
+  json_t *e = events_of(&d, "nope", "limit=2", &status);
+  ck_assert_int_eq(status, 404);
+  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(e, "error")), "nope"));
+  json_decref(e);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+/* ----------------------------------------------------------- CPU quota */
+
+/* A fake cgroup v2 for the daemon: proc/self/cgroup puts it in
+ * /tailord.service, whose cpu.max is max (e.g. "1000 100000"). */
+static void set_cpu_max(const struct daemon *d, const char *max) {
+  char p[PATH_MAX + 128];
+  snprintf(p, sizeof p, "%s/proc/self", d->root);
+  ck_assert_int_eq(mkdirs(p), 0);
+  snprintf(p, sizeof p, "%s/proc/self/cgroup", d->root);
+  ck_assert_int_eq(write_file(p, "0::/tailord.service\n"), 0);
+  snprintf(p, sizeof p, "%s/sys/fs/cgroup/tailord.service", d->root);
+  ck_assert_int_eq(mkdirs(p), 0);
+  snprintf(p, sizeof p, "%s/sys/fs/cgroup/tailord.service/cpu.max", d->root);
+  ck_assert_int_eq(write_file(p, max), 0);
+}
+
+/* Waits until the controller has sampled the device n more times (each
+ * sample has a new monotonic_ns), and returns the last state. */
+static json_t *wait_samples(const struct daemon *d, const char *model, int n) {
+  json_int_t last = -1;
+  int seen = -1;
+  double t0 = now_s();
+  for (;;) {
+    json_t *st = state_of(d, model);
+    json_int_t ns =
+        json_integer_value(json_object_get(json_object_get(st, "device"), "monotonic_ns"));
+    if (ns != last) {
+      last = ns;
+      seen++;
+    }
+    if (seen >= n)
+      return st;
+    json_decref(st);
+    ck_assert_msg(now_s() - t0 < 120, "fewer than %d samples in 120 s", n);
+    sleep_ms(10);
+  }
+}
+
+/* A client that keeps one request in flight until told to stop. */
+struct steady_load {
+  const struct daemon *d;
+  const char *model;
+  pthread_t thread;
+  atomic_int stop;
+  atomic_long answered;
+  long not_200, broken;
+  char first_problem[512];
+};
+
+static void *steady_load_main(void *arg) {
+  struct steady_load *l = arg;
+  struct client c = {.fd = unix_connect(l->d->sock)};
+  for (long k = 0; !atomic_load(&l->stop); k++) {
+    char id[32];
+    snprintf(id, sizeof id, "load-%ld", k);
+    struct resp r;
+    if (c.fd < 0 || binary_infer(&c, l->model, (int)(k % N_IMAGES), id, &r) != 0) {
+      l->broken++;
+      storm_note(l->first_problem, sizeof l->first_problem, "request %s: no answer", id);
+      if (c.fd >= 0)
+        resp_free(&r);
+      client_close(&c);
+      c.fd = unix_connect(l->d->sock);
+      sleep_ms(10);
+      continue;
+    }
+    if (r.status != 200) {
+      l->not_200++;
+      storm_note(l->first_problem, sizeof l->first_problem, "request %s: %d %s", id, r.status,
+                 r.body);
+    }
+    atomic_fetch_add(&l->answered, 1);
+    resp_free(&r);
+  }
+  client_close(&c);
+  return NULL;
+}
+
+/* The frontier index of spec, or -1. */
+static int member_of(const char *spec) {
+  for (int i = 0; i < warm.n; i++)
+    if (spec != NULL && strcmp(warm.spec[i], spec) == 0)
+      return i;
+  return -1;
+}
+
+START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  int top = warm.n - 1;
+  struct opts o;
+  opts_default(&o);
+  o.model_name = "quota";
+  /* A budget the most accurate member meets with a correction of up to 5
+   * (the most one request can say), but not 100 times slower: were the
+   * quota of 0.01 cores taken as a slowdown, it would not fit. */
+  o.budget_ms = 20 * warm.ms[top];
+  o.margin = 0.1;
+  o.hysteresis_ms = 2000;
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  set_cpu_max(&d, "1000 100000\n");
+  daemon_launch(&d);
+  daemon_wait_ready(&d, READY_DEADLINE_S);
+
+  /* no requests: no demand, so the quota moves nothing */
+  json_t *st = wait_samples(&d, "quota", 10);
+  json_t *load = json_object_get(st, "load");
+  ck_assert_msg(json_number_value(json_object_get(load, "quota_cores")) == 0.01,
+                "load: %s", json_dumps(load, JSON_COMPACT));
+  ck_assert(json_number_value(json_object_get(load, "rate_per_s")) == 0);
+  ck_assert(json_number_value(json_object_get(load, "overhead_ms")) >= 0);
+  ck_assert(json_number_value(
+                json_object_get(json_object_get(st, "device"), "cgroup_cpu_quota_cores")) ==
+            0.01);
+  ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[top]);
+  ck_assert(json_is_false(json_object_get(st, "degraded")));
+  json_decref(st);
+  int status = 0;
+  json_t *ev = events_of(&d, "quota", "", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert_int_eq(json_array_size(json_object_get(ev, "events")), 1); /* the start */
+  json_int_t start_id =
+      json_integer_value(json_object_get(json_array_get(json_object_get(ev, "events"), 0), "id"));
+  json_decref(ev);
+
+  /* a steady load: the most accurate member would use more than the
+   * quota, so the daemon moves to a faster one within a few samples */
+  static struct steady_load l;
+  memset(&l, 0, sizeof l);
+  l.d = &d;
+  l.model = "quota";
+  ck_assert_int_eq(pthread_create(&l.thread, NULL, steady_load_main, &l), 0);
+  double t0 = now_s();
+  for (;;) {
+    char *a = active_of(&d, "quota");
+    int moved = strcmp(a, warm.spec[top]) != 0;
+    free(a);
+    if (moved)
+      break;
+    if (now_s() - t0 > 60) {
+      atomic_store(&l.stop, 1);
+      pthread_join(l.thread, NULL);
+      ck_abort_msg("no switch within 60 s of a steady load under a quota of 0.01 cores "
+                   "(%ld answered, %ld not 200, %ld without an answer: %s)",
+                   atomic_load(&l.answered), l.not_200, l.broken, l.first_problem);
+    }
+    sleep_ms(10);
+  }
+  st = state_of(&d, "quota");
+  load = json_object_get(st, "load");
+  ck_assert(json_number_value(json_object_get(load, "rate_per_s")) > 0);
+  ck_assert(json_number_value(json_object_get(load, "quota_cores")) == 0.01);
+  json_decref(st);
+  /* the first switch after the start: down from the top, for the quota */
+  ev = events_of(&d, "quota", "limit=1000", &status);
+  ck_assert_int_eq(status, 200);
+  json_t *list = json_object_get(ev, "events");
+  json_t *down = NULL;
+  for (size_t i = 0; i < json_array_size(list); i++) { /* newest first */
+    json_t *e = json_array_get(list, i);
+    if (json_integer_value(json_object_get(e, "id")) > start_id)
+      down = e;
+  }
+  ck_assert_ptr_nonnull(down);
+  ck_assert_str_eq(json_string_value(json_object_get(down, "from")), warm.spec[top]);
+  int to = member_of(json_string_value(json_object_get(down, "to")));
+  ck_assert_msg(to >= 0 && warm.ms[to] < warm.ms[top], "moved to %s",
+                json_string_value(json_object_get(down, "to")));
+  const char *reason = json_string_value(json_object_get(down, "reason"));
+  ck_assert_msg(reason != NULL && strncmp(reason, "CPU quota at risk: ", 19) == 0, "reason: %s",
+                reason ? reason : "(none)");
+  ck_assert(json_number_value(json_object_get(json_object_get(down, "state"),
+                                              "cgroup_cpu_quota_cores")) == 0.01);
+  json_decref(ev);
+
+  /* the quota lifted under the same load: up only after the hysteresis */
+  sleep_ms(3 * MONITOR_INTERVAL_MS);
+  int64_t lifted_ms = realtime_ms();
+  t0 = now_s();
+  set_cpu_max(&d, "max 100000\n");
+  sleep_ms(4 * MONITOR_INTERVAL_MS);
+  st = state_of(&d, "quota");
+  if ((now_s() - t0) * 1e3 < o.hysteresis_ms) /* always, unless the machine stalled */
+    ck_assert_str_ne(json_string_value(json_object_get(st, "active")), warm.spec[top]);
+  json_decref(st);
+  for (;;) {
+    st = state_of(&d, "quota");
+    int up = strcmp(json_string_value(json_object_get(st, "active")), warm.spec[top]) == 0;
+    int no_quota = json_is_null(json_object_get(json_object_get(st, "load"), "quota_cores"));
+    json_decref(st);
+    if (up) {
+      ck_assert(no_quota);
+      break;
+    }
+    if (now_s() - t0 > 60) {
+      atomic_store(&l.stop, 1);
+      pthread_join(l.thread, NULL);
+      ck_abort_msg("no move back up within 60 s of lifting the quota");
+    }
+    sleep_ms(20);
+  }
+  ck_assert((now_s() - t0) * 1e3 >= o.hysteresis_ms);
+  atomic_store(&l.stop, 1);
+  ck_assert_int_eq(pthread_join(l.thread, NULL), 0);
+  ck_assert_msg(l.broken == 0 && l.not_200 == 0, "%ld without an answer, %ld not 200: %s",
+                l.broken, l.not_200, l.first_problem);
+  ck_assert(atomic_load(&l.answered) > 0);
+
+  /* the move up is in the events, the hysteresis after the quota went */
+  ev = events_of(&d, "quota", "limit=1000", &status);
+  ck_assert_int_eq(status, 200);
+  list = json_object_get(ev, "events");
+  json_t *up = NULL;
+  for (size_t i = 0; i < json_array_size(list); i++) {
+    json_t *e = json_array_get(list, i);
+    if (json_integer_value(json_object_get(e, "time_ms")) >= lifted_ms &&
+        strcmp(json_string_value(json_object_get(e, "to")), warm.spec[top]) == 0)
+      up = e; /* the oldest such */
+  }
+  ck_assert_ptr_nonnull(up);
+  reason = json_string_value(json_object_get(up, "reason"));
+  ck_assert_msg(strncmp(reason, "resources recovered for ", 24) == 0, "reason: %s", reason);
+  json_int_t up_ms = json_integer_value(json_object_get(up, "time_ms"));
+  ck_assert_msg(up_ms + 1 >= lifted_ms + o.hysteresis_ms,
+                "moved up %lld ms after the quota was lifted, before the %d ms hysteresis",
+                (long long)(up_ms - lifted_ms), o.hysteresis_ms);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(up, "state"),
+                                                     "cgroup_cpu_quota_cores")),
+                   "max");
+  json_decref(ev);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
 /* --------------------------------------------------------------- main */
 
 /* The first start: ready at once with a provisional frontier, then the
@@ -2049,6 +2938,11 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, sigterm_finishes_the_request_in_flight_and_exits_0);
   tcase_add_test(tc, check_flag_reports_every_error_and_exits_1);
   tcase_add_test(tc, a_model_that_cannot_be_served_fails_the_start);
+  tcase_add_test(tc, tailorctl_status_subnets_and_pin_agree_with_the_routes);
+  tcase_add_test(tc, tailorctl_infer_classifies_like_the_json_route);
+  tcase_add_test(tc, tailorctl_says_what_is_wrong_and_exits_1);
+  tcase_add_test(tc, events_list_the_last_switches_newest_first);
+  tcase_add_test(tc, a_cpu_quota_bounds_throughput_not_latency);
   suite_add_tcase(s, tc);
   return s;
 }
@@ -2088,6 +2982,7 @@ int main(void) {
     return 1;
   }
   snprintf(tailord_bin, sizeof tailord_bin, "%s/daemon/tailord", build_root);
+  snprintf(tailorctl_bin, sizeof tailorctl_bin, "%s/daemon/tailorctl", build_root);
   if (access(tailord_bin, X_OK) != 0) {
     fprintf(stderr, "test_tailord: %s: %s (build it first)\n", tailord_bin, strerror(errno));
     return 1;
