@@ -73,7 +73,8 @@ static int misfit_with(const struct tl_rt_model *m, int i, double headroom, char
   const struct tl_rt_member *mm = &m->frontier->m[i];
   const struct tl_config_budget *b = &m->cfg.budget;
   const struct tl_device_scale *s = &m->ctl.scale;
-  const double margin = b->margin * headroom;
+  /* (a quota bound of quota x (1 - margin) must stay above zero) */
+  const double margin = fmin(b->margin * headroom, 0.95);
   double predicted = tl_latency_scale(mm->predicted_ms, s) * (1 + margin);
   if (predicted > b->latency_p95_ms) {
     if (why != NULL)
