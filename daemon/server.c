@@ -682,6 +682,8 @@ static void route_state(struct conn *c, const struct tl_oip_route_match *m, int 
   json_t *load = json_pack("{s:f,s:f,s:o}", "rate_per_s", ctl->rate, "overhead_ms",
                            ctl->overhead_ms, "quota_cores",
                            ctl->quota_cores > 0 ? json_real(ctl->quota_cores) : json_null());
+  if (root == NULL)
+    json_decref(load); /* set_new below takes it, even on failure */
   if (root == NULL || json_object_set_new(root, "load", load) != 0) {
     json_decref(root);
     send_error(c, 500, "out of memory", keep_alive);
