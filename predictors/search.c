@@ -4,9 +4,14 @@
  * Invariant of the result: members sorted by predicted latency, each
  * strictly more accurate (on the calibration data) than every faster one;
  * a subnet that is slower and no more accurate than another is never kept.
+ *
+ * Every subnet measured on the subset is kept in one list (`seen`): it is
+ * what the estimate is fitted to, what refinement grows from, and where
+ * the finalists come from; nothing is measured twice on the subset.
  */
 #include "search.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +19,15 @@
 
 struct cand {
   struct tl_subnet_spec spec;
+  uint64_t key;
   double ms;   /* predicted latency */
   double mib;  /* predicted memory */
-  double est;  /* estimated accuracy (step 1's additive model) */
-  double acc;  /* measured on the subset (step 3), or -1 */
+  int ri;      /* index of its resolution in info.res */
+  double drop; /* sum of its depth and width drops measured in step 1 */
+  double est;  /* estimated accuracy */
+  double acc;  /* measured on the subset (or, for finalists, on all), or -1 */
+  int fit;     /* its measurement may be fitted (see fit_estimate) */
+  struct tl_bn_stats *bn; /* finalists only: statistics of the last measure */
 };
 
 struct search {
@@ -32,6 +42,12 @@ struct search {
   double res_drop[TL_SN_MAX_CHOICES];
   double depth_drop[TL_SN_MAX_STAGES][TL_SN_MAX_CHOICES];
   double width_drop[TL_SN_MAX_STAGES][TL_SN_MAX_CHOICES];
+  /* the estimate at resolution info.res[r]: fit_a[r] - fit_b[r] * drop */
+  double fit_a[TL_SN_MAX_CHOICES];
+  double fit_b[TL_SN_MAX_CHOICES];
+  /* every subnet measured on the subset, in the order measured */
+  struct cand *seen;
+  int n_seen, cap_seen;
 };
 
 static double now_s(void) {
@@ -43,6 +59,11 @@ static double now_s(void) {
 static void progress(struct search *s, const char *phase, int done, int total) {
   if (s->o.progress)
     s->o.progress(s->o.ctx, phase, done, total);
+}
+
+static int cmp_cand_ms(const void *a, const void *b) {
+  double x = ((const struct cand *)a)->ms, y = ((const struct cand *)b)->ms;
+  return (x > y) - (x < y);
 }
 
 /* Accuracy of spec after recalibrating on `recalib` images, measured on
@@ -72,6 +93,80 @@ static int width_choices(const struct search *s, int stage) {
   return s->info.width_groups[stage] > 0 ? s->info.n_widths : 1;
 }
 
+static int res_index(const struct search *s, int res) {
+  for (int r = 0; r < s->info.n_res; r++)
+    if (s->info.res[r] == res)
+      return r;
+  return s->info.n_res - 1;
+}
+
+/* What spec's depths and widths cost the largest subnet: the sum of the
+ * one-at-a-time drops (AutoTailor's estimate, without the resolution). */
+static double arch_drop(const struct search *s, const struct tl_subnet_spec *spec) {
+  double d = 0;
+  for (int st = 0; st < s->info.n_stages; st++) {
+    if (spec->depth[st] < s->info.blocks[st])
+      d += s->depth_drop[st][spec->depth[st]];
+    if (spec->width[st] + 1 < width_choices(s, st))
+      d += s->width_drop[st][spec->width[st]];
+  }
+  return d;
+}
+
+static double estimate(const struct search *s, const struct cand *c) {
+  return s->fit_a[c->ri] - s->fit_b[c->ri] * c->drop;
+}
+
+/* A candidate for spec, with its predicted latency and its estimate. */
+static int make_cand(struct search *s, const struct tl_subnet_spec *spec, struct cand *c,
+                     struct tl_error *err) {
+  struct tl_prediction p;
+  int rc = tl_latency_predict(s->sn, s->t, spec, &p, err);
+  s->rep.predicted++;
+  if (rc != 0)
+    return rc;
+  *c = (struct cand){.spec = *spec,
+                     .key = tl_subnet_key(s->sn, spec),
+                     .ms = p.latency_ms,
+                     .mib = p.mem_mib,
+                     .ri = res_index(s, spec->res),
+                     .drop = arch_drop(s, spec),
+                     .acc = -1,
+                     .fit = 1};
+  c->est = estimate(s, c);
+  return 0;
+}
+
+static int is_seen(const struct search *s, uint64_t key) {
+  for (int i = 0; i < s->n_seen; i++)
+    if (s->seen[i].key == key)
+      return 1;
+  return 0;
+}
+
+/* Measures c on the subset and adds it to s->seen (which tl_search sized
+ * for every measurement it makes). */
+static int measure_cand(struct search *s, struct cand *c, struct tl_error *err) {
+  assert(s->n_seen < s->cap_seen);
+  int rc = measure(s, &c->spec, s->o.recalib_images, s->o.est_images, &c->acc, NULL, err);
+  if (rc == 0)
+    s->seen[s->n_seen++] = *c;
+  return rc;
+}
+
+/* Measures spec (the largest, or it with one dimension shrunk) on the
+ * subset into *acc, and keeps it in s->seen. */
+static int measure_probe(struct search *s, const struct tl_subnet_spec *spec, double *acc,
+                         struct tl_error *err) {
+  struct cand c;
+  int rc = make_cand(s, spec, &c, err);
+  if (rc == 0)
+    rc = measure_cand(s, &c, err);
+  if (rc == 0)
+    *acc = c.acc;
+  return rc;
+}
+
 static int estimate_drops(struct search *s, struct tl_error *err) {
   struct tl_subnet_spec big, spec;
   tl_subnet_largest(s->sn, &big);
@@ -79,22 +174,23 @@ static int estimate_drops(struct search *s, struct tl_error *err) {
   for (int st = 0; st < s->info.n_stages; st++)
     total += s->info.blocks[st] + width_choices(s, st) - 1;
   int done = 0;
-  int rc = measure(s, &big, s->o.recalib_images, s->o.est_images, &s->base, NULL, err);
+  int rc = measure_probe(s, &big, &s->base, err);
   progress(s, "estimate", ++done, total);
   for (int r = 0; r + 1 < s->info.n_res && rc == 0; r++) {
     spec = big;
     spec.res = s->info.res[r];
     double a;
-    rc = measure(s, &spec, s->o.recalib_images, s->o.est_images, &a, NULL, err);
+    rc = measure_probe(s, &spec, &a, err);
     s->res_drop[r] = s->base - a;
     progress(s, "estimate", ++done, total);
   }
+  int n_whole = s->n_seen; /* the largest at each resolution */
   for (int st = 0; st < s->info.n_stages && rc == 0; st++) {
     for (int d = 0; d < s->info.blocks[st] && rc == 0; d++) {
       spec = big;
       spec.depth[st] = d;
       double a;
-      rc = measure(s, &spec, s->o.recalib_images, s->o.est_images, &a, NULL, err);
+      rc = measure_probe(s, &spec, &a, err);
       s->depth_drop[st][d] = s->base - a;
       progress(s, "estimate", ++done, total);
     }
@@ -102,27 +198,59 @@ static int estimate_drops(struct search *s, struct tl_error *err) {
       spec = big;
       spec.width[st] = w;
       double a;
-      rc = measure(s, &spec, s->o.recalib_images, s->o.est_images, &a, NULL, err);
+      rc = measure_probe(s, &spec, &a, err);
       s->width_drop[st][w] = s->base - a;
       progress(s, "estimate", ++done, total);
     }
   }
+  /* Now that the drops are known, the probes' own.  A probe's measurement
+   * defines its own drop, so only those whose drop is zero by definition
+   * (the largest at each resolution) are fitted to. */
+  for (int i = 0; i < s->n_seen; i++) {
+    struct cand *c = &s->seen[i];
+    c->drop = arch_drop(s, &c->spec);
+    c->fit = i < n_whole;
+  }
   return rc;
 }
 
-static double estimate(const struct search *s, const struct tl_subnet_spec *spec) {
-  double a = s->base;
-  int nr = s->info.n_res;
-  for (int r = 0; r + 1 < nr; r++)
-    if (spec->res == s->info.res[r])
-      a -= s->res_drop[r];
-  for (int st = 0; st < s->info.n_stages; st++) {
-    if (spec->depth[st] < s->info.blocks[st])
-      a -= s->depth_drop[st][spec->depth[st]];
-    if (spec->width[st] + 1 < width_choices(s, st))
-      a -= s->width_drop[st][spec->width[st]];
+/* Drops measured on the largest subnet overstate what the same depths and
+ * widths cost at a lower resolution (a subnet that already sees less loses
+ * less by shrinking), and drops do not quite add up.  So the estimate at
+ * each resolution is a line in the summed drop, fitted by least squares
+ * to the subnets of that resolution measured so far; with fewer than two
+ * distinct drops it is the plain sum (slope 1) through their mean. */
+static void fit_estimate(struct search *s) {
+  for (int r = 0; r < s->info.n_res; r++) {
+    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < s->n_seen; i++) {
+      const struct cand *c = &s->seen[i];
+      if (!c->fit || c->ri != r)
+        continue;
+      n++;
+      sx += c->drop;
+      sy += c->acc;
+      sxx += c->drop * c->drop;
+      sxy += c->drop * c->acc;
+    }
+    double b = 1, a;
+    if (n == 0) { /* not measured: the plain additive estimate */
+      s->fit_a[r] = s->base - (r + 1 < s->info.n_res ? s->res_drop[r] : 0);
+      s->fit_b[r] = 1;
+      continue;
+    }
+    double vxx = sxx / n - (sx / n) * (sx / n), vxy = sxy / n - (sx / n) * (sy / n);
+    if (n >= 2 && vxx > 1e-8) {
+      b = -vxy / vxx;
+      /* noise can tilt a line through a few points: keep it sane */
+      b = b < 0 ? 0 : b > 2 ? 2 : b;
+    }
+    a = sy / n + b * sx / n;
+    s->fit_a[r] = a;
+    s->fit_b[r] = b;
   }
-  return a;
+  for (int i = 0; i < s->n_seen; i++)
+    s->seen[i].est = estimate(s, &s->seen[i]);
 }
 
 /* ------------------------------------------- step 2: predict and filter */
@@ -145,11 +273,6 @@ static void nth_spec(const struct search *s, double i, struct tl_subnet_spec *sp
   }
 }
 
-static int cmp_cand_ms(const void *a, const void *b) {
-  double x = ((const struct cand *)a)->ms, y = ((const struct cand *)b)->ms;
-  return (x > y) - (x < y);
-}
-
 static int predict_pool(struct search *s, struct cand **out, int *n_out, struct tl_error *err) {
   double space = s->info.space_size;
   int enumerate = space <= s->o.max_enumerate;
@@ -170,13 +293,10 @@ static int predict_pool(struct search *s, struct cand **out, int *n_out, struct 
     else
       tl_subnet_random(s->sn, &seed, &spec);
     if (!enumerate || i < n) {
-      struct tl_prediction p;
-      rc = tl_latency_predict(s->sn, s->t, &spec, &p, err);
+      rc = make_cand(s, &spec, &c[m], err);
       if (rc != 0)
         break;
-      c[m] = (struct cand){spec, p.latency_ms, p.mem_mib, estimate(s, &spec), -1};
       m++;
-      s->rep.predicted++;
     }
     if (i % 256 == 0)
       progress(s, "predict", i, n);
@@ -192,18 +312,22 @@ static int predict_pool(struct search *s, struct cand **out, int *n_out, struct 
   return 0;
 }
 
-/* Keeps want candidates near the estimated front: walking up in latency,
- * those within margin of the best estimate so far; then one per slice of
- * the log-latency range (the best estimate in it), the extremes first. */
-static int pick_candidates(const struct cand *c, int n, int want, double margin,
-                           struct cand *out) {
+/* Up to want unmeasured candidates near the estimated front of c[0..n)
+ * (sorted by ms), or of its subnets at resolution index only_ri when that
+ * is >= 0: walking up in latency, those within margin of the best
+ * estimate so far; then one per slice of the log-latency range (the best
+ * estimate in it).  Returns how many, or -1 when out of memory. */
+static int pick_candidates(const struct search *s, const struct cand *c, int n, int want,
+                           double margin, int only_ri, struct cand *out) {
   int m = 0;
   double best = -1;
-  struct cand *near = malloc((size_t)n * sizeof *near);
+  struct cand *near = malloc((size_t)(n > 0 ? n : 1) * sizeof *near);
   if (near == NULL)
     return -1;
   for (int i = 0; i < n; i++) {
-    if (c[i].est >= best - margin)
+    if (only_ri >= 0 && c[i].ri != only_ri)
+      continue;
+    if (c[i].est >= best - margin && !is_seen(s, c[i].key))
       near[m++] = c[i];
     if (c[i].est > best)
       best = c[i].est;
@@ -233,7 +357,19 @@ static int pick_candidates(const struct cand *c, int n, int want, double margin,
   return k;
 }
 
-/* ------------------------------------------------ step 3: the frontier */
+/* Measures every candidate of c[0..n) not yet seen, under phase. */
+static int measure_all(struct search *s, struct cand *c, int n, const char *phase,
+                       struct tl_error *err) {
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    if (!is_seen(s, c[i].key))
+      rc = measure_cand(s, &c[i], err);
+    progress(s, phase, i + 1, n);
+  }
+  return rc;
+}
+
+/* -------------------------------------------------- the measured front */
 
 /* Pareto front in (ms, acc) of c[0..n) sorted by ms, into front; returns
  * its size. */
@@ -252,48 +388,57 @@ static int pareto(const struct cand *c, int n, struct cand *front) {
   return m;
 }
 
-/* At most k of front[0..m), spread over the log-latency range, the
- * fastest and the most accurate always kept. */
+/* At most k of front[0..m) (sorted by ms), spread over the log-latency
+ * range: the fastest and the most accurate always, then one at a time the
+ * one nearest the middle of the widest gap between those kept that has
+ * any inside, so that no stretch of the range is left bare while others
+ * are crowded.  Returns the count, or -1 when out of memory. */
 static int thin(struct cand *front, int m, int k) {
   if (m <= k)
     return m;
-  struct cand *keep = malloc((size_t)k * sizeof *keep);
+  char *keep = calloc((size_t)m, 1);
   if (keep == NULL)
     return -1;
-  double lo = log(front[0].ms), hi = log(front[m - 1].ms);
-  int n = 0, last = -1;
-  for (int j = 0; j < k; j++) {
-    double target = lo + (hi - lo) * j / (k - 1);
-    int best = -1;
-    for (int i = last + 1; i < m; i++) {
-      /* leave room for the slots still to fill */
-      if (m - i < k - j)
-        break;
-      if (best < 0 || fabs(log(front[i].ms) - target) < fabs(log(front[best].ms) - target))
-        best = i;
+  keep[m - 1] = 1;
+  int n = 1;
+  if (k >= 2)
+    keep[0] = 1, n = 2;
+  while (n < k) {
+    int pick = -1;
+    double widest = -1;
+    for (int a = 0, b = 1; b < m; b++) {
+      if (!keep[b])
+        continue;
+      double lo = log(front[a].ms), hi = log(front[b].ms);
+      if (b - a > 1 && hi - lo > widest) {
+        widest = hi - lo;
+        pick = a + 1;
+        for (int i = a + 2; i < b; i++)
+          if (fabs(log(front[i].ms) - (lo + hi) / 2) < fabs(log(front[pick].ms) - (lo + hi) / 2))
+            pick = i;
+      }
+      a = b;
     }
-    if (j == k - 1)
-      best = m - 1;
-    if (best < 0)
+    if (pick < 0)
       break;
-    keep[n++] = front[best];
-    last = best;
+    keep[pick] = 1;
+    n++;
   }
-  memcpy(front, keep, (size_t)n * sizeof *keep);
+  n = 0;
+  for (int i = 0; i < m; i++)
+    if (keep[i])
+      front[n++] = front[i];
   free(keep);
   return n;
 }
 
-/* ------------------------------------------- step 3b: local refinement */
+/* -------------------------------------------- step 3: local refinement */
 
 /* Subnets one step from spec in one dimension (a resolution, or one
  * stage's depth or width, up or down), into out; returns how many. */
 static int neighbours(const struct search *s, const struct tl_subnet_spec *spec,
                       struct tl_subnet_spec *out) {
-  int n = 0, ri = 0;
-  for (int r = 0; r < s->info.n_res; r++)
-    if (s->info.res[r] == spec->res)
-      ri = r;
+  int n = 0, ri = res_index(s, spec->res);
   for (int d = -1; d <= 1; d += 2)
     if (ri + d >= 0 && ri + d < s->info.n_res) {
       out[n] = *spec;
@@ -319,55 +464,111 @@ static int cmp_cand_est_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-/* The estimate steers step 3 but misses interactions between dimensions
- * (a lower resolution costs less accuracy in a shallower subnet, ...).
+/* The measured front of s->seen (sorted by ms) into front; returns its
+ * size, or -1 when out of memory. */
+static int seen_front(struct search *s, struct cand *front) {
+  struct cand *c = malloc((size_t)(s->n_seen > 0 ? s->n_seen : 1) * sizeof *c);
+  if (c == NULL)
+    return -1;
+  memcpy(c, s->seen, (size_t)s->n_seen * sizeof *c);
+  qsort(c, (size_t)s->n_seen, sizeof *c, cmp_cand_ms);
+  int n = pareto(c, s->n_seen, front);
+  free(c);
+  return n;
+}
+
+/* Even fitted, the estimate misses how particular dimensions interact.
  * One round: the unmeasured neighbours of the measured front, within its
- * latency range, best estimates first, up to budget of them measured and
- * added to pick (which has room for them). */
-static int refine(struct search *s, struct cand *pick, int *n_pick, int budget,
-                  struct cand *front, struct tl_error *err) {
-  qsort(pick, (size_t)*n_pick, sizeof *pick, cmp_cand_ms);
-  int nf = pareto(pick, *n_pick, front);
-  if (nf == 0)
-    return 0;
-  double lo = front[0].ms, hi = front[nf - 1].ms;
-  int cap = nf * (2 + 4 * s->info.n_stages);
-  struct cand *next = malloc((size_t)cap * sizeof *next);
-  struct tl_subnet_spec *nb = malloc((size_t)(2 + 4 * s->info.n_stages) * sizeof *nb);
-  if (next == NULL || nb == NULL) {
-    free(next);
+ * latency range, best estimates first, up to budget of them measured. */
+static int refine(struct search *s, int budget, struct tl_error *err) {
+  struct cand *front = malloc((size_t)s->n_seen * sizeof *front);
+  int nb_max = 2 + 4 * s->info.n_stages;
+  struct tl_subnet_spec *nb = malloc((size_t)nb_max * sizeof *nb);
+  int nf = front && nb ? seen_front(s, front) : -1;
+  struct cand *next = nf > 0 ? malloc((size_t)nf * (size_t)nb_max * sizeof *next) : NULL;
+  if (nf < 0 || (nf > 0 && next == NULL)) {
+    free(front);
     free(nb);
     return tl_fail(err, TL_ENOMEM, "search: out of memory");
   }
   int n = 0, rc = 0;
+  double lo = nf ? front[0].ms : 0, hi = nf ? front[nf - 1].ms : 0;
   for (int i = 0; i < nf && rc == 0; i++) {
     int k = neighbours(s, &front[i].spec, nb);
     for (int j = 0; j < k && rc == 0; j++) {
-      uint64_t key = tl_subnet_key(s->sn, &nb[j]);
-      int known = 0;
-      for (int q = 0; q < *n_pick && !known; q++)
-        known = tl_subnet_key(s->sn, &pick[q].spec) == key;
-      for (int q = 0; q < n && !known; q++)
-        known = tl_subnet_key(s->sn, &next[q].spec) == key;
-      if (known)
+      struct cand c;
+      rc = make_cand(s, &nb[j], &c, err);
+      if (rc != 0 || c.ms < lo || c.ms > hi || is_seen(s, c.key))
         continue;
-      struct tl_prediction p;
-      rc = tl_latency_predict(s->sn, s->t, &nb[j], &p, err);
-      s->rep.predicted++;
-      if (rc == 0 && p.latency_ms >= lo && p.latency_ms <= hi)
-        next[n++] = (struct cand){nb[j], p.latency_ms, p.mem_mib, estimate(s, &nb[j]), -1};
+      int dup = 0;
+      for (int q = 0; q < n && !dup; q++)
+        dup = next[q].key == c.key;
+      if (!dup)
+        next[n++] = c;
     }
   }
   qsort(next, (size_t)n, sizeof *next, cmp_cand_est_desc);
-  for (int i = 0; i < n && i < budget && rc == 0; i++) {
-    rc = measure(s, &next[i].spec, s->o.recalib_images, s->o.est_images, &next[i].acc, NULL,
-                 err);
-    pick[(*n_pick)++] = next[i];
-    progress(s, "refine", i + 1, n < budget ? n : budget);
-  }
+  if (rc == 0)
+    rc = measure_all(s, next, n < budget ? n : budget, "refine", err);
   free(next);
+  free(front);
   free(nb);
   return rc;
+}
+
+/* ------------------------------------------------ step 4: the finalists */
+
+/* Up to want subnets of s->seen worth measuring on all the data, sorted by
+ * ms: the measured front cut to k as the frontier would be; then, while
+ * there is room, one more per interval between consecutive ones (the
+ * closest below the front in it).  On a subset, subnets within about half
+ * a point of each other cannot be told apart, so the one that looks best
+ * at a latency is not always the best there. */
+static int pick_finalists(struct search *s, int k, int want, double margin, struct cand *out) {
+  int nf = seen_front(s, out);
+  if (nf < 0)
+    return -1;
+  nf = thin(out, nf, k < want ? k : want);
+  struct cand *c = nf >= 0 ? malloc((size_t)s->n_seen * sizeof *c) : NULL;
+  int *alt = nf >= 0 ? malloc((size_t)(nf > 0 ? nf : 1) * sizeof *alt) : NULL;
+  if (c == NULL || alt == NULL) {
+    free(c);
+    free(alt);
+    return -1;
+  }
+  memcpy(c, s->seen, (size_t)s->n_seen * sizeof *c);
+  qsort(c, (size_t)s->n_seen, sizeof *c, cmp_cand_ms);
+  /* c[i].est becomes its gap to the most accurate at its latency or
+   * below; alt[j] the one with the smallest gap in (out[j-1], out[j]] */
+  for (int j = 0; j < nf; j++)
+    alt[j] = -1;
+  double best = -1;
+  for (int i = 0, j = 0; i < s->n_seen; i++) {
+    best = c[i].acc > best ? c[i].acc : best;
+    c[i].est = best - c[i].acc;
+    while (j < nf && c[i].ms > out[j].ms)
+      j++;
+    int in = 0;
+    for (int q = 0; q < nf && !in; q++)
+      in = out[q].key == c[i].key;
+    if (j < nf && !in && c[i].est <= margin && (alt[j] < 0 || c[i].est < c[alt[j]].est))
+      alt[j] = i;
+  }
+  int m = nf;
+  while (m < want) { /* the smallest gaps first */
+    int pick = -1;
+    for (int j = 0; j < nf; j++)
+      if (alt[j] >= 0 && (pick < 0 || c[alt[j]].est < c[alt[pick]].est))
+        pick = j;
+    if (pick < 0)
+      break;
+    out[m++] = c[alt[pick]];
+    alt[pick] = -1;
+  }
+  free(c);
+  free(alt);
+  qsort(out, (size_t)m, sizeof *out, cmp_cand_ms);
+  return m;
 }
 
 void tl_frontier_free(struct tl_frontier_member *f, int n) {
@@ -400,6 +601,8 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
     s->o.final_recalib = 2000;
   if (s->o.candidates <= 0)
     s->o.candidates = 4 * s->o.k;
+  if (s->o.finalists <= 0)
+    s->o.finalists = s->o.k + s->o.k / 2;
   if (s->o.max_enumerate <= 0)
     s->o.max_enumerate = 20000;
   if (s->o.batch <= 0)
@@ -407,77 +610,113 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   tl_supernet_info(sn, &s->info);
   s->rep.space_size = s->info.space_size;
 
-  struct cand *pool = NULL, *pick = NULL, *front = NULL;
+  const int rounds = 2, budget = (s->o.k + 1) / 2; /* step 3 */
+  /* subnets per resolution to fit the estimate to, out of the candidates */
+  int per_res = s->o.candidates / s->info.n_res;
+  per_res = per_res < 1 ? 1 : per_res > 3 ? 3 : per_res;
+  int probes = s->info.n_res;
+  for (int st = 0; st < s->info.n_stages; st++)
+    probes += s->info.blocks[st] + width_choices(s, st) - 1;
+  s->cap_seen = probes + s->o.candidates + per_res * s->info.n_res + rounds * budget;
+  s->seen = malloc((size_t)s->cap_seen * sizeof *s->seen);
+  struct cand *pool = NULL, *pick = NULL, *fin = NULL;
   struct tl_frontier_member *f = NULL;
-  int n_pool = 0, n_pick = 0, n_front = 0;
-  int rc = estimate_drops(s, err);
-  if (rc == 0)
+  int n_pool = 0, n_pick = 0, n_fin = 0, n_front = 0, rc = 0;
+  if (s->seen == NULL)
+    goto nomem;
+  rc = estimate_drops(s, err);
+  if (rc == 0) {
+    fit_estimate(s);
     rc = predict_pool(s, &pool, &n_pool, err);
-  if (rc != 0)
-    goto fail;
-  const int rounds = 2, budget = s->o.k; /* step 3b */
-  const int room = s->o.candidates + rounds * budget;
-  pick = malloc((size_t)room * sizeof *pick);
-  front = malloc((size_t)room * sizeof *front);
-  if (pick == NULL || front == NULL)
-    goto nomem;
-  n_pick = pick_candidates(pool, n_pool, s->o.candidates, 0.02, pick);
-  if (n_pick < 0)
-    goto nomem;
-  for (int i = 0; i < n_pick && rc == 0; i++) {
-    rc = measure(s, &pick[i].spec, s->o.recalib_images, s->o.est_images, &pick[i].acc, NULL, err);
-    progress(s, "measure", i + 1, n_pick);
   }
-  for (int r = 0; r < rounds && rc == 0; r++)
-    rc = refine(s, pick, &n_pick, budget, front, err);
   if (rc != 0)
-    goto fail;
-  qsort(pick, (size_t)n_pick, sizeof *pick, cmp_cand_ms);
-  n_front = thin(front, pareto(pick, n_pick, front), s->o.k);
-  if (n_front < 0)
+    goto done;
+  int room = s->o.candidates > per_res * s->info.n_res ? s->o.candidates
+                                                       : per_res * s->info.n_res;
+  pick = malloc((size_t)room * sizeof *pick);
+  fin = malloc((size_t)(s->cap_seen > s->o.finalists ? s->cap_seen : s->o.finalists) *
+               sizeof *fin);
+  if (pick == NULL || fin == NULL)
     goto nomem;
 
-  /* Step 4: the frontier on all the calibration data.  Recalibrated on
-   * more images, accuracies can reorder: keep it a strict front. */
-  f = calloc((size_t)n_front, sizeof *f);
-  if (f == NULL)
+  /* Step 2: a few subnets of each resolution along its own estimated
+   * front, for the estimate's fit; then, with the fitted estimate, the
+   * candidates near the front of the whole space. */
+  n_pick = 0;
+  for (int r = 0; r < s->info.n_res; r++) {
+    int m = pick_candidates(s, pool, n_pool, per_res, 0.02, r, pick + n_pick);
+    if (m < 0)
+      goto nomem;
+    n_pick += m;
+  }
+  rc = measure_all(s, pick, n_pick, "measure", err);
+  if (rc != 0)
+    goto done;
+  int budget_left = s->o.candidates - n_pick;
+  fit_estimate(s);
+  for (int i = 0; i < n_pool; i++)
+    pool[i].est = estimate(s, &pool[i]);
+  if (budget_left > 0) {
+    n_pick = pick_candidates(s, pool, n_pool, budget_left, 0.02, -1, pick);
+    if (n_pick < 0)
+      goto nomem;
+    rc = measure_all(s, pick, n_pick, "measure", err);
+  }
+  for (int r = 0; r < rounds && rc == 0; r++) {
+    fit_estimate(s);
+    rc = refine(s, budget, err);
+  }
+  if (rc != 0)
+    goto done;
+
+  /* Step 4: the finalists recalibrated and measured on all the
+   * calibration data; their front, cut to k, is the frontier. */
+  n_fin = pick_finalists(s, s->o.k, s->o.finalists, 0.005, fin);
+  if (n_fin < 0)
     goto nomem;
-  int n = 0;
-  double best = -1;
-  for (int i = 0; i < n_front && rc == 0; i++) {
-    struct tl_frontier_member m = {front[i].spec, front[i].ms, front[i].mib, 0, NULL};
-    rc = measure(s, &m.spec, s->o.final_recalib, calib->n, &m.accuracy, &m.bn, err);
-    progress(s, "frontier", i + 1, n_front);
-    if (rc != 0)
-      break;
-    if (m.accuracy <= best) {
-      tl_bn_stats_free(m.bn);
-      continue;
-    }
-    best = m.accuracy;
-    f[n++] = m;
+  for (int i = 0; i < n_fin && rc == 0; i++) {
+    rc = measure(s, &fin[i].spec, s->o.final_recalib, calib->n, &fin[i].acc, &fin[i].bn, err);
+    progress(s, "frontier", i + 1, n_fin);
   }
-  if (rc != 0) {
-    tl_frontier_free(f, n);
-    goto fail;
+  if (rc != 0)
+    goto done;
+  struct cand *front = malloc((size_t)(n_fin > 0 ? n_fin : 1) * sizeof *front);
+  if (front == NULL)
+    goto nomem;
+  n_front = thin(front, pareto(fin, n_fin, front), s->o.k);
+  assert(n_front != 0); /* there is always a finalist, and the front of one is it */
+  f = n_front > 0 ? calloc((size_t)n_front, sizeof *f) : NULL;
+  if (f == NULL) {
+    free(front);
+    goto nomem;
   }
+  for (int i = 0; i < n_front; i++) {
+    f[i] = (struct tl_frontier_member){.spec = front[i].spec,
+                                       .predicted_ms = front[i].ms,
+                                       .predicted_mib = front[i].mib,
+                                       .accuracy = front[i].acc,
+                                       .bn = front[i].bn};
+    for (int j = 0; j < n_fin; j++)
+      if (fin[j].bn == front[i].bn)
+        fin[j].bn = NULL; /* now the member's */
+  }
+  free(front);
   s->rep.seconds = now_s() - t0;
   if (rep)
     *rep = s->rep;
   *out = f;
-  *n_out = n;
-  free(pool);
-  free(pick);
-  free(front);
-  free(s);
-  return 0;
+  *n_out = n_front;
+  goto done;
 
 nomem:
   rc = tl_fail(err, TL_ENOMEM, "search: out of memory");
-fail:
+done: /* on success and on failure: what the search made for itself */
+  for (int i = 0; fin != NULL && i < n_fin; i++)
+    tl_bn_stats_free(fin[i].bn);
   free(pool);
   free(pick);
-  free(front);
+  free(fin);
+  free(s->seen);
   free(s);
   return rc;
 }

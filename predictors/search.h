@@ -9,17 +9,19 @@
  *     measured once by shrinking a single dimension (one resolution, one
  *     stage's depth or width) of the largest, after BN recalibration;
  *  2. every subnet of the space (or, when it is too large, a sample) gets
- *     its predicted latency and estimated accuracy; those within a margin
- *     of the estimated Pareto front are kept, spread over the latency
- *     range;
- *  3. those are measured on a subset of the calibration data (after BN
- *     recalibration); then, twice, the unmeasured neighbours (one step in
- *     one dimension) of the measured Pareto front are measured too, since
- *     the estimate misses how dimensions interact; the Pareto front of
- *     predicted latency and measured accuracy is cut to at most k subnets
- *     spread over the range;
- *  4. the frontier is recalibrated and measured on all the calibration
- *     data.
+ *     its predicted latency; a few subnets of each resolution are measured
+ *     on a subset of the calibration data (after BN recalibration) and the
+ *     estimate is fitted to them per resolution (a subnet that sees fewer
+ *     pixels loses less by shrinking); then those near the estimated
+ *     Pareto front, spread over the latency range, are measured too;
+ *  3. twice, the unmeasured neighbours (one step in one dimension) of the
+ *     measured Pareto front are measured, since the estimate misses how
+ *     particular dimensions interact;
+ *  4. the finalists (the measured front, and the subnets just below it
+ *     that the subset's noise cannot tell from it) are recalibrated and
+ *     measured on all the calibration data; their Pareto front in
+ *     predicted latency and accuracy, cut to at most k subnets spread
+ *     over the range, is the frontier.
  *
  * The caller caches the result (store.h): a search is done once per model,
  * calibration data, space and device.  Runs on the calling thread.
@@ -36,10 +38,11 @@
 
 struct tl_search_options {
   int k;                  /* frontier size; 0 means 16 */
-  int64_t est_images;     /* images for the accuracy of steps 1 and 3; 0 = 2000 */
+  int64_t est_images;     /* images for the accuracy of steps 1-3; 0 = 2000 */
   int64_t recalib_images; /* images for BN recalibration in steps 1-3; 0 = 500 */
   int64_t final_recalib;  /* images for the frontier's recalibration; 0 = 2000 */
-  int candidates;         /* subnets measured in step 3; 0 means 4 * k */
+  int candidates;         /* subnets measured in step 2; 0 means 4 * k */
+  int finalists;          /* subnets measured in step 4; 0 means k + k / 2 */
   int max_enumerate;      /* spaces larger than this are sampled; 0 = 20000 */
   int batch;              /* images per run; 0 means 100 */
   uint64_t seed;          /* for sampling; 0 means a fixed default */
