@@ -642,13 +642,24 @@ static int model_load(struct tl_rt_model *m, struct tl_error *err) {
   return 0;
 }
 
+/* The search options of m's config. */
+static struct tl_search_options search_options(const struct tl_rt_model *m) {
+  return (struct tl_search_options){
+      .k = m->cfg.search.k,
+      .est_images = m->cfg.search.images,
+      .recalib_images = m->cfg.search.images < 500 ? m->cfg.search.images : 500,
+      .candidates = m->cfg.search.candidates,
+  };
+}
+
 /* 1 if the cache holds a frontier for m on this device. */
 static int frontier_cached(struct tl_rt_builder *b, struct tl_rt_model *m) {
   if (!m->has_calib)
     return 0;
   int n = 0;
   struct tl_error err = {{0}};
-  int rc = tl_frontier_cached(m->sn, m->g, b->st, b->device_id, &m->calib, &n, &err);
+  struct tl_search_options so = search_options(m);
+  int rc = tl_frontier_cached(m->sn, m->g, b->st, b->device_id, &m->calib, &so, &n, &err);
   if (rc != 0)
     tl__log(&b->env.log, 4, "%s: reading the cached frontier: %s", m->cfg.name, err.msg);
   return rc == 0 && n > 0;
@@ -679,13 +690,9 @@ static void on_search_progress(void *ctx, const char *phase, int done, int total
 static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m,
                            struct tl_rt_frontier **out, struct tl_error *err) {
   struct search_progress progress = {.b = b, .model = m->cfg.name};
-  struct tl_search_options so = {.k = m->cfg.search.k,
-                                 .est_images = m->cfg.search.images,
-                                 .recalib_images =
-                                     m->cfg.search.images < 500 ? m->cfg.search.images : 500,
-                                 .candidates = m->cfg.search.candidates,
-                                 .progress = on_search_progress,
-                                 .ctx = &progress};
+  struct tl_search_options so = search_options(m);
+  so.progress = on_search_progress;
+  so.ctx = &progress;
   struct tl_frontier_member *f = NULL;
   int n = 0;
   struct tl_frontier_report rep;

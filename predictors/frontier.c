@@ -45,18 +45,32 @@ struct frontier_key {
   char model[17], calib[17], space[512];
 };
 
+/* The space's text, then the search that found the frontier: its
+ * version and the options that change what it finds, with the defaults
+ * of search.h filled in so that "0" and the default value agree. */
 static void frontier_key(const struct tl_supernet *sn, const struct tl_graph *g,
-                         const struct tl_calib *calib, struct frontier_key *k) {
+                         const struct tl_calib *calib, const struct tl_search_options *so,
+                         struct frontier_key *k) {
+  const struct tl_search_options none = {0};
+  if (so == NULL)
+    so = &none;
+  int kk = so->k > 0 ? so->k : 16;
+  long long images = so->est_images > 0 ? (long long)so->est_images : 2000;
+  int candidates = so->candidates > 0 ? so->candidates : 4 * kk;
+  int finalists = so->finalists > 0 ? so->finalists : kk + kk / 2;
   snprintf(k->model, sizeof k->model, "%016llx", (unsigned long long)g->hash);
   tl_frontier_calib_hash(calib, k->calib);
-  tl_frontier_space_text(sn, k->space, sizeof k->space);
+  char space[400];
+  tl_frontier_space_text(sn, space, sizeof space);
+  snprintf(k->space, sizeof k->space, "%s search=%d k=%d images=%lld candidates=%d finalists=%d",
+           space, TL_SEARCH_VERSION, kk, images, candidates, finalists);
 }
 
 int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
                        struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
-                       int *n, struct tl_error *err) {
+                       const struct tl_search_options *search, int *n, struct tl_error *err) {
   struct frontier_key k;
-  frontier_key(sn, g, calib, &k);
+  frontier_key(sn, g, calib, search, &k);
   struct tl_frontier_entry *e = NULL;
   size_t count = 0;
   int rc = tl_store_frontier_get(st, k.model, device_id, k.calib, k.space, &e, &count, err);
@@ -154,7 +168,7 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
                        struct tl_error *err) {
   struct tl_frontier_report r = {0};
   struct frontier_key k;
-  frontier_key(sn, g, calib, &k);
+  frontier_key(sn, g, calib, search, &k);
   const char *mhash = k.model, *chash = k.calib, *space = k.space;
 
   double t0 = now_ms();

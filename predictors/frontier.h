@@ -4,8 +4,9 @@
  *
  * A frontier is keyed by the model (its file's hash), the device (the
  * store's device id: CPU, cores, BLAS, threads), the calibration data
- * (a hash of its images, labels and scale) and the search space (its
- * width and resolution choices).  tl_frontier_obtain() loads it with its
+ * (a hash of its images, labels and scale), the search space (its
+ * width and resolution choices) and the search (TL_SEARCH_VERSION and
+ * the options that change its result: k, images, candidates, finalists).  tl_frontier_obtain() loads it with its
  * members' BatchNorm statistics when the cache has all of that, and
  * otherwise completes the device's latency table (profiling only the
  * signatures the cache lacks), searches, and stores the frontier, the
@@ -38,10 +39,11 @@ void tl_frontier_calib_hash(const struct tl_calib *c, char out[17]);
 void tl_frontier_space_text(const struct tl_supernet *sn, char *buf, size_t size);
 
 /* Sets *n to the number of members of the frontier the cache holds for
- * these inputs (0: none, a search is due), without loading it. */
+ * these inputs and search options (0: none, a search is due), without
+ * loading it. */
 int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
                        struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
-                       int *n, struct tl_error *err);
+                       const struct tl_search_options *search, int *n, struct tl_error *err);
 
 /* Loads or makes the frontier of sn (whose graph is g) for device_id of
  * st on calib (see the file comment).  t, when not NULL, receives the

@@ -36,6 +36,11 @@
 #include "latency.h"
 #include "supernet.h"
 
+/* The search's algorithm, in the cache's key of a frontier: bumped when a
+ * change would find other frontiers, so that a cached one is not taken
+ * for what the new search would find. */
+#define TL_SEARCH_VERSION 2
+
 struct tl_search_options {
   int k;                  /* frontier size; 0 means 16 */
   int64_t est_images;     /* images for the accuracy of steps 1-3; 0 = 2000 */

@@ -360,6 +360,20 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
   }
   tl_frontier_free(again, n2);
   tl_frontier_free(fr, n);
+  /* What the daemon asks before it serves: the same search is cached;
+   * another k, or more images, is another frontier, searched anew. */
+  int cached = 0;
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &small_search, &cached, &err),
+                   0);
+  ck_assert_int_eq(cached, n);
+  struct tl_search_options other = small_search;
+  other.k = 3;
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &other, &cached, &err), 0);
+  ck_assert_int_eq(cached, 0);
+  other = small_search;
+  other.est_images = 400;
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &other, &cached, &err), 0);
+  ck_assert_int_eq(cached, 0);
   tl_store_close(st);
 
   /* Garbage written over the cache: set aside, rebuilt, searched again. */
