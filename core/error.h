@@ -24,6 +24,7 @@
   XX(DTYPE, "data type mismatch")                                            \
   XX(RANGE, "value out of range")                                            \
   XX(BUSY, "resource busy")                                                  \
+  XX(CANCELED, "cancelled")                                                  \
   XX(INTERNAL, "internal error")
 
 enum tl_errno {

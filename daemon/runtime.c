@@ -518,6 +518,7 @@ struct tl_rt_builder {
   struct tl_rt_event *events, *events_tail;
   int stop;
   int running; /* a job (or its searches) is being worked on */
+  atomic_int cancel; /* set with stop: a search running stops early */
 
   /* the builder thread's alone */
   struct tl_store *st;
@@ -693,6 +694,7 @@ static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m,
   struct tl_search_options so = search_options(m);
   so.progress = on_search_progress;
   so.ctx = &progress;
+  so.stop = &b->cancel;
   struct tl_frontier_member *f = NULL;
   int n = 0;
   struct tl_frontier_report rep;
@@ -785,7 +787,13 @@ static void *search_main(void *arg) {
     tl__log(&b->env.log, 6, "%s: searching the frontier in the background", m->cfg.name);
     struct tl_error err = {{0}};
     struct tl_rt_frontier *f = NULL;
-    if (frontier_obtain(b, m, &f, &err) != 0) {
+    int rc = frontier_obtain(b, m, &f, &err);
+    if (rc == TL_ECANCELED) {
+      tl__log(&b->env.log, 6, "%s: frontier search stopped; it starts again next time",
+              m->cfg.name);
+      break;
+    }
+    if (rc != 0) {
       tl__log(&b->env.log, 3, "%s: the frontier search failed, serving the provisional one: %s",
               m->cfg.name, err.msg);
       continue;
@@ -1013,13 +1021,15 @@ int tl_rt_builder_submit(struct tl_rt_builder *b, const struct tl_config *cfg,
 }
 
 int tl_rt_builder_stop(struct tl_rt_builder *b) {
+  atomic_store(&b->cancel, 1);
   pthread_mutex_lock(&b->lock);
   b->stop = 1;
   struct job *j = b->jobs;
   b->jobs = b->jobs_tail = NULL;
   pthread_cond_broadcast(&b->cond);
-  /* A job that just posted its last event is finishing its bookkeeping:
-   * give it a moment.  A search is not waited for. */
+  /* A job that just posted its last event is finishing its bookkeeping,
+   * and a search stops at its next subnet evaluation: give them a
+   * moment. */
   struct timespec until;
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += 2;

@@ -341,8 +341,9 @@ static void on_drained(void *ctx) {
   tl_server_free(d->server);
   d->server = NULL;
   if (tl_rt_builder_stop(d->builder) == TL_EBUSY) {
-    /* A search cannot be interrupted and would take minutes: exit without
-     * it.  The cache stays consistent (each write is a transaction). */
+    /* Still busy 2 s after being told to stop (one long evaluation, a
+     * plan being built): exit without it.  The cache stays consistent
+     * (each write is a transaction). */
     LOG(5, "exiting while a frontier search runs; it starts again next time");
     d->builder_abandoned = 1;
     sd_notify(0, "STATUS=stopped");

@@ -72,6 +72,8 @@ static int cmp_cand_ms(const void *a, const void *b) {
 static int measure(struct search *s, const struct tl_subnet_spec *spec, int64_t recalib,
                    int64_t images, double *acc, struct tl_bn_stats **bn_out,
                    struct tl_error *err) {
+  if (s->o.stop != NULL && atomic_load(s->o.stop) != 0)
+    return tl_fail(err, TL_ECANCELED, "the search was stopped");
   struct tl_bn_stats *bn = NULL;
   int64_t n = s->calib->n;
   if (images <= 0 || images > n)

@@ -29,6 +29,7 @@
 #ifndef TL_SEARCH_H
 #define TL_SEARCH_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "calib.h"
@@ -55,6 +56,9 @@ struct tl_search_options {
    * "refine", "frontier"), work done and the phase's total. */
   void (*progress)(void *ctx, const char *phase, int done, int total);
   void *ctx;
+  /* May be NULL.  Once it reads nonzero (another thread sets it), the
+   * search stops before its next subnet evaluation with TL_ECANCELED. */
+  const atomic_int *stop;
 };
 
 struct tl_frontier_member {

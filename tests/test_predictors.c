@@ -14,6 +14,7 @@
 #include <check.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +309,34 @@ static const struct tl_search_options small_search = {
     .k = 4, .est_images = 300, .recalib_images = 200, .final_recalib = 200, .candidates = 8,
     .batch = 100};
 
+START_TEST(a_stopped_search_returns_canceled_and_stores_nothing) {
+  struct fixture f = load();
+  struct tl_calib data;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &data, &err) == 0, "%s", err.msg);
+  struct tl_store *st = NULL;
+  ck_assert_int_eq(tl_store_open(":memory:", &st, NULL, &err), 0);
+  struct tl_device_fp fp = {.cpu_model = "test cpu", .cores = 2, .blas = "test", .threads = 1};
+  int64_t dev;
+  ck_assert_int_eq(tl_store_device(st, &fp, &dev, &err), 0);
+  atomic_int stop = 1;
+  struct tl_search_options so = small_search;
+  so.stop = &stop;
+  struct tl_frontier_member *fr = NULL;
+  int n = 0;
+  ck_assert_int_eq(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &so, &quick_profile, NULL, &fr,
+                                      &n, NULL, &err),
+                   TL_ECANCELED);
+  ck_assert_ptr_null(fr);
+  int cached = -1;
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &small_search, &cached, &err), 0);
+  ck_assert_int_eq(cached, 0);
+  tl_store_close(st);
+  tl_calib_free(&data);
+  unload(&f);
+}
+END_TEST
+
 START_TEST(frontier_is_sorted_pareto_and_cached) {
   struct fixture f = load();
   struct tl_calib data;
@@ -420,6 +449,7 @@ static Suite *predictors_suite(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, bn_stats_round_trip_and_reject_damage);
   tcase_add_test(tc, frontier_is_sorted_pareto_and_cached);
+  tcase_add_test(tc, a_stopped_search_returns_canceled_and_stores_nothing);
   suite_add_tcase(s, tc);
   return s;
 }

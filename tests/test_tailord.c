@@ -390,6 +390,7 @@ struct opts {
   int workers;
   int queue_depth;
   int search_k;
+  int search_candidates;
 };
 
 static void opts_default(struct opts *o) {
@@ -404,6 +405,7 @@ static void opts_default(struct opts *o) {
   o->workers = 2;
   o->queue_depth = 64;
   o->search_k = 4;
+  o->search_candidates = 6;
 }
 
 struct daemon {
@@ -429,12 +431,12 @@ static void config_text(const struct daemon *d, const struct opts *o, const char
            "    path: %s/models/fmnist.onnx\n"
            "    calibration:\n      x: %s\n      y: %s\n"
            "    space:\n      widths: [0.5, 1]\n      resolution_steps: 2\n"
-           "    search:\n      k: %d\n      images: 100\n      candidates: 6\n"
+           "    search:\n      k: %d\n      images: 100\n      candidates: %d\n"
            "    budget:\n      latency_p95_ms: %.9g\n      margin: %g\n"
            "      hysteresis_ms: %d\n",
            d->sock, db, o->workers, MONITOR_INTERVAL_MS, d->root, o->max_connections,
            o->max_body_bytes, o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x, calib_y,
-           o->search_k, o->budget_ms, o->margin, o->hysteresis_ms);
+           o->search_k, o->search_candidates, o->budget_ms, o->margin, o->hysteresis_ms);
 }
 
 /* Prepares a directory, its fake tree and config; does not start. */
@@ -1900,6 +1902,36 @@ START_TEST(sigterm_finishes_the_request_in_flight_and_exits_0) {
 }
 END_TEST
 
+START_TEST(sigterm_during_the_first_search_stops_it_and_exits_0) {
+  struct opts o;
+  opts_default(&o);
+  o.search_k = 16;
+  o.search_candidates = 4096; /* a search of many seconds */
+  char db[PATH_MAX + 32];
+  snprintf(db, sizeof db, "%s/fresh-search.db", base_dir);
+  unlink(db);
+  struct daemon d;
+  daemon_prepare(&d, &o, db);
+  daemon_launch(&d);
+  daemon_wait_ready(&d, READY_DEADLINE_S);
+  double t0 = now_s();
+  while (!log_has(&d, "searching the frontier in the background") && now_s() - t0 < 60)
+    sleep_ms(20);
+  ck_assert_msg(log_has(&d, "searching the frontier in the background"), "no search started");
+  sleep_ms(300); /* into its evaluations */
+  ck_assert_msg(!log_has(&d, "subnets searched in"), "the search ended before SIGTERM");
+  kill(d.pid, SIGTERM);
+  int rc = wait_exit(d.pid, 30);
+  char *log = read_text(d.log);
+  d.pid = 0;
+  ck_assert_msg(rc == 0, "exit %d after SIGTERM during the search; its log:\n%s", rc, log);
+  /* stopped and cleaned up, not abandoned */
+  ck_assert_msg(strstr(log, "frontier search stopped") != NULL, "%s", log);
+  ck_assert_msg(strstr(log, "exiting while a frontier search runs") == NULL, "%s", log);
+  free(log);
+}
+END_TEST
+
 START_TEST(check_flag_reports_every_error_and_exits_1) {
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s/n.XXXXXX", base_dir);
@@ -2936,6 +2968,7 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, a_full_queue_answers_503);
   tcase_add_test(tc, nothing_fits_serves_the_fastest_degraded);
   tcase_add_test(tc, sigterm_finishes_the_request_in_flight_and_exits_0);
+  tcase_add_test(tc, sigterm_during_the_first_search_stops_it_and_exits_0);
   tcase_add_test(tc, check_flag_reports_every_error_and_exits_1);
   tcase_add_test(tc, a_model_that_cannot_be_served_fails_the_start);
   tcase_add_test(tc, tailorctl_status_subnets_and_pin_agree_with_the_routes);
