@@ -24,8 +24,8 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
 
+#include "clock.h"
 #include "internal.h"
 
 #define MAX_WORKERS 63
@@ -59,18 +59,6 @@ static struct pool pool = {
     .wake = PTHREAD_COND_INITIALIZER,
 };
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Claims and runs shares of generation gen until none is left (or the
  * section is over); returns how many this thread ran. */
 static int run_shares(uint32_t gen) {
@@ -95,16 +83,16 @@ static void *worker_main(void *arg) {
     /* Poll for a new section, then sleep until one is announced. */
     uint32_t gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire));
     if (gen == seen) {
-      const int64_t until = now_ns() + SPIN_NS;
+      const uint64_t until = tl_now_ns() + SPIN_NS;
       for (int spins = 0; gen == seen; spins++) {
         /* Past a short spin, yield: if the CPUs are oversubscribed the
          * thread we wait for may need this one. */
         if (spins < 2048)
-          cpu_relax();
+          tl_cpu_relax();
         else
           sched_yield();
         gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire));
-        if ((spins & 63) == 63 && now_ns() > until)
+        if ((spins & 63) == 63 && tl_now_ns() > until)
           break;
       }
       if (gen == seen) {
@@ -172,7 +160,7 @@ void tl__parallel_run(int n, void (*fn)(void *ctx, int i, int n), void *ctx) {
   /* Only shares a worker claimed and is running are left to wait for. */
   for (int spins = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < n; spins++) {
     if (spins < 2048)
-      cpu_relax();
+      tl_cpu_relax();
     else
       sched_yield();
   }

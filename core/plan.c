@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "internal.h"
 
 #define ARENA_ALIGN 64
@@ -864,17 +865,11 @@ void tl_plan_run(struct tl_plan *plan) {
     plan->steps[s].run(&plan->steps[s], plan->scratch);
 }
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 void tl_plan_run_timed(struct tl_plan *plan, double *step_us) {
   for (int s = 0; s < plan->n_steps; s++) {
-    double t0 = now_us();
+    uint64_t t0 = tl_now_ns();
     plan->steps[s].run(&plan->steps[s], plan->scratch);
-    step_us[s] += now_us() - t0;
+    step_us[s] += (double)(tl_now_ns() - t0) / 1e3;
   }
 }
 

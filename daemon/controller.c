@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 /* Weight of one served request in the correction factor's EWMA: about
  * the last 20 requests count. */
 #define CORRECTION_ALPHA 0.05
@@ -324,7 +326,7 @@ static void on_tick(uv_timer_t *t) {
   }
   if (c->rt == NULL)
     return;
-  uint64_t now = tl__now_ns();
+  uint64_t now = tl_now_ns();
   measure_load(c, now);
   for (int i = 0; i < c->rt->n_models; i++)
     decide(c, &c->rt->models[i], now, NULL, TL_SWITCH_START, "start");
@@ -370,7 +372,7 @@ void tl_controller_set_runtime(struct tl_controller *c, struct tl_runtime *rt) {
     tl_metrics_models_clear(c->env.metrics);
   if (rt == NULL)
     return;
-  uint64_t now = tl__now_ns();
+  uint64_t now = tl_now_ns();
   for (int i = 0; i < rt->n_models; i++) {
     struct tl_rt_model *m = &rt->models[i];
     struct tl_rt_model *prev = tl_runtime_model(old, m->cfg.name);
@@ -412,7 +414,7 @@ void tl_controller_frontier_swapped(struct tl_controller *c, struct tl_rt_model 
   char reason[128];
   snprintf(reason, sizeof reason, "new %sfrontier of %d subnets",
            m->frontier->provisional ? "provisional " : "", m->frontier->n);
-  decide(c, m, tl__now_ns(), from, TL_SWITCH_FRONTIER, reason);
+  decide(c, m, tl_now_ns(), from, TL_SWITCH_FRONTIER, reason);
 }
 
 int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char *text,
@@ -428,7 +430,7 @@ int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char
     m->ctl.better_since_ns = 0;
     /* choose again from scratch, as at a start */
     m->ctl.decided = 0;
-    decide(c, m, tl__now_ns(), f->m[active].text, TL_SWITCH_PIN, "pin released");
+    decide(c, m, tl_now_ns(), f->m[active].text, TL_SWITCH_PIN, "pin released");
     return 0;
   }
   int i = tl_rt_frontier_find(f, m->sn, text, err);

@@ -21,7 +21,6 @@ long parse_count(const char *opt, const char *s, long min, long max);
 const char *take_second_file(int argc, char **argv, const char *opt);
 /* --scale: a positive number. */
 float parse_scale(const char *s);
-double now_ms(void);
 struct tl_graph *load_model(const char *path);
 struct tl_supernet *load_supernet(struct tl_graph *g);
 void parse_subnet(const struct tl_supernet *sn, const char *text, struct tl_subnet_spec *spec);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "device.h"
 #include "latency.h"
@@ -335,7 +336,7 @@ int cmd_search(int argc, char **argv) {
     db = default_db(dbbuf, sizeof dbbuf);
   const char *model = argv[optind];
   tl_engine_set_threads(threads);
-  double t_start = now_ms();
+  double t_start = tl_now_ms();
   struct tl_graph *g = load_model(model);
   struct tl_supernet *sn = load_supernet(g);
   struct tl_error err = {{0}};
@@ -375,7 +376,7 @@ int cmd_search(int argc, char **argv) {
   double load_ms = rep.load_ms;
   json_object_set_new(out, "model", json_string(model));
   json_object_set_new(out, "load_ms", json_real(load_ms));
-  json_object_set_new(out, "total_s", json_real((now_ms() - t_start) / 1e3));
+  json_object_set_new(out, "total_s", json_real((tl_now_ms() - t_start) / 1e3));
   json_object_set_new(out, "frontier", members);
   if (as_json) {
     char *s = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "error.h"
 #include "npy.h"
@@ -620,7 +621,7 @@ struct load {
 
 static void sleep_until_ms(double t_ms) {
   for (;;) {
-    double left = t_ms - now_ms();
+    double left = t_ms - tl_now_ms();
     if (left <= 0)
       return;
     struct timespec ts = {(time_t)(left / 1000.0), (long)(fmod(left, 1000.0) * 1e6)};
@@ -655,10 +656,10 @@ static void *client_main(void *arg) {
       sleep_until_ms(l->start_ms + 1000.0 * (double)i / l->rate);
     memcpy(body + l->head_len, l->images + (size_t)(i % l->n_images) * l->image_len, bytes);
     struct reply r;
-    double t0 = now_ms();
+    double t0 = tl_now_ms();
     exchange(&c, "POST", l->path, "application/octet-stream", extra, body, l->head_len + bytes,
              &r);
-    double t1 = now_ms();
+    double t1 = tl_now_ms();
     l->sent_ms[i] = t0 - l->start_ms;
     l->latency_us[i] = (t1 - t0) * 1000.0;
     l->status[i] = r.status;
@@ -869,7 +870,7 @@ int cmd_infer(int argc, char **argv) {
       tid == NULL)
     die("out of memory");
   conn_close(&t.conn); /* the clients open their own */
-  l.start_ms = now_ms();
+  l.start_ms = tl_now_ms();
   long started = 0;
   for (; started < clients; started++) {
     int e = pthread_create(&tid[started], NULL, client_main, &l);
@@ -880,7 +881,7 @@ int cmd_infer(int argc, char **argv) {
   }
   for (long i = 0; i < started; i++)
     pthread_join(tid[i], NULL);
-  double wall_ms = now_ms() - l.start_ms;
+  double wall_ms = tl_now_ms() - l.start_ms;
   if (started == 0)
     die("no client could start");
 

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 /* The longest line the line reader hands out; longer ones are skipped. */
 #define LINE_BYTES 4096
 /* The largest single-value file; a larger one is unknown. */
@@ -862,10 +864,7 @@ void tl_monitor_sample(struct tl_monitor *m, struct tl_device_state *out) {
   assert(m != NULL && out != NULL);
   struct tl_device_state s;
   memset(&s, 0, sizeof s);
-  struct timespec ts;
-  /* CLOCK_MONOTONIC cannot fail on Linux; 0 would only mark that it did. */
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
-    s.monotonic_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  s.monotonic_ns = tl_now_ns();
 
   sample_online(m, &s);
   sample_freq(m, &s);

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "device.h"
 #include "frontier.h"
 #include "onnx.h"
@@ -38,12 +39,6 @@ void tl__log(const struct tl_logger *lg, int priority, const char *fmt, ...) {
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   lg->fn(lg->ctx, priority, line);
-}
-
-uint64_t tl__now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static char *dup_or_null(const char *s, int *failed) {
@@ -396,7 +391,7 @@ void tl_rt_request_run(struct tl_rt_request *req, int worker) {
   struct tl_error err = {{0}};
   float **outs = NULL;
   int which[TL_OIP_TENSORS_MAX], n_out = 0;
-  req->start_ns = tl__now_ns();
+  req->start_ns = tl_now_ns();
 
   int rc = tl_oip_parse_infer(req->body, req->body_len, req->json_len, &in, &err);
   const struct tl_oip_input *x = NULL;
@@ -409,7 +404,7 @@ void tl_rt_request_run(struct tl_rt_request *req, int worker) {
     request_fail(req, rc, err.msg);
     goto done;
   }
-  uint64_t now = tl__now_ns();
+  uint64_t now = tl_now_ns();
   if (now >= deadline_ns(req, in.timeout_us)) {
     char msg[256];
     snprintf(msg, sizeof msg,
@@ -445,7 +440,7 @@ void tl_rt_request_run(struct tl_rt_request *req, int worker) {
   float *dst = pin->data;
   size_t chw = (size_t)(m->in_chw[0] * m->in_chw[1] * m->in_chw[2]);
   float scale = (float)m->cfg.calibration.scale;
-  uint64_t t0 = tl__now_ns();
+  uint64_t t0 = tl_now_ns();
   for (int64_t k = 0; k < images; k++) {
     if (x->dtype == TL_DTYPE_FLOAT32) {
       memcpy(dst, (const float *)x->data + (size_t)k * chw, chw * sizeof(float));
@@ -460,7 +455,7 @@ void tl_rt_request_run(struct tl_rt_request *req, int worker) {
       memcpy(outs[i] + (size_t)k * per, tl_plan_output(plan, i)->data, per * sizeof(float));
     }
   }
-  req->compute_ns = tl__now_ns() - t0;
+  req->compute_ns = tl_now_ns() - t0;
   req->member = mi;
   req->images = images;
 
@@ -494,7 +489,7 @@ done:
    * for the loop. */
   free(req->body);
   req->body = NULL;
-  req->end_ns = tl__now_ns();
+  req->end_ns = tl_now_ns();
 }
 
 /* -------------------------------------------------------------- builder */
@@ -837,7 +832,7 @@ static void run_job(struct tl_rt_builder *b, struct job *j) {
   int rc = 0;
   for (int i = 0; i < rt->n_models && rc == 0; i++) {
     struct tl_rt_model *m = &rt->models[i];
-    double t0 = (double)tl__now_ns();
+    double t0 = (double)tl_now_ns();
     rc = model_load(m, &err);
     if (rc == 0 && frontier_cached(b, m)) {
       rc = frontier_obtain(b, m, &m->frontier, &err);
@@ -859,7 +854,7 @@ static void run_job(struct tl_rt_builder *b, struct job *j) {
     }
     tl__log(&b->env.log, 6, "%s: %s frontier of %d subnets with plans for %d workers in %.0f ms",
             m->cfg.name, m->frontier->provisional ? "provisional" : "cached", m->frontier->n,
-            b->env.workers, ((double)tl__now_ns() - t0) / 1e6);
+            b->env.workers, ((double)tl_now_ns() - t0) / 1e6);
   }
 
   struct tl_rt_event *ev = calloc(1, sizeof *ev);

@@ -56,8 +56,6 @@ struct tl_logger {
 void tl__log(const struct tl_logger *lg, int priority, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t tl__now_ns(void);
 
 /* ------------------------------------------------------------ frontier */
 

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "http.h"
 #include "oip.h"
 
@@ -545,7 +546,7 @@ static void job_done(struct tl_work *w) {
   struct conn *c = j->conn;
   struct tl_server *s = j->srv;
   struct tl_rt_request *r = &j->req;
-  uint64_t now = tl__now_ns();
+  uint64_t now = tl_now_ns();
   /* what ran counts, whether or not its client is still there */
   if (r->member >= 0 && s->env.metrics != NULL)
     tl_metrics_infer(s->env.metrics, r->model->cfg.name, (double)(now - r->arrival_ns) / 1e9,
@@ -574,7 +575,7 @@ static void route_infer(struct conn *c, const struct tl_oip_route_match *m, int 
   size_t len = 0;
   int64_t json_len = c->http.req.inference_header_length;
   char *body = tl_http_take_body(&c->http, &len);
-  tl_rt_request_admit(&j->req, *s->env.current, model, body, len, json_len, tl__now_ns());
+  tl_rt_request_admit(&j->req, *s->env.current, model, body, len, json_len, tl_now_ns());
   j->work.run = job_run;
   j->work.done = job_done;
   j->srv = s;

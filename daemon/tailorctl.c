@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "calib.h"
+#include "clock.h"
 #include "ctl.h"
 #include "error.h"
 #include "graph.h"
@@ -261,12 +262,6 @@ static struct tl_plan *make_plan(struct tl_graph *g, const struct tl_shape *shap
     die("%s", err.msg);
   *sn_out = sn;
   return plan;
-}
-
-double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static double peak_rss_mib(void) {
@@ -535,15 +530,15 @@ static int cmd_bench(int argc, char **argv) {
   }
   const char *model = argv[optind];
   tl_engine_set_threads(threads);
-  double t0 = now_ms();
+  double t0 = tl_now_ms();
   struct tl_graph *g = load_model(model);
-  double load_ms = now_ms() - t0;
+  double load_ms = tl_now_ms() - t0;
   struct tl_shape *shapes = default_shapes(g);
   struct tl_supernet *sn = NULL;
   double rss_before = resident_mib();
-  t0 = now_ms();
+  t0 = tl_now_ms();
   struct tl_plan *plan = make_plan(g, shapes, subnet, &sn);
-  double plan_ms = now_ms() - t0;
+  double plan_ms = tl_now_ms() - t0;
   free(shapes);
   for (int i = 0; i < tl_plan_n_inputs(plan); i++)
     fill_random(tl_plan_input(plan, i), (unsigned)i);
@@ -553,15 +548,15 @@ static int cmd_bench(int argc, char **argv) {
   double *step_us = calloc((size_t)n_steps + 1, sizeof *step_us);
   if (lat == NULL || step_us == NULL)
     die("out of memory");
-  double t_measure = now_ms();
+  double t_measure = tl_now_ms();
   for (int i = 0; i < warmup; i++)
     tl_plan_run(plan);
   for (int i = 0; i < runs; i++) {
-    double s = now_ms();
+    double s = tl_now_ms();
     tl_plan_run(plan);
-    lat[i] = now_ms() - s;
+    lat[i] = tl_now_ms() - s;
   }
-  double measure_ms = now_ms() - t_measure;
+  double measure_ms = tl_now_ms() - t_measure;
   double plan_rss = resident_mib() - rss_before;
   size_t touched_arena = 0, touched_scratch = 0;
   if (tl_plan_touched_bytes(plan, &touched_arena, &touched_scratch) != 0)

@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "clock.h"
 #include "config.h"
 #include "controller.h"
 #include "metrics.h"
@@ -110,7 +111,7 @@ struct daemon {
   int notified_ready;
 };
 
-static uint64_t monotonic_usec(void) { return tl__now_ns() / 1000u; }
+static uint64_t monotonic_usec(void) { return tl_now_ns() / 1000u; }
 
 /* "STATUS=" for systemctl status: each model's active subnet. */
 static void notify_status(struct daemon *d) {

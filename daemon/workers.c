@@ -12,7 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 /* A worker that finished an item polls the queue this long before it
  * sleeps, when the last item came within that time of the one before:
@@ -38,25 +39,13 @@ struct tl_workers {
   atomic_int queued; /* = waiting, for polling without the lock */
 };
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 /* Polls for a queued item until SPIN_NS from now.  Called without the
  * lock; a stop is seen at the next sleep. */
 static void spin_for_work(struct tl_workers *ws) {
-  const uint64_t until = now_ns() + SPIN_NS;
+  const uint64_t until = tl_now_ns() + SPIN_NS;
   for (int i = 0; atomic_load_explicit(&ws->queued, memory_order_acquire) == 0; i++) {
-    cpu_relax();
-    if ((i & 63) == 63 && now_ns() > until)
+    tl_cpu_relax();
+    if ((i & 63) == 63 && tl_now_ns() > until)
       return;
   }
 }
@@ -91,11 +80,11 @@ static void *worker_main(void *p) {
     atomic_store_explicit(&ws->queued, ws->waiting, memory_order_relaxed);
     ws->running++;
     pthread_mutex_unlock(&ws->lock);
-    uint64_t t = now_ns();
+    uint64_t t = tl_now_ns();
     gap_ns = finished_ns != 0 ? t - finished_ns : UINT64_MAX;
 
     w->run(w, index);
-    finished_ns = now_ns();
+    finished_ns = tl_now_ns();
 
     pthread_mutex_lock(&ws->lock);
     ws->running--;

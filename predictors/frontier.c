@@ -6,15 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "hash.h"
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 void tl_frontier_calib_hash(const struct tl_calib *c, char out[17]) {
   uint64_t h = TL_HASH_INIT;
@@ -171,11 +165,11 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
   frontier_key(sn, g, calib, search, &k);
   const char *mhash = k.model, *chash = k.calib, *space = k.space;
 
-  double t0 = now_ms();
+  double t0 = tl_now_ms();
   struct tl_frontier_member *f = NULL;
   int nf = 0;
   int rc = load_cached(sn, st, mhash, device_id, chash, space, &f, &nf, err);
-  r.load_ms = now_ms() - t0;
+  r.load_ms = tl_now_ms() - t0;
   if (rc != 0)
     return rc;
   if (nf > 0) {
@@ -211,7 +205,7 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
   }
   r.profiled_signatures = prep.new_signatures;
   r.evaluated = srep.evaluated;
-  r.search_s = (now_ms() - t0) / 1e3;
+  r.search_s = (tl_now_ms() - t0) / 1e3;
 done:
   if (rep)
     *rep = r;

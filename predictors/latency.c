@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "calib.h"
+#include "clock.h"
 #include "hash.h"
 #include "plan.h"
 
@@ -185,12 +186,6 @@ int tl_latency_save(struct tl_store *st, int64_t device_id, const struct tl_op_t
 
 /* ============================================================ timing */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -244,9 +239,9 @@ static int time_plan(struct tl_plan *plan, int warmup, int repeats, int whole,
   for (int r = 0; r < repeats; r++)
     tl_plan_run_timed(plan, runs + (size_t)r * (size_t)ns);
   for (int r = 0; r < whole; r++) {
-    double t0 = now_s();
+    double t0 = tl_now_s();
     tl_plan_run(plan);
-    wt[r] = (now_s() - t0) * 1e6;
+    wt[r] = (tl_now_s() - t0) * 1e6;
   }
   for (int s = 0; s < ns; s++) {
     for (int r = 0; r < repeats; r++)
@@ -268,9 +263,9 @@ static int time_plan(struct tl_plan *plan, int warmup, int repeats, int whole,
 #define WARM_S 0.05
 static void warm_up(struct tl_plan *plan) {
   fill_inputs(plan);
-  double t0 = now_s();
+  double t0 = tl_now_s();
   const double warm_s = tl_engine_threads() > 1 ? WARM_S : 0;
-  for (int r = 0; r < 3 || now_s() - t0 < warm_s; r++)
+  for (int r = 0; r < 3 || tl_now_s() - t0 < warm_s; r++)
     tl_plan_run(plan);
 }
 
@@ -399,7 +394,7 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
   struct tl_op_table *seen = NULL;
   struct tl_subnet_spec *list = NULL;
   int n_list = 0, cap_list = 0;
-  double t0 = now_s();
+  double t0 = tl_now_s();
   char sig[SIG_MAX];
   struct tl_plan *plan = NULL;
   struct plan_timing pt = {0};
@@ -520,7 +515,7 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
   }
   if (prof.n_over > 0)
     tl_op_table_set_overhead_us(t, median(prof.overheads, prof.n_over));
-  r.seconds = now_s() - t0;
+  r.seconds = tl_now_s() - t0;
   if (rep)
     *rep = r;
   profile_free(&prof);
@@ -658,7 +653,7 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
   if (ns_src < anchors)
     return tl_fail(err, TL_EINVAL, "the other table has %d entries, fewer than %d anchors",
                    ns_src, anchors);
-  double t0 = now_s();
+  double t0 = tl_now_s();
   struct tl_transfer_report r = {0};
   struct tl_supernet_info info;
   tl_supernet_info(sn, &info);
@@ -878,7 +873,7 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
     goto fail;
   }
   r.anchors = ncand;
-  r.seconds = now_s() - t0;
+  r.seconds = tl_now_s() - t0;
   if (rep)
     *rep = r;
 fail:

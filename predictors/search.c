@@ -15,7 +15,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 struct cand {
   struct tl_subnet_spec spec;
@@ -49,12 +50,6 @@ struct search {
   struct cand *seen;
   int n_seen, cap_seen;
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void progress(struct search *s, const char *phase, int done, int total) {
   if (s->o.progress)
@@ -588,7 +583,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   struct search *s = calloc(1, sizeof *s);
   if (s == NULL)
     return tl_fail(err, TL_ENOMEM, "search: out of memory");
-  double t0 = now_s();
+  double t0 = tl_now_s();
   s->sn = sn;
   s->t = t;
   s->calib = calib;
@@ -703,7 +698,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
         fin[j].bn = NULL; /* now the member's */
   }
   free(front);
-  s->rep.seconds = now_s() - t0;
+  s->rep.seconds = tl_now_s() - t0;
   if (rep)
     *rep = s->rep;
   *out = f;
