@@ -229,14 +229,10 @@ static Suite *systemd_suite(void) {
 }
 
 int main(void) {
-  const char *src = getenv("TAILOR_SOURCE_ROOT"), *build = getenv("TAILOR_BUILD_ROOT");
   char source_root[PATH_MAX], build_root[PATH_MAX];
   /* absolute paths: systemd wants an absolute ExecStart= */
-  if (realpath(src != NULL ? src : ".", source_root) == NULL ||
-      realpath(build != NULL ? build : "build", build_root) == NULL) {
-    fprintf(stderr, "test_systemd: set TAILOR_SOURCE_ROOT and TAILOR_BUILD_ROOT\n");
+  if (tu_roots("systemd", source_root, build_root) != 0)
     return 1;
-  }
   snprintf(source_unit, sizeof source_unit, "%s/systemd/tailord.service", source_root);
   snprintf(tailord_bin, sizeof tailord_bin, "%s/daemon/tailord", build_root);
   if (access(tailord_bin, X_OK) != 0) {

@@ -50,6 +50,7 @@
 
 #include "npy.h"
 #include "store.h"
+#include "testutil.h"
 
 /* How long a daemon may take to be ready with a cached frontier, and the
  * first start to finish its search (sanitizer builds are slow). */
@@ -3008,12 +3009,8 @@ static int make_calibration(const char *full_x, const char *full_y) {
 }
 
 int main(void) {
-  const char *src = getenv("TAILOR_SOURCE_ROOT"), *build = getenv("TAILOR_BUILD_ROOT");
-  if (realpath(src != NULL ? src : ".", source_root) == NULL ||
-      realpath(build != NULL ? build : "build", build_root) == NULL) {
-    fprintf(stderr, "test_tailord: set TAILOR_SOURCE_ROOT and TAILOR_BUILD_ROOT\n");
+  if (tu_roots("tailord", source_root, build_root) != 0)
     return 1;
-  }
   snprintf(tailord_bin, sizeof tailord_bin, "%s/daemon/tailord", build_root);
   snprintf(tailorctl_bin, sizeof tailorctl_bin, "%s/daemon/tailorctl", build_root);
   if (access(tailord_bin, X_OK) != 0) {

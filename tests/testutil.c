@@ -54,6 +54,16 @@ const char *tu_tmp_path(const char *name) {
   return p;
 }
 
+int tu_roots(const char *suite, char *source, char *build) {
+  const char *src = getenv("TAILOR_SOURCE_ROOT"), *bld = getenv("TAILOR_BUILD_ROOT");
+  if (realpath(src != NULL ? src : ".", source) == NULL ||
+      realpath(bld != NULL ? bld : "build", build) == NULL) {
+    fprintf(stderr, "test_%s: set TAILOR_SOURCE_ROOT and TAILOR_BUILD_ROOT\n", suite);
+    return -1;
+  }
+  return 0;
+}
+
 void tu_remove_tree(const char *dir) {
   DIR *d = opendir(dir);
   if (d == NULL)

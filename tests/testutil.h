@@ -23,6 +23,12 @@ void tu_add_tmpdir(TCase *tc, const char *suite);
 const char *tu_tmpdir(void);
 const char *tu_tmp_path(const char *name);
 
+/* $TAILOR_SOURCE_ROOT and $TAILOR_BUILD_ROOT (meson test sets both; "."
+ * and "build" otherwise) as canonical paths, into source and build
+ * (PATH_MAX bytes each).  Returns 0, or -1 after saying on stderr, as
+ * test_<suite>, that they cannot be resolved. */
+int tu_roots(const char *suite, char *source, char *build);
+
 /* Removes dir and everything under it; no error when it does not exist. */
 void tu_remove_tree(const char *dir);
 
