@@ -4,16 +4,21 @@
  *
  * A connection is a small state machine on the loop thread: it reads,
  * feeds the parser, and for each complete request either answers at once
- * (metadata, health, metrics, state) or submits an inference job and
- * stops reading until the job's answer is written.  Bytes that arrived
- * after the request being served (pipelined requests) wait in the
- * connection's pending buffer and are fed when it is free again.
+ * (metadata, health, metrics, state) or submits an inference job.  Bytes
+ * that arrive while a job runs (pipelined requests, or the client's next
+ * one) wait in the connection's pending buffer, up to PENDING_MAX, and
+ * are fed once its answer is out.  The worker that ran the job writes the
+ * answer itself when nothing else is queued on the connection, so a
+ * client's round trip does not wait for the loop thread to wake; the loop
+ * learns of the job at its next wake-up (see direct answers below).
  */
 #include "server.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +33,23 @@
 
 #define READ_BUF_BYTES 65536
 #define LISTEN_BACKLOG 128
+#define SETTLE_NS 5000000
+#define PENDING_MAX READ_BUF_BYTES
 
 struct conn;
+
+/* Who writes an inference answer.  The worker that ran the request
+ * writes it to the socket itself when the loop allowed that at submit
+ * (nothing else queued on the connection): the client then need not wait
+ * for the loop thread to wake.  The loop takes the permission back when it
+ * closes or drains the connection first; once the worker holds it, the
+ * connection's descriptor stays open until the job is done, so the worker
+ * never writes to a descriptor that was closed and reused. */
+enum {
+  DIRECT_NO,   /* the loop writes the answer */
+  DIRECT_OK,   /* the worker may write it */
+  DIRECT_TAKEN /* the worker wrote it, or tried: see sent and send_errno */
+};
 
 /* An inference request between submit and answer. */
 struct infer_job {
@@ -38,6 +58,12 @@ struct infer_job {
   struct tl_server *srv;
   struct conn *conn; /* NULL once the connection closed first */
   int keep_alive;
+  atomic_int direct; /* DIRECT_* */
+  int fd;            /* the connection's, for a direct answer */
+  struct tl_http_buf out; /* the formatted answer, when the worker wrote */
+  size_t sent;           /* bytes of out the worker wrote */
+  int send_errno;        /* why the worker's write stopped short; 0 none */
+  uint64_t answered_ns;  /* when the worker's write returned */
 };
 
 struct conn {
@@ -53,7 +79,8 @@ struct conn {
   int eof;              /* the peer sent no more */
   int rejected;         /* over max_connections: not counted, 503 then close */
   int route;            /* of the request being answered, for metrics; -1 none */
-  struct infer_job *job; /* in flight; the connection reads nothing meanwhile */
+  struct infer_job *job; /* in flight; what is read meanwhile waits in pending */
+  int close_deferred;    /* closing, its handles wait for the job's worker */
   struct tl_http_conn http;
   char *pending;        /* bytes read after the request in flight */
   size_t pending_len, pending_cap;
@@ -71,11 +98,15 @@ struct tl_server {
   int listening;
   int draining;
   int listener_closed;
+  /* Jobs whose worker started writing the answer and whose done has not
+   * run yet: a client may know of them before the loop does. */
+  atomic_int answering;
   void (*drained)(void *ctx);
   void *drained_ctx;
 };
 
 static void conn_close(struct conn *c);
+static void read_stop(struct conn *c);
 static void conn_feed(struct conn *c, const char *data, size_t n);
 static void idle_restart(struct conn *c);
 
@@ -109,6 +140,53 @@ static void on_written(uv_write_t *w, int status) {
     idle_restart(c);
 }
 
+/* Formats one response into out; any thread. */
+static int format_response(struct tl_http_buf *out, int status, const char *content_type,
+                           const void *body, size_t len, int keep_alive, int head_only,
+                           const struct tl_http_header *headers, int n_headers,
+                           struct tl_error *err) {
+  struct tl_http_response r = {
+      .status = status,
+      .content_type = content_type,
+      .body = body,
+      .body_len = len,
+      .keep_alive = keep_alive,
+      .head_only = head_only,
+      .headers = headers,
+      .n_headers = n_headers,
+  };
+  int rc = tl_http_response_format(out, &r, err);
+  if (rc == 0 && out->len > UINT_MAX)
+    rc = tl_fail(err, TL_ERANGE, "a response of %zu bytes", out->len);
+  return rc;
+}
+
+/* Queues buf[from..) on c, taking buf.  keep_alive 0 closes the
+ * connection after it. */
+static void queue_write(struct conn *c, struct tl_http_buf *buf, size_t from, int keep_alive) {
+  struct write_req *wr = calloc(1, sizeof *wr);
+  if (wr == NULL) {
+    tl__log(&c->srv->env.log, 3, "cannot send a response: out of memory");
+    tl_http_buf_free(buf);
+    conn_close(c);
+    return;
+  }
+  wr->buf = *buf;
+  *buf = (struct tl_http_buf){0};
+  wr->c = c;
+  uv_buf_t b = uv_buf_init(wr->buf.data + from, (unsigned)(wr->buf.len - from));
+  int e = uv_write(&wr->req, (uv_stream_t *)&c->pipe, &b, 1, on_written);
+  if (e != 0) {
+    tl_http_buf_free(&wr->buf);
+    free(wr);
+    conn_close(c);
+    return;
+  }
+  c->writes++;
+  if (!keep_alive)
+    c->close_after_write = 1;
+}
+
 /* Sends one response.  keep_alive 0 closes the connection after it. */
 static void send_response(struct conn *c, int status, const char *content_type, const void *body,
                           size_t len, int keep_alive, const struct tl_http_header *headers,
@@ -120,40 +198,17 @@ static void send_response(struct conn *c, int status, const char *content_type, 
     tl_metrics_request(s->env.metrics, c->route, status);
   if (s->draining)
     keep_alive = 0;
-  struct write_req *wr = calloc(1, sizeof *wr);
-  struct tl_http_response r = {
-      .status = status,
-      .content_type = content_type,
-      .body = body,
-      .body_len = len,
-      .keep_alive = keep_alive,
-      .head_only = c->http.req.method == TL_HTTP_METHOD_HEAD,
-      .headers = headers,
-      .n_headers = n_headers,
-  };
+  struct tl_http_buf buf = {0};
   struct tl_error err = {{0}};
-  if (wr == NULL || tl_http_response_format(&wr->buf, &r, &err) != 0 ||
-      (wr->buf.len > UINT_MAX && tl_fail(&err, TL_ERANGE, "a response of %zu bytes", wr->buf.len))) {
-    tl__log(&s->env.log, 3, "cannot format a response: %s",
-            wr == NULL ? "out of memory" : err.msg);
-    if (wr != NULL)
-      tl_http_buf_free(&wr->buf);
-    free(wr);
+  if (format_response(&buf, status, content_type, body, len, keep_alive,
+                      c->http.req.method == TL_HTTP_METHOD_HEAD, headers, n_headers,
+                      &err) != 0) {
+    tl__log(&s->env.log, 3, "cannot format a response: %s", err.msg);
+    tl_http_buf_free(&buf);
     conn_close(c);
     return;
   }
-  wr->c = c;
-  uv_buf_t b = uv_buf_init(wr->buf.data, (unsigned)wr->buf.len);
-  int e = uv_write(&wr->req, (uv_stream_t *)&c->pipe, &b, 1, on_written);
-  if (e != 0) {
-    tl_http_buf_free(&wr->buf);
-    free(wr);
-    conn_close(c);
-    return;
-  }
-  c->writes++;
-  if (!keep_alive)
-    c->close_after_write = 1;
+  queue_write(c, &buf, 0, keep_alive);
 }
 
 /* The fallback body when even an error body cannot be built. */
@@ -170,6 +225,14 @@ static void send_error(struct conn *c, int status, const char *msg, int keep_ali
   tl_oip_body_free(&b);
 }
 
+/* The Inference-Header-Content-Length header of an answer with binary
+ * tensors; 0 headers for a JSON-only one.  jl holds the value. */
+static int binary_header(const struct tl_oip_body *b, struct tl_http_header *h, char jl[32]) {
+  snprintf(jl, 32, "%zu", b->json_len);
+  *h = (struct tl_http_header){"Inference-Header-Content-Length", jl};
+  return b->json_len < b->len;
+}
+
 static void send_body(struct conn *c, int status, struct tl_oip_body *b, int keep_alive) {
   if (b->data == NULL) {
     send_response(c, status >= 400 ? status : 500, "application/json", oom_body,
@@ -177,11 +240,9 @@ static void send_body(struct conn *c, int status, struct tl_oip_body *b, int kee
     return;
   }
   char jl[32];
-  struct tl_http_header h = {"Inference-Header-Content-Length", jl};
-  int binary = b->json_len < b->len;
-  snprintf(jl, sizeof jl, "%zu", b->json_len);
-  send_response(c, status, b->content_type, b->data, b->len, keep_alive, binary ? &h : NULL,
-                binary);
+  struct tl_http_header h;
+  int n = binary_header(b, &h, jl);
+  send_response(c, status, b->content_type, b->data, b->len, keep_alive, n ? &h : NULL, n);
 }
 
 /* Sends a jansson value (stolen) as a JSON body. */
@@ -210,15 +271,16 @@ static void conn_free(uv_handle_t *h) {
   maybe_drained(s);
 }
 
+static void conn_close_handles(struct conn *c) {
+  uv_close((uv_handle_t *)&c->idle, conn_free);
+  uv_close((uv_handle_t *)&c->pipe, conn_free);
+}
+
 static void conn_close(struct conn *c) {
   if (c->closing)
     return;
   c->closing = 1;
   struct tl_server *s = c->srv;
-  if (c->job != NULL) {
-    c->job->conn = NULL; /* the job finishes and is dropped */
-    c->job = NULL;
-  }
   if (c->prev != NULL)
     c->prev->next = c->next;
   else
@@ -228,8 +290,20 @@ static void conn_close(struct conn *c) {
   if (!c->rejected)
     s->n_conns--;
   uv_timer_stop(&c->idle);
-  uv_close((uv_handle_t *)&c->idle, conn_free);
-  uv_close((uv_handle_t *)&c->pipe, conn_free);
+  read_stop(c);
+  if (c->job != NULL) {
+    int was = DIRECT_OK;
+    if (!atomic_compare_exchange_strong(&c->job->direct, &was, DIRECT_NO) &&
+        was == DIRECT_TAKEN) {
+      /* its worker is writing or wrote: the descriptor stays open until
+       * the job is done (job_done closes the handles) */
+      c->close_deferred = 1;
+      return;
+    }
+    c->job->conn = NULL; /* the job finishes and is dropped */
+    c->job = NULL;
+  }
+  conn_close_handles(c);
 }
 
 static void on_idle(uv_timer_t *t) {
@@ -246,6 +320,25 @@ static void idle_restart(struct conn *c) {
     uv_timer_start(&c->idle, on_idle, (uint64_t)c->srv->limits.idle_timeout_ms, 0);
 }
 
+/* Appends data[0..n) to the pending bytes (read while a job runs). */
+static int append_pending(struct conn *c, const char *data, size_t n) {
+  if (n > SIZE_MAX - c->pending_len)
+    return TL_ENOMEM;
+  if (c->pending_len + n > c->pending_cap) {
+    size_t cap = c->pending_cap > 0 ? c->pending_cap : 4096;
+    while (cap < c->pending_len + n)
+      cap = cap > SIZE_MAX / 2 ? c->pending_len + n : cap * 2;
+    char *p = realloc(c->pending, cap);
+    if (p == NULL)
+      return TL_ENOMEM;
+    c->pending = p;
+    c->pending_cap = cap;
+  }
+  memcpy(c->pending + c->pending_len, data, n);
+  c->pending_len += n;
+  return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   struct conn *c = h->data;
@@ -255,6 +348,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   struct conn *c = st->data;
   if (nread == 0)
+    return;
+  /* answers already written whose jobs the loop has not seen: this
+   * connection's own may be one of them */
+  if (atomic_load(&c->srv->answering) > 0)
+    tl_workers_collect(c->srv->env.workers);
+  if (c->closing)
     return;
   if (nread < 0) {
     if (nread != UV_EOF)
@@ -268,6 +367,18 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       conn_close(c);
     else
       c->close_after_write = 1;
+    return;
+  }
+  if (c->job != NULL) {
+    /* behind a request in flight; past PENDING_MAX the socket holds the
+     * rest until the job is done */
+    if (append_pending(c, buf->base, (size_t)nread) != 0) {
+      tl__log(&c->srv->env.log, 3, "out of memory keeping pipelined requests");
+      c->close_after_write = 1;
+      read_stop(c);
+    } else if (c->pending_len >= PENDING_MAX) {
+      read_stop(c);
+    }
     return;
   }
   idle_restart(c);
@@ -335,7 +446,8 @@ static void conn_feed(struct conn *c, const char *data, size_t n) {
     }
     handle_request(c);
     if (c->job != NULL) {
-      read_stop(c);
+      /* reading goes on (into pending) while the job runs: the next
+       * request then wakes the loop, which also collects this job */
       uv_timer_stop(&c->idle);
       if (keep_pending(c, data, n) != 0) {
         tl__log(&c->srv->env.log, 3, "out of memory keeping pipelined requests");
@@ -535,9 +647,70 @@ static void route_model_metadata(struct conn *c, const struct tl_oip_route_match
   free(outs);
 }
 
+/* Worker thread: writes the answer to the client when the loop allowed
+ * it.  What the socket does not take at once (a full buffer) and any
+ * error are left to job_done on the loop thread. */
+static void answer_direct(struct infer_job *j) {
+  struct tl_oip_body *b = &j->req.resp;
+  if (atomic_load(&j->direct) != DIRECT_OK || b->data == NULL)
+    return;
+  char jl[32];
+  struct tl_http_header h;
+  int n = binary_header(b, &h, jl);
+  struct tl_error err = {{0}};
+  if (format_response(&j->out, j->req.status, b->content_type, b->data, b->len, j->keep_alive,
+                      0, n ? &h : NULL, n, &err) != 0) {
+    tl_http_buf_free(&j->out); /* the loop formats it again and reports why */
+    return;
+  }
+  int was = DIRECT_OK;
+  if (!atomic_compare_exchange_strong(&j->direct, &was, DIRECT_TAKEN))
+    return; /* the loop closed or drained the connection meanwhile */
+  atomic_fetch_add(&j->srv->answering, 1);
+  while (j->sent < j->out.len) {
+    ssize_t k = send(j->fd, j->out.data + j->sent, j->out.len - j->sent, MSG_NOSIGNAL);
+    if (k > 0) {
+      j->sent += (size_t)k;
+    } else if (k < 0 && errno == EINTR) {
+      continue;
+    } else {
+      j->send_errno = k < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? errno : 0;
+      break;
+    }
+  }
+  j->answered_ns = tl_now_ns();
+  /* all sent: the loop has nothing urgent left to do for this job */
+  j->work.quiet = j->sent == j->out.len;
+}
+
 static void job_run(struct tl_work *w, int worker) {
   struct infer_job *j = (struct infer_job *)w;
   tl_rt_request_run(&j->req, worker);
+  answer_direct(j);
+}
+
+/* Loop thread: what is left of an answer its worker wrote itself. */
+static void finish_direct(struct conn *c, struct infer_job *j) {
+  struct tl_server *s = c->srv;
+  if (s->env.metrics != NULL)
+    tl_metrics_request(s->env.metrics, c->route, j->req.status);
+  if (j->send_errno != 0) {
+    tl__log(&s->env.log, 7, "client write: %s", strerror(j->send_errno));
+    conn_close(c);
+    return;
+  }
+  int keep_alive = j->keep_alive && !s->draining;
+  if (j->sent < j->out.len) {
+    queue_write(c, &j->out, j->sent, keep_alive); /* on_written closes if it must */
+  } else {
+    if (!keep_alive)
+      c->close_after_write = 1;
+    if (c->close_after_write && c->writes == 0) {
+      conn_close(c);
+      return;
+    }
+  }
+  conn_resume(c);
 }
 
 /* Loop thread: the answer of an inference job. */
@@ -546,7 +719,10 @@ static void job_done(struct tl_work *w) {
   struct conn *c = j->conn;
   struct tl_server *s = j->srv;
   struct tl_rt_request *r = &j->req;
-  uint64_t now = tl_now_ns();
+  int direct = atomic_load(&j->direct) == DIRECT_TAKEN;
+  uint64_t now = direct ? j->answered_ns : tl_now_ns();
+  if (direct)
+    atomic_fetch_sub(&s->answering, 1);
   /* what ran counts, whether or not its client is still there */
   if (r->member >= 0 && s->env.metrics != NULL)
     tl_metrics_infer(s->env.metrics, r->model->cfg.name, (double)(now - r->arrival_ns) / 1e9,
@@ -555,9 +731,16 @@ static void job_done(struct tl_work *w) {
     tl_controller_observe(s->env.controller, r);
   if (c != NULL) {
     c->job = NULL;
-    send_body(c, r->status, &r->resp, j->keep_alive);
-    conn_resume(c);
+    if (c->close_deferred)
+      conn_close_handles(c);
+    else if (direct)
+      finish_direct(c, j);
+    else {
+      send_body(c, r->status, &r->resp, j->keep_alive);
+      conn_resume(c);
+    }
   }
+  tl_http_buf_free(&j->out);
   tl_rt_request_release(r);
   free(j);
 }
@@ -580,7 +763,14 @@ static void route_infer(struct conn *c, const struct tl_oip_route_match *m, int 
   j->work.done = job_done;
   j->srv = s;
   j->conn = c;
-  j->keep_alive = keep_alive;
+  j->keep_alive = keep_alive && !s->draining;
+  /* The worker may answer by itself when nothing is queued before it. */
+  uv_os_fd_t fd;
+  int direct = uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) == 0 &&
+               c->http.req.method != TL_HTTP_METHOD_HEAD &&
+               uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0;
+  j->fd = direct ? fd : -1;
+  atomic_init(&j->direct, direct ? DIRECT_OK : DIRECT_NO);
   int rc = tl_workers_submit(s->env.workers, &j->work);
   if (rc != 0) {
     tl_rt_request_release(&j->req);
@@ -594,9 +784,29 @@ static void route_infer(struct conn *c, const struct tl_oip_route_match *m, int 
   c->job = j;
 }
 
+/* Brings the loop up to date with every answer already written, so that
+ * a client that got its answer and then asks for metrics or state sees
+ * it counted.  A worker hands its job back within a microsecond of its
+ * write unless it is preempted: the wait is capped at SETTLE_NS. */
+static void settle(struct tl_server *s) {
+  uint64_t until = 0;
+  while (atomic_load(&s->answering) > 0) {
+    tl_workers_collect(s->env.workers);
+    if (atomic_load(&s->answering) == 0)
+      break;
+    uint64_t now = tl_now_ns();
+    if (until == 0)
+      until = now + SETTLE_NS;
+    else if (now > until)
+      break;
+    sched_yield();
+  }
+}
+
 static void route_metrics(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
   (void)m;
   struct tl_server *s = c->srv;
+  settle(s);
   if (s->env.metrics == NULL) {
     send_error(c, 404, "no metrics", keep_alive);
     return;
@@ -657,6 +867,7 @@ static void route_subnets(struct conn *c, const struct tl_oip_route_match *m, in
 
 static void route_state(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
   struct tl_server *s = c->srv;
+  settle(s);
   struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
   if (model == NULL)
     return;
@@ -953,10 +1164,16 @@ void tl_server_drain(struct tl_server *s, void (*done)(void *ctx), void *ctx) {
   }
   for (struct conn *c = s->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->job == NULL && c->writes == 0)
+    if (c->job == NULL && c->writes == 0) {
       conn_close(c);
-    else
+    } else {
       c->close_after_write = 1;
+      /* an answer not yet written says the connection closes */
+      if (c->job != NULL) {
+        int was = DIRECT_OK;
+        atomic_compare_exchange_strong(&c->job->direct, &was, DIRECT_NO);
+      }
+    }
   }
   maybe_drained(s);
 }

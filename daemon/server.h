@@ -6,18 +6,23 @@
  * The server is the only part of the daemon that touches sockets or HTTP.
  * Per connection it feeds what it reads to an incremental parser
  * (http.h), answers each request in order, and hands inference requests
- * to the workers (workers.h): while one is in flight the connection reads
- * no further, so responses leave in request order.  Every bound comes
+ * to the workers (workers.h): while one is in flight, what the connection
+ * reads waits until its answer is out, so responses leave in request
+ * order.  Every bound comes
  * from the config: open connections (one more is answered 503 and
  * closed), header and body size (431, 413), idle time of a keep-alive
  * connection, and the queue of inference requests (503 when full).  Every
  * error is a JSON body {"error": "..."} with its status; nothing a client
  * sends can stop the daemon.
  *
- * Loop thread only.  Connection structs own their libuv handles and are
- * freed in the handles' close callbacks; an inference request in flight
- * keeps a pointer to its connection that the connection clears when it
- * closes first.
+ * Loop thread only, but for one thing: the worker that ran an inference
+ * request writes the answer to the connection's socket itself when the
+ * loop allowed it at submit (server.c, "direct answers").  Connection
+ * structs own their libuv handles and are freed in the handles' close
+ * callbacks; an inference request in flight keeps a pointer to its
+ * connection that the connection clears when it closes first, and a
+ * connection whose answer a worker is writing keeps its descriptor open
+ * until that job is done.
  */
 #ifndef TL_SERVER_H
 #define TL_SERVER_H

@@ -36,6 +36,7 @@ struct tl_workers {
   int running;
   int depth;
   int stopping;
+  int unnotified;    /* quiet items finished since the loop was last woken */
   atomic_int queued; /* = waiting, for polling without the lock */
 };
 
@@ -68,6 +69,13 @@ static void *worker_main(void *p) {
       spin_for_work(ws);
       pthread_mutex_lock(&ws->lock);
     }
+    if (ws->head == NULL && ws->unnotified) {
+      /* about to sleep: the loop hears of the quiet items now */
+      ws->unnotified = 0;
+      pthread_mutex_unlock(&ws->lock);
+      uv_async_send(&ws->async);
+      pthread_mutex_lock(&ws->lock);
+    }
     while (ws->head == NULL && !ws->stopping)
       pthread_cond_wait(&ws->cond, &ws->lock);
     if (ws->head == NULL) /* stopping, and the queue is empty */
@@ -94,6 +102,10 @@ static void *worker_main(void *p) {
     else
       ws->finished = w;
     ws->fin_tail = w;
+    if (w->quiet) {
+      ws->unnotified = 1;
+      continue;
+    }
     pthread_mutex_unlock(&ws->lock);
     uv_async_send(&ws->async);
     pthread_mutex_lock(&ws->lock);
@@ -107,6 +119,7 @@ static void drain(struct tl_workers *ws) {
   pthread_mutex_lock(&ws->lock);
   struct tl_work *w = ws->finished;
   ws->finished = ws->fin_tail = NULL;
+  ws->unnotified = 0;
   pthread_mutex_unlock(&ws->lock);
   while (w != NULL) {
     struct tl_work *next = w->next;
@@ -116,6 +129,8 @@ static void drain(struct tl_workers *ws) {
 }
 
 static void on_async(uv_async_t *h) { drain(h->data); }
+
+void tl_workers_collect(struct tl_workers *ws) { drain(ws); }
 
 static void ws_free(struct tl_workers *ws) {
   pthread_cond_destroy(&ws->cond);

@@ -8,7 +8,8 @@
  * worker has run an item it puts it on a completion queue and wakes the
  * loop with uv_async_send(); wake-ups coalesce, so the loop's callback
  * drains the whole completion queue each time and calls each item's done
- * function there.
+ * function there.  Items marked quiet wake the loop later (see
+ * tl_work.quiet).
  *
  * A worker whose last item came right after the one before (within
  * SPIN_NS) polls the queue briefly before it sleeps: waking a sleeping
@@ -33,6 +34,12 @@ struct tl_work {
   void (*run)(struct tl_work *w, int worker);
   /* On the loop thread, after run. */
   void (*done)(struct tl_work *w);
+  /* Set by run when the item's client already has its answer: the loop
+   * is then not woken for this item at once but when the worker next
+   * sleeps, or at the loop's next tl_workers_collect(), whichever comes
+   * first.  Back-to-back requests thus cost the loop one wake-up each
+   * (the next request's), not two. */
+  int quiet;
   struct tl_work *next; /* private */
 };
 
@@ -54,6 +61,11 @@ void tl_workers_set_depth(struct tl_workers *ws, int depth);
 /* Items waiting for a worker, and items being run now. */
 int tl_workers_waiting(struct tl_workers *ws);
 int tl_workers_running(struct tl_workers *ws);
+
+/* Calls done, now, for every item finished so far (the loop's wake-up
+ * would do it a moment later).  For a reader that must see the effects
+ * of what its clients already know finished.  Loop thread. */
+void tl_workers_collect(struct tl_workers *ws);
 
 /* Stops the pool: the workers finish every queued item, then exit and are
  * joined; the done callbacks of everything finished are called, and the

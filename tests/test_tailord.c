@@ -1748,13 +1748,15 @@ END_TEST
 
 /* Sends (without reading the answer) a binary UINT8 batch of n
  * calibration images on a new connection; returns the connection. */
-static int send_batch(const struct daemon *d, int n) {
+/* Sends a batch of n images on a new connection (binary input; binary
+ * outputs unless json_out) and returns the connection. */
+static int send_batch_as(const struct daemon *d, int n, int json_out) {
   char head[512];
   int jl = snprintf(head, sizeof head,
-                    "{\"parameters\":{\"binary_data_output\":true},\"inputs\":[{\"name\":"
+                    "{\"parameters\":{\"binary_data_output\":%s},\"inputs\":[{\"name\":"
                     "\"input\",\"shape\":[%d,1,28,28],\"datatype\":\"UINT8\",\"parameters\":"
                     "{\"binary_data_size\":%d}}]}",
-                    n, n * 784);
+                    json_out ? "false" : "true", n, n * 784);
   size_t blen = (size_t)jl + (size_t)n * 784;
   char *body = malloc(blen);
   ck_assert_ptr_nonnull(body);
@@ -1773,6 +1775,8 @@ static int send_batch(const struct daemon *d, int n) {
   free(body);
   return fd;
 }
+
+static int send_batch(const struct daemon *d, int n) { return send_batch_as(d, n, 0); }
 
 /* Polls /metrics until series reaches at least want. */
 static void wait_metric(const struct daemon *d, const char *series, double want) {
@@ -1865,6 +1869,80 @@ START_TEST(nothing_fits_serves_the_fastest_degraded) {
   json_decref(r);
   char *m = get_metrics(&d);
   ck_assert(metric(m, "tailor_degraded{model=\"fmnist\"}") == 1);
+  free(m);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+/* The worker that ran a request writes its answer itself; what the
+ * socket cannot take at once is left to the loop, and requests that
+ * arrive while one runs are kept and answered after it, in order. */
+START_TEST(a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  /* JSON logits of 3000 images: several times a socket's buffer */
+  enum { N = 3000 };
+  struct client c = {.fd = send_batch_as(&d, N, 1)};
+  wait_metric(&d, "tailor_running_requests", 1);
+  /* while it runs: a binary request in two pieces, then a GET */
+  char json[256], msg[2048];
+  int jl = snprintf(json, sizeof json,
+                    "{\"id\":\"second\",\"parameters\":{\"binary_data_output\":true},"
+                    "\"inputs\":[{\"name\":\"input\",\"shape\":[1,1,28,28],"
+                    "\"datatype\":\"UINT8\",\"parameters\":{\"binary_data_size\":784}}]}");
+  int hl = snprintf(msg, sizeof msg,
+                    "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %d\r\n"
+                    "Inference-Header-Content-Length: %d\r\n\r\n%s",
+                    jl + 784, jl, json);
+  ck_assert_int_lt(hl, (int)sizeof msg - 784);
+  memcpy(msg + hl, images[1], 784);
+  ck_assert_int_eq(write_all(c.fd, msg, (size_t)hl / 2), 0);
+  sleep_ms(5);
+  ck_assert_int_eq(write_all(c.fd, msg + hl / 2, (size_t)(hl + 784 - hl / 2)), 0);
+  const char ready[] = "GET /v2/models/fmnist/ready HTTP/1.1\r\n\r\n";
+  ck_assert_int_eq(write_all(c.fd, ready, sizeof ready - 1), 0);
+  /* read nothing until the batch has run and its answer filled the socket */
+  wait_metric(&d, "tailor_compute_duration_seconds_count{model=\"fmnist\"}", 1);
+  sleep_ms(50);
+
+  struct resp r;
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  char *wmem = read_text("/proc/sys/net/core/wmem_default");
+  if (wmem != NULL) /* else the size is still far above any default */
+    ck_assert_uint_gt(r.len, (size_t)strtoul(wmem, NULL, 10));
+  free(wmem);
+  json_t *v = json_loadb(r.body, r.len, 0, NULL);
+  ck_assert_ptr_nonnull(v);
+  json_t *out = json_array_get(json_object_get(v, "outputs"), 0);
+  ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(out, "shape"), 0)), N);
+  json_t *data = json_object_get(out, "data");
+  ck_assert_int_eq(json_array_size(data), (size_t)N * 10);
+  /* image k of the batch is image k % N_IMAGES: the last rows repeat the first */
+  size_t last = (size_t)(N - 1) * 10, same = (size_t)((N - 1) % N_IMAGES) * 10;
+  for (size_t i = 0; i < 10; i++)
+    ck_assert(json_real_value(json_array_get(data, last + i)) ==
+              json_real_value(json_array_get(data, same + i)));
+  json_decref(v);
+  resp_free(&r);
+
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_uint_eq(r.len - r.json_len, 10 * sizeof(float));
+  v = json_loadb(r.body, r.json_len, 0, NULL);
+  ck_assert_str_eq(json_string_value(json_object_get(v, "id")), "second");
+  json_decref(v);
+  resp_free(&r);
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":true"));
+  resp_free(&r);
+  client_close(&c);
+
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") == 2);
   free(m);
   daemon_stop_ok(&d);
 }
@@ -2968,6 +3046,7 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, limits_on_connections_and_idle_time);
   tcase_add_test(tc, a_full_queue_answers_503);
   tcase_add_test(tc, nothing_fits_serves_the_fastest_degraded);
+  tcase_add_test(tc, a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after);
   tcase_add_test(tc, sigterm_finishes_the_request_in_flight_and_exits_0);
   tcase_add_test(tc, sigterm_during_the_first_search_stops_it_and_exits_0);
   tcase_add_test(tc, check_flag_reports_every_error_and_exits_1);
