@@ -706,16 +706,21 @@ static json_t *shape_json(const struct tl_shape *s) {
 /* Dumps root into a new body with room for extra bytes after the JSON. */
 static int body_dump(const json_t *root, size_t extra, struct tl_oip_body *out,
                      struct tl_error *err) {
-  size_t n = json_dumpb(root, NULL, 0, DUMP_FLAGS);
-  if (n == 0 || extra > SIZE_MAX - n)
+  /* one pass over the tree (a JSON answer's floats are most of its cost),
+   * then one copy into a buffer with room for the binary part */
+  char *text = json_dumps(root, DUMP_FLAGS);
+  if (text == NULL)
     return tl_fail(err, TL_ENOMEM, "out of memory writing a response");
-  char *data = malloc(n + extra);
-  if (data == NULL)
-    return tl_fail(err, TL_ENOMEM, "out of memory for a %zu-byte response",
-                   n + extra);
-  if (json_dumpb(root, data, n, DUMP_FLAGS) != n) {
-    free(data);
-    return tl_fail(err, TL_EINTERNAL, "a response changed size as written");
+  size_t n = strlen(text);
+  char *data = extra == 0 ? text : NULL;
+  if (extra > 0) {
+    if (extra > SIZE_MAX - n || (data = malloc(n + extra)) == NULL) {
+      free(text);
+      return tl_fail(err, TL_ENOMEM, "out of memory for a response of %zu + %zu bytes", n,
+                     extra);
+    }
+    memcpy(data, text, n);
+    free(text);
   }
   out->data = data;
   out->len = n + extra;
