@@ -35,6 +35,8 @@
 #include "plan.h"
 #include "supernet.h"
 
+#define BENCH_WARM_MS 100.0
+
 void die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -551,6 +553,13 @@ static int cmd_bench(int argc, char **argv) {
   double t_measure = tl_now_ms();
   for (int i = 0; i < warmup; i++)
     tl_plan_run(plan);
+  /* With threads, warm up for BENCH_WARM_MS too: the threads of a new
+   * process take tens of ms to run side by side at full speed (a
+   * sleeping core wakes slowly until it has been busy a while). */
+  while (threads > 1 && tl_now_ms() - t_measure < BENCH_WARM_MS) {
+    tl_plan_run(plan);
+    warmup++;
+  }
   for (int i = 0; i < runs; i++) {
     double s = tl_now_ms();
     tl_plan_run(plan);
