@@ -449,4 +449,15 @@ int tl__parallel_reserve(int n);
 int tl__parallel_threads(int want);
 void tl__parallel_run(int n, void (*fn)(void *ctx, int i, int n), void *ctx);
 
+/* The share of a step's work its busiest thread does at n threads, from
+ * the partition rules the kernels use: 1 when the kernel keeps the step
+ * on one thread (or its work does not divide), 1/n for an even split.
+ * tl__chunk_busiest is the rule most kernels share: units split as
+ * [units*i/n, units*(i+1)/n). */
+double tl__chunk_busiest(int64_t units, int n);
+double tl__gemv_busiest(int64_t m, int64_t k, int n);
+double tl__gemm_conv_busiest(const struct tl_conv_params *p, int n);
+double tl__winograd_busiest(const struct tl_conv_params *p, int n);
+double tl__expand_dw_busiest(const struct tl_conv_params *e, int n);
+
 #endif

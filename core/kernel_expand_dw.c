@@ -145,6 +145,13 @@ static void xdw_share(void *ctx, int i, int n) {
   }
 }
 
+double tl__expand_dw_busiest(const struct tl_conv_params *e, int n) {
+  /* the shares are fixed at prepare: x_nt of them, share_channels each */
+  (void)n;
+  const int64_t ch = share_channels(e, e->x_nt);
+  return e->x_nt <= 1 || e->m <= 0 ? 1 : (double)(ch < e->m ? ch : e->m) / (double)e->m;
+}
+
 void tl__expand_dw_run(const struct tl_conv_params *e, const struct tl_conv_params *d,
                        const float *x, const float *w, const float *shift_e,
                        const float *shift_d, float *y, void *scratch) {

@@ -493,11 +493,18 @@ static void gemv_share(void *ctx, int i, int n) {
     gemv_rows(j->a, j->lda, j->x, j->k, j->y, r0, r1);
 }
 
+/* Split only when each share has real work (a classifier, not an SE
+ * block's few hundred multiply-adds). */
+#define GEMV_SPLIT_MACS 65536
+
 void tl__gemv(const float *a, int64_t lda, int64_t m, int64_t k, const float *x, float *y) {
   struct gemv_job job = {a, x, lda, m, k, y};
-  /* Split only when each share has real work (a classifier, not an SE
-   * block's few hundred multiply-adds). */
-  tl__parallel_run(m * k >= 65536 ? tl__parallel_threads(tl__threads) : 1, gemv_share, &job);
+  tl__parallel_run(m * k >= GEMV_SPLIT_MACS ? tl__parallel_threads(tl__threads) : 1, gemv_share,
+                   &job);
+}
+
+double tl__gemv_busiest(int64_t m, int64_t k, int n) {
+  return m * k >= GEMV_SPLIT_MACS ? tl__chunk_busiest((m + 3) / 4, n) : 1;
 }
 
 /* A 1x1 conv over a 1x1 image (SE blocks): one gemv per group. */
@@ -691,6 +698,22 @@ void tl__gemm_conv_run(const struct tl_conv_params *p, const float *x, const flo
       }
       tl__parallel_run(nt, gemm_share, &job);
     }
+}
+
+double tl__gemm_conv_busiest(const struct tl_conv_params *p, int n) {
+  const int64_t cg = p->c / p->group, mg = p->m / p->group;
+  if (p->g_direct && p->oh * p->ow == 1)
+    return tl__gemv_busiest(mg, cg, n);
+  /* as gemm_share: column blocks when there are enough, else row tiles */
+  const int64_t grid = p->oh * p->g_wq, nblk = (grid + p->nb - 1) / p->nb;
+  const double gemm = nblk >= n ? tl__chunk_busiest(nblk, n)
+                                : tl__chunk_busiest((mg + p->g_ukr.mr - 1) / p->g_ukr.mr, n);
+  if (p->g_direct)
+    return gemm;
+  /* and fill_share's input channels, weighted by the work of each */
+  const double w_gemm = 2.0 * (double)(mg * cg * p->kh * p->kw) * (double)grid;
+  const double w_fill = (double)(cg * p->g_nph) * (double)p->g_plane;
+  return (w_gemm * gemm + w_fill * tl__chunk_busiest(cg, n)) / (w_gemm + w_fill);
 }
 
 void tl__gemm_1x1_cols(const struct tl_conv_params *p, const float *x, const float *w,

@@ -137,6 +137,13 @@ int tl__parallel_threads(int want) {
   return n < 1 ? 1 : n;
 }
 
+double tl__chunk_busiest(int64_t units, int n) {
+  if (n <= 1 || units <= 1)
+    return 1;
+  /* the largest of the n pieces has ceil(units / n) units */
+  return (double)((units + n - 1) / n) / (double)units;
+}
+
 void tl__parallel_run(int n, void (*fn)(void *ctx, int i, int n), void *ctx) {
   if (n < 1)
     n = 1;

@@ -318,6 +318,17 @@ static void output_share(void *ctx, int i, int n) {
     }
 }
 
+double tl__winograd_busiest(const struct tl_conv_params *p, int n) {
+  /* three sections: input transforms by input channel, the GEMMs by
+   * position, output transforms by output channel; weighted by their
+   * flops per tile (a 6x6 transform each way, the GEMMs' multiply-adds) */
+  const double w_in = 432.0 * (double)p->c, w_out = 480.0 * (double)p->m;
+  const double w_gemm = 2.0 * NPOS * (double)p->m * (double)p->c;
+  return (w_in * tl__chunk_busiest(p->c, n) + w_gemm * tl__chunk_busiest(NPOS, n) +
+          w_out * tl__chunk_busiest(p->m, n)) /
+         (w_in + w_gemm + w_out);
+}
+
 void tl__winograd_run(const struct tl_conv_params *p, const float *x, const float *shift,
                       const float *res, float *y, void *scratch) {
   const int64_t ntp = p->w_ntp;

@@ -1028,10 +1028,48 @@ int tl_plan_touched_bytes(struct tl_plan *plan, size_t *arena_bytes, size_t *scr
 
 int tl_plan_n_steps(const struct tl_plan *plan) { return plan->n_steps; }
 
+/* OpenBLAS splits what it finds large enough; assume it splits evenly. */
+static double blas_busiest(const struct tl_step *s) {
+  return s->macs > 65536 && tl__threads > 1 ? 1.0 / tl__threads : 1;
+}
+
+static double step_busiest(const struct tl_step *s) {
+  switch (s->op) {
+  case TL_OP_CONV: {
+    const struct tl_conv_params *p = &s->p.conv;
+    switch (p->kind) {
+    case TL_CONV_DEPTHWISE:
+      return tl__chunk_busiest(p->c, p->nt);
+    case TL_CONV_IGEMM:
+      return p->x_dw != NULL ? tl__expand_dw_busiest(p, p->x_nt) : tl__gemm_conv_busiest(p, p->nt);
+    case TL_CONV_WINOGRAD:
+      return tl__winograd_busiest(p, p->nt);
+    case TL_CONV_GEMM:
+    case TL_CONV_1X1:
+      return blas_busiest(s);
+    case TL_CONV_REF:
+      return 1;
+    }
+    return 1;
+  }
+  case TL_OP_MAXPOOL: /* nt is set on the windowed path only */
+    return s->p.pool.nt > 1 ? tl__chunk_busiest(s->p.pool.n * s->p.pool.c, s->p.pool.nt) : 1;
+  case TL_OP_GEMM:
+    if (s->p.gemm.m == 1 && !s->p.gemm.reference && s->p.gemm.trans_b && !s->p.gemm.trans_a)
+      return tl__gemv_busiest(s->p.gemm.n, s->p.gemm.k, tl__threads);
+    return blas_busiest(s);
+  case TL_OP_MATMUL:
+    return blas_busiest(s);
+  default:
+    return 1;
+  }
+}
+
 void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *info) {
   assert(i >= 0 && i < plan->n_steps);
   const struct tl_step *s = &plan->steps[i];
   info->name = plan->g->nodes[s->node].name;
   info->kind = s->kind;
   info->macs = s->macs;
+  info->busiest = step_busiest(s);
 }

@@ -90,6 +90,13 @@ struct tl_step_info {
   const char *name;   /* the first graph node's name (may be "") */
   const char *kind;   /* "Conv+BN+Relu", "MaxPool", ... */
   int64_t macs;
+  /* The share of the step's work its busiest thread does at the threads
+   * the plan was built for: 1 when its kernel keeps it on one thread (or
+   * its work does not divide), 1/n for an even split over n.  From the
+   * kernels' own partition rules, without running anything; OpenBLAS's
+   * (im2col convs too large for the implicit GEMM, MatMul) is taken as
+   * an even split above 65536 multiply-adds. */
+  double busiest;
 };
 int tl_plan_n_steps(const struct tl_plan *plan);
 void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *info);

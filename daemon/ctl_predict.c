@@ -172,14 +172,27 @@ int cmd_profile(int argc, char **argv) {
     json_object_set_new(o, "transferred", json_integer(tl_op_table_count(dst)));
     json_object_set_new(o, "anchors", json_integer(tr.anchors));
     json_object_set_new(o, "plans", json_integer(tr.plans));
-    json_object_set_new(o, "scale", json_real(tr.scale));
-    json_object_set_new(o, "exponent", json_real(tr.exponent));
+    /* the two groups' maps: steps split alike here and there, and the
+     * others (r: the busiest thread's share here over there) */
+    static const char *const groups[2] = {"same split", "split changes"};
+    json_t *fits = json_array();
+    if (fits == NULL || json_object_set_new(o, "fits", fits) != 0)
+      die("out of memory");
+    for (int k = 0; k < 2; k++)
+      if (json_array_append_new(fits, json_pack("{s:s,s:i,s:f,s:f}", "group", groups[k],
+                                                "anchors", tr.fit[k].anchors, "scale",
+                                                tr.fit[k].scale, "exponent",
+                                                tr.fit[k].exponent)) != 0)
+        die("out of memory");
     json_object_set_new(o, "seconds", json_real(tr.seconds));
-    if (!as_json)
-      printf("transferred %d op latencies from %s with %d anchors (%d plans run, %.2f s): "
-             "here = %.3f x there^%.3f (us), %d kinds corrected\n",
-             tl_op_table_count(dst), from, tr.anchors, tr.plans, tr.seconds, tr.scale,
-             tr.exponent, tr.kinds_corrected);
+    if (!as_json) {
+      printf("transferred %d op latencies from %s with %d anchors (%d plans run, %.2f s)\n",
+             tl_op_table_count(dst), from, tr.anchors, tr.plans, tr.seconds);
+      for (int k = 0; k < 2; k++)
+        if (tr.fit[k].anchors > 0)
+          printf("  %-13s %d anchors: here = %.3f x (there x r)^%.3f us\n", groups[k],
+                 tr.fit[k].anchors, tr.fit[k].scale, tr.fit[k].exponent);
+    }
     tl_op_table_free(src);
     tl_op_table_free(dst);
     tl_store_close(other);

@@ -14,8 +14,11 @@
  * Proxy transfer (latency ranks are monotone across devices): a table
  * made elsewhere, or under other conditions, is mapped to this one from a
  * few anchor signatures measured here, by a least-squares fit of
- * log here = log a + b log there, with a per-kind correction where the
- * anchors cover a kind.
+ * log here = log a + b log (there * r), where r is how much less of the
+ * step's work its busiest thread does here than there (the planner knows:
+ * a conv split over two threads here and run on one there has r = 1/2).
+ * Steps whose split does not change and steps whose split does are fitted
+ * apart.
  *
  * Memory is analytic: the weights the subnet reads, its plan's arena and
  * scratch, and the request's input and output buffers.
@@ -140,20 +143,36 @@ double tl_latency_scale(double base_ms, const struct tl_device_scale *s);
 
 /* ------------------------------------------------------ proxy transfer */
 
-struct tl_transfer_report {
-  int anchors;        /* anchor signatures measured here */
-  int plans;          /* plans run to measure them */
-  double scale;       /* the fit: here = scale * there^exponent (us) */
+/* One group's map: here = scale * (there * r)^exponent (us), where r is
+ * the busiest share of the step's work here over there (tl_step_info's
+ * busiest: 1/2 for a step split evenly over two threads here and run on
+ * one there). */
+struct tl_transfer_fit {
+  int anchors; /* of the group; 0: the group has no signature */
+  double scale;
   double exponent;
-  int kinds_corrected;
+};
+
+struct tl_transfer_report {
+  int anchors;  /* anchor signatures measured here */
+  int plans;    /* plans run to measure them */
+  /* [0] steps whose kernels split their work the same way here as there,
+   * [1] steps whose split changes (a thread count's change) */
+  struct tl_transfer_fit fit[2];
   double seconds;
 };
 
 /* Fills dst with src mapped to this device and thread count: measures
- * `anchors` signatures here (spread over src's latency range, found in as
- * few plans as possible), fits the map and applies it to every entry of
- * src.  src's signatures may carry another thread count (" tN" at their
- * end); dst's carry the engine's current one.  anchors must be >= 2. */
+ * `anchors` (2 to 64) signatures here, found in as few plans as possible,
+ * and fits the map from them in two groups: steps whose kernels split
+ * their work differently here than there (from the planner, tl_step_info's
+ * busiest, at both thread counts), and the others.  Each group gets at
+ * least one anchor (two when it can), the rest go by the share of the
+ * time the group takes, spread over the group's range of src's times.
+ * src's signatures may carry another thread count (" tN" at their end);
+ * dst's carry the engine's current one.  Changes the engine's thread
+ * count while it plans at src's, so call it where nothing else plans or
+ * runs. */
 int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *src,
                         int anchors, const struct tl_profile_options *opts,
                         struct tl_op_table *dst, struct tl_transfer_report *rep,

@@ -222,7 +222,8 @@ START_TEST(transfer_maps_every_entry_from_few_anchors) {
                 err.msg);
   ck_assert_int_eq(rep.anchors, 4);
   ck_assert_int_le(rep.plans, 4);
-  ck_assert(rep.scale > 0);
+  ck_assert_int_eq(rep.fit[0].anchors + rep.fit[1].anchors, 4);
+  ck_assert(rep.fit[0].scale > 0 && rep.fit[1].scale > 0);
   ck_assert_int_eq(tl_op_table_count(dst), tl_op_table_count(src));
   /* the mapped table predicts every subnet */
   uint64_t seed = 3;
@@ -233,6 +234,91 @@ START_TEST(transfer_maps_every_entry_from_few_anchors) {
     ck_assert_msg(tl_latency_predict(f.sn, dst, &spec, &p, &err) == 0, "%s", err.msg);
   }
   tl_op_table_free(dst);
+  tl_op_table_free(src);
+  unload(&f);
+}
+END_TEST
+
+/* The planner's busiest share: 1 for what runs on one thread, about 1/2
+ * for a conv split over two, and 1 for everything at one thread. */
+START_TEST(plan_steps_say_how_their_work_splits_over_threads) {
+  struct fixture f = load();
+  struct tl_subnet_spec spec;
+  tl_subnet_largest(f.sn, &spec);
+  struct tl_subnet_plan_options po = {.batch = 1};
+  struct tl_error err = {{0}};
+  for (int threads = 1; threads <= 2; threads++) {
+    tl_engine_set_threads(threads);
+    struct tl_plan *plan = NULL;
+    ck_assert_int_eq(tl_subnet_plan(f.sn, &spec, &po, &plan, &err), 0);
+    int split = 0, whole = 0;
+    for (int i = 0; i < tl_plan_n_steps(plan); i++) {
+      struct tl_step_info si;
+      tl_plan_step_info(plan, i, &si);
+      ck_assert(si.busiest > 0 && si.busiest <= 1);
+      char sig[1024];
+      tl_plan_step_signature(plan, i, sig, sizeof sig);
+      /* the first conv reads one channel and runs as a depthwise conv
+       * over it: one share of work, like the elementwise steps */
+      if (threads == 1 || strncmp(si.kind, "Conv", 4) != 0 || strstr(sig, "in=f1x1x") != NULL) {
+        ck_assert_msg(si.busiest == 1, "%s at %d threads: %g", sig, threads, si.busiest);
+        whole++;
+        continue;
+      }
+      /* the other convs have 16 to 64 output channels over a grid of at
+       * least 4x4: each divides, into halves or near them */
+      ck_assert_msg(si.busiest >= 0.5 && si.busiest < 0.7, "%s: %g", sig, si.busiest);
+      split++;
+    }
+    ck_assert_int_gt(whole, 0);
+    if (threads == 2)
+      ck_assert_int_gt(split, 0);
+    tl_plan_free(plan);
+  }
+  tl_engine_set_threads(1);
+  unload(&f);
+}
+END_TEST
+
+/* At equal thread counts nothing changes its split; from 1 thread to 2
+ * the convs do, and each group gets anchors of its own. */
+START_TEST(transfer_fits_the_steps_a_second_thread_splits_apart) {
+  struct fixture f = load();
+  struct tl_op_table *src = profiled(&f);
+  struct tl_error err = {{0}};
+  struct tl_transfer_report rep;
+  struct tl_op_table *same = NULL, *two = NULL;
+  ck_assert_int_eq(tl_op_table_new(&same), 0);
+  ck_assert_int_eq(tl_op_table_new(&two), 0);
+  ck_assert_msg(tl_latency_transfer(f.sn, src, 6, &quick_profile, same, &rep, &err) == 0, "%s",
+                err.msg);
+  ck_assert_int_eq(rep.fit[0].anchors, 6);
+  ck_assert_int_eq(rep.fit[1].anchors, 0);
+
+  tl_engine_set_threads(2);
+  ck_assert_msg(tl_latency_transfer(f.sn, src, 6, &quick_profile, two, &rep, &err) == 0, "%s",
+                err.msg);
+  ck_assert_int_ge(rep.fit[0].anchors, 1);
+  ck_assert_int_ge(rep.fit[1].anchors, 2);
+  ck_assert_int_eq(rep.fit[0].anchors + rep.fit[1].anchors, 6);
+  ck_assert_int_eq(tl_op_table_count(two), tl_op_table_count(src));
+  for (int i = 0; i < tl_op_table_count(two); i++) {
+    const char *sig;
+    double us;
+    tl_op_table_entry(two, i, &sig, &us);
+    ck_assert_str_eq(sig + strlen(sig) - 3, " t2");
+    ck_assert(us >= 0);
+  }
+  uint64_t seed = 11;
+  for (int i = 0; i < 10; i++) {
+    struct tl_subnet_spec spec;
+    tl_subnet_random(f.sn, &seed, &spec);
+    struct tl_prediction p;
+    ck_assert_msg(tl_latency_predict(f.sn, two, &spec, &p, &err) == 0, "%s", err.msg);
+  }
+  tl_engine_set_threads(1);
+  tl_op_table_free(two);
+  tl_op_table_free(same);
   tl_op_table_free(src);
   unload(&f);
 }
@@ -443,6 +529,8 @@ static Suite *predictors_suite(void) {
   tcase_add_test(tc, state_scaling_divides_by_frequency_and_share);
   tcase_add_test(tc, table_survives_the_store);
   tcase_add_test(tc, transfer_maps_every_entry_from_few_anchors);
+  tcase_add_test(tc, plan_steps_say_how_their_work_splits_over_threads);
+  tcase_add_test(tc, transfer_fits_the_steps_a_second_thread_splits_apart);
   tcase_add_test(tc, transfer_refuses_too_few_anchors_or_a_foreign_table);
   suite_add_tcase(s, tc);
   tc = tcase_create("search");
