@@ -35,6 +35,12 @@
 #define LISTEN_BACKLOG 128
 #define SETTLE_NS 5000000
 #define PENDING_MAX READ_BUF_BYTES
+/* A leased connection (see below): how long its worker waits for the
+ * next request, and how long one lease lasts at most before the
+ * connection goes back to the loop (which then admits with fresh state:
+ * a reloaded config, a new frontier, the controller's factors). */
+#define LEASE_WAIT_NS 150000
+#define LEASE_NS 10000000
 
 struct conn;
 
@@ -44,7 +50,23 @@ struct conn;
  * for the loop thread to wake.  The loop takes the permission back when it
  * closes or drains the connection first; once the worker holds it, the
  * connection's descriptor stays open until the job is done, so the worker
- * never writes to a descriptor that was closed and reused. */
+ * never writes to a descriptor that was closed and reused.
+ *
+ * Leases.  When a request was the last bytes read on a keep-alive
+ * connection, came within LEASE_WAIT_NS of the answer before it, and is
+ * the only inference in flight, the loop stops reading the connection
+ * and lends it to the job: after
+ * writing the answer, the worker reads the connection itself for up to
+ * LEASE_WAIT_NS, and serves the next request there when it is an infer
+ * for the same model, without the loop (whose wake-up would otherwise be
+ * on every round trip).  Each request so served goes to the loop for its
+ * accounting only (struct acct); anything else that arrives (another
+ * route, 100-continue, a parse error, the end of the stream), a queue
+ * that is no longer empty, the loop's recall (close, drain) or LEASE_NS
+ * ends the lease, and the job goes back to the loop with what the worker
+ * read and did not use.  While lent, the connection's parser, read
+ * buffer and pending bytes are the worker's; the loop touches none of
+ * them until the job's done. */
 enum {
   DIRECT_NO,   /* the loop writes the answer */
   DIRECT_OK,   /* the worker may write it */
@@ -64,6 +86,22 @@ struct infer_job {
   size_t sent;           /* bytes of out the worker wrote */
   int send_errno;        /* why the worker's write stopped short; 0 none */
   uint64_t answered_ns;  /* when the worker's write returned */
+  int counted;           /* its answer is counted in the server's answering */
+  atomic_int lease;      /* 1: lent; the loop stopped reading it */
+  atomic_int recall;     /* 1: the loop wants it back at the next request */
+  /* When the lease ended on something for the loop: a parser event the
+   * worker did not act on (TL_HTTP_REQUEST, TL_HTTP_CONTINUE, or < 0 with
+   * ev_err), or the end of the stream. */
+  int has_event, event, eof;
+  struct tl_error ev_err;
+};
+
+/* A request served on a leased connection, for the loop's accounting. */
+struct acct {
+  struct tl_work work; /* first */
+  struct tl_server *srv;
+  struct tl_rt_request req;
+  uint64_t answered_ns;
 };
 
 struct conn {
@@ -81,6 +119,8 @@ struct conn {
   int route;            /* of the request being answered, for metrics; -1 none */
   struct infer_job *job; /* in flight; what is read meanwhile waits in pending */
   int close_deferred;    /* closing, its handles wait for the job's worker */
+  uint64_t answered_ns;  /* when its last inference answer went out; 0 none */
+  size_t feed_left;      /* bytes read after the request being handled */
   struct tl_http_conn http;
   char *pending;        /* bytes read after the request in flight */
   size_t pending_len, pending_cap;
@@ -101,6 +141,11 @@ struct tl_server {
   /* Jobs whose worker started writing the answer and whose done has not
    * run yet: a client may know of them before the loop does. */
   atomic_int answering;
+  /* Inference jobs submitted and not done (a lease's requests count as
+   * its one job): a lease is for a connection whose job is the only one,
+   * and ends when another comes (then the loop is awake anyway, and a
+   * worker waiting on one client would only take CPU from the others). */
+  atomic_int in_flight;
   void (*drained)(void *ctx);
   void *drained_ctx;
 };
@@ -292,6 +337,7 @@ static void conn_close(struct conn *c) {
   uv_timer_stop(&c->idle);
   read_stop(c);
   if (c->job != NULL) {
+    atomic_store(&c->job->recall, 1);
     int was = DIRECT_OK;
     if (!atomic_compare_exchange_strong(&c->job->direct, &was, DIRECT_NO) &&
         was == DIRECT_TAKEN) {
@@ -422,6 +468,42 @@ static int keep_pending(struct conn *c, const char *data, size_t n) {
 
 static void handle_request(struct conn *c);
 
+/* Acts on one parser event of c: answers an error (and stops reading),
+ * a 100-continue, or the request.  Returns 1 when feeding must stop here
+ * (an error, or the request now waits for a worker). */
+static int conn_event(struct conn *c, int ev, const struct tl_error *err) {
+  if (ev < 0) {
+    c->route = -1;
+    int status = tl_http_conn_error_status(&c->http);
+    send_error(c, status > 0 ? status : 400, err->msg, 0);
+    read_stop(c);
+    return 1;
+  }
+  if (ev == TL_HTTP_CONTINUE) {
+    send_response(c, 100, NULL, NULL, 0, 1, NULL, 0);
+    return 0;
+  }
+  handle_request(c);
+  return c->job != NULL;
+}
+
+/* After a request went to a worker: data[0..n) is what came after it.
+ * Nothing: the connection is lent to the job when it may be (reading
+ * stops); else reading goes on into pending while the job runs, and the
+ * next request wakes the loop, which also collects this job. */
+static void conn_submitted(struct conn *c, const char *data, size_t n) {
+  uv_timer_stop(&c->idle);
+  /* Lent at submit (route_infer): pending is the worker's now, and empty
+   * (a lease needs nothing after the request).  Not even pending_len may
+   * be touched: the worker may have written it already. */
+  if (atomic_load(&c->job->lease))
+    return;
+  if (keep_pending(c, data, n) != 0) {
+    tl__log(&c->srv->env.log, 3, "out of memory keeping pipelined requests");
+    c->close_after_write = 1;
+  }
+}
+
 /* Feeds bytes to the parser and answers each request they complete,
  * until they are used up or a request must wait for a worker. */
 static void conn_feed(struct conn *c, const char *data, size_t n) {
@@ -429,30 +511,16 @@ static void conn_feed(struct conn *c, const char *data, size_t n) {
     size_t used = 0;
     struct tl_error err = {{0}};
     int ev = tl_http_feed(&c->http, data, n, &used, &err);
-    if (ev < 0) {
-      c->route = -1;
-      int status = tl_http_conn_error_status(&c->http);
-      send_error(c, status > 0 ? status : 400, err.msg, 0);
-      read_stop(c);
-      return;
+    if (ev >= 0) {
+      data += used;
+      n -= used;
     }
-    data += used;
-    n -= used;
     if (ev == TL_HTTP_NEED_MORE)
       return;
-    if (ev == TL_HTTP_CONTINUE) {
-      send_response(c, 100, NULL, NULL, 0, 1, NULL, 0);
-      continue;
-    }
-    handle_request(c);
-    if (c->job != NULL) {
-      /* reading goes on (into pending) while the job runs: the next
-       * request then wakes the loop, which also collects this job */
-      uv_timer_stop(&c->idle);
-      if (keep_pending(c, data, n) != 0) {
-        tl__log(&c->srv->env.log, 3, "out of memory keeping pipelined requests");
-        c->close_after_write = 1;
-      }
+    c->feed_left = n;
+    if (conn_event(c, ev, &err)) {
+      if (c->job != NULL)
+        conn_submitted(c, data, n);
       return;
     }
   }
@@ -647,26 +715,30 @@ static void route_model_metadata(struct conn *c, const struct tl_oip_route_match
   free(outs);
 }
 
-/* Worker thread: writes the answer to the client when the loop allowed
- * it.  What the socket does not take at once (a full buffer) and any
- * error are left to job_done on the loop thread. */
-static void answer_direct(struct infer_job *j) {
+/* Worker thread: formats j's answer into j->out.  0, or -1 when it
+ * cannot (the loop formats it again and reports why). */
+static int format_answer(struct infer_job *j) {
   struct tl_oip_body *b = &j->req.resp;
-  if (atomic_load(&j->direct) != DIRECT_OK || b->data == NULL)
-    return;
+  if (b->data == NULL)
+    return -1;
   char jl[32];
   struct tl_http_header h;
   int n = binary_header(b, &h, jl);
   struct tl_error err = {{0}};
   if (format_response(&j->out, j->req.status, b->content_type, b->data, b->len, j->keep_alive,
                       0, n ? &h : NULL, n, &err) != 0) {
-    tl_http_buf_free(&j->out); /* the loop formats it again and reports why */
-    return;
+    tl_http_buf_free(&j->out);
+    return -1;
   }
-  int was = DIRECT_OK;
-  if (!atomic_compare_exchange_strong(&j->direct, &was, DIRECT_TAKEN))
-    return; /* the loop closed or drained the connection meanwhile */
+  return 0;
+}
+
+/* Worker thread, holding the connection (DIRECT_TAKEN): sends j->out.
+ * What the socket does not take at once (a full buffer) and any error
+ * are left to job_done on the loop thread. */
+static void send_answer(struct infer_job *j) {
   atomic_fetch_add(&j->srv->answering, 1);
+  j->counted = 1;
   while (j->sent < j->out.len) {
     ssize_t k = send(j->fd, j->out.data + j->sent, j->out.len - j->sent, MSG_NOSIGNAL);
     if (k > 0) {
@@ -683,32 +755,214 @@ static void answer_direct(struct infer_job *j) {
   j->work.quiet = j->sent == j->out.len;
 }
 
+/* Worker thread: writes the answer to the client when the loop allowed
+ * it. */
+static void answer_direct(struct infer_job *j) {
+  if (atomic_load(&j->direct) != DIRECT_OK || format_answer(j) != 0)
+    return;
+  int was = DIRECT_OK;
+  if (!atomic_compare_exchange_strong(&j->direct, &was, DIRECT_TAKEN))
+    return; /* the loop closed or drained the connection meanwhile */
+  send_answer(j);
+}
+
+/* Worker thread: waits up to LEASE_WAIT_NS for bytes on the leased
+ * connection, while the queue stays empty and the loop does not recall
+ * it.  Returns the bytes read into c->rbuf, 0 when none came (or the
+ * lease must end), -1 at the end of the stream or on an error. */
+static ssize_t lease_read(struct infer_job *j, struct conn *c) {
+  const uint64_t until = tl_now_ns() + LEASE_WAIT_NS;
+  for (int i = 0;; i++) {
+    if (tl_workers_queued(j->srv->env.workers) > 0 || atomic_load(&j->srv->in_flight) > 1 ||
+        atomic_load(&j->recall))
+      return 0;
+    ssize_t n = recv(j->fd, c->rbuf, sizeof c->rbuf, MSG_DONTWAIT);
+    if (n > 0)
+      return n;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      return -1;
+    /* the client may be waiting for this CPU (the scheduler often puts
+     * a task woken by our answer here): let it run */
+    sched_yield();
+    if ((i & 15) == 15 && tl_now_ns() > until)
+      return 0;
+  }
+}
+
+static void acct_done(struct tl_work *w);
+
+/* Worker thread: hands the request j just answered to the loop for its
+ * accounting, and admits the next one (complete in c->http) in its
+ * place, for the same model.  -1 when out of memory (j is unchanged). */
+static int lease_next(struct infer_job *j, struct conn *c) {
+  struct acct *a = calloc(1, sizeof *a);
+  if (a == NULL)
+    return -1;
+  a->work.done = acct_done;
+  a->work.quiet = 1;
+  a->srv = j->srv;
+  a->req = j->req;
+  a->answered_ns = j->answered_ns;
+
+  /* the next one, with the previous one's runtime, frontier and
+   * controller factors (a lease is short); the active member is read
+   * anew.  The references are taken before the previous request goes to
+   * the loop, which may release it at once. */
+  struct tl_rt_request *r = &j->req;
+  const struct tl_rt_request prev = a->req;
+  memset(r, 0, sizeof *r);
+  r->rt = tl_runtime_ref(prev.rt);
+  r->model = prev.model;
+  r->frontier = tl_rt_frontier_ref(prev.frontier);
+  int active = atomic_load_explicit(&r->model->ctl.active, memory_order_acquire);
+  r->active = active >= 0 && active < r->frontier->n ? active : r->frontier->n - 1;
+  r->pinned = prev.pinned;
+  r->scale = prev.scale;
+  r->json_len = c->http.req.inference_header_length;
+  r->body = tl_http_take_body(&c->http, &r->body_len);
+  r->arrival_ns = tl_now_ns();
+  r->status = 500;
+  r->member = -1;
+  tl_workers_finish(j->srv->env.workers, &a->work);
+  j->keep_alive = c->http.req.keep_alive;
+  tl_http_buf_free(&j->out);
+  j->sent = 0;
+  j->send_errno = 0;
+  j->counted = 0; /* the acct holds the count of the one before */
+  return 0;
+}
+
+/* Worker thread: serves requests on the leased connection until the
+ * lease ends (see "Leases" above). */
+static void lease_run(struct infer_job *j, int worker) {
+  struct conn *c = j->conn;
+  const uint64_t end = tl_now_ns() + LEASE_NS;
+  while (j->work.quiet && j->keep_alive && tl_now_ns() < end) {
+    ssize_t n = lease_read(j, c);
+    if (n < 0) {
+      j->eof = 1;
+      return;
+    }
+    if (n == 0)
+      return;
+    /* feed what came, as conn_feed does; the bytes after an event the
+     * worker does not act on go to the loop in pending */
+    const char *data = c->rbuf;
+    size_t left = (size_t)n;
+    int ev = TL_HTTP_NEED_MORE;
+    while (left > 0) {
+      size_t used = 0;
+      ev = tl_http_feed(&c->http, data, left, &used, &j->ev_err);
+      if (ev < 0)
+        break;
+      data += used;
+      left -= used;
+      if (ev != TL_HTTP_NEED_MORE)
+        break;
+    }
+    if (ev == TL_HTTP_NEED_MORE)
+      continue; /* part of a request: the parser keeps it */
+    struct tl_oip_route_match m;
+    struct tl_error err = {{0}};
+    int same = ev == TL_HTTP_REQUEST && left == 0 &&
+               tl_oip_route_match(c->http.req.method_name, c->http.req.path, &m, &err) == 0 &&
+               m.route == TL_OIP_ROUTE_MODEL_INFER &&
+               strcmp(m.model, j->req.model->cfg.name) == 0 && !atomic_load(&j->recall);
+    if (!same || lease_next(j, c) != 0) {
+      j->has_event = 1;
+      j->event = ev;
+      if (ev >= 0 && left > 0 && append_pending(c, data, left) != 0)
+        j->eof = 1; /* cannot keep them: the loop closes the connection */
+      return;
+    }
+    tl_rt_request_run(&j->req, worker);
+    if (format_answer(j) != 0)
+      return; /* the loop writes this one (out is empty) */
+    send_answer(j);
+  }
+}
+
 static void job_run(struct tl_work *w, int worker) {
   struct infer_job *j = (struct infer_job *)w;
   tl_rt_request_run(&j->req, worker);
   answer_direct(j);
+  if (atomic_load(&j->direct) == DIRECT_TAKEN && atomic_load(&j->lease)) {
+    lease_run(j, worker);
+    j->work.quiet = 0; /* the loop takes the connection back now */
+  }
+}
+
+/* Loop thread: a request served on a leased connection. */
+static void acct_done(struct tl_work *w) {
+  struct acct *a = (struct acct *)w;
+  struct tl_server *s = a->srv;
+  struct tl_rt_request *r = &a->req;
+  atomic_fetch_sub(&s->answering, 1);
+  if (s->env.metrics != NULL) {
+    tl_metrics_request(s->env.metrics, TL_OIP_ROUTE_MODEL_INFER, r->status);
+    if (r->member >= 0)
+      tl_metrics_infer(s->env.metrics, r->model->cfg.name,
+                       (double)(a->answered_ns - r->arrival_ns) / 1e9,
+                       (double)(r->start_ns - r->arrival_ns) / 1e9, (double)r->compute_ns / 1e9);
+  }
+  if (s->env.controller != NULL)
+    tl_controller_observe(s->env.controller, r);
+  tl_rt_request_release(r);
+  free(a);
+}
+
+/* Loop thread: a lease is over; take up what the worker left. */
+static void lease_end(struct conn *c, struct infer_job *j) {
+  if (j->eof) {
+    c->eof = 1;
+    c->close_after_write = 1;
+    return;
+  }
+  if (j->has_event && !c->closing && !c->close_after_write) {
+    size_t n = c->pending_len;
+    c->pending_len = 0;
+    /* the event first, then the bytes after it, as conn_feed would */
+    c->feed_left = n;
+    if (conn_event(c, j->event, &j->ev_err)) {
+      if (c->job != NULL)
+        conn_submitted(c, c->pending, n);
+      return;
+    }
+    c->pending_len = n;
+  }
 }
 
 /* Loop thread: what is left of an answer its worker wrote itself. */
 static void finish_direct(struct conn *c, struct infer_job *j) {
   struct tl_server *s = c->srv;
-  if (s->env.metrics != NULL)
-    tl_metrics_request(s->env.metrics, c->route, j->req.status);
   if (j->send_errno != 0) {
+    if (s->env.metrics != NULL)
+      tl_metrics_request(s->env.metrics, c->route, j->req.status);
     tl__log(&s->env.log, 7, "client write: %s", strerror(j->send_errno));
     conn_close(c);
     return;
   }
   int keep_alive = j->keep_alive && !s->draining;
-  if (j->sent < j->out.len) {
-    queue_write(c, &j->out, j->sent, keep_alive); /* on_written closes if it must */
+  if (j->out.len == 0) {
+    /* a request of the lease whose answer the worker could not format */
+    c->route = TL_OIP_ROUTE_MODEL_INFER;
+    send_body(c, j->req.status, &j->req.resp, keep_alive);
   } else {
-    if (!keep_alive)
+    if (s->env.metrics != NULL)
+      tl_metrics_request(s->env.metrics, c->route, j->req.status);
+    if (j->sent < j->out.len)
+      queue_write(c, &j->out, j->sent, keep_alive); /* on_written closes if it must */
+    else if (!keep_alive)
       c->close_after_write = 1;
-    if (c->close_after_write && c->writes == 0) {
-      conn_close(c);
+  }
+  if (atomic_load(&j->lease)) {
+    lease_end(c, j);
+    if (c->job != NULL) /* what came next went to a worker, maybe on a new lease */
       return;
-    }
+  }
+  if (c->close_after_write && c->writes == 0) {
+    conn_close(c);
+    return;
   }
   conn_resume(c);
 }
@@ -720,8 +974,8 @@ static void job_done(struct tl_work *w) {
   struct tl_server *s = j->srv;
   struct tl_rt_request *r = &j->req;
   int direct = atomic_load(&j->direct) == DIRECT_TAKEN;
-  uint64_t now = direct ? j->answered_ns : tl_now_ns();
-  if (direct)
+  uint64_t now = j->counted ? j->answered_ns : tl_now_ns();
+  if (j->counted)
     atomic_fetch_sub(&s->answering, 1);
   /* what ran counts, whether or not its client is still there */
   if (r->member >= 0 && s->env.metrics != NULL)
@@ -729,8 +983,10 @@ static void job_done(struct tl_work *w) {
                      (double)(r->start_ns - r->arrival_ns) / 1e9, (double)r->compute_ns / 1e9);
   if (s->env.controller != NULL)
     tl_controller_observe(s->env.controller, r);
+  atomic_fetch_sub(&s->in_flight, 1);
   if (c != NULL) {
     c->job = NULL;
+    c->answered_ns = now;
     if (c->close_deferred)
       conn_close_handles(c);
     else if (direct)
@@ -771,16 +1027,30 @@ static void route_infer(struct conn *c, const struct tl_oip_route_match *m, int 
                uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0;
   j->fd = direct ? fd : -1;
   atomic_init(&j->direct, direct ? DIRECT_OK : DIRECT_NO);
+  /* a lease for a client that sends its next request as soon as it has
+   * an answer: then a worker waiting for it saves the loop's wake-up; a
+   * client that pauses would only make it spin */
+  const uint64_t now = j->req.arrival_ns;
+  const int lease = direct && j->keep_alive && atomic_load(&s->in_flight) == 0 &&
+                    c->feed_left == 0 && c->answered_ns != 0 &&
+                    now - c->answered_ns < LEASE_WAIT_NS;
+  if (lease) { /* before the worker can look */
+    read_stop(c);
+    atomic_init(&j->lease, 1);
+  }
   int rc = tl_workers_submit(s->env.workers, &j->work);
   if (rc != 0) {
     tl_rt_request_release(&j->req);
     free(j);
+    if (lease)
+      read_start(c);
     send_error(c, 503,
                rc == TL_EBUSY ? "the inference queue is full: try again later"
                               : "the server is shutting down",
                keep_alive);
     return;
   }
+  atomic_fetch_add(&s->in_flight, 1);
   c->job = j;
 }
 
@@ -1168,10 +1438,12 @@ void tl_server_drain(struct tl_server *s, void (*done)(void *ctx), void *ctx) {
       conn_close(c);
     } else {
       c->close_after_write = 1;
-      /* an answer not yet written says the connection closes */
+      /* an answer not yet written says the connection closes, and a
+       * lease ends after the request it is on */
       if (c->job != NULL) {
         int was = DIRECT_OK;
         atomic_compare_exchange_strong(&c->job->direct, &was, DIRECT_NO);
+        atomic_store(&c->job->recall, 1);
       }
     }
   }

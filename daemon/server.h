@@ -15,14 +15,17 @@
  * error is a JSON body {"error": "..."} with its status; nothing a client
  * sends can stop the daemon.
  *
- * Loop thread only, but for one thing: the worker that ran an inference
- * request writes the answer to the connection's socket itself when the
- * loop allowed it at submit (server.c, "direct answers").  Connection
- * structs own their libuv handles and are freed in the handles' close
- * callbacks; an inference request in flight keeps a pointer to its
- * connection that the connection clears when it closes first, and a
- * connection whose answer a worker is writing keeps its descriptor open
- * until that job is done.
+ * Loop thread only, but for two things (server.c): the worker that ran an
+ * inference request writes the answer to the connection's socket itself
+ * when the loop allowed it at submit ("direct answers"), and a client
+ * that sends its next request as soon as it has an answer, alone in
+ * flight, gets its connection lent to that worker, which reads and serves
+ * the next inference requests there itself for up to 10 ms ("leases").
+ * Connection structs own their libuv handles and are freed in the
+ * handles' close callbacks; an inference request in flight keeps a
+ * pointer to its connection that the connection clears when it closes
+ * first, and a connection whose answer a worker is writing, or that is
+ * lent, keeps its descriptor open until that job is done.
  */
 #ifndef TL_SERVER_H
 #define TL_SERVER_H

@@ -51,6 +51,16 @@ static void spin_for_work(struct tl_workers *ws) {
   }
 }
 
+/* Puts w on the completion queue; with the lock held. */
+static void finish_locked(struct tl_workers *ws, struct tl_work *w) {
+  w->next = NULL;
+  if (ws->fin_tail != NULL)
+    ws->fin_tail->next = w;
+  else
+    ws->finished = w;
+  ws->fin_tail = w;
+}
+
 struct worker_arg {
   struct tl_workers *ws;
   int index;
@@ -96,12 +106,7 @@ static void *worker_main(void *p) {
 
     pthread_mutex_lock(&ws->lock);
     ws->running--;
-    w->next = NULL;
-    if (ws->fin_tail != NULL)
-      ws->fin_tail->next = w;
-    else
-      ws->finished = w;
-    ws->fin_tail = w;
+    finish_locked(ws, w);
     if (w->quiet) {
       ws->unnotified = 1;
       continue;
@@ -131,6 +136,20 @@ static void drain(struct tl_workers *ws) {
 static void on_async(uv_async_t *h) { drain(h->data); }
 
 void tl_workers_collect(struct tl_workers *ws) { drain(ws); }
+
+int tl_workers_queued(struct tl_workers *ws) {
+  return atomic_load_explicit(&ws->queued, memory_order_acquire);
+}
+
+void tl_workers_finish(struct tl_workers *ws, struct tl_work *w) {
+  pthread_mutex_lock(&ws->lock);
+  finish_locked(ws, w);
+  if (w->quiet)
+    ws->unnotified = 1;
+  pthread_mutex_unlock(&ws->lock);
+  if (!w->quiet)
+    uv_async_send(&ws->async);
+}
 
 static void ws_free(struct tl_workers *ws) {
   pthread_cond_destroy(&ws->cond);

@@ -62,6 +62,16 @@ void tl_workers_set_depth(struct tl_workers *ws, int depth);
 int tl_workers_waiting(struct tl_workers *ws);
 int tl_workers_running(struct tl_workers *ws);
 
+/* Items waiting for a worker, read without the lock: for a worker that
+ * must not keep the pool busy with other work while items wait.  Any
+ * thread. */
+int tl_workers_queued(struct tl_workers *ws);
+
+/* From within an item's run: hands another item w (never submitted) to
+ * the loop as if it had been run, for its done; w->quiet as for any
+ * item.  Worker threads only. */
+void tl_workers_finish(struct tl_workers *ws, struct tl_work *w);
+
 /* Calls done, now, for every item finished so far (the loop's wake-up
  * would do it a moment later).  For a reader that must see the effects
  * of what its clients already know finished.  Loop thread. */

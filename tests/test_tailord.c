@@ -326,6 +326,17 @@ static void client_close(struct client *c) {
   c->fd = -1;
 }
 
+/* Reads one answer on c and checks its status and that its body holds
+ * needle (unless NULL). */
+static void expect_answer(struct client *c, int status, const char *needle) {
+  struct resp r;
+  ck_assert_int_eq(client_read(c, &r), 0);
+  ck_assert_int_eq(r.status, status);
+  if (needle != NULL)
+    ck_assert_ptr_nonnull(strstr(r.body, needle));
+  resp_free(&r);
+}
+
 /* Sends one request on a new connection and reads its response. */
 static int request(const char *sock, const char *method, const char *path, const char *headers,
                    const void *body, size_t blen, struct resp *r) {
@@ -1004,18 +1015,9 @@ START_TEST(clients_that_hang_up_do_not_stop_the_daemon) {
                    len, text);
   ck_assert_int_lt(n, (int)sizeof two);
   ck_assert_int_eq(write_all(c.fd, two, (size_t)n), 0);
-  struct resp r;
-  ck_assert_int_eq(client_read(&c, &r), 0);
-  ck_assert_int_eq(r.status, 200);
-  ck_assert_ptr_nonnull(strstr(r.body, "\"logits\""));
-  resp_free(&r);
-  ck_assert_int_eq(client_read(&c, &r), 0);
-  ck_assert_int_eq(r.status, 200);
-  ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":true"));
-  resp_free(&r);
-  ck_assert_int_eq(client_read(&c, &r), 0);
-  ck_assert_int_eq(r.status, 404);
-  resp_free(&r);
+  expect_answer(&c, 200, "\"logits\"");
+  expect_answer(&c, 200, "\"ready\":true");
+  expect_answer(&c, 404, NULL);
   client_close(&c);
   free(text);
   int status = 0;
@@ -1537,6 +1539,121 @@ START_TEST(hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names) {
   ck_assert(metric(mt, "tailor_switches_total{model=\"fmnist\",reason=\"pin\"}") ==
             s.n + pinner.pins);
   free(mt);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+/* Sends text on c and reads one answer; its status, or -1. */
+static int text_request(struct client *c, const char *text, struct resp *r) {
+  if (write_all(c->fd, text, strlen(text)) != 0 || client_read(c, r) != 0)
+    return -1;
+  return r->status;
+}
+
+/* A client that sends each request as soon as it has the answer is
+ * served by the worker that holds its connection (a lease, server.c);
+ * whatever else comes on that connection goes back to the loop, and
+ * every answer comes in order. */
+START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  struct client c = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c.fd, 0);
+  static float ref[N_IMAGES][10];
+  static char ref_subnet[N_IMAGES][256];
+  char id[32], subnet[256], why[512];
+  float logits[10];
+  struct resp r;
+  int served = 0;
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 300; i++) {
+      int image = i % N_IMAGES;
+      snprintf(id, sizeof id, "r%d-%d", round, i);
+      ck_assert_int_eq(binary_infer(&c, "fmnist", image, id, &r), 0);
+      ck_assert_int_eq(r.status, 200);
+      ck_assert_msg(storm_parse(&r, id, subnet, sizeof subnet, logits, why, sizeof why) == 0,
+                    "%s", why);
+      resp_free(&r);
+      served++;
+      if (ref_subnet[image][0] == '\0') {
+        snprintf(ref_subnet[image], sizeof ref_subnet[image], "%s", subnet);
+        memcpy(ref[image], logits, sizeof logits);
+      } else if (strcmp(ref_subnet[image], subnet) == 0) {
+        ck_assert_int_eq(memcmp(ref[image], logits, sizeof logits), 0);
+      }
+    }
+    /* other routes on the same connection, at once */
+    ck_assert_int_eq(text_request(&c, "GET /v2/health/ready HTTP/1.1\r\n\r\n", &r), 200);
+    resp_free(&r);
+    ck_assert_int_eq(binary_infer(&c, "fmnist", 0, "after-ready", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    served++;
+    ck_assert_int_eq(text_request(&c, "GET /v2/models/nope HTTP/1.1\r\n\r\n", &r), 404);
+    resp_free(&r);
+    /* two requests in one write: the second answered after the first */
+    ck_assert_int_eq(binary_infer(&c, "fmnist", 1, "before-pair", &r), 0);
+    resp_free(&r);
+    served++;
+    const char pair[] = "GET /v2/models/fmnist/ready HTTP/1.1\r\n\r\n"
+                        "GET /v2/health/live HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(write_all(c.fd, pair, sizeof pair - 1), 0);
+    expect_answer(&c, 200, "\"ready\":true");
+    expect_answer(&c, 200, "\"live\":true");
+    /* a body behind Expect: 100-continue */
+    ck_assert_int_eq(binary_infer(&c, "fmnist", 2, "before-continue", &r), 0);
+    resp_free(&r);
+    served++;
+    const char body[] = "{\"inputs\":[]}";
+    char head[256];
+    snprintf(head, sizeof head,
+             "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n"
+             "Expect: 100-continue\r\n\r\n",
+             sizeof body - 1);
+    ck_assert_int_eq(text_request(&c, head, &r), 100);
+    resp_free(&r);
+    ck_assert_int_eq(text_request(&c, body, &r), 400); /* no inputs: the client's error */
+    resp_free(&r);
+  }
+  /* what is not HTTP, right after an answer: 400, and the connection ends */
+  ck_assert_int_eq(binary_infer(&c, "fmnist", 4, "before-garbage", &r), 0);
+  resp_free(&r);
+  served++;
+  ck_assert_int_eq(text_request(&c, "NOT HTTP AT ALL\r\n\r\n", &r), 400);
+  resp_free(&r);
+  ck_assert_int_ne(client_fill(&c), 0);
+  client_close(&c);
+
+  /* a client that hangs up right after its request */
+  for (int k = 0; k < 20; k++) {
+    struct client h = {.fd = unix_connect(d.sock)};
+    ck_assert_int_ge(h.fd, 0);
+    ck_assert_int_eq(binary_infer(&h, "fmnist", 3, "warm", &r), 0);
+    resp_free(&r);
+    served++;
+    char json[256], msg[2048];
+    int jl = snprintf(json, sizeof json,
+                      "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,1,28,28],"
+                      "\"datatype\":\"UINT8\",\"parameters\":{\"binary_data_size\":784}}]}");
+    int hl = snprintf(msg, sizeof msg,
+                      "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %d\r\n"
+                      "Inference-Header-Content-Length: %d\r\n\r\n%s",
+                      jl + 784, jl, json);
+    memcpy(msg + hl, images[3], 784);
+    ck_assert_int_eq(write_all(h.fd, msg, (size_t)hl + 784), 0);
+    client_close(&h);
+  }
+  int status = 0;
+  json_t *v = get_json(d.sock, "/v2/health/live", &status);
+  ck_assert_int_eq(status, 200);
+  json_decref(v);
+  /* every answer written is counted, the hung-up ones at most once each */
+  char *m = get_metrics(&d);
+  double ok = metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}");
+  ck_assert_msg(ok >= served && ok <= served + 20, "%g answers counted, %d served", ok, served);
+  free(m);
   daemon_stop_ok(&d);
 }
 END_TEST
@@ -3041,6 +3158,7 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, metrics_show_counters_histograms_and_gauges);
   tcase_add_test(tc, pin_fixes_the_subnet_and_auto_releases_it);
   tcase_add_test(tc, hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names);
+  tcase_add_test(tc, a_client_in_a_tight_loop_gets_every_answer_in_order);
   tcase_add_test(tc, adaptation_moves_down_at_once_and_up_after_the_hysteresis);
   tcase_add_test(tc, a_broken_config_on_sighup_keeps_the_old_one_serving);
   tcase_add_test(tc, limits_on_connections_and_idle_time);
