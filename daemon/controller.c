@@ -39,15 +39,16 @@ struct tl_controller {
   struct tl_device_state state;
   /* the requests' cost in CPU, for a quota */
   uint64_t last_tick_ns;
-  double last_loop_cpu_ms; /* the loop thread's CPU time at the last tick */
+  double last_cpu_ms;      /* the process's CPU time at the last tick */
   int64_t tick_served;     /* requests of every model since then */
-  double overhead_ms;      /* EWMA of the loop's CPU per request; 0 until seen */
+  double overhead_ms;      /* EWMA of the CPU per request beyond its plan; 0 until seen */
 };
 
-/* CPU time of the calling thread (the loop's), in ms; -1 if unknown. */
-static double thread_cpu_ms(void) {
+/* CPU time of the whole process (loop, workers, engine threads), in ms;
+ * -1 if unknown. */
+static double process_cpu_ms(void) {
   struct timespec ts;
-  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
     return -1;
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
@@ -283,26 +284,37 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
   publish_gauges(c, m);
 }
 
-/* Each model's request rate over the last interval, the loop's CPU per
- * request, and for each model the cores the others use. */
+/* Each model's request rate over the last interval, the CPU each request
+ * costs beyond its plan run, and for each model the cores the others use.
+ * That overhead is the process's CPU time over the interval less what the
+ * active members' plans account for, per request: it holds the loop's
+ * work, the workers' parsing, answers and polling, and anything else the
+ * process spends (a search in the background), all of which a quota
+ * counts. */
 static void measure_load(struct tl_controller *c, uint64_t now) {
-  double cpu = thread_cpu_ms();
+  double cpu = process_cpu_ms();
   double dt = (double)(now - c->last_tick_ns) / 1e9;
   if (c->last_tick_ns != 0 && dt > 0) {
+    double plans_ms = 0;
     for (int i = 0; i < c->rt->n_models; i++) {
-      struct tl_rt_control *ctl = &c->rt->models[i].ctl;
+      struct tl_rt_model *m = &c->rt->models[i];
+      struct tl_rt_control *ctl = &m->ctl;
+      if (m->frontier != NULL)
+        plans_ms += (double)ctl->tick_served *
+                    tl_controller_scaled_ms(m, atomic_load(&ctl->active)) * tl_engine_threads();
       ctl->rate = (1 - RATE_ALPHA) * ctl->rate + RATE_ALPHA * (double)ctl->tick_served / dt;
       ctl->tick_served = 0;
     }
-    if (c->tick_served > 0 && cpu >= 0 && c->last_loop_cpu_ms >= 0) {
-      double o = fmin(OVERHEAD_MAX_MS, (cpu - c->last_loop_cpu_ms) / (double)c->tick_served);
+    if (c->tick_served > 0 && cpu >= 0 && c->last_cpu_ms >= 0) {
+      double o = (cpu - c->last_cpu_ms - plans_ms) / (double)c->tick_served;
+      o = fmin(OVERHEAD_MAX_MS, fmax(0, o));
       c->overhead_ms = c->overhead_ms > 0 ? (1 - OVERHEAD_ALPHA) * c->overhead_ms +
                                                 OVERHEAD_ALPHA * o
                                           : o;
     }
   }
   c->last_tick_ns = now;
-  c->last_loop_cpu_ms = cpu;
+  c->last_cpu_ms = cpu;
   c->tick_served = 0;
   double total = 0;
   for (int i = 0; i < c->rt->n_models; i++) {

@@ -15,8 +15,10 @@
  * use at the requests' current rate,
  *   demand = rate x (scaled latency x engine threads + overhead),
  * where overhead is the CPU each request costs outside its plan run (the
- * loop thread's time per request, measured), plus the other models'
- * demand, must stay within the quota.  A member fits when
+ * process's CPU time per request less its plan's scaled latency x
+ * threads, measured each tick: the loop, the workers' parsing, answers
+ * and polling), plus the other models' demand, must stay within the
+ * quota.  A member fits when
  *   scaled latency x (1 + margin) <= budget.latency_p95_ms,
  *   demand <= quota cores x (1 - margin) (when there is a quota),
  *   predicted_mib <= budget.memory_mib (when there is a memory budget),
