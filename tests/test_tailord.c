@@ -1232,26 +1232,30 @@ static void storm_note(char *first, size_t size, const char *fmt, ...) {
 /* Sends a binary UINT8 infer request to model for one calibration image,
  * with id, on c and reads the answer into r: 0, or -1 if the connection
  * broke. */
-static int binary_infer(struct client *c, const char *model, int image, const char *id,
-                        struct resp *r) {
-  memset(r, 0, sizeof *r);
-  char json[256], head[256];
+/* A whole binary infer request for one calibration image, with id, into
+ * msg (BINARY_MSG_MAX bytes): its length. */
+#define BINARY_MSG_MAX 2048
+static size_t binary_message(char *msg, const char *model, int image, const char *id) {
+  char json[256];
   int jl = snprintf(json, sizeof json,
                     "{\"id\":\"%s\",\"parameters\":{\"binary_data_output\":true},\"inputs\":"
                     "[{\"name\":\"input\",\"shape\":[1,1,28,28],\"datatype\":\"UINT8\","
                     "\"parameters\":{\"binary_data_size\":784}}]}",
                     id);
-  int hl = snprintf(head, sizeof head,
+  int hl = snprintf(msg, BINARY_MSG_MAX - 784,
                     "POST /v2/models/%s/infer HTTP/1.1\r\nHost: tailord\r\n"
-                    "Content-Length: %d\r\nInference-Header-Content-Length: %d\r\n\r\n",
-                    model, jl + 784, jl);
-  if (hl < 0 || (size_t)hl >= sizeof head)
-    return -1;
-  char msg[sizeof head + sizeof json + 784];
-  memcpy(msg, head, (size_t)hl);
-  memcpy(msg + hl, json, (size_t)jl);
-  memcpy(msg + hl + jl, images[image], 784);
-  if (write_all(c->fd, msg, (size_t)(hl + jl + 784)) != 0)
+                    "Content-Length: %d\r\nInference-Header-Content-Length: %d\r\n\r\n%s",
+                    model, jl + 784, jl, json);
+  ck_assert(jl > 0 && (size_t)jl < sizeof json && hl > 0 && hl < BINARY_MSG_MAX - 784);
+  memcpy(msg + hl, images[image], 784);
+  return (size_t)hl + 784;
+}
+
+static int binary_infer(struct client *c, const char *model, int image, const char *id,
+                        struct resp *r) {
+  memset(r, 0, sizeof *r);
+  char msg[BINARY_MSG_MAX];
+  if (write_all(c->fd, msg, binary_message(msg, model, image, id)) != 0)
     return -1;
   return client_read(c, r);
 }
@@ -1633,16 +1637,8 @@ START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {
     ck_assert_int_eq(binary_infer(&h, "fmnist", 3, "warm", &r), 0);
     resp_free(&r);
     served++;
-    char json[256], msg[2048];
-    int jl = snprintf(json, sizeof json,
-                      "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,1,28,28],"
-                      "\"datatype\":\"UINT8\",\"parameters\":{\"binary_data_size\":784}}]}");
-    int hl = snprintf(msg, sizeof msg,
-                      "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %d\r\n"
-                      "Inference-Header-Content-Length: %d\r\n\r\n%s",
-                      jl + 784, jl, json);
-    memcpy(msg + hl, images[3], 784);
-    ck_assert_int_eq(write_all(h.fd, msg, (size_t)hl + 784), 0);
+    char msg[BINARY_MSG_MAX];
+    ck_assert_int_eq(write_all(h.fd, msg, binary_message(msg, "fmnist", 3, "gone")), 0);
     client_close(&h);
   }
   int status = 0;
@@ -2004,20 +2000,11 @@ START_TEST(a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after)
   struct client c = {.fd = send_batch_as(&d, N, 1)};
   wait_metric(&d, "tailor_running_requests", 1);
   /* while it runs: a binary request in two pieces, then a GET */
-  char json[256], msg[2048];
-  int jl = snprintf(json, sizeof json,
-                    "{\"id\":\"second\",\"parameters\":{\"binary_data_output\":true},"
-                    "\"inputs\":[{\"name\":\"input\",\"shape\":[1,1,28,28],"
-                    "\"datatype\":\"UINT8\",\"parameters\":{\"binary_data_size\":784}}]}");
-  int hl = snprintf(msg, sizeof msg,
-                    "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %d\r\n"
-                    "Inference-Header-Content-Length: %d\r\n\r\n%s",
-                    jl + 784, jl, json);
-  ck_assert_int_lt(hl, (int)sizeof msg - 784);
-  memcpy(msg + hl, images[1], 784);
-  ck_assert_int_eq(write_all(c.fd, msg, (size_t)hl / 2), 0);
+  char msg[BINARY_MSG_MAX];
+  size_t ml = binary_message(msg, "fmnist", 1, "second");
+  ck_assert_int_eq(write_all(c.fd, msg, ml / 2), 0);
   sleep_ms(5);
-  ck_assert_int_eq(write_all(c.fd, msg + hl / 2, (size_t)(hl + 784 - hl / 2)), 0);
+  ck_assert_int_eq(write_all(c.fd, msg + ml / 2, ml - ml / 2), 0);
   const char ready[] = "GET /v2/models/fmnist/ready HTTP/1.1\r\n\r\n";
   ck_assert_int_eq(write_all(c.fd, ready, sizeof ready - 1), 0);
   /* read nothing until the batch has run and its answer filled the socket */
