@@ -146,6 +146,12 @@ struct tl_server {
    * and ends when another comes (then the loop is awake anyway, and a
    * worker waiting on one client would only take CPU from the others). */
   atomic_int in_flight;
+  /* Before each poll of the loop: collects quiet answers, so that the
+   * controller and the metrics hear of them within a monitor interval
+   * even while every worker stays busy (a worker wakes the loop for them
+   * only when it sleeps) */
+  uv_prepare_t collect;
+  int collecting;
   void (*drained)(void *ctx);
   void *drained_ctx;
 };
@@ -1362,6 +1368,12 @@ static void apply_limits(struct tl_server *s, const struct tl_config_limits *lim
   }
 }
 
+static void on_prepare(uv_prepare_t *h) {
+  struct tl_server *s = h->data;
+  if (atomic_load(&s->answering) > 0)
+    tl_workers_collect(s->env.workers);
+}
+
 static void free_on_close(uv_handle_t *h) {
   struct tl_server *s = h->data;
   free(s->path);
@@ -1406,6 +1418,14 @@ int tl_server_start(const struct tl_server_env *env, const struct tl_config_sock
     return rc;
   }
   s->listening = 1;
+  /* an aid, not a need: without it quiet answers are still collected
+   * when a worker sleeps or a client sends */
+  if (uv_prepare_init(env->loop, &s->collect) == 0) {
+    s->collect.data = s;
+    s->collecting = uv_prepare_start(&s->collect, on_prepare) == 0;
+    if (!s->collecting)
+      uv_close((uv_handle_t *)&s->collect, NULL);
+  }
   *out = s;
   return 0;
 }
@@ -1426,6 +1446,10 @@ void tl_server_drain(struct tl_server *s, void (*done)(void *ctx), void *ctx) {
   s->draining = 1;
   s->drained = done;
   s->drained_ctx = ctx;
+  if (s->collecting) { /* closed with the listener, before s is freed */
+    s->collecting = 0;
+    uv_close((uv_handle_t *)&s->collect, NULL);
+  }
   if (s->listening) {
     s->listening = 0;
     if (unlink(s->path) != 0 && errno != ENOENT)
