@@ -55,16 +55,16 @@ struct conn;
  * Leases.  When a request was the last bytes read on a keep-alive
  * connection, came within LEASE_WAIT_NS of the answer before it, and is
  * the only inference in flight, the loop stops reading the connection
- * and lends it to the job: after
- * writing the answer, the worker reads the connection itself for up to
- * LEASE_WAIT_NS, and serves the next request there when it is an infer
- * for the same model, without the loop (whose wake-up would otherwise be
- * on every round trip).  Each request so served goes to the loop for its
- * accounting only (struct acct); anything else that arrives (another
- * route, 100-continue, a parse error, the end of the stream), a queue
- * that is no longer empty, the loop's recall (close, drain) or LEASE_NS
- * ends the lease, and the job goes back to the loop with what the worker
- * read and did not use.  While lent, the connection's parser, read
+ * and lends it to the job: after writing the answer, the worker reads the
+ * connection itself for up to LEASE_WAIT_NS, and serves the next request
+ * there when it is an infer for the same model, without the loop (whose
+ * wake-up would otherwise be on every round trip).  Each request so
+ * served goes to the loop for its accounting only (struct acct).
+ * Anything else that arrives (another route, 100-continue, a parse error,
+ * pipelined bytes, the end of the stream), another job queued or in
+ * flight, the loop's recall (close, drain) or LEASE_NS ends the lease,
+ * and the job goes back to the loop with what the worker read and did
+ * not use.  While lent, the connection's parser, read
  * buffer and pending bytes are the worker's; the loop touches none of
  * them until the job's done. */
 enum {
