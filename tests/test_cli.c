@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "npy.h"
+#include "testutil.h"
 
 static char tailorctl[4096], data_dir[4096], tmp_dir[4096], bundled[4096];
 
@@ -426,9 +427,6 @@ int main(void) {
   tcase_add_test(tc, profile_from_needs_anchors);
   tcase_add_test(tc, space_options_set_the_choices);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failed = tu_run(s);
   return failed ? 1 : 0;
 }

@@ -620,11 +620,7 @@ int main(void) {
     fprintf(stderr, "test_config: empty corpus under %s\n", src_root);
     return 1;
   }
-  SRunner *sr = srunner_create(config_suite());
-  /* fork mode by default; CK_FORK=no (for valgrind) is honoured */
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failed = tu_run(config_suite());
   for (int i = 0; i < n_bad; i++)
     free(bad_names[i]);
   for (int i = 0; i < n_good; i++)

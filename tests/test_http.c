@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "http.h"
+#include "testutil.h"
 
 /* -------------------------------------------------------------- helpers */
 
@@ -846,10 +847,6 @@ static Suite *http_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(http_suite());
-  /* fork mode by default; CK_FORK=no (for valgrind) is honoured */
-  srunner_run_all(sr, CK_NORMAL);
-  int failures = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failures = tu_run(http_suite());
   return failures ? 1 : 0;
 }

@@ -24,6 +24,7 @@
 #include "npy.h"
 #include "onnx.h"
 #include "plan.h"
+#include "testutil.h"
 
 /* Fast and reference results may differ by the order of float sums. */
 #define TOL 1e-4
@@ -678,10 +679,6 @@ int main(void) {
     if (!file_exists(check) && generate("export-models.py", model_dir, "", NULL) != 0)
       return 1;
   }
-  SRunner *sr = srunner_create(kernels_suite());
-  /* fork mode by default; CK_FORK=no (for valgrind) is honoured */
-  srunner_run_all(sr, CK_NORMAL);
-  int failures = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failures = tu_run(kernels_suite());
   return failures ? 1 : 0;
 }

@@ -18,6 +18,7 @@
 #include "npy.h"
 #include "onnx.h"
 #include "plan.h"
+#include "testutil.h"
 
 static const char *const models[] = {"resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small"};
 static char model_dir[4096];
@@ -97,9 +98,6 @@ int main(void) {
   tcase_add_loop_test(tc, model_matches_pytorch_reference, 0,
                       (int)(sizeof models / sizeof models[0]));
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failed = tu_run(s);
   return failed ? 1 : 0;
 }

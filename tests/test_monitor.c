@@ -1089,10 +1089,6 @@ static Suite *monitor_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(monitor_suite());
-  /* fork mode by default; CK_FORK=no (for valgrind) is honoured */
-  srunner_run_all(sr, CK_NORMAL);
-  int failures = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failures = tu_run(monitor_suite());
   return failures ? 1 : 0;
 }

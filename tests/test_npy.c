@@ -994,10 +994,6 @@ static Suite *npy_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(npy_suite());
-  /* fork mode by default; CK_FORK=no (for valgrind) is honoured */
-  srunner_run_all(sr, CK_NORMAL);
-  int failures = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failures = tu_run(npy_suite());
   return failures ? 1 : 0;
 }

@@ -34,6 +34,7 @@
 #include "error.h"
 #include "oip.h"
 #include "tensor.h"
+#include "testutil.h"
 
 /* -------------------------------------------------------------- helpers */
 
@@ -42,24 +43,6 @@ static const char *corpus_dir(void) {
   const char *src = getenv("TAILOR_SOURCE_ROOT");
   snprintf(dir, sizeof dir, "%s/tests/data/requests", src ? src : ".");
   return dir;
-}
-
-/* The file's bytes, malloc'd with a spare byte in front so the caller can
- * place them at an odd address; *len is the size. */
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-  long n = ftell(f);
-  ck_assert_int_ge(n, 0);
-  rewind(f);
-  char *buf = malloc((size_t)n + 2);
-  ck_assert_ptr_nonnull(buf);
-  ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  buf[n] = '\0';
-  *len = (size_t)n;
-  return buf;
 }
 
 static int code_from_name(const char *name) {
@@ -143,9 +126,9 @@ static void corpus_case(const char *dir, const char *name, int good,
   char path[8192];
   size_t len, elen;
   snprintf(path, sizeof path, "%s/%s.body", dir, name);
-  char *body = slurp(path, &len);
+  char *body = (char *)tu_read_bytes(path, &len);
   snprintf(path, sizeof path, "%s/%s.expect", dir, name);
-  char *expect = slurp(path, &elen);
+  char *expect = (char *)tu_read_bytes(path, &elen);
   (*cases)++;
 
   int64_t json_len = -1;
@@ -879,10 +862,6 @@ static Suite *oip_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(oip_suite());
-  /* fork mode by default; CK_FORK=no (for valgrind) is honoured */
-  srunner_run_all(sr, CK_NORMAL);
-  int failures = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failures = tu_run(oip_suite());
   return failures ? 1 : 0;
 }

@@ -280,9 +280,6 @@ int main(void) {
   tcase_add_test(tc, garbage_file_is_not_an_onnx_model);
   tcase_add_test(tc, input_of_the_wrong_shape_is_refused_by_the_plan);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failed = tu_run(s);
   return failed ? 1 : 0;
 }

@@ -19,6 +19,7 @@
 
 #include "onnx.h"
 #include "plan.h"
+#include "testutil.h"
 
 #define RTOL 1e-3
 #define ATOL 1e-4
@@ -334,9 +335,6 @@ int main(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, conformance_cases_pass_or_are_skipped_with_a_reason);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failed = tu_run(s);
   return failed ? 1 : 0;
 }

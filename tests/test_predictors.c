@@ -30,6 +30,7 @@
 #include "search.h"
 #include "store.h"
 #include "supernet.h"
+#include "testutil.h"
 
 static char model_path[PATH_MAX];
 static char calib_x[PATH_MAX], calib_y[PATH_MAX];
@@ -559,9 +560,6 @@ int main(void) {
       return 1;
     }
   }
-  SRunner *sr = srunner_create(predictors_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failed = tu_run(predictors_suite());
   return failed ? 1 : 0;
 }

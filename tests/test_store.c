@@ -1076,9 +1076,6 @@ static Suite *store_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(store_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failures = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failures = tu_run(store_suite());
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -21,6 +21,7 @@
 #include "onnx.h"
 #include "plan.h"
 #include "supernet.h"
+#include "testutil.h"
 
 static char model_dir[4096], data_dir[4096];
 
@@ -448,9 +449,6 @@ int main(void) {
   tcase_add_test(tc, model_with_nothing_elastic_is_refused);
   tcase_add_test(tc, recalibrated_statistics_match_the_batch_they_came_from);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failed = tu_run(s);
   return failed ? 1 : 0;
 }

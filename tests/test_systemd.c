@@ -239,10 +239,6 @@ int main(void) {
     fprintf(stderr, "test_systemd: %s: %s (build it first)\n", tailord_bin, strerror(errno));
     return 1;
   }
-  SRunner *sr = srunner_create(systemd_suite());
-  /* fork mode by default; CK_FORK=no (for valgrind) is honoured */
-  srunner_run_all(sr, CK_NORMAL);
-  int failures = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int failures = tu_run(systemd_suite());
   return failures ? 1 : 0;
 }

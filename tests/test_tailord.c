@@ -3225,10 +3225,7 @@ int main(void) {
   int failed = 1;
   if (make_calibration(full_x, full_y) == 0) {
     warm_up();
-    SRunner *sr = srunner_create(tailord_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    failed = tu_run(tailord_suite());
   }
   char cmd[PATH_MAX + 32];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", base_dir);

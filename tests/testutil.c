@@ -116,3 +116,11 @@ unsigned char *tu_read_bytes(const char *path, size_t *len) {
     *len = (size_t)n;
   return buf;
 }
+
+int tu_run(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed;
+}

@@ -3,6 +3,8 @@
  * own for each test, and whole-file reads and writes that fail the test
  * when they cannot be done.
  *
+ * tu_run() runs a suite the way every test binary does.
+ *
  * tu_add_tmpdir() gives a test case two fixtures: an unchecked one that
  * makes /tmp/test_<suite>.XXXXXX once per case (it runs in the parent, so
  * the tree is removed even when a test in a forked child fails before its
@@ -14,6 +16,10 @@
 
 #include <check.h>
 #include <stddef.h>
+
+/* Runs s in check's default mode (forking; CK_FORK=no, which the
+ * valgrind setup sets, is honoured) and returns how many tests failed. */
+int tu_run(Suite *s);
 
 /* Adds the fixtures to tc; suite names the base directory. */
 void tu_add_tmpdir(TCase *tc, const char *suite);
