@@ -251,24 +251,39 @@ int tl_runtime_ready(const struct tl_runtime *rt) {
 
 /* ------------------------------------------------------------ requests */
 
-void tl_rt_request_admit(struct tl_rt_request *req, struct tl_runtime *rt,
-                         struct tl_rt_model *model, char *body, size_t len, int64_t json_len,
-                         uint64_t arrival_ns) {
+/* What both admissions share: the references, the active member and the
+ * body; the caller sets pinned and scale. */
+static void admit(struct tl_rt_request *req, struct tl_runtime *rt, struct tl_rt_model *model,
+                  struct tl_rt_frontier *frontier, char *body, size_t len, int64_t json_len,
+                  uint64_t arrival_ns) {
   memset(req, 0, sizeof *req);
   req->rt = tl_runtime_ref(rt);
   req->model = model;
-  req->frontier = tl_rt_frontier_ref(model->frontier);
+  req->frontier = tl_rt_frontier_ref(frontier);
   int active = atomic_load_explicit(&model->ctl.active, memory_order_acquire);
   req->active = active >= 0 && active < req->frontier->n ? active : req->frontier->n - 1;
-  req->pinned = model->ctl.pinned;
-  req->scale = model->ctl.scale;
-  req->scale.correction = model->ctl.correction;
   req->arrival_ns = arrival_ns;
   req->body = body;
   req->body_len = len;
   req->json_len = json_len;
   req->status = 500;
   req->member = -1;
+}
+
+void tl_rt_request_admit(struct tl_rt_request *req, struct tl_runtime *rt,
+                         struct tl_rt_model *model, char *body, size_t len, int64_t json_len,
+                         uint64_t arrival_ns) {
+  admit(req, rt, model, model->frontier, body, len, json_len, arrival_ns);
+  req->pinned = model->ctl.pinned;
+  req->scale = model->ctl.scale;
+  req->scale.correction = model->ctl.correction;
+}
+
+void tl_rt_request_admit_after(struct tl_rt_request *req, const struct tl_rt_request *prev,
+                               char *body, size_t len, int64_t json_len, uint64_t arrival_ns) {
+  admit(req, prev->rt, prev->model, prev->frontier, body, len, json_len, arrival_ns);
+  req->pinned = prev->pinned;
+  req->scale = prev->scale;
 }
 
 void tl_rt_request_release(struct tl_rt_request *req) {

@@ -199,6 +199,14 @@ void tl_rt_request_admit(struct tl_rt_request *req, struct tl_runtime *rt,
                          struct tl_rt_model *model, char *body, size_t len, int64_t json_len,
                          uint64_t arrival_ns);
 
+/* Fills req like tl_rt_request_admit, for the same model as prev (a
+ * request admitted before, still held): with new references on prev's
+ * runtime and frontier and prev's controller factors, and the model's
+ * active member read anew.  Reads nothing but the active member (an
+ * atomic) of the loop's state, so a worker may call it. */
+void tl_rt_request_admit_after(struct tl_rt_request *req, const struct tl_rt_request *prev,
+                               char *body, size_t len, int64_t json_len, uint64_t arrival_ns);
+
 /* Serves req on worker thread `worker`: parses the body, checks the input
  * against the model, picks the member (the request's parameters.subnet if
  * it names a frontier member; else the admitted one, or a faster one when

@@ -64,9 +64,9 @@ struct conn;
  * pipelined bytes, the end of the stream), another job queued or in
  * flight, the loop's recall (close, drain) or LEASE_NS ends the lease,
  * and the job goes back to the loop with what the worker read and did
- * not use.  While lent, the connection's parser, read
- * buffer and pending bytes are the worker's; the loop touches none of
- * them until the job's done. */
+ * not use.  While lent, the connection's parser, read buffer and pending
+ * bytes are the worker's; the loop touches none of them until the job's
+ * done. */
 enum {
   DIRECT_NO,   /* the loop writes the answer */
   DIRECT_OK,   /* the worker may write it */
@@ -372,7 +372,15 @@ static void idle_restart(struct conn *c) {
     uv_timer_start(&c->idle, on_idle, (uint64_t)c->srv->limits.idle_timeout_ms, 0);
 }
 
-/* Appends data[0..n) to the pending bytes (read while a job runs). */
+/* Runs the done of every job whose answer a worker already wrote, if
+ * any: the loop then sees what its clients may already know. */
+static void collect_answered(struct tl_server *s) {
+  if (atomic_load(&s->answering) > 0)
+    tl_workers_collect(s->env.workers);
+}
+
+/* Appends data[0..n) to the pending bytes (read while a job runs, or
+ * left by a lease's worker). */
 static int append_pending(struct conn *c, const char *data, size_t n) {
   if (n > SIZE_MAX - c->pending_len)
     return TL_ENOMEM;
@@ -386,7 +394,7 @@ static int append_pending(struct conn *c, const char *data, size_t n) {
     c->pending = p;
     c->pending_cap = cap;
   }
-  memcpy(c->pending + c->pending_len, data, n);
+  memmove(c->pending + c->pending_len, data, n); /* see keep_pending */
   c->pending_len += n;
   return 0;
 }
@@ -401,10 +409,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   struct conn *c = st->data;
   if (nread == 0)
     return;
-  /* answers already written whose jobs the loop has not seen: this
-   * connection's own may be one of them */
-  if (atomic_load(&c->srv->answering) > 0)
-    tl_workers_collect(c->srv->env.workers);
+  /* this connection's own job may be one of them */
+  collect_answered(c->srv);
   if (c->closing)
     return;
   if (nread < 0) {
@@ -455,21 +461,11 @@ static void read_stop(struct conn *c) {
 }
 
 /* Keeps data[0..n) for after the request in flight (data may point into
- * the pending buffer itself). */
+ * the pending buffer itself: then n fits, nothing is reallocated, and the
+ * bytes move down). */
 static int keep_pending(struct conn *c, const char *data, size_t n) {
-  if (n > c->pending_cap) {
-    char *p = malloc(n);
-    if (p == NULL)
-      return TL_ENOMEM;
-    memcpy(p, data, n);
-    free(c->pending);
-    c->pending = p;
-    c->pending_cap = n;
-  } else if (n > 0) {
-    memmove(c->pending, data, n);
-  }
-  c->pending_len = n;
-  return 0;
+  c->pending_len = 0;
+  return append_pending(c, data, n);
 }
 
 static void handle_request(struct conn *c);
@@ -814,21 +810,10 @@ static int lease_next(struct infer_job *j, struct conn *c) {
    * controller factors (a lease is short); the active member is read
    * anew.  The references are taken before the previous request goes to
    * the loop, which may release it at once. */
-  struct tl_rt_request *r = &j->req;
-  const struct tl_rt_request prev = a->req;
-  memset(r, 0, sizeof *r);
-  r->rt = tl_runtime_ref(prev.rt);
-  r->model = prev.model;
-  r->frontier = tl_rt_frontier_ref(prev.frontier);
-  int active = atomic_load_explicit(&r->model->ctl.active, memory_order_acquire);
-  r->active = active >= 0 && active < r->frontier->n ? active : r->frontier->n - 1;
-  r->pinned = prev.pinned;
-  r->scale = prev.scale;
-  r->json_len = c->http.req.inference_header_length;
-  r->body = tl_http_take_body(&c->http, &r->body_len);
-  r->arrival_ns = tl_now_ns();
-  r->status = 500;
-  r->member = -1;
+  size_t len = 0;
+  char *body = tl_http_take_body(&c->http, &len);
+  tl_rt_request_admit_after(&j->req, &a->req, body, len, c->http.req.inference_header_length,
+                            tl_now_ns());
   tl_workers_finish(j->srv->env.workers, &a->work);
   j->keep_alive = c->http.req.keep_alive;
   tl_http_buf_free(&j->out);
@@ -898,22 +883,27 @@ static void job_run(struct tl_work *w, int worker) {
   }
 }
 
+/* Loop thread: what a request that ran tells the metrics and the
+ * controller, whether or not its client is still there; answered_ns is
+ * when its answer went out. */
+static void account(struct tl_server *s, const struct tl_rt_request *r, uint64_t answered_ns) {
+  if (r->member >= 0 && s->env.metrics != NULL)
+    tl_metrics_infer(s->env.metrics, r->model->cfg.name,
+                     (double)(answered_ns - r->arrival_ns) / 1e9,
+                     (double)(r->start_ns - r->arrival_ns) / 1e9, (double)r->compute_ns / 1e9);
+  if (s->env.controller != NULL)
+    tl_controller_observe(s->env.controller, r);
+}
+
 /* Loop thread: a request served on a leased connection. */
 static void acct_done(struct tl_work *w) {
   struct acct *a = (struct acct *)w;
   struct tl_server *s = a->srv;
-  struct tl_rt_request *r = &a->req;
   atomic_fetch_sub(&s->answering, 1);
-  if (s->env.metrics != NULL) {
-    tl_metrics_request(s->env.metrics, TL_OIP_ROUTE_MODEL_INFER, r->status);
-    if (r->member >= 0)
-      tl_metrics_infer(s->env.metrics, r->model->cfg.name,
-                       (double)(a->answered_ns - r->arrival_ns) / 1e9,
-                       (double)(r->start_ns - r->arrival_ns) / 1e9, (double)r->compute_ns / 1e9);
-  }
-  if (s->env.controller != NULL)
-    tl_controller_observe(s->env.controller, r);
-  tl_rt_request_release(r);
+  if (s->env.metrics != NULL)
+    tl_metrics_request(s->env.metrics, TL_OIP_ROUTE_MODEL_INFER, a->req.status);
+  account(s, &a->req, a->answered_ns);
+  tl_rt_request_release(&a->req);
   free(a);
 }
 
@@ -983,12 +973,7 @@ static void job_done(struct tl_work *w) {
   uint64_t now = j->counted ? j->answered_ns : tl_now_ns();
   if (j->counted)
     atomic_fetch_sub(&s->answering, 1);
-  /* what ran counts, whether or not its client is still there */
-  if (r->member >= 0 && s->env.metrics != NULL)
-    tl_metrics_infer(s->env.metrics, r->model->cfg.name, (double)(now - r->arrival_ns) / 1e9,
-                     (double)(r->start_ns - r->arrival_ns) / 1e9, (double)r->compute_ns / 1e9);
-  if (s->env.controller != NULL)
-    tl_controller_observe(s->env.controller, r);
+  account(s, r, now);
   atomic_fetch_sub(&s->in_flight, 1);
   if (c != NULL) {
     c->job = NULL;
@@ -1067,7 +1052,7 @@ static void route_infer(struct conn *c, const struct tl_oip_route_match *m, int 
 static void settle(struct tl_server *s) {
   uint64_t until = 0;
   while (atomic_load(&s->answering) > 0) {
-    tl_workers_collect(s->env.workers);
+    collect_answered(s);
     if (atomic_load(&s->answering) == 0)
       break;
     uint64_t now = tl_now_ns();
@@ -1368,11 +1353,7 @@ static void apply_limits(struct tl_server *s, const struct tl_config_limits *lim
   }
 }
 
-static void on_prepare(uv_prepare_t *h) {
-  struct tl_server *s = h->data;
-  if (atomic_load(&s->answering) > 0)
-    tl_workers_collect(s->env.workers);
-}
+static void on_prepare(uv_prepare_t *h) { collect_answered(h->data); }
 
 static void free_on_close(uv_handle_t *h) {
   struct tl_server *s = h->data;
