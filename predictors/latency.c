@@ -261,7 +261,6 @@ static int time_plan(struct tl_plan *plan, int warmup, int repeats, int whole,
  * slept take up to a scheduler tick to wake until they have been busy a
  * while. */
 #define WARM_S 0.05
-#define TRANSFER_SPREAD_S 1.0
 static void warm_up(struct tl_plan *plan) {
   fill_inputs(plan);
   double t0 = tl_now_s();
@@ -623,6 +622,9 @@ static int sig_threads(const char *sig) {
   return sig[b] == ' ' ? atoi(sig + b + 2) : 0;
 }
 
+/* How long a transfer's anchor passes go on, at least, with threads. */
+#define TRANSFER_SPREAD_S 1.0
+
 /* The two groups a transfer fits apart: steps whose kernels split their
  * work the same way here as there (elementwise ops, convs with too few
  * channels to divide, everything when the thread counts are equal), and
@@ -679,9 +681,10 @@ static int busiest_at(const struct tl_supernet *sn, const struct tl_subnet_spec 
   return rc;
 }
 
-/* Fits y = scale * z^exponent through the anchors of one group, by least
- * squares in logs; a pure ratio (the median) when there are fewer than
- * two anchors or the slope is not a sane positive one. */
+/* Fits y = scale * z^exponent through the anchors of one group (pick[n],
+ * n <= 64), by least squares in logs; a pure ratio (the median) when
+ * there are fewer than two anchors or the slope is not a sane positive
+ * one. */
 static void fit_group(const struct cand *c, const int *pick, int n, int group,
                       struct tl_transfer_fit *fit) {
   double sx = 0, sy = 0, sxx = 0, sxy = 0, ratios[64];
@@ -693,9 +696,7 @@ static void fit_group(const struct cand *c, const int *pick, int n, int group,
     double z = a->x * a->r;
     double lx = log(z > 1e-3 ? z : 1e-3), ly = log(a->y > 1e-3 ? a->y : 1e-3);
     sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
-    if (k < 64)
-      ratios[k] = exp(ly - lx);
-    k++;
+    ratios[k++] = exp(ly - lx);
   }
   fit->anchors = k;
   fit->scale = 1;
@@ -708,7 +709,7 @@ static void fit_group(const struct cand *c, const int *pick, int n, int group,
     fit->exponent = b;
     fit->scale = exp((sy - b * sx) / k);
   } else {
-    fit->scale = median(ratios, k < 64 ? k : 64);
+    fit->scale = median(ratios, k);
   }
 }
 
@@ -822,9 +823,9 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
         continue;
       struct tl_step_info si;
       tl_plan_step_info(plan, s, &si);
-      double there = 1;
-      if (there_threads == here_threads || !table_get_base(busy_there, here, &there))
-        there = there_threads == here_threads ? si.busiest : 1;
+      double there = si.busiest; /* at equal thread counts, the same split */
+      if (there_threads != here_threads && !table_get_base(busy_there, here, &there))
+        there = 1; /* one thread there (or a step never planned there) */
       if (ncand == cap) {
         cap = cap ? 2 * cap : 64;
         struct cand *g = realloc(cand, (size_t)cap * sizeof *g);
