@@ -382,6 +382,8 @@ static void collect_answered(struct tl_server *s) {
 /* Appends data[0..n) to the pending bytes (read while a job runs, or
  * left by a lease's worker). */
 static int append_pending(struct conn *c, const char *data, size_t n) {
+  if (n == 0) /* pending may still be NULL */
+    return 0;
   if (n > SIZE_MAX - c->pending_len)
     return TL_ENOMEM;
   if (c->pending_len + n > c->pending_cap) {
