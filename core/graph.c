@@ -25,6 +25,23 @@ void tl__node_clear(struct tl_node *n) {
   memset(n, 0, sizeof *n);
 }
 
+void tl__graph_compact(struct tl_graph *g) {
+  int kept = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    struct tl_node *n = &g->nodes[i];
+    if (n->op_type == NULL)
+      continue; /* cleared */
+    if (kept != i) {
+      g->nodes[kept] = *n;
+      for (int k = 0; k < n->n_out; k++)
+        if (n->out[k] >= 0)
+          g->values[n->out[k]].producer = kept;
+    }
+    kept++;
+  }
+  g->n_nodes = kept;
+}
+
 void tl_graph_free(struct tl_graph *g) {
   if (g == NULL)
     return;
@@ -32,7 +49,8 @@ void tl_graph_free(struct tl_graph *g) {
     tl__node_clear(&g->nodes[i]);
   for (int i = 0; i < g->n_values; i++) {
     free(g->values[i].name);
-    free(g->values[i].data);
+    if (!g->values[i].borrowed)
+      free(g->values[i].data);
   }
   free(g->nodes);
   free(g->values);
@@ -70,8 +88,32 @@ int64_t tl_graph_weight_bytes(const struct tl_graph *g) {
   int64_t total = 0;
   for (int i = 0; i < g->n_values; i++) {
     const struct tl_value *v = &g->values[i];
-    if (v->data != NULL)
+    if (v->data != NULL && !v->borrowed)
       total += tl_shape_numel(&v->shape) * (int64_t)tl_dtype_size(v->dtype);
   }
   return total;
+}
+
+int tl__value_unshare(struct tl_graph *g, int v) {
+  struct tl_value *val = &g->values[v];
+  if (val->data == NULL)
+    return 0;
+  int heir = -1; /* another value with the same data, which keeps it */
+  for (int i = 0; i < g->n_values && heir < 0; i++)
+    if (i != v && g->values[i].data == val->data)
+      heir = i;
+  if (heir < 0) {
+    val->borrowed = 0;
+    return 0;
+  }
+  size_t bytes = (size_t)tl_shape_numel(&val->shape) * tl_dtype_size(val->dtype);
+  void *copy = malloc(bytes ? bytes : 1);
+  if (copy == NULL)
+    return TL_ENOMEM;
+  memcpy(copy, val->data, bytes);
+  if (!val->borrowed)
+    g->values[heir].borrowed = 0; /* the heir frees the shared data now */
+  val->data = copy;
+  val->borrowed = 0;
+  return 0;
 }

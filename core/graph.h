@@ -57,6 +57,8 @@ struct tl_value {
   enum tl_dtype dtype;   /* TL_DTYPE_UNDEFINED if the model does not say */
   struct tl_shape shape; /* ndim -1: rank unknown; dims < 0: symbolic */
   void *data;            /* a constant's data (owned by the graph), or NULL */
+  int borrowed;          /* 1: data is another constant's (an exporter's
+                          * duplicate, see tl_onnx_load); never freed here */
   int producer;          /* index of the producing node, -1 if none */
   int n_consumers;       /* node inputs reading it (graph outputs not counted) */
   int is_output;         /* 1 if a graph output */

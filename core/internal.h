@@ -405,6 +405,23 @@ int tl__conv_fuse_bn(struct tl_prep *c, const struct tl_node *bn);
 /* Frees a node's allocations and zeroes it (graph.c). */
 void tl__node_clear(struct tl_node *n);
 
+/* Drops the nodes tl__node_clear() emptied, keeping the others' order
+ * and their outputs' producer indices right (graph.c). */
+void tl__graph_compact(struct tl_graph *g);
+
+/* Gives constant v data of its own before it is rewritten in place: a copy
+ * when another value shares its data (see tl__graph_normalize), and the
+ * original stays with the others.  0 or TL_ENOMEM (v unchanged) (graph.c). */
+int tl__value_unshare(struct tl_graph *g, int v);
+
+/* Rewrites what exporters emit into the form the rest of core/ reads
+ * (normalize.c): an Identity or Dropout of a constant becomes a constant
+ * that shares the data, and a constant read by several nodes becomes one
+ * value per node, all sharing one copy of the data, so that each node's
+ * weights are its own value.  Run once by the loader, after Constant nodes
+ * became values and consumers were counted.  0, or TL_ENOMEM with err set. */
+int tl__graph_normalize(struct tl_graph *g, struct tl_error *err);
+
 /* A subnet seen as a view of the full graph (supernet.c builds it; the
  * plan honours it).  Arrays are indexed by node or value of the graph. */
 struct tl_plan_view {

@@ -656,7 +656,6 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
     return rc;
 
   /* Constant nodes become constant values; drop them from the node list. */
-  int kept = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     struct tl_node *n = &g->nodes[i];
     if (n->op == TL_OP_CONSTANT) {
@@ -665,23 +664,15 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
         return rc;
       g->values[n->out[0]].producer = -1;
       tl__node_clear(n);
-      continue;
     }
-    if (kept != i) {
-      g->nodes[kept] = *n;
-      for (int k = 0; k < n->n_out; k++)
-        if (n->out[k] >= 0)
-          g->values[n->out[k]].producer = kept;
-    }
-    kept++;
   }
-  g->n_nodes = kept;
+  tl__graph_compact(g);
 
   for (int i = 0; i < g->n_nodes; i++)
     for (int k = 0; k < g->nodes[i].n_in; k++)
       if (g->nodes[i].in[k] >= 0)
         g->values[g->nodes[i].in[k]].n_consumers++;
-  return 0;
+  return tl__graph_normalize(g, err);
 }
 
 int tl_onnx_load(const char *path, struct tl_graph **out, struct tl_error *err) {

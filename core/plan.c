@@ -422,9 +422,11 @@ static void view_conv(const struct tl_plan *p, const struct tl_plan_view *view, 
   const struct tl_attr *ga = tl_node_attr(nd, "group");
   const int64_t group = ga != NULL && ga->type == TL_ATTR_INT ? ga->i : 1;
   int64_t m = m_full;
-  if (group == m_full && cg_full == 1 && group > 1 && c_in < group) {
-    c->group_override = c_in; /* depthwise over the first c_in channels */
-    m = c_in;
+  if (group > 1 && m_full % group == 0 && c_in < cg_full * group && c_in % cg_full == 0) {
+    /* Depthwise or grouped over the first c_in channels: whole groups,
+     * and the rows of the groups kept (a prefix). */
+    c->group_override = c_in / cg_full;
+    m = m_full / group * c->group_override;
   } else if (group == 1 && c_in < cg_full) {
     ws->dims[1] = c_in;
     c->weight_ldw = cg_full * khw;

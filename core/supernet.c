@@ -11,6 +11,7 @@
 #include "supernet.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 #include "internal.h"
 
 #define MAX_BRANCH_NODES 256
-#define MAX_MID_NODES 16
+#define MAX_GROUP_NODES 32
+#define WHY_MAX 192 /* a reason a node is not elastic, for inspect --why */
 
 struct sn_block {
   int add;       /* the Add that closes the branch */
@@ -31,12 +33,19 @@ struct sn_block {
   int stage;
 };
 
+/* A width group: channels that one dense conv (c1) makes and that nothing
+ * outside its block reads, up to the dense conv that consumes them (c2).
+ * nodes[] is every node that touches them, c1 first, in graph order, each
+ * with its role (enum sn_role below). */
 struct sn_width {
-  int c1, c2;    /* producing conv, consuming conv */
-  int n_mid;
-  int mid[MAX_MID_NODES];
+  int c1, c2;
+  int n_nodes;
+  int nodes[MAX_GROUP_NODES];
+  uint8_t role[MAX_GROUP_NODES];
   int64_t channels;
+  int64_t unit;  /* channels kept together: a grouped conv's group size, else 1 */
   int stage;
+  char why[WHY_MAX]; /* while analysing: why the channels are not a group */
 };
 
 struct tl_supernet {
@@ -57,6 +66,8 @@ struct tl_supernet {
   /* Per-node and per-value tables for building views. */
   int *consumers_start; /* CSR over values: consumer nodes of each value */
   int *consumers;
+  int n_notes;          /* why residual Adds and convs are not elastic */
+  char **notes;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -149,19 +160,51 @@ static int build_consumers(struct tl_supernet *sn) {
   return 0;
 }
 
+/* A node's label for a reason, into buf. */
+static const char *label(const struct tl_graph *g, int node, char *buf, int size) {
+  return tl_node_label(g, &g->nodes[node], buf, size);
+}
+
+/* Keeps a line for `tailorctl inspect --why`; TL_ENOMEM if it cannot. */
+static int add_note(struct tl_supernet *sn, int node, const char *why) {
+  char a[160], line[WHY_MAX + 200];
+  snprintf(line, sizeof line, "%s: %s", label(sn->g, node, a, sizeof a), why);
+  char **grown = realloc(sn->notes, ((size_t)sn->n_notes + 1) * sizeof *grown);
+  if (grown == NULL)
+    return TL_ENOMEM;
+  sn->notes = grown;
+  if ((sn->notes[sn->n_notes] = strdup(line)) == NULL)
+    return TL_ENOMEM;
+  sn->n_notes++;
+  return 0;
+}
+
 /* ---------------------------------------------------- residual blocks */
+
+/* Writes a reason into why (size WHY_MAX) and returns 0. */
+static int because(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int because(char *why, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, WHY_MAX, fmt, ap);
+  va_end(ap);
+  return 0;
+}
 
 /* Collects the branch that computes p from skip value s: every node on a
  * path from s to p, which must read nothing but s, constants and each
  * other, and whose results nobody outside reads.  Returns the node count
- * (sorted ascending into nodes[]) or 0 if it is not such a branch. */
-static int collect_branch(const struct tl_supernet *sn, int s, int p, int add, int *nodes) {
+ * (sorted ascending into nodes[]), or 0 with the reason in why (WHY_MAX
+ * bytes) if it is not such a branch. */
+static int collect_branch(const struct tl_supernet *sn, int s, int p, int add, int *nodes,
+                          char *why) {
   const struct tl_graph *g = sn->g;
   int n = 0, stack[MAX_BRANCH_NODES], top = 0;
   int rs = resolve(g, s);
   int sp = g->values[rs].producer;
+  char a[160], b[160];
   if (g->values[p].producer < 0 || resolve(g, p) == rs)
-    return 0;
+    return because(why, "one input is the other one, or a graph input");
   stack[top++] = g->values[p].producer;
   while (top > 0) {
     int node = stack[--top];
@@ -170,8 +213,11 @@ static int collect_branch(const struct tl_supernet *sn, int s, int p, int add, i
       seen |= nodes[i] == node;
     if (seen)
       continue;
-    if (n == MAX_BRANCH_NODES || node <= sp)
-      return 0;
+    if (n == MAX_BRANCH_NODES)
+      return because(why, "the branch has more than %d nodes", MAX_BRANCH_NODES);
+    if (node <= sp)
+      return because(why, "neither input is the block's input: the skip is computed "
+                          "(a projection or downsampling shortcut)");
     nodes[n++] = node;
     const struct tl_node *nd = &g->nodes[node];
     for (int k = 0; k < nd->n_in; k++) {
@@ -179,8 +225,10 @@ static int collect_branch(const struct tl_supernet *sn, int s, int p, int add, i
       if (v < 0 || is_const(g, v) || v == s || resolve(g, v) == rs)
         continue;
       int pr = g->values[v].producer;
-      if (pr < 0 || top == MAX_BRANCH_NODES)
-        return 0; /* reaches a graph input other than s */
+      if (pr < 0)
+        return because(why, "the branch reads the graph input \"%s\"", g->values[v].name);
+      if (top == MAX_BRANCH_NODES)
+        return because(why, "the branch has more than %d nodes", MAX_BRANCH_NODES);
       stack[top++] = pr;
     }
   }
@@ -193,18 +241,19 @@ static int collect_branch(const struct tl_supernet *sn, int s, int p, int add, i
       if (v < 0)
         continue;
       if (g->values[v].is_output)
-        return 0;
+        return because(why, "the branch's value \"%s\" is a graph output", g->values[v].name);
       for (int c = 0; c < n_consumers(sn, v); c++) {
         int q = consumer(sn, v, c), inside = q == add && v == p;
         for (int j = 0; j < n && !inside; j++)
           inside = nodes[j] == q;
         if (!inside)
-          return 0;
+          return because(why, "%s's output is also read by %s outside the branch",
+                         tl_node_label(g, nd, a, sizeof a), label(g, q, b, sizeof b));
       }
     }
   }
   if (!has_conv)
-    return 0;
+    return because(why, "the branch has no conv");
   /* Ascending node order: the plan walks nodes in order. */
   for (int i = 1; i < n; i++)
     for (int j = i; j > 0 && nodes[j - 1] > nodes[j]; j--) {
@@ -249,11 +298,22 @@ static int find_blocks(struct tl_supernet *sn) {
     if (add->op != TL_OP_ADD || add->n_in != 2 || add->n_out != 1 || add->in[0] < 0 ||
         add->in[1] < 0 || is_const(g, add->in[0]) || is_const(g, add->in[1]))
       continue;
-    for (int side = 0; side < 2; side++) {
+    char why[2][WHY_MAX];
+    int found = 0;
+    for (int side = 0; side < 2 && !found; side++) {
       int s = add->in[side], p = add->in[1 - side];
-      int n = collect_branch(sn, s, p, a, nodes);
-      if (n == 0)
+      int n = collect_branch(sn, s, p, a, nodes, why[side]);
+      if (n == 0) {
+        if (side == 1) {
+          /* The first side's reason, unless it only says what the second
+           * says better. */
+          int rc = add_note(sn, a, strstr(why[0], "projection") ? why[0] : why[1]);
+          if (rc != 0)
+            return rc;
+        }
         continue;
+      }
+      found = 1;
       if (sn->n_blocks == cap) {
         cap *= 2;
         struct sn_block *nb = realloc(sn->blocks, (size_t)cap * sizeof *nb);
@@ -309,106 +369,325 @@ static int find_blocks(struct tl_supernet *sn) {
 
 /* ------------------------------------------------------ width groups */
 
-/* Follows the channels c1 produces to the conv that consumes them; fills
- * w and returns 1 if they are internal (see the file comment). */
+/* What a node of a width group does with the group's channels, which
+ * says which of its tensors the channel sort permutes and how a subnet
+ * slices it. */
+enum sn_role {
+  ROLE_PLAIN,   /* channel-wise op with no per-channel parameters */
+  ROLE_BN,      /* BatchNormalization: scale, bias, mean, var per channel */
+  ROLE_OUT,     /* conv whose output channels are the group: rows, bias */
+  ROLE_THROUGH, /* depthwise or grouped conv, group in and out: rows, bias */
+  ROLE_IN       /* conv that reads the group as input channels: columns */
+};
+
+
+/* Sets w->why (the reason a group was not found) and returns 0. */
+static int no_group(struct sn_width *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int no_group(struct sn_width *w, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w->why, sizeof w->why, fmt, ap);
+  va_end(ap);
+  return 0;
+}
+
+static int add_node(struct sn_width *w, int node, enum sn_role role) {
+  if (w->n_nodes == MAX_GROUP_NODES)
+    return no_group(w, "more than %d nodes touch the channels", MAX_GROUP_NODES);
+  w->nodes[w->n_nodes] = node;
+  w->role[w->n_nodes++] = (uint8_t)role;
+  return 1;
+}
+
+/* The only consumer of value v, or -1 (with w->why) when v has several,
+ * none, or is a graph output. */
+static int only_consumer(const struct tl_supernet *sn, int v, struct sn_width *w) {
+  const struct tl_graph *g = sn->g;
+  char a[160], b[160];
+  if (g->values[v].is_output)
+    return no_group(w, "value \"%s\" is a graph output", g->values[v].name) - 1;
+  int nc = n_consumers(sn, v);
+  if (nc != 1) {
+    if (nc == 0)
+      return no_group(w, "value \"%s\" is never read", g->values[v].name) - 1;
+    return no_group(w, "value \"%s\" feeds both %s and %s", g->values[v].name,
+                    label(g, consumer(sn, v, 0), a, sizeof a),
+                    label(g, consumer(sn, v, 1), b, sizeof b)) - 1;
+  }
+  return consumer(sn, v, 0);
+}
+
+/* 1 if node q reads v as its first input and everything else it reads
+ * is constant; else 0 with w->why. */
+static int reads_only(const struct tl_supernet *sn, int q, int v, struct sn_width *w) {
+  const struct tl_graph *g = sn->g;
+  const struct tl_node *nq = &g->nodes[q];
+  char a[160];
+  if (nq->n_out != 1 || nq->out[0] < 0 || nq->n_in < 1 || nq->in[0] != v)
+    return no_group(w, "%s does not read the channels as its one data input",
+                    label(g, q, a, sizeof a));
+  for (int k = 1; k < nq->n_in; k++)
+    if (nq->in[k] >= 0 && !is_const(g, nq->in[k]))
+      return no_group(w, "%s also reads \"%s\", which is not constant", label(g, q, a, sizeof a),
+                      g->values[nq->in[k]].name);
+  return 1;
+}
+
+/* Activations written out as two nodes reading x: Mul(x, Sigmoid(x))
+ * (SiLU) and Mul(x, HardSigmoid(x)) (HardSwish at opsets below 14).  a and
+ * b are x's two consumers; returns the Mul and sets *gate, or -1. */
+static int gated_act(const struct tl_supernet *sn, int x, int a, int b, int *gate) {
+  const struct tl_graph *g = sn->g;
+  for (int turn = 0; turn < 2; turn++) {
+    int h = turn ? b : a, m = turn ? a : b;
+    const struct tl_node *nh = &g->nodes[h], *nm = &g->nodes[m];
+    if ((nh->op != TL_OP_SIGMOID && nh->op != TL_OP_HARDSIGMOID) || nh->n_out != 1 ||
+        nh->out[0] < 0 || nm->op != TL_OP_MUL || nm->n_in != 2 || nm->n_out != 1 ||
+        nm->out[0] < 0 || n_consumers(sn, nh->out[0]) != 1 || g->values[nh->out[0]].is_output)
+      continue;
+    if ((nm->in[0] == x && nm->in[1] == nh->out[0]) ||
+        (nm->in[1] == x && nm->in[0] == nh->out[0])) {
+      *gate = h;
+      return m;
+    }
+  }
+  return -1;
+}
+
+/* Follows activations on a value that is not the group's (the reduced
+ * channels inside a squeeze-and-excitation gate); returns the value
+ * after them. */
+static int skip_acts(const struct tl_supernet *sn, int v) {
+  const struct tl_graph *g = sn->g;
+  for (int hops = 0; hops < 8 && !g->values[v].is_output; hops++) {
+    int nc = n_consumers(sn, v), gate;
+    if (nc == 1) {
+      const struct tl_node *q = &g->nodes[consumer(sn, v, 0)];
+      if (!is_act_op(q->op) || q->n_in != 1 || q->n_out != 1 || q->out[0] < 0)
+        break;
+      v = q->out[0];
+    } else if (nc == 2) {
+      int m = gated_act(sn, v, consumer(sn, v, 0), consumer(sn, v, 1), &gate);
+      if (m < 0)
+        break;
+      v = g->nodes[m].out[0];
+    } else {
+      break;
+    }
+  }
+  return v;
+}
+
+/* A squeeze-and-excitation gate on the group's channels x: pool reads x
+ * (GlobalAveragePool) and mul is Mul(x, gate), where gate comes from
+ * pool -> Conv (reduce) -> activations -> Conv (expand) -> Sigmoid or
+ * HardSigmoid.  The reduce conv reads the group's channels and the expand
+ * conv makes them again, so both take part in the group.  Returns 1 and
+ * adds the gate's nodes to w, or 0 with w->why. */
+static int follow_gate(const struct tl_supernet *sn, int x, int pool, int mul,
+                       struct sn_width *w) {
+  const struct tl_graph *g = sn->g;
+  const struct tl_node *nm = &g->nodes[mul];
+  char a[160];
+  if (nm->n_in != 2 || nm->n_out != 1 || nm->out[0] < 0 ||
+      (nm->in[0] != x && nm->in[1] != x))
+    return no_group(w, "%s is not a gate on the channels", label(g, mul, a, sizeof a));
+  const int gate = nm->in[0] == x ? nm->in[1] : nm->in[0];
+  if (!reads_only(sn, pool, x, w) || !add_node(w, pool, ROLE_PLAIN))
+    return 0;
+  int reduce = only_consumer(sn, g->nodes[pool].out[0], w);
+  if (reduce < 0)
+    return 0;
+  const struct tl_value *wr = conv_weights(g, &g->nodes[reduce]);
+  if (wr == NULL || attr_int(&g->nodes[reduce], "group", 1) != 1 ||
+      wr->shape.dims[1] != w->channels)
+    return no_group(w, "%s after the pooling is not a dense conv of the channels",
+                    label(g, reduce, a, sizeof a));
+  if (!reads_only(sn, reduce, g->nodes[pool].out[0], w) || !add_node(w, reduce, ROLE_IN))
+    return 0;
+  int v = skip_acts(sn, g->nodes[reduce].out[0]);
+  int expand = only_consumer(sn, v, w);
+  if (expand < 0)
+    return 0;
+  const struct tl_value *we = conv_weights(g, &g->nodes[expand]);
+  if (we == NULL || attr_int(&g->nodes[expand], "group", 1) != 1 ||
+      we->shape.dims[0] != w->channels || we->shape.dims[1] != wr->shape.dims[0])
+    return no_group(w, "%s is not the conv that expands the gate back to the channels",
+                    label(g, expand, a, sizeof a));
+  if (!reads_only(sn, expand, v, w) || !add_node(w, expand, ROLE_OUT))
+    return 0;
+  v = g->nodes[expand].out[0];
+  while (v != gate) {
+    int q = only_consumer(sn, v, w);
+    if (q < 0)
+      return 0;
+    if (!is_act_op(g->nodes[q].op))
+      return no_group(w, "%s between the gate's conv and its Mul is not an activation",
+                      label(g, q, a, sizeof a));
+    if (!reads_only(sn, q, v, w) || !add_node(w, q, ROLE_PLAIN))
+      return 0;
+    v = g->nodes[q].out[0];
+  }
+  if (n_consumers(sn, gate) != 1 || g->values[gate].is_output)
+    return no_group(w, "the gate \"%s\" is read outside the block", g->values[gate].name);
+  return add_node(w, mul, ROLE_PLAIN);
+}
+
+/* Follows the channels dense conv c1 produces to the conv that consumes
+ * them; fills w and returns 1 if they are internal (see the file
+ * comment), else 0 with the reason in w->why. */
 static int follow_channels(const struct tl_supernet *sn, int c1, struct sn_width *w) {
   const struct tl_graph *g = sn->g;
   const struct tl_node *n1 = &g->nodes[c1];
   const struct tl_value *w1 = conv_weights(g, n1);
-  if (w1 == NULL || attr_int(n1, "group", 1) != 1 || n1->n_out != 1 || n1->out[0] < 0)
-    return 0;
-  int64_t ch = w1->shape.dims[0];
-  if (ch < 2)
-    return 0;
+  char a[160];
   memset(w, 0, sizeof *w);
   w->c1 = c1;
+  w->c2 = -1;
+  w->unit = 1;
+  if (w1 == NULL)
+    return no_group(w, "its weights are not a constant 4-D float tensor");
+  if (attr_int(n1, "group", 1) != 1)
+    return no_group(w, "it is a grouped conv; its channels follow its input's");
+  if (n1->n_out != 1 || n1->out[0] < 0)
+    return no_group(w, "it has no single output");
+  const int64_t ch = w1->shape.dims[0];
+  if (ch < 2)
+    return no_group(w, "it has one output channel");
   w->channels = ch;
+  add_node(w, c1, ROLE_OUT);
   int cur = n1->out[0];
   for (;;) {
-    if (g->values[cur].is_output || w->n_mid >= MAX_MID_NODES - 2)
-      return 0;
+    if (g->values[cur].is_output)
+      return no_group(w, "its channels reach the graph output \"%s\"", g->values[cur].name);
     int nc = n_consumers(sn, cur);
-    if (nc == 1) {
-      int q = consumer(sn, cur, 0);
-      const struct tl_node *nq = &g->nodes[q];
-      if (nq->n_out != 1 || nq->out[0] < 0 || nq->in[0] != cur)
-        return 0;
-      for (int k = 1; k < nq->n_in; k++)
-        if (nq->in[k] >= 0 && !is_const(g, nq->in[k]))
+    if (nc == 2) {
+      int p = consumer(sn, cur, 0), q = consumer(sn, cur, 1), gate, m;
+      if ((m = gated_act(sn, cur, p, q, &gate)) >= 0) {
+        if (!add_node(w, gate, ROLE_PLAIN) || !add_node(w, m, ROLE_PLAIN))
           return 0;
-      if (nq->op == TL_OP_BATCHNORM || is_act_op(nq->op) || is_view_op(nq->op) ||
-          nq->op == TL_OP_MAXPOOL || nq->op == TL_OP_AVGPOOL) {
-        if (nq->op == TL_OP_BATCHNORM && nq->n_in != 5)
-          return 0;
-        w->mid[w->n_mid++] = q;
-        cur = nq->out[0];
+        cur = g->nodes[m].out[0];
         continue;
       }
-      const struct tl_value *wq = conv_weights(g, nq);
-      if (wq == NULL)
-        return 0;
-      int64_t group = attr_int(nq, "group", 1);
-      if (group == ch && wq->shape.dims[0] == ch && wq->shape.dims[1] == 1) {
-        w->mid[w->n_mid++] = q; /* depthwise: channel k stays channel k */
-        cur = nq->out[0];
+      if (g->nodes[q].op == TL_OP_GLOBALAVGPOOL) {
+        int t = p;
+        p = q;
+        q = t;
+      }
+      if (g->nodes[p].op == TL_OP_GLOBALAVGPOOL && g->nodes[q].op == TL_OP_MUL) {
+        if (!follow_gate(sn, cur, p, q, w))
+          return 0;
+        cur = g->nodes[q].out[0];
         continue;
       }
-      if (group == 1 && wq->shape.dims[1] == ch) {
-        w->c2 = q;
-        return 1;
-      }
+    }
+    int q = only_consumer(sn, cur, w);
+    if (q < 0) {
+      if (nc > 1 && g->nodes[consumer(sn, cur, 0)].op == TL_OP_ADD)
+        no_group(w, "its channels feed the residual %s outside the block",
+                 label(g, consumer(sn, cur, 0), a, sizeof a));
+      else if (nc > 1 && g->nodes[consumer(sn, cur, 1)].op == TL_OP_ADD)
+        no_group(w, "its channels feed the residual %s outside the block",
+                 label(g, consumer(sn, cur, 1), a, sizeof a));
       return 0;
     }
-    if (nc == 2) {
-      /* HardSwish written as Mul(x, HardSigmoid(x)). */
-      int a = consumer(sn, cur, 0), b = consumer(sn, cur, 1);
-      if (g->nodes[a].op != TL_OP_HARDSIGMOID) {
-        int t = a;
-        a = b;
-        b = t;
-      }
-      const struct tl_node *h = &g->nodes[a], *m = &g->nodes[b];
-      if (h->op != TL_OP_HARDSIGMOID || m->op != TL_OP_MUL || h->n_out != 1 || m->n_out != 1 ||
-          m->n_in != 2 || h->out[0] < 0 || n_consumers(sn, h->out[0]) != 1 ||
-          !((m->in[0] == cur && m->in[1] == h->out[0]) ||
-            (m->in[1] == cur && m->in[0] == h->out[0])))
+    const struct tl_node *nq = &g->nodes[q];
+    if (!reads_only(sn, q, cur, w)) {
+      if (nq->op == TL_OP_ADD || nq->op == TL_OP_CONCAT)
+        no_group(w, "its channels feed %s, which ties them to other channels",
+                 label(g, q, a, sizeof a));
+      return 0;
+    }
+    if (nq->op == TL_OP_BATCHNORM || is_act_op(nq->op) || is_view_op(nq->op) ||
+        nq->op == TL_OP_MAXPOOL || nq->op == TL_OP_AVGPOOL) {
+      if (nq->op == TL_OP_BATCHNORM && nq->n_in != 5)
+        return no_group(w, "%s does not have 5 inputs", label(g, q, a, sizeof a));
+      if (!add_node(w, q, nq->op == TL_OP_BATCHNORM ? ROLE_BN : ROLE_PLAIN))
         return 0;
-      w->mid[w->n_mid++] = a;
-      w->mid[w->n_mid++] = b;
-      cur = m->out[0];
+      cur = nq->out[0];
       continue;
     }
-    return 0;
+    const struct tl_value *wq = conv_weights(g, nq);
+    if (wq == NULL)
+      return no_group(w, "its channels reach %s, which is not a conv with constant weights "
+                      "nor a channel-wise op", label(g, q, a, sizeof a));
+    const int64_t group = attr_int(nq, "group", 1);
+    if (group > 1 && ch % group == 0 && wq->shape.dims[0] == ch &&
+        wq->shape.dims[1] * group == ch) {
+      /* Depthwise (one channel per group) or grouped: channels stay in
+       * their group, so a subnet keeps whole groups. */
+      const int64_t unit = ch / group;
+      if (unit % w->unit != 0 && w->unit % unit != 0)
+        return no_group(w, "%s groups the channels by %lld, which does not nest with %lld",
+                        label(g, q, a, sizeof a), (long long)unit, (long long)w->unit);
+      if (unit > w->unit)
+        w->unit = unit;
+      if (!add_node(w, q, ROLE_THROUGH))
+        return 0;
+      cur = nq->out[0];
+      continue;
+    }
+    if (group == 1 && wq->shape.dims[1] == ch) {
+      w->c2 = q;
+      return add_node(w, q, ROLE_IN);
+    }
+    return no_group(w, "its channels reach %s, whose %lld groups do not match them",
+                    label(g, q, a, sizeof a), (long long)group);
   }
 }
 
 /* The tensors indexed by a group's channels must be its own: a weight
- * shared with another node would be permuted under it. */
-static int group_owns_weights(const struct tl_supernet *sn, const struct sn_width *w) {
+ * shared with another node would be permuted under it.  (The loader gives
+ * each node its own value; a node reading one constant twice remains.) */
+static int group_owns_weights(const struct tl_supernet *sn, struct sn_width *w) {
   const struct tl_graph *g = sn->g;
-  int nodes[MAX_MID_NODES + 2], n = 0;
-  nodes[n++] = w->c1;
-  for (int i = 0; i < w->n_mid; i++)
-    nodes[n++] = w->mid[i];
-  nodes[n++] = w->c2;
-  for (int i = 0; i < n; i++) {
-    const struct tl_node *nd = &g->nodes[nodes[i]];
+  char a[160];
+  for (int i = 0; i < w->n_nodes; i++) {
+    const struct tl_node *nd = &g->nodes[w->nodes[i]];
     for (int k = 1; k < nd->n_in; k++)
       if (is_const(g, nd->in[k]) && g->values[nd->in[k]].n_consumers != 1)
-        return 0;
+        return no_group(w, "%s reads the constant \"%s\" more than once",
+                        label(g, w->nodes[i], a, sizeof a), g->values[nd->in[k]].name);
   }
   return 1;
 }
 
-/* Permutes the first dimension of a constant (rows of `row` floats). */
-static int permute_rows(struct tl_value *v, const int64_t *order, int64_t n, int64_t row,
-                        float *tmp) {
+/* Permutes the first dimension of constant vi (rows of `row` floats),
+ * after giving it data of its own. */
+static int permute_rows(struct tl_graph *g, int vi, const int64_t *order, int64_t n,
+                        int64_t row, float *tmp) {
+  struct tl_value *v = &g->values[vi];
   if (v->dtype != TL_DTYPE_FLOAT32 || tl_shape_numel(&v->shape) != n * row)
     return TL_ESHAPE;
+  int rc = tl__value_unshare(g, vi);
+  if (rc != 0)
+    return rc;
   float *d = v->data;
   memcpy(tmp, d, (size_t)(n * row) * sizeof *d);
   for (int64_t i = 0; i < n; i++)
     memcpy(d + i * row, tmp + order[i] * row, (size_t)row * sizeof *d);
+  return 0;
+}
+
+/* Permutes the input channels of conv weights vi (m, n, kh, kw): the n
+ * blocks of kh*kw floats inside each of the m rows. */
+static int permute_cols(struct tl_graph *g, int vi, const int64_t *order, int64_t n,
+                        float *tmp) {
+  struct tl_value *v = &g->values[vi];
+  if (v->dtype != TL_DTYPE_FLOAT32 || v->shape.ndim != 4 || v->shape.dims[1] != n)
+    return TL_ESHAPE;
+  int rc = tl__value_unshare(g, vi);
+  if (rc != 0)
+    return rc;
+  const int64_t m = v->shape.dims[0], khw = v->shape.dims[2] * v->shape.dims[3];
+  float *d = v->data;
+  for (int64_t r = 0; r < m; r++) {
+    float *rowp = d + r * n * khw;
+    memcpy(tmp, rowp, (size_t)(n * khw) * sizeof *tmp);
+    for (int64_t i = 0; i < n; i++)
+      memcpy(rowp + i * khw, tmp + order[i] * khw, (size_t)khw * sizeof *tmp);
+  }
   return 0;
 }
 
@@ -424,29 +703,17 @@ static int cmp_importance(const void *a, const void *b) {
   return x->i < y->i ? -1 : x->i > y->i; /* stable */
 }
 
-/* Sorts a group's channels by importance, descending, in every tensor
- * that indexes them: c1's rows and bias, each mid BN's parameters, each mid
- * depthwise conv's rows and bias, and c2's input channels. */
-static int sort_group(struct tl_supernet *sn, const struct sn_width *w) {
-  struct tl_graph *g = sn->g;
-  const struct tl_node *n1 = &g->nodes[w->c1];
-  struct tl_value *w1 = &g->values[n1->in[1]];
-  const int64_t ch = w->channels, row1 = tl_shape_numel(&w1->shape) / ch;
-  struct imp_index *imp = malloc((size_t)ch * sizeof *imp);
-  int64_t *order = malloc((size_t)ch * sizeof *order);
-  struct tl_value *w2 = &g->values[g->nodes[w->c2].in[1]];
-  int64_t biggest = tl_shape_numel(&w1->shape) > tl_shape_numel(&w2->shape)
-                        ? tl_shape_numel(&w1->shape)
-                        : tl_shape_numel(&w2->shape);
-  float *tmp = malloc((size_t)biggest * sizeof *tmp);
-  int rc = TL_ENOMEM;
-  if (imp == NULL || order == NULL || tmp == NULL)
-    goto done;
-  /* BN scale of the first BN after c1, if it comes before any other op. */
+/* Importance of each of the group's w->unit-channel units: the L1 norm of
+ * c1's filters, times the BN scale |gamma|/sqrt(var+eps) of a BN right
+ * after c1 (in a folded export that scale is already in the filters). */
+static void unit_importance(const struct tl_graph *g, const struct sn_width *w,
+                            struct imp_index *imp) {
+  const struct tl_value *w1 = &g->values[g->nodes[w->c1].in[1]];
+  const int64_t ch = w->channels, row = tl_shape_numel(&w1->shape) / ch;
   const float *gamma = NULL, *var = NULL;
   float eps = 1e-5f;
-  if (w->n_mid > 0 && g->nodes[w->mid[0]].op == TL_OP_BATCHNORM) {
-    const struct tl_node *bn = &g->nodes[w->mid[0]];
+  if (w->n_nodes > 1 && w->role[1] == ROLE_BN) {
+    const struct tl_node *bn = &g->nodes[w->nodes[1]];
     gamma = g->values[bn->in[1]].data;
     var = g->values[bn->in[4]].data;
     const struct tl_attr *a = tl_node_attr(bn, "epsilon");
@@ -454,52 +721,60 @@ static int sort_group(struct tl_supernet *sn, const struct sn_width *w) {
       eps = a->f;
   }
   const float *wd = w1->data;
+  for (int64_t u = 0; u < ch / w->unit; u++)
+    imp[u] = (struct imp_index){0, u};
   for (int64_t i = 0; i < ch; i++) {
     double l1 = 0;
-    for (int64_t k = 0; k < row1; k++)
-      l1 += fabs(wd[i * row1 + k]);
+    for (int64_t k = 0; k < row; k++)
+      l1 += fabs(wd[i * row + k]);
     if (gamma != NULL)
       l1 *= fabs(gamma[i]) / sqrt((double)var[i] + eps);
-    imp[i] = (struct imp_index){l1, i};
+    imp[i / w->unit].imp += l1;
   }
-  qsort(imp, (size_t)ch, sizeof *imp, cmp_importance);
+}
+
+/* Sorts a group's channels by importance, descending, whole units at a
+ * time, in every tensor that indexes them (see enum sn_role). */
+static int sort_group(struct tl_supernet *sn, const struct sn_width *w) {
+  struct tl_graph *g = sn->g;
+  const int64_t ch = w->channels, units = ch / w->unit;
+  int64_t biggest = 0;
+  for (int i = 0; i < w->n_nodes; i++) {
+    const struct tl_node *nd = &g->nodes[w->nodes[i]];
+    for (int k = 1; k < nd->n_in; k++)
+      if (is_const(g, nd->in[k]) && tl_shape_numel(&g->values[nd->in[k]].shape) > biggest)
+        biggest = tl_shape_numel(&g->values[nd->in[k]].shape);
+  }
+  struct imp_index *imp = malloc((size_t)units * sizeof *imp);
+  int64_t *order = malloc((size_t)ch * sizeof *order);
+  float *tmp = malloc((size_t)(biggest > ch ? biggest : ch) * sizeof *tmp);
+  int rc = TL_ENOMEM;
+  if (imp == NULL || order == NULL || tmp == NULL)
+    goto done;
+  unit_importance(g, w, imp);
+  qsort(imp, (size_t)units, sizeof *imp, cmp_importance);
   int identity = 1;
   for (int64_t i = 0; i < ch; i++) {
-    order[i] = imp[i].i;
+    order[i] = imp[i / w->unit].i * w->unit + i % w->unit;
     identity &= order[i] == i;
   }
   rc = 0;
-  if (identity)
-    goto done;
-  if ((rc = permute_rows(w1, order, ch, row1, tmp)) != 0)
-    goto done;
-  if (n1->n_in > 2 && is_const(g, n1->in[2]) &&
-      (rc = permute_rows(&g->values[n1->in[2]], order, ch, 1, tmp)) != 0)
-    goto done;
-  for (int m = 0; m < w->n_mid; m++) {
-    const struct tl_node *nd = &g->nodes[w->mid[m]];
-    if (nd->op == TL_OP_BATCHNORM) {
-      for (int k = 1; k < 5; k++)
-        if ((rc = permute_rows(&g->values[nd->in[k]], order, ch, 1, tmp)) != 0)
-          goto done;
-    } else if (nd->op == TL_OP_CONV) {
-      struct tl_value *wv = &g->values[nd->in[1]];
-      if ((rc = permute_rows(wv, order, ch, tl_shape_numel(&wv->shape) / ch, tmp)) != 0)
-        goto done;
-      if (nd->n_in > 2 && is_const(g, nd->in[2]) &&
-          (rc = permute_rows(&g->values[nd->in[2]], order, ch, 1, tmp)) != 0)
-        goto done;
-    }
-  }
-  /* c2: (m, ch, kh, kw): permute the ch blocks inside each row. */
-  {
-    const int64_t m = w2->shape.dims[0], khw = w2->shape.dims[2] * w2->shape.dims[3];
-    float *d = w2->data;
-    for (int64_t r = 0; r < m; r++) {
-      float *rowp = d + r * ch * khw;
-      memcpy(tmp, rowp, (size_t)(ch * khw) * sizeof *tmp);
-      for (int64_t i = 0; i < ch; i++)
-        memcpy(rowp + i * khw, tmp + order[i] * khw, (size_t)khw * sizeof *tmp);
+  for (int i = 0; i < w->n_nodes && !identity && rc == 0; i++) {
+    const struct tl_node *nd = &g->nodes[w->nodes[i]];
+    switch ((enum sn_role)w->role[i]) {
+    case ROLE_PLAIN: break;
+    case ROLE_BN:
+      for (int k = 1; k < 5 && rc == 0; k++)
+        rc = permute_rows(g, nd->in[k], order, ch, 1, tmp);
+      break;
+    case ROLE_OUT:
+    case ROLE_THROUGH:
+      rc = permute_rows(g, nd->in[1], order, ch, tl_shape_numel(&g->values[nd->in[1]].shape) / ch,
+                        tmp);
+      if (rc == 0 && nd->n_in > 2 && is_const(g, nd->in[2]))
+        rc = permute_rows(g, nd->in[2], order, ch, 1, tmp);
+      break;
+    case ROLE_IN: rc = permute_cols(g, nd->in[1], order, ch, tmp); break;
     }
   }
 done:
@@ -522,10 +797,27 @@ static int find_width_groups(struct tl_supernet *sn, int sort) {
   for (int b = 0; b < sn->n_blocks; b++)
     for (int k = 0; k < sn->blocks[b].n_nodes; k++)
       node_block[sn->blocks[b].nodes[k]] = b;
-  for (int i = 0; i < g->n_nodes; i++) {
+  /* Why each conv is not the producer of a group, kept until the end:
+   * a conv that another group takes in says nothing. */
+  char (*why)[WHY_MAX] = calloc((size_t)g->n_nodes + 1, sizeof *why);
+  uint8_t *in_group = calloc((size_t)g->n_nodes + 1, 1);
+  if (why == NULL || in_group == NULL) {
+    free(why);
+    free(in_group);
+    free(node_block);
+    return TL_ENOMEM;
+  }
+  int rc = 0;
+  for (int i = 0; i < g->n_nodes && rc == 0; i++) {
     struct sn_width w;
-    if (!follow_channels(sn, i, &w) || !group_owns_weights(sn, &w))
+    if (g->nodes[i].op != TL_OP_CONV)
       continue;
+    if (!follow_channels(sn, i, &w) || !group_owns_weights(sn, &w)) {
+      snprintf(why[i], WHY_MAX, "%s", w.why);
+      continue;
+    }
+    for (int k = 0; k < w.n_nodes; k++)
+      in_group[w.nodes[k]] = 1;
     /* The stage of the block holding c2, else the next stage, else the last. */
     int b = node_block[w.c2];
     if (b >= 0) {
@@ -538,16 +830,18 @@ static int find_width_groups(struct tl_supernet *sn, int sort) {
           break;
         }
     }
-    if (sort) {
-      int rc = sort_group(sn, &w);
-      if (rc != 0) {
-        free(node_block);
-        return rc;
-      }
-    }
+    if (sort && (rc = sort_group(sn, &w)) != 0)
+      break;
     sn->wg[sn->n_wg++] = w;
   }
+  for (int i = 0; i < g->n_nodes && rc == 0; i++)
+    if (g->nodes[i].op == TL_OP_CONV && !in_group[i])
+      rc = add_note(sn, i, why[i]);
+  free(why);
+  free(in_group);
   free(node_block);
+  if (rc != 0)
+    return rc;
   if (sn->n_stages == 0 && sn->n_wg > 0)
     sn->n_stages = 1; /* one stage that has widths but no blocks */
   for (int i = 0; i < sn->n_wg; i++)
@@ -762,9 +1056,10 @@ static int make_view(const struct tl_supernet *sn, const struct tl_subnet_spec *
     }
   for (int i = 0; i < sn->n_wg; i++) {
     const struct sn_width *w = &sn->wg[i];
-    int k = keep_channels(sn->widths[spec->width[w->stage]], w->channels);
-    if (k < w->channels)
-      conv_out[w->c1] = k;
+    int64_t k = w->unit * keep_channels(sn->widths[spec->width[w->stage]], w->channels / w->unit);
+    for (int j = 0; j < w->n_nodes && k < w->channels; j++)
+      if (w->role[j] == ROLE_OUT)
+        conv_out[w->nodes[j]] = k;
   }
   view->skip = skip;
   view->alias = alias;
@@ -957,6 +1252,9 @@ void tl_supernet_free(struct tl_supernet *sn) {
   free(sn->wg);
   free(sn->consumers_start);
   free(sn->consumers);
+  for (int i = 0; i < sn->n_notes; i++)
+    free(sn->notes[i]);
+  free(sn->notes);
   free(sn);
 }
 
@@ -989,4 +1287,10 @@ void tl_supernet_width_group(const struct tl_supernet *sn, int i, const char **p
   *consumer_name = sn->g->nodes[w->c2].name;
   *channels = w->channels;
   *stage = w->stage;
+}
+
+int tl_supernet_n_notes(const struct tl_supernet *sn) { return sn->n_notes; }
+
+const char *tl_supernet_note(const struct tl_supernet *sn, int i) {
+  return i >= 0 && i < sn->n_notes ? sn->notes[i] : NULL;
 }

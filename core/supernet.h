@@ -92,6 +92,14 @@ void tl_supernet_info(const struct tl_supernet *sn, struct tl_supernet_info *inf
 void tl_supernet_width_group(const struct tl_supernet *sn, int i, const char **producer,
                              const char **consumer, int64_t *channels, int *stage);
 
+/* Why parts of the model are not elastic, for `tailorctl inspect --why`:
+ * one line per residual Add that is not a skippable block and per conv
+ * that takes part in no width group, e.g. `node "conv3" (Conv): its
+ * channels feed the residual node "add2" (Add) outside the block`.  The
+ * lines belong to the SuperNet. */
+int tl_supernet_n_notes(const struct tl_supernet *sn);
+const char *tl_supernet_note(const struct tl_supernet *sn, int i);
+
 /* The largest and smallest subnets, and a uniformly random one (seed is
  * advanced). */
 void tl_subnet_largest(const struct tl_supernet *sn, struct tl_subnet_spec *spec);

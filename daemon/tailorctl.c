@@ -4,7 +4,7 @@
  *   tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]
  *   tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N]
  *                   [--warmup N] [--per-op] [--json]
- *   tailorctl inspect MODEL.onnx [--json]
+ *   tailorctl inspect MODEL.onnx [--why] [--json]
  *   tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]...
  *                  [--recalib X.npy] [--json]
  *   tailorctl profile|predict|search ...       (ctl_predict.c)
@@ -51,7 +51,7 @@ void usage(FILE *f) {
   fputs("usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]\n"
         "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
         "                       [--per-op] [--json]\n"
-        "       tailorctl inspect MODEL.onnx [--json]\n"
+        "       tailorctl inspect MODEL.onnx [--why] [--json]\n"
         "       tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]... [--recalib X.npy]\n"
         "                      [--recalib-images N] [--scale S] [--batch N] [--json]\n"
         "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
@@ -73,7 +73,9 @@ void usage(FILE *f) {
         "bench    times the model on a random input: median/p10/p90 latency and peak\n"
         "         resident memory; --per-op shows where the time goes\n"
         "inspect  the SuperNet found in the model: stages, residual blocks, elastic\n"
-        "         widths and resolutions, the number of subnets, cost of the extremes\n"
+        "         widths and resolutions, the number of subnets, cost of the extremes;\n"
+        "         --why says, for each residual Add and conv that is not elastic, why\n"
+        "         not\n"
         "eval     top-1 accuracy of subnets on labelled images (X: N x C x H x W\n"
         "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32);\n"
         "         without --subnet, a table across width, depth and resolution;\n"
@@ -85,8 +87,9 @@ void usage(FILE *f) {
         "predict  predicted latency and memory of subnets, from the cached table\n"
         "search   the frontier: at most K subnets, Pareto in predicted latency and\n"
         "         accuracy on the calibration data, kept in the cache (a second search\n"
-        "         with the same model, data and device only loads it)\n"
-        "\n"
+        "         with the same model, data and device only loads it)\n",
+        f);
+  fputs("\n"
         "status, subnets, events, pin and infer are clients of a running tailord, on\n"
         "--socket (default $TAILOR_SOCKET, else /run/tailord/tailord.sock), for --model\n"
         "(default: the one model it serves):\n"
@@ -688,11 +691,13 @@ static void format_width(float w, char *buf, size_t size) {
 
 static int cmd_inspect(int argc, char **argv) {
   static const struct option opts[] = {
-      {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-  int as_json = 0, c;
-  while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+      {"json", no_argument, NULL, 'j'}, {"why", no_argument, NULL, 'w'},
+      {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  int as_json = 0, why = 0, c;
+  while ((c = getopt_long(argc, argv, "jwh", opts, NULL)) != -1) {
     switch (c) {
     case 'j': as_json = 1; break;
+    case 'w': why = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_USAGE;
     }
@@ -753,6 +758,12 @@ static int cmd_inspect(int argc, char **argv) {
     json_object_set_new(o, "space_size", json_real(info.space_size));
     json_object_set_new(o, "largest", jbig);
     json_object_set_new(o, "smallest", jsmall);
+    if (why) {
+      json_t *notes = json_array();
+      for (int i = 0; i < tl_supernet_n_notes(sn); i++)
+        json_array_append_new(notes, json_string(tl_supernet_note(sn, i)));
+      json_object_set_new(o, "not_elastic", notes);
+    }
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     if (text == NULL)
       die("out of memory");
@@ -796,6 +807,16 @@ static int cmd_inspect(int argc, char **argv) {
       tl_supernet_width_group(sn, i, &prod, &cons, &ch, &stage);
       printf("  %s -> %s  %lld  %d\n", prod, cons, (long long)ch, stage + 1);
     }
+    if (why) {
+      printf("\nnot elastic (%d)\n", tl_supernet_n_notes(sn));
+      for (int i = 0; i < tl_supernet_n_notes(sn); i++)
+        printf("  %s\n", tl_supernet_note(sn, i));
+    }
+    if (total_blocks == 0 && info.n_width_groups == 0)
+      printf("\nNo elastic depth or width: tailor looks for residual blocks whose skip is the\n"
+             "block's input (x + f(x)) and for dense convs whose channels stay inside their\n"
+             "block.  Export the model in eval mode, e.g. torch.onnx.export(model.eval(), x,\n"
+             "\"m.onnx\", opset_version=13), and see --why for what each Add and conv lacks.\n");
     json_decref(jbig);
     json_decref(jsmall);
   }

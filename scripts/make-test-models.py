@@ -96,6 +96,104 @@ def no_elastic_graph():
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])], inits)
 
 
+def exported_graph():
+    """What torch.onnx.export's defaults write, in small: BatchNorm folded
+    into conv biases, identical initializers shared through Identity
+    nodes, SiLU as Mul(x, Sigmoid(x)), a grouped conv, and a
+    squeeze-and-excitation gate.  Two residual blocks on a stem:
+
+      stem: conv s (8->8, 3x3) -> relu                                 = x0
+      block 1: conv a (8->16, 1x1) -> SiLU -> conv g (16->16, 3x3,
+               4 groups) -> relu -> SE (GAP, conv r 16->4, relu, conv
+               e 4->16, sigmoid, mul) -> conv p (16->8, 1x1) + x0      = x1
+      block 2: conv a2 (weights Identity(a's)) -> relu -> conv p2 + x1 -> relu
+      head: GAP -> Flatten -> Gemm (10)
+
+    a2 reads a's weights and p reads a zero bias that a also reads, as
+    the exporter's de-duplication leaves them.  Returns the graph and
+    the initializers by name (for the expected outputs)."""
+    rng = np.random.default_rng(11)
+
+    def t(shape, scale=0.3):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    arrays = {
+        "s.w": t((8, 8, 3, 3)), "s.b": t(8),
+        "a.w": t((16, 8, 1, 1)), "zeros8": np.zeros(16, np.float32),
+        "g.w": t((16, 4, 3, 3)), "g.b": t(16),
+        "r.w": t((4, 16, 1, 1)), "r.b": t(4),
+        "e.w": t((16, 4, 1, 1)), "e.b": t(16),
+        "p.w": t((8, 16, 1, 1)),
+        "p2.w": t((8, 16, 1, 1)), "p2.b": t(8),
+        "fc.w": t((10, 8)), "fc.b": t(10),
+    }
+    nodes = [
+        helper.make_node("Identity", ["a.w"], ["a2.w"], name="dedup_a"),
+        helper.make_node("Identity", ["zeros8"], ["a2.b"], name="dedup_zeros"),
+        helper.make_node("Conv", ["input", "s.w", "s.b"], ["s"], name="s", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["s"], ["x0"], name="s_relu"),
+        helper.make_node("Conv", ["x0", "a.w", "zeros8"], ["a"], name="a", kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["a"], ["a_sig"], name="a_sigmoid"),
+        helper.make_node("Mul", ["a", "a_sig"], ["a_silu"], name="a_silu"),
+        helper.make_node("Conv", ["a_silu", "g.w", "g.b"], ["g"], name="g", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], group=4),
+        helper.make_node("Relu", ["g"], ["g_relu"], name="g_relu"),
+        helper.make_node("GlobalAveragePool", ["g_relu"], ["se_pool"], name="se_pool"),
+        helper.make_node("Conv", ["se_pool", "r.w", "r.b"], ["r"], name="r", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["r"], ["r_relu"], name="r_relu"),
+        helper.make_node("Conv", ["r_relu", "e.w", "e.b"], ["e"], name="e", kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["e"], ["gate"], name="gate"),
+        helper.make_node("Mul", ["gate", "g_relu"], ["se"], name="se_mul"),
+        helper.make_node("Conv", ["se", "p.w"], ["p"], name="p", kernel_shape=[1, 1]),
+        helper.make_node("Add", ["p", "x0"], ["x1"], name="add1"),
+        helper.make_node("Conv", ["x1", "a2.w", "a2.b"], ["a2"], name="a2", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["a2"], ["a2_relu"], name="a2_relu"),
+        helper.make_node("Conv", ["a2_relu", "p2.w", "p2.b"], ["p2"], name="p2",
+                         kernel_shape=[1, 1]),
+        helper.make_node("Add", ["x1", "p2"], ["x2"], name="add2"),
+        helper.make_node("Relu", ["x2"], ["x2_relu"], name="x2_relu"),
+        helper.make_node("GlobalAveragePool", ["x2_relu"], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    inits = [numpy_helper.from_array(v, k) for k, v in arrays.items()]
+    graph = helper.make_graph(
+        nodes, "exported",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])], inits)
+    return graph, arrays
+
+
+def exported_forward(a, x, depth=2, keep=16):
+    """exported_graph's network in PyTorch, with its first `depth` blocks
+    and the first `keep` channels of every internal group: what tailor's
+    subnet computes when the channels are left in file order (no sort)."""
+    import torch
+    import torch.nn.functional as F
+    T = {k: torch.from_numpy(v) for k, v in a.items()}
+    x = torch.from_numpy(x)
+    x0 = F.relu(F.conv2d(x, T["s.w"], T["s.b"], padding=1))
+    x1 = x0
+    if depth >= 1:
+        k, groups = keep, keep // 4
+        y = F.conv2d(x0, T["a.w"][:k], T["zeros8"][:k])
+        y = y * torch.sigmoid(y)
+        y = F.relu(F.conv2d(y, T["g.w"][:k], T["g.b"][:k], padding=1, groups=groups))
+        se = F.adaptive_avg_pool2d(y, 1)
+        rk = keep * 4 // 16  # the gate's own hidden channels are a group too
+        se = F.relu(F.conv2d(se, T["r.w"][:rk, :k], T["r.b"][:rk]))
+        se = torch.sigmoid(F.conv2d(se, T["e.w"][:k, :rk], T["e.b"][:k]))
+        x1 = F.conv2d(y * se, T["p.w"][:, :k]) + x0
+    x2 = x1
+    if depth >= 2:
+        y = F.relu(F.conv2d(x1, T["a.w"][:keep], T["zeros8"][:keep]))
+        x2 = x1 + F.conv2d(y, T["p2.w"][:, :keep], T["p2.b"])
+    x2 = F.relu(x2)  # x1 can be negative: the Relu stays when block 2 goes
+    pooled = F.adaptive_avg_pool2d(x2, 1).flatten(1)
+    return (pooled @ T["fc.w"].T + T["fc.b"]).numpy()
+
+
 def model(graph, opset=OPSET):
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                           producer_name="tailor-tests")
@@ -122,6 +220,14 @@ def main():
 
     save(model(fold_chain_graph()), os.path.join(out, "fold_chain.onnx"))
     save(model(no_elastic_graph()), os.path.join(out, "no_elastic.onnx"))
+
+    graph, arrays = exported_graph()
+    save(model(graph), os.path.join(out, "exported.onnx"))
+    x = np.random.default_rng(12).standard_normal((1, 8, 8, 8)).astype(np.float32)
+    np.save(os.path.join(out, "exported.input.npy"), x)
+    np.save(os.path.join(out, "exported.full.npy"), exported_forward(arrays, x))
+    # d=1 w=.5, channels in file order: block 2 dropped, 2 of 4 groups kept.
+    np.save(os.path.join(out, "exported.d1w50.npy"), exported_forward(arrays, x, 1, 8))
 
     # An op the engine does not run.
     g = tiny_cnn_graph()

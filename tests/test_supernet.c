@@ -35,15 +35,16 @@ struct expect {
 /* What the graphs hold: ResNets' identity blocks after each stage's
  * projection block, and each block's internal channels (one group per
  * 3x3 ResNet block, two per bottleneck); MobileNets' inverted residuals
- * with skips, the expansion channels (through the depthwise conv) of
- * every block without squeeze-excitation, the squeeze-excitation's own
- * hidden channels, and a block's output channels when only the next
- * block's first conv reads them (no skip ties them). */
+ * with skips, the expansion channels of every block that has an expansion
+ * conv (through the depthwise conv and any squeeze-excitation gate: 10 in
+ * MobileNetV3-Small), the squeeze-excitation's own hidden channels (9),
+ * and a block's output channels when only the next block's first conv
+ * reads them (no skip ties them; 2). */
 static const struct expect expects[] = {
     {"resnet18", 4, {2, 1, 1, 1}, 8},
     {"resnet50", 4, {2, 3, 5, 2}, 32},
     {"mobilenet_v2", 5, {1, 2, 3, 2, 2}, 19},
-    {"mobilenet_v3_small", 4, {1, 2, 1, 2}, 12},
+    {"mobilenet_v3_small", 4, {1, 2, 1, 2}, 21},
 };
 
 static int exists(const char *path) {
@@ -81,6 +82,18 @@ static struct tl_supernet *compile(struct tl_graph *g) {
   struct tl_error err = {{0}};
   ck_assert_msg(tl_supernet_build(g, NULL, &sn, &err) == 0, "%s", err.msg);
   return sn;
+}
+
+/* The largest difference between y and ref, relative to max |ref|; the
+ * shapes must agree. */
+static double rel_error(const struct tl_tensor *y, const struct tl_tensor *ref) {
+  ck_assert(tl_shape_equal(&y->shape, &ref->shape));
+  double max_ref = 0, max_err = 0;
+  for (int64_t i = 0; i < tl_shape_numel(&ref->shape); i++) {
+    max_ref = fmax(max_ref, fabs(((float *)ref->data)[i]));
+    max_err = fmax(max_err, fabs(((float *)ref->data)[i] - ((float *)y->data)[i]));
+  }
+  return max_ref > 0 ? max_err / max_ref : max_err;
 }
 
 START_TEST(compiler_finds_the_elastic_dimensions) {
@@ -131,15 +144,8 @@ START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
   ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s", err.msg);
   memcpy(tl_plan_input(p, 0)->data, x.data, in_bytes);
   tl_plan_run(p);
-  const struct tl_tensor *y = tl_plan_output(p, 0);
-  ck_assert(tl_shape_equal(&y->shape, &ref.shape));
-  double max_ref = 0, max_err = 0;
-  for (int64_t i = 0; i < tl_shape_numel(&ref.shape); i++) {
-    max_ref = fmax(max_ref, fabs(((float *)ref.data)[i]));
-    max_err = fmax(max_err, fabs(((float *)ref.data)[i] - ((float *)y->data)[i]));
-  }
-  ck_assert_msg(max_err <= 1e-4 * max_ref, "%s: largest subnet off by %g (max |ref| %g)", name,
-                max_err, max_ref);
+  const double rel = rel_error(tl_plan_output(p, 0), &ref);
+  ck_assert_msg(rel <= 1e-4, "%s: largest subnet off by %g of max |ref|", name, rel);
   tl_plan_free(p);
 
   uint64_t seed = 42;
@@ -152,7 +158,7 @@ START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
                   err.msg);
     memcpy(tl_plan_input(p, 0)->data, x.data, in_bytes);
     tl_plan_run(p);
-    y = tl_plan_output(p, 0);
+    const struct tl_tensor *y = tl_plan_output(p, 0);
     ck_assert_msg(tl_shape_equal(&y->shape, &ref.shape), "%s %s: wrong output shape", name, text);
     for (int64_t i = 0; i < tl_shape_numel(&y->shape); i++)
       ck_assert_msg(isfinite(((float *)y->data)[i]), "%s %s: output %lld not finite", name, text,
@@ -366,6 +372,99 @@ START_TEST(bad_spec_is_an_error_that_says_why) {
 }
 END_TEST
 
+/* Runs spec of sn on the .npy input in data_dir and returns the largest
+ * difference from the .npy reference there, relative to max |ref|. */
+static double subnet_error(const struct tl_supernet *sn, const char *spec_text,
+                           const char *input, const char *want) {
+  struct tl_error err = {{0}};
+  struct tl_subnet_spec spec;
+  ck_assert_msg(tl_subnet_parse(sn, spec_text, &spec, &err) == 0, "%s", err.msg);
+  struct tl_plan *p = NULL;
+  ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s: %s", spec_text, err.msg);
+  char path[8300];
+  struct tl_tensor x, ref;
+  snprintf(path, sizeof path, "%s/%s", data_dir, input);
+  ck_assert_msg(tl_npy_read(path, &x, &err) == 0, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/%s", data_dir, want);
+  ck_assert_msg(tl_npy_read(path, &ref, &err) == 0, "%s", err.msg);
+  memcpy(tl_plan_input(p, 0)->data, x.data, (size_t)tl_shape_numel(&x.shape) * sizeof(float));
+  tl_plan_run(p);
+  const double rel = rel_error(tl_plan_output(p, 0), &ref);
+  tl_plan_free(p);
+  free(x.data);
+  free(ref.data);
+  return rel;
+}
+
+/* A small graph written the way torch.onnx.export's defaults write one
+ * (BN folded, shared initializers behind Identity nodes, SiLU as two
+ * nodes, a grouped conv, a squeeze-and-excitation gate): the loader
+ * drops the Identity nodes, the compiler finds both blocks and a width
+ * group through the grouped conv and the gate, plus the gate's own. */
+START_TEST(default_export_has_depth_and_width_through_groups_and_gates) {
+  struct tl_graph *g = load(data_dir, "exported.onnx");
+  for (int i = 0; i < g->n_nodes; i++)
+    ck_assert_msg(g->nodes[i].op != TL_OP_IDENTITY, "Identity node %s kept", g->nodes[i].name);
+  struct tl_supernet *sn = compile(g);
+  struct tl_supernet_info info;
+  tl_supernet_info(sn, &info);
+  ck_assert_int_eq(info.n_stages, 1);
+  ck_assert_int_eq(info.blocks[0], 2);
+  ck_assert_int_eq(info.n_width_groups, 3);
+  const char *want[3][2] = {{"a", "p"}, {"r", "e"}, {"a2", "p2"}};
+  for (int i = 0; i < 3; i++) {
+    const char *prod, *cons;
+    int64_t ch;
+    int stage;
+    tl_supernet_width_group(sn, i, &prod, &cons, &ch, &stage);
+    ck_assert_str_eq(prod, want[i][0]);
+    ck_assert_str_eq(cons, want[i][1]);
+  }
+  /* Only the stem conv is left out, and the reason says why. */
+  ck_assert_int_eq(tl_supernet_n_notes(sn), 1);
+  ck_assert_str_eq(tl_supernet_note(sn, 0), "node \"s\" (Conv): its channels feed the residual "
+                                            "node \"add1\" (Add) outside the block");
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+/* Sorting permutes each group's tensors, and a2 reads a's weights (one
+ * buffer in the file): the largest subnet still computes PyTorch's
+ * output, so no permutation reached a tensor another node reads. */
+START_TEST(sorting_shared_weights_copies_them_and_keeps_the_model) {
+  struct tl_graph *g = load(data_dir, "exported.onnx");
+  int a = tl_graph_find_value(g, "a.w");
+  ck_assert_int_ge(a, 0);
+  int64_t shared_bytes = tl_graph_weight_bytes(g);
+  struct tl_supernet *sn = compile(g);
+  ck_assert_double_le(subnet_error(sn, "r=8 d=2 w=1", "exported.input.npy", "exported.full.npy"),
+                      1e-5);
+  /* Both readers of the shared weights and zeros were permuted, each
+   * with its own order: two copies were made, nothing more. */
+  ck_assert_int_eq(tl_graph_weight_bytes(g), shared_bytes + (16 * 8 + 16) * 4);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
+/* With the channels left in file order, d=1 w=.5 keeps block 1 with the
+ * first 8 of its 16 channels -- 2 of the grouped conv's 4 groups, the
+ * gate's expand rows and reduce columns for them -- and 2 of the gate's
+ * 4 hidden channels: PyTorch computes the same with sliced weights. */
+START_TEST(subnet_slices_grouped_convs_by_whole_groups_and_gates_with_them) {
+  struct tl_graph *g = load(data_dir, "exported.onnx");
+  struct tl_supernet_options o = {.no_sort = 1};
+  struct tl_supernet *sn = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_supernet_build(g, &o, &sn, &err) == 0, "%s", err.msg);
+  ck_assert_double_le(subnet_error(sn, "r=8 d=1 w=.5", "exported.input.npy", "exported.d1w50.npy"),
+                      1e-5);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+}
+END_TEST
+
 START_TEST(model_with_nothing_elastic_is_refused) {
   struct tl_graph *g = load(data_dir, "no_elastic.onnx");
   struct tl_supernet *sn = NULL;
@@ -447,6 +546,9 @@ int main(void) {
   tcase_add_loop_test(tc, bad_spec_is_an_error_that_says_why, 0,
                       (int)(sizeof bad_specs / sizeof bad_specs[0]));
   tcase_add_test(tc, model_with_nothing_elastic_is_refused);
+  tcase_add_test(tc, default_export_has_depth_and_width_through_groups_and_gates);
+  tcase_add_test(tc, sorting_shared_weights_copies_them_and_keeps_the_model);
+  tcase_add_test(tc, subnet_slices_grouped_convs_by_whole_groups_and_gates_with_them);
   tcase_add_test(tc, recalibrated_statistics_match_the_batch_they_came_from);
   suite_add_tcase(s, tc);
   int failed = tu_run(s);
