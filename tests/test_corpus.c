@@ -156,9 +156,10 @@ static int count_op(const struct tl_graph *g, enum tl_op op) {
 /* ------------------------------------------- residual blocks, by graph */
 
 /*
- * Whether every residual block has a width group cannot be read from the
- * SuperNet (it reports only the blocks it found), so the graph is read
- * here on its own, without the compiler and without knowing the model:
+ * Which blocks must hold a width group cannot come from the SuperNet: it
+ * reports only the blocks it found, so a compiler that finds none would
+ * pass.  The graph is read here on its own, without the compiler and
+ * without knowing the model:
  *
  *  - Every Add of two values computed from the input closes a block.  Its
  *    nodes are those leading to one of the Add's inputs but not to the
@@ -167,8 +168,10 @@ static int count_op(const struct tl_graph *g, enum tl_op op) {
  *    Weights and nodes that only compute constants (the exporter's
  *    Identity over an initializer) are not part of any block.
  *  - The block has internal channels when one of its convs with group 1
- *    feeds another of its convs through nodes of the block: those channels
- *    reach nothing outside it, which is what lets a subnet narrow them.
+ *    feeds another of its convs through nodes of the block.  (A grouped or
+ *    depthwise conv's channels are tied to its input's, so it cannot be
+ *    where they start: MobileNetV3's first block, depthwise then project,
+ *    has none.)
  *  - A width group is in the block when both its producing and its
  *    consuming conv are nodes of the block.
  *
