@@ -3,9 +3,11 @@
  */
 #include "calib.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "internal.h"
 #include "npy.h"
 
@@ -118,20 +120,39 @@ void tl_bn_stats_free(struct tl_bn_stats *s) {
   free(s);
 }
 
-int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
-                          const struct tl_calib *data, int64_t images, int batch,
-                          struct tl_bn_stats **out, struct tl_error *err) {
-  const struct tl_graph *g = tl__supernet_graph(sn);
-  if (batch <= 0)
-    batch = 64;
-  if (images <= 0 || images > data->n)
-    images = data->n;
-  int64_t n_batches = images / batch;
-  if (n_batches == 0)
-    return tl_fail(err, TL_EINVAL, "recalibration needs at least one batch of %d images, not %lld",
-                   batch, (long long)images);
+/* ----------------------------------------------------- recalibration */
+
+/* Channels of node i's statistics: a BN's, or a conv's output channels. */
+static int64_t stats_channels(const struct tl_graph *g, int i) {
+  const struct tl_node *nd = &g->nodes[i];
+  if (nd->op == TL_OP_BATCHNORM && nd->n_in == 5 && nd->in[3] >= 0)
+    return tl_shape_numel(&g->values[nd->in[3]].shape);
+  if (nd->op == TL_OP_CONV && nd->n_in >= 2 && nd->in[1] >= 0 &&
+      g->values[nd->in[1]].shape.ndim == 4)
+    return g->values[nd->in[1]].shape.dims[0];
+  return 0;
+}
+
+static struct tl_bn_stats *stats_new(const struct tl_graph *g) {
+  struct tl_bn_stats *s = calloc(1, sizeof *s);
+  if (s == NULL || (s->mean = calloc((size_t)g->n_nodes + 1, sizeof *s->mean)) == NULL ||
+      (s->var = calloc((size_t)g->n_nodes + 1, sizeof *s->var)) == NULL) {
+    free(s ? s->mean : NULL);
+    free(s);
+    return NULL;
+  }
+  s->n_nodes = g->n_nodes;
+  return s;
+}
+
+/* Runs spec in collect mode over n_batches batches of data; *out is the
+ * plan holding the sums.  conv_ref as in tl_subnet_plan_options. */
+static int collect(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                   const struct tl_calib *data, int64_t n_batches, int batch,
+                   const struct tl_bn_stats *conv_ref, struct tl_plan **out,
+                   struct tl_error *err) {
   struct tl_plan *p = NULL;
-  struct tl_subnet_plan_options po = {.batch = batch, .collect_bn = 1};
+  struct tl_subnet_plan_options po = {.batch = batch, .collect_bn = 1, .conv_ref = conv_ref};
   int rc = tl_subnet_plan(sn, spec, &po, &p, err);
   if (rc != 0)
     return rc;
@@ -144,41 +165,128 @@ int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_s
     fill_batch(data, b * batch, batch, in, batch);
     tl_plan_run(p);
   }
-  struct tl_bn_stats *s = calloc(1, sizeof *s);
-  if (s == NULL || (s->mean = calloc((size_t)g->n_nodes + 1, sizeof *s->mean)) == NULL ||
-      (s->var = calloc((size_t)g->n_nodes + 1, sizeof *s->var)) == NULL) {
-    free(s ? s->mean : NULL);
-    free(s);
-    tl_plan_free(p);
-    return tl_fail(err, TL_ENOMEM, "out of memory");
-  }
-  s->n_nodes = g->n_nodes;
+  *out = p;
+  return 0;
+}
+
+/* The statistics a collect-mode plan recorded.  A BN node gets the mean
+ * and variance; so does a conv without BN when conv_ref is NULL (the full
+ * model's own, for the map), and otherwise the map onto conv_ref's:
+ * y' = (y - mu) / sd * ref_sd + ref_mu, stored as mean = mu - ref_mu /
+ * r and var = 1 / r^2 with r = ref_sd / sd, so that y' = (y - mean) /
+ * sqrt(var) as a BN with unit scale would compute.  Channels the subnet
+ * does not use keep the model's BN statistics, or the identity map. */
+static int stats_from_plan(const struct tl_graph *g, const struct tl_plan *p,
+                           const struct tl_bn_stats *conv_ref, struct tl_bn_stats **out) {
+  struct tl_bn_stats *s = stats_new(g);
+  if (s == NULL)
+    return TL_ENOMEM;
   for (int i = 0; i < g->n_nodes; i++) {
     const double *msum, *vsum;
-    int64_t used, full;
+    int64_t used;
     int batches;
     if (!tl__plan_bn_collected(p, i, &msum, &vsum, &batches, &used) || batches == 0)
       continue;
-    const struct tl_node *bn = &g->nodes[i];
-    full = tl_shape_numel(&g->values[bn->in[3]].shape);
+    const struct tl_node *nd = &g->nodes[i];
+    const int is_bn = nd->op == TL_OP_BATCHNORM;
+    if (!is_bn && conv_ref != NULL && conv_ref->mean[i] == NULL)
+      continue; /* the full model has no statistics to match here */
+    const int64_t full = stats_channels(g, i);
     s->mean[i] = malloc((size_t)full * sizeof(float));
     s->var[i] = malloc((size_t)full * sizeof(float));
     if (s->mean[i] == NULL || s->var[i] == NULL) {
       tl_bn_stats_free(s);
-      tl_plan_free(p);
-      return tl_fail(err, TL_ENOMEM, "out of memory");
+      return TL_ENOMEM;
     }
-    /* Channels the subnet does not use keep the model's statistics. */
-    memcpy(s->mean[i], g->values[bn->in[3]].data, (size_t)full * sizeof(float));
-    memcpy(s->var[i], g->values[bn->in[4]].data, (size_t)full * sizeof(float));
+    for (int64_t k = 0; k < full; k++) {
+      s->mean[i][k] = is_bn ? ((const float *)g->values[nd->in[3]].data)[k] : 0.f;
+      s->var[i][k] = is_bn ? ((const float *)g->values[nd->in[4]].data)[k] : 1.f;
+    }
     for (int64_t k = 0; k < used && k < full; k++) {
-      s->mean[i][k] = (float)(msum[k] / batches);
-      s->var[i][k] = (float)(vsum[k] / batches);
+      const double mu = msum[k] / batches, var = vsum[k] / batches;
+      if (is_bn || conv_ref == NULL) {
+        s->mean[i][k] = (float)mu;
+        s->var[i][k] = (float)var;
+      } else {
+        const double r = sqrt((double)conv_ref->var[i][k] + TL_STATS_EPS) /
+                         sqrt(var + TL_STATS_EPS);
+        s->mean[i][k] = (float)(mu - conv_ref->mean[i][k] / r);
+        s->var[i][k] = (float)(1.0 / (r * r));
+      }
     }
   }
-  tl_plan_free(p);
   *out = s;
   return 0;
+}
+
+/* 1 if some conv has no BatchNormalization right after it. */
+static int has_bare_convs(const struct tl_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const struct tl_node *nd = &g->nodes[i];
+    if (nd->op != TL_OP_CONV || nd->n_out < 1 || nd->out[0] < 0)
+      continue;
+    int bn = 0;
+    for (int j = i + 1; j < g->n_nodes && !bn; j++)
+      for (int k = 0; k < g->nodes[j].n_in; k++)
+        bn |= g->nodes[j].in[k] == nd->out[0] && g->nodes[j].op == TL_OP_BATCHNORM;
+    if (!bn)
+      return 1;
+  }
+  return 0;
+}
+
+struct ref_args {
+  const struct tl_calib *data;
+  int64_t n_batches;
+  int batch;
+};
+
+/* The full model's statistics on the recalibration images. */
+static int measure_ref(const struct tl_supernet *sn, void *arg, struct tl_bn_stats **stats,
+                       struct tl_error *err) {
+  const struct ref_args *a = arg;
+  struct tl_subnet_spec full;
+  tl_subnet_largest(sn, &full);
+  struct tl_plan *p = NULL;
+  int rc = collect(sn, &full, a->data, a->n_batches, a->batch, NULL, &p, err);
+  if (rc != 0)
+    return rc;
+  rc = stats_from_plan(tl__supernet_graph(sn), p, NULL, stats);
+  tl_plan_free(p);
+  return rc != 0 ? tl_fail(err, rc, "out of memory") : 0;
+}
+
+int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                          const struct tl_calib *data, int64_t images, int batch,
+                          struct tl_bn_stats **out, struct tl_error *err) {
+  const struct tl_graph *g = tl__supernet_graph(sn);
+  if (batch <= 0)
+    batch = 64;
+  if (images <= 0 || images > data->n)
+    images = data->n;
+  int64_t n_batches = images / batch;
+  if (n_batches == 0)
+    return tl_fail(err, TL_EINVAL, "recalibration needs at least one batch of %d images, not %lld",
+                   batch, (long long)images);
+  int rc;
+  const struct tl_bn_stats *ref = NULL;
+  if (has_bare_convs(g)) {
+    /* The key: the images used, as bytes, and how they are batched. */
+    const int64_t per = data->x.shape.dims[1] * data->x.shape.dims[2] * data->x.shape.dims[3];
+    uint64_t key = tl_hash_bytes(TL_HASH_INIT, data->x.data,
+                                 (size_t)(n_batches * batch * per) * tl_dtype_size(data->x.dtype));
+    key = tl_hash_bytes(key, &data->scale, sizeof data->scale);
+    key = tl_hash_bytes(key, &batch, sizeof batch);
+    struct ref_args a = {data, n_batches, batch};
+    if ((rc = tl__supernet_conv_ref(sn, key, measure_ref, &a, &ref, err)) != 0)
+      return rc;
+  }
+  struct tl_plan *p = NULL;
+  if ((rc = collect(sn, spec, data, n_batches, batch, ref, &p, err)) != 0)
+    return rc;
+  rc = stats_from_plan(g, p, ref, out);
+  tl_plan_free(p);
+  return rc != 0 ? tl_fail(err, rc, "out of memory") : 0;
 }
 
 int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
@@ -235,9 +343,7 @@ int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec
 #define BN_MAGIC "TLBN"
 
 static size_t bn_node_channels(const struct tl_graph *g, const struct tl_bn_stats *s, int i) {
-  if (s->mean[i] == NULL)
-    return 0;
-  return (size_t)tl_shape_numel(&g->values[g->nodes[i].in[3]].shape);
+  return s->mean[i] == NULL ? 0 : (size_t)stats_channels(g, i);
 }
 
 int tl_bn_stats_serialize(const struct tl_supernet *sn, const struct tl_bn_stats *s, void **data,
@@ -301,10 +407,7 @@ int tl_bn_stats_deserialize(const struct tl_supernet *sn, const void *data, size
     p += 4;
     if (c == 0)
       continue;
-    const struct tl_node *nd = &g->nodes[i];
-    if (nd->op != TL_OP_BATCHNORM ||
-        (int64_t)c != tl_shape_numel(&g->values[nd->in[3]].shape) ||
-        (size_t)(end - p) < 2 * (size_t)c * sizeof(float)) {
+    if ((int64_t)c != stats_channels(g, i) || (size_t)(end - p) < 2 * (size_t)c * sizeof(float)) {
       rc = tl_fail(err, TL_EFORMAT, "BatchNorm statistics: node %d does not match the model", i);
       break;
     }

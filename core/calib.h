@@ -9,9 +9,20 @@
  * the full network's did), the way PyTorch does with momentum=None: each
  * BN normalizes with its batch's statistics while the batches' means and
  * unbiased variances are averaged.
+ *
+ * A model exported with BN folded into its convs has no BN left; there,
+ * each conv with a spatial output is recalibrated in BN's folded form: its
+ * per-channel output statistics in the subnet are mapped onto the full
+ * model's on the same images (a per-channel scale and shift in the conv's
+ * epilogue, kept in struct tl_bn_stats like BN's statistics).
  */
 #ifndef TL_CALIB_H
 #define TL_CALIB_H
+
+/* Changes whenever recalibration gives other statistics for the same
+ * model and data (2: convs without BN are recalibrated too); caches of
+ * accuracies and statistics key on it with the data. */
+#define TL_RECALIB_VERSION 2
 
 #include <stddef.h>
 #include <stdint.h>

@@ -132,6 +132,26 @@ struct tl_conv_params {
   int64_t x_band;        /* depthwise output rows per band */
   int64_t x_rows_cap;    /* expanded rows a share's buffer holds */
   int x_nt;              /* shares (the scratch's layout) */
+  /* Collect mode on a conv without BatchNormalization, or NULL. */
+  struct tl_conv_collect *collect;
+};
+
+struct tl_step;
+
+/* The epsilon of the statistics convs without BN get, as BN's default. */
+#define TL_STATS_EPS 1e-5
+
+/* Recalibration of a conv that has no BatchNormalization after it (a
+ * folded export): the step runs the conv (run), then records the batch's
+ * per-channel mean and unbiased variance of its output (before any
+ * activation) and, when the full model's statistics are given, maps the
+ * output onto them as a BN would: y = (y - mean) / sd * ref_sd + ref_mean.
+ * Plan-owned. */
+struct tl_conv_collect {
+  void (*run)(const struct tl_step *step, void *scratch);
+  const float *ref_mean, *ref_var; /* (m) or NULL: record only */
+  double *sum_mean, *sum_var;      /* (m) */
+  int batches;
 };
 
 /* The conv epilogue on output channels [k0, k0+nk) of one image, each
@@ -432,12 +452,31 @@ struct tl_plan_view {
   const float *const *bn_mean; /* (nodes) recalibrated BN statistics, or NULL */
   const float *const *bn_var;
   int collect_bn;             /* BN normalizes by batch statistics and records them */
+  /* Convs without BN (a folded export) get statistics too: in collect
+   * mode each records its output's (collect_conv) and maps it onto the
+   * full model's (conv_ref_*, per node, or NULL to record only); outside
+   * it, bn_mean/bn_var of a conv node hold the map (see calib.c). */
+  int collect_conv;
+  const float *const *conv_ref_mean;
+  const float *const *conv_ref_var;
   int resize_h, resize_w;     /* input resized to this side first; 0 = native */
   void *mem;                  /* what supernet.c allocated for the arrays */
 };
 
 /* The SuperNet's graph (supernet.c). */
 const struct tl_graph *tl__supernet_graph(const struct tl_supernet *sn);
+
+/* The full model's conv statistics on one calibration set (key names the
+ * images, the batch and the count), which recalibration matches convs
+ * without BN to (calib.c).  The SuperNet keeps each set's for its whole
+ * life: the first caller for a key runs measure(sn, arg, &stats, err)
+ * while others wait, later ones get the kept record.  0 and *out
+ * (owned by sn), or measure's error (supernet.c). */
+struct tl_bn_stats;
+int tl__supernet_conv_ref(const struct tl_supernet *sn, uint64_t key,
+                          int (*measure)(const struct tl_supernet *sn, void *arg,
+                                         struct tl_bn_stats **stats, struct tl_error *err),
+                          void *arg, const struct tl_bn_stats **out, struct tl_error *err);
 
 /* Weights a plan reads, in elements (plan.c). */
 int64_t tl__plan_weight_elems(const struct tl_plan *plan);

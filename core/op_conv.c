@@ -443,6 +443,109 @@ static int64_t gemm_block_cols(const struct tl_conv_params *p, int64_t kdim) {
   return nb > ohw ? ohw : nb;
 }
 
+/* ------------------------------------------- statistics without BN */
+
+/* 1 if the conv's output goes straight into a BatchNormalization, whose
+ * own statistics recalibrate it. */
+static int feeds_bn(const struct tl_graph *g, const struct tl_node *n) {
+  const int v = n->n_out > 0 ? n->out[0] : -1;
+  for (int i = (int)(n - g->nodes) + 1; v >= 0 && i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_in; k++)
+      if (g->nodes[i].in[k] == v && g->nodes[i].op == TL_OP_BATCHNORM)
+        return 1;
+  return 0;
+}
+
+/* Collect mode: the conv, then its output's statistics (see struct
+ * tl_conv_collect). */
+static void run_conv_collect(const struct tl_step *s, void *scratch) {
+  const struct tl_conv_params *p = &s->p.conv;
+  struct tl_conv_collect *cc = p->collect;
+  cc->run(s, scratch);
+  float *y = s->out[0].data;
+  const int64_t inner = p->oh * p->ow;
+  const double count = (double)(p->n * inner);
+  for (int64_t k = 0; k < p->m; k++) {
+    double sum = 0, sq = 0;
+    for (int64_t n = 0; n < p->n; n++) {
+      const float *yc = y + (n * p->m + k) * inner;
+      for (int64_t i = 0; i < inner; i++)
+        sum += yc[i];
+    }
+    const double mean = sum / count;
+    for (int64_t n = 0; n < p->n; n++) {
+      const float *yc = y + (n * p->m + k) * inner;
+      for (int64_t i = 0; i < inner; i++)
+        sq += (yc[i] - mean) * (yc[i] - mean);
+    }
+    /* Unbiased, here as in the sums: the full model's own map is then
+     * the identity on a single batch. */
+    const double var = count > 1 ? sq / (count - 1) : sq / count;
+    cc->sum_mean[k] += mean;
+    cc->sum_var[k] += var;
+    if (cc->ref_mean == NULL)
+      continue;
+    const float sc = (float)(sqrt((double)cc->ref_var[k] + TL_STATS_EPS) /
+                             sqrt(var + TL_STATS_EPS));
+    const float sh = (float)(cc->ref_mean[k] - mean * sc);
+    for (int64_t n = 0; n < p->n; n++) {
+      float *yc = y + (n * p->m + k) * inner;
+      for (int64_t i = 0; i < inner; i++)
+        yc[i] = yc[i] * sc + sh;
+    }
+  }
+  cc->batches++;
+}
+
+/* A conv with no BatchNormalization after it, in a subnet's view: in
+ * collect mode, record its statistics (convs with a spatial output only:
+ * a squeeze-and-excitation gate's convs see one value per image, and
+ * had no BN to fold either); otherwise apply the map recalibration
+ * stored for it, y = (conv + bias - mean) / sqrt(var), in its epilogue. */
+static int prepare_conv_stats(struct tl_prep *c) {
+  const struct tl_plan_view *vw = c->view;
+  struct tl_step *s = c->step;
+  struct tl_conv_params *p = &s->p.conv;
+  const int node = (int)(c->node - c->g->nodes);
+  if (vw == NULL)
+    return 0;
+  if (vw->collect_conv) {
+    if (p->oh * p->ow <= 1 || feeds_bn(c->g, c->node))
+      return 0;
+    struct tl_conv_collect *cc = tl__plan_alloc(c->plan, sizeof *cc);
+    double *sums = tl__plan_alloc(c->plan, 2 * (size_t)p->m * sizeof(double));
+    if (cc == NULL || sums == NULL)
+      return tl__prep_fail(c, TL_ENOMEM, "out of memory");
+    cc->run = s->run;
+    cc->sum_mean = sums;
+    cc->sum_var = sums + p->m;
+    if (vw->conv_ref_mean != NULL && vw->conv_ref_mean[node] != NULL) {
+      cc->ref_mean = vw->conv_ref_mean[node];
+      cc->ref_var = vw->conv_ref_var[node];
+    }
+    p->collect = cc;
+    s->run = run_conv_collect;
+    return 0;
+  }
+  if (vw->collect_bn || vw->bn_mean == NULL || vw->bn_mean[node] == NULL)
+    return 0;
+  if (p->has_bias && s->in[2].data == NULL)
+    return tl__prep_fail(c, TL_EUNSUPPORTED, "recalibrated statistics need a constant bias");
+  float *scale = tl__plan_alloc(c->plan, (size_t)p->m * sizeof(float));
+  float *shift = tl__plan_alloc(c->plan, (size_t)p->m * sizeof(float));
+  if (scale == NULL || shift == NULL)
+    return tl__prep_fail(c, TL_ENOMEM, "out of memory");
+  const float *bias = p->has_bias ? s->in[2].data : NULL;
+  const float *mean = vw->bn_mean[node], *var = vw->bn_var[node];
+  for (int64_t k = 0; k < p->m; k++) {
+    scale[k] = 1.f / sqrtf(var[k]);
+    shift[k] = ((bias ? bias[k] : 0.f) - mean[k]) * scale[k];
+  }
+  p->scale = scale;
+  p->shift = shift;
+  return 0;
+}
+
 int tl__prepare_conv(struct tl_prep *c) {
   struct tl_step *s = c->step;
   struct tl_conv_params *p = &s->p.conv;
@@ -533,7 +636,7 @@ int tl__prepare_conv(struct tl_prep *c) {
     s->run = run_conv_gemm;
     s->scratch_bytes = (size_t)(cg * p->kh * p->kw * p->nb) * sizeof(float);
   }
-  return 0;
+  return prepare_conv_stats(c);
 }
 
 /* Appends "+name" to the step's kind. */

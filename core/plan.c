@@ -618,7 +618,8 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
       }
       continue;
     }
-    if (node->op == TL_OP_CONV && !reference && !(view != NULL && view->collect_bn) &&
+    if (node->op == TL_OP_CONV && !reference &&
+        !(view != NULL && (view->collect_bn || view->collect_conv)) &&
         (rc = fuse_after_conv(p, &c, consumer, absorbed)) != 0)
       goto done;
     for (int k = 0; k < s.n_out; k++) {
@@ -914,6 +915,13 @@ int tl__plan_bn_collected(const struct tl_plan *plan, int node, const double **s
                           const double **sum_var, int *batches, int64_t *channels) {
   for (int i = 0; i < plan->n_steps; i++) {
     const struct tl_step *s = &plan->steps[i];
+    if (s->op == TL_OP_CONV && s->node == node && s->p.conv.collect != NULL) {
+      *sum_mean = s->p.conv.collect->sum_mean;
+      *sum_var = s->p.conv.collect->sum_var;
+      *batches = s->p.conv.collect->batches;
+      *channels = s->p.conv.m;
+      return 1;
+    }
     if (s->op != TL_OP_BATCHNORM || s->node != node || s->p.unary.batches == NULL)
       continue;
     *sum_mean = s->p.unary.sum_mean;

@@ -11,11 +11,13 @@
 #include "supernet.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "calib.h"
 #include "hash.h"
 #include "internal.h"
 
@@ -68,6 +70,16 @@ struct tl_supernet {
   int *consumers;
   int n_notes;          /* why residual Adds and convs are not elastic */
   char **notes;
+  /* The full model's conv statistics per calibration set (see
+   * tl__supernet_conv_ref); the one mutable part, under ref_lock. */
+  pthread_mutex_t ref_lock;
+  struct conv_ref *refs;
+};
+
+struct conv_ref {
+  uint64_t key;
+  struct tl_bn_stats *stats;
+  struct conv_ref *next;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -1070,6 +1082,11 @@ static int make_view(const struct tl_supernet *sn, const struct tl_subnet_spec *
     view->bn_var = (const float *const *)opts->bn->var;
   }
   view->collect_bn = opts != NULL && opts->collect_bn;
+  view->collect_conv = view->collect_bn;
+  if (view->collect_conv && opts->conv_ref != NULL) {
+    view->conv_ref_mean = (const float *const *)opts->conv_ref->mean;
+    view->conv_ref_var = (const float *const *)opts->conv_ref->var;
+  }
   if (spec->res != sn->native_h) {
     view->resize_h = spec->res;
     view->resize_w = (int)floor((double)sn->native_w * spec->res / sn->native_h + 0.5);
@@ -1194,6 +1211,10 @@ int tl_supernet_build(struct tl_graph *g, const struct tl_supernet_options *opts
   if (sn == NULL)
     return tl_fail(err, TL_ENOMEM, "%s: out of memory", g->path);
   sn->g = g;
+  if (pthread_mutex_init(&sn->ref_lock, NULL) != 0) {
+    free(sn);
+    return tl_fail(err, TL_ENOMEM, "%s: cannot make a mutex", g->path);
+  }
   sn->native_h = (int)in->shape.dims[2];
   sn->native_w = (int)in->shape.dims[3];
   if (opts != NULL && opts->n_widths > 0) {
@@ -1255,6 +1276,13 @@ void tl_supernet_free(struct tl_supernet *sn) {
   for (int i = 0; i < sn->n_notes; i++)
     free(sn->notes[i]);
   free(sn->notes);
+  while (sn->refs != NULL) {
+    struct conv_ref *next = sn->refs->next;
+    tl_bn_stats_free(sn->refs->stats);
+    free(sn->refs);
+    sn->refs = next;
+  }
+  pthread_mutex_destroy(&sn->ref_lock);
   free(sn);
 }
 
@@ -1293,4 +1321,32 @@ int tl_supernet_n_notes(const struct tl_supernet *sn) { return sn->n_notes; }
 
 const char *tl_supernet_note(const struct tl_supernet *sn, int i) {
   return i >= 0 && i < sn->n_notes ? sn->notes[i] : NULL;
+}
+
+int tl__supernet_conv_ref(const struct tl_supernet *csn, uint64_t key,
+                          int (*measure)(const struct tl_supernet *sn, void *arg,
+                                         struct tl_bn_stats **stats, struct tl_error *err),
+                          void *arg, const struct tl_bn_stats **out, struct tl_error *err) {
+  struct tl_supernet *sn = (struct tl_supernet *)csn; /* the cache is the mutable part */
+  int rc = 0;
+  pthread_mutex_lock(&sn->ref_lock);
+  struct conv_ref *r = sn->refs;
+  while (r != NULL && r->key != key)
+    r = r->next;
+  if (r == NULL) {
+    struct tl_bn_stats *stats = NULL;
+    if ((rc = measure(csn, arg, &stats, err)) == 0) {
+      if ((r = malloc(sizeof *r)) == NULL) {
+        tl_bn_stats_free(stats);
+        rc = tl_fail(err, TL_ENOMEM, "out of memory");
+      } else {
+        *r = (struct conv_ref){key, stats, sn->refs};
+        sn->refs = r;
+      }
+    }
+  }
+  if (rc == 0)
+    *out = r->stats;
+  pthread_mutex_unlock(&sn->ref_lock);
+  return rc;
 }

@@ -122,7 +122,10 @@ uint64_t tl_subnet_key(const struct tl_supernet *sn, const struct tl_subnet_spec
 
 /* Per-subnet BatchNormalization statistics from recalibration: mean and
  * var of each BN node of the graph (NULL for nodes that are not BN or not
- * in the subnet), each as long as the node's full channel count. */
+ * in the subnet), each as long as the node's full channel count.  A conv
+ * with no BN after it (BN folded in by the exporter) has an entry too:
+ * the map y = (conv + bias - mean) / sqrt(var) that gives its output the
+ * full model's statistics (see calib.h). */
 struct tl_bn_stats {
   int n_nodes;
   float **mean;
@@ -133,6 +136,10 @@ struct tl_subnet_plan_options {
   int batch;                     /* images per run; 0 means 1 */
   const struct tl_bn_stats *bn;  /* recalibrated statistics, or NULL */
   int collect_bn;                /* train-mode BN that records batch stats */
+  /* In collect mode, convs with no BN after them record their output's
+   * statistics too and map it onto these (the full model's, per conv
+   * node), or only record them when NULL.  Borrowed. */
+  const struct tl_bn_stats *conv_ref;
   int reference;                 /* reference kernels, no fusion */
 };
 

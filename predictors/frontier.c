@@ -15,6 +15,8 @@ void tl_frontier_calib_hash(const struct tl_calib *c, char out[17]) {
   h = tl_hash_bytes(h, c->x.data, (size_t)tl_shape_numel(&c->x.shape) * tl_dtype_size(c->x.dtype));
   h = tl_hash_bytes(h, c->labels, (size_t)c->n * sizeof *c->labels);
   h = tl_hash_bytes(h, &c->scale, sizeof c->scale);
+  const int recalib = TL_RECALIB_VERSION;
+  h = tl_hash_bytes(h, &recalib, sizeof recalib);
   snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
