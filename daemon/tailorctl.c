@@ -246,16 +246,18 @@ void parse_subnet(const struct tl_supernet *sn, const char *text,
     die("%s", err.msg);
 }
 
-/* The plan to run: the whole model at shapes, or subnet (a spec text) of
+/* The plan to run: the whole model at shapes (with values, if not NULL,
+ * bound as constants: see tl_plan_options), or subnet (a spec text) of
  * its SuperNet, whose SuperNet is returned in *sn_out (to free after the
  * plan). */
 static struct tl_plan *make_plan(struct tl_graph *g, const struct tl_shape *shapes,
-                                 const char *subnet, struct tl_supernet **sn_out) {
+                                 const void *const *values, const char *subnet,
+                                 struct tl_supernet **sn_out) {
   struct tl_plan *plan = NULL;
   struct tl_error err = {{0}};
   *sn_out = NULL;
   if (subnet == NULL) {
-    struct tl_plan_options po = {.input_shapes = shapes};
+    struct tl_plan_options po = {.input_shapes = shapes, .input_values = values};
     if (tl_plan_build(g, &po, &plan, &err) != 0)
       die("%s", err.msg);
     return plan;
@@ -378,8 +380,17 @@ static int cmd_run(int argc, char **argv) {
     }
     shapes[i] = inputs[i].shape;
   }
+  /* Integer inputs carry shapes, axes or indices (Reshape's target, as
+   * in ONNX's conformance cases): the plan takes their values from the
+   * files given, so that shapes downstream are known when it is built. */
+  const void **values = calloc((size_t)n_npy + 1, sizeof *values);
+  if (values == NULL)
+    die("out of memory");
+  for (int i = 0; i < n_npy; i++)
+    if (inputs[i].dtype == TL_DTYPE_INT64 || inputs[i].dtype == TL_DTYPE_INT32)
+      values[i] = inputs[i].data;
   struct tl_supernet *sn = NULL;
-  struct tl_plan *plan = make_plan(g, shapes, subnet, &sn);
+  struct tl_plan *plan = make_plan(g, shapes, values, subnet, &sn);
   for (int i = 0; i < n_npy; i++) {
     struct tl_tensor *t = tl_plan_input(plan, i);
     size_t bytes = (size_t)tl_shape_numel(&t->shape) * tl_dtype_size(t->dtype);
@@ -463,6 +474,7 @@ static int cmd_run(int argc, char **argv) {
   for (int i = 0; i < n_npy; i++)
     free(inputs[i].data);
   free(inputs);
+  free(values);
   free(shapes);
   tl_plan_free(plan);
   tl_supernet_free(sn);
@@ -543,7 +555,7 @@ static int cmd_bench(int argc, char **argv) {
   struct tl_supernet *sn = NULL;
   double rss_before = resident_mib();
   t0 = tl_now_ms();
-  struct tl_plan *plan = make_plan(g, shapes, subnet, &sn);
+  struct tl_plan *plan = make_plan(g, shapes, NULL, subnet, &sn);
   double plan_ms = tl_now_ms() - t0;
   free(shapes);
   for (int i = 0; i < tl_plan_n_inputs(plan); i++)

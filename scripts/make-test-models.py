@@ -194,6 +194,18 @@ def exported_forward(a, x, depth=2, keep=16):
     return (pooled @ T["fc.w"].T + T["fc.b"]).numpy()
 
 
+def reshape_input_graph():
+    """Reshape whose target shape is a graph input (as in ONNX's own
+    conformance cases): the plan binds it from the tensor given."""
+    nodes = [helper.make_node("Reshape", ["data", "shape"], ["reshaped"], name="reshape"),
+             helper.make_node("Relu", ["reshaped"], ["output"], name="relu")]
+    return helper.make_graph(
+        nodes, "reshape_input",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [2, 3, 4]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [4, 6])])
+
+
 def model(graph, opset=OPSET):
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                           producer_name="tailor-tests")
@@ -220,6 +232,11 @@ def main():
 
     save(model(fold_chain_graph()), os.path.join(out, "fold_chain.onnx"))
     save(model(no_elastic_graph()), os.path.join(out, "no_elastic.onnx"))
+
+    save(model(reshape_input_graph()), os.path.join(out, "reshape_input.onnx"))
+    np.save(os.path.join(out, "reshape_input.data.npy"),
+            np.arange(-12, 12, dtype=np.float32).reshape(2, 3, 4))
+    np.save(os.path.join(out, "reshape_input.shape.npy"), np.array([4, -1], dtype=np.int64))
 
     graph, arrays = exported_graph()
     save(model(graph), os.path.join(out, "exported.onnx"))

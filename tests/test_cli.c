@@ -133,6 +133,18 @@ START_TEST(run_prints_top5_of_a_classifier) {
 }
 END_TEST
 
+/* A shape that is a graph input (Reshape's target) is taken from the
+ * file given for it, so the plan knows every shape after it. */
+START_TEST(run_binds_a_shape_input_from_its_file) {
+  struct result r;
+  run(&r, (const char *[]){"run", model("reshape_input.onnx"), model("reshape_input.data.npy"),
+                           model("reshape_input.shape.npy"), "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_msg(strstr(r.out, "\"shape\":[4,6]") != NULL, "%s", r.out);
+  ck_assert_msg(strstr(r.out, "0.0,0.0,1.0,2.0") != NULL, "%s", r.out);
+}
+END_TEST
+
 START_TEST(run_out_writes_each_output_as_npy) {
   struct result r;
   run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), model("tiny_cnn.input.npy"), "--out",
@@ -426,6 +438,7 @@ int main(void) {
   tcase_add_test(tc, corrupt_cache_is_set_aside_with_a_warning);
   tcase_add_test(tc, profile_from_needs_anchors);
   tcase_add_test(tc, space_options_set_the_choices);
+  tcase_add_test(tc, run_binds_a_shape_input_from_its_file);
   suite_add_tcase(s, tc);
   int failed = tu_run(s);
   return failed ? 1 : 0;
