@@ -7,11 +7,15 @@
  *  - depth: a residual block is a branch that starts at a value x and ends
  *    in Add(branch, x) with an identity skip; consecutive blocks form a
  *    stage, and a subnet keeps the first d blocks of each stage.
- *  - width: channels produced by a conv and consumed only by the next conv
- *    of the same block (through BatchNormalization, activations, a
- *    depthwise conv) are internal; a subnet keeps the first k of them.  At
- *    build time they are sorted by importance (L1 norm of each filter times
- *    its BN scale |gamma|/sqrt(var+eps)), with every consumer permuted to
+ *  - width: channels produced by a dense conv and consumed only by the
+ *    next dense conv of the same block -- through BatchNormalization,
+ *    activations (SiLU and HardSwish written as Mul(x, Sigmoid(x)) too),
+ *    depthwise and grouped convs, and squeeze-and-excitation gates, whose
+ *    reduce conv reads them and whose expand conv makes them again -- are
+ *    internal; a subnet keeps the first k of them (whole groups of a
+ *    grouped conv).  At build time they are sorted by importance (L1 norm
+ *    of each filter times its BN scale |gamma|/sqrt(var+eps); per group
+ *    for grouped convs), with every tensor that indexes them permuted to
  *    match, so "the first k" are the k that matter most.  Channels tied
  *    through an Add stay whole.
  *  - resolution: when the graph collapses space by global pooling before
