@@ -29,6 +29,11 @@
 #define OVERHEAD_MAX_MS 2.0
 /* Moving up takes this many times the budget's margin as headroom. */
 #define UP_HEADROOM 2.0
+/* Feedback: the served latency of the requests answered in the last
+ * FEEDBACK_INTERVALS monitor intervals counts once there are at least
+ * TL_RT_FEEDBACK_MIN of them; fewer say too little about a p95, and then
+ * the prediction stands alone. */
+#define FEEDBACK_INTERVALS 2
 
 struct tl_controller {
   uv_timer_t timer;
@@ -42,6 +47,10 @@ struct tl_controller {
   double last_cpu_ms;      /* the process's CPU time at the last tick */
   int64_t tick_served;     /* requests of every model since then */
   double overhead_ms;      /* EWMA of the CPU per request beyond its plan; 0 until seen */
+  /* our threads' wait for a CPU (schedstat), at the last tick */
+  bool had_run_delay;
+  uint64_t last_run_delay_ns;
+  double cpu_wait_ms;      /* per request over the last interval; -1 unknown */
 };
 
 /* CPU time of the whole process (loop, workers, engine threads), in ms;
@@ -69,6 +78,14 @@ static double demand(const struct tl_rt_model *m, int i, double overhead_ms) {
          1e3;
 }
 
+/* Member i's p95 latency as clients would see it now: its compute under
+ * the device state, plus what the requests served lately waited beyond
+ * their own compute (queueing, a CPU, the socket), which another member
+ * would wait too. */
+double tl_controller_p95_ms(const struct tl_rt_model *m, int i) {
+  return tl_controller_scaled_ms(m, i) + m->ctl.fb.excess_p95_ms;
+}
+
 /* Why member i does not fit: 0 it fits, else the switch class, with the
  * sentence in why. */
 static int misfit_with(const struct tl_rt_model *m, int i, double headroom, char *why,
@@ -78,15 +95,15 @@ static int misfit_with(const struct tl_rt_model *m, int i, double headroom, char
   const struct tl_device_scale *s = &m->ctl.scale;
   /* (a quota bound of quota x (1 - margin) must stay above zero) */
   const double margin = fmin(b->margin * headroom, 0.95);
-  double predicted = tl_latency_scale(mm->predicted_ms, s) * (1 + margin);
+  double predicted = tl_controller_p95_ms(m, i) * (1 + margin);
   if (predicted > b->latency_p95_ms) {
     if (why != NULL)
       snprintf(why, size,
                "latency budget at risk: predicted %.3g ms > %g ms (freq ratio %.2f, cpu share "
-               "%.2f, correction %.2f, margin %g)",
+               "%.2f, correction %.2f, waiting %.3g ms at p95, margin %g)",
                predicted, b->latency_p95_ms, s->freq_ratio > 0 ? s->freq_ratio : 1,
                s->cpu_share > 0 ? s->cpu_share : 1, s->correction > 0 ? s->correction : 1,
-               margin);
+               m->ctl.fb.excess_p95_ms, margin);
     return TL_SWITCH_LATENCY;
   }
   if (m->ctl.quota_cores > 0) {
@@ -150,6 +167,7 @@ static void publish_gauges(struct tl_controller *c, const struct tl_rt_model *m)
     return;
   int a = atomic_load(&m->ctl.active);
   const struct tl_config_budget *b = &m->cfg.budget;
+  const int seen = m->ctl.fb.samples >= TL_RT_FEEDBACK_MIN;
   struct tl_metrics_model g = {
       .subnet = m->frontier->m[a].text,
       .predicted_latency_s = tl_controller_scaled_ms(m, a) / 1e3,
@@ -161,22 +179,19 @@ static void publish_gauges(struct tl_controller *c, const struct tl_rt_model *m)
       .correction = m->ctl.correction,
       .frontier_size = m->frontier->n,
       .provisional = m->frontier->provisional,
+      .served_p95_s = seen ? m->ctl.fb.latency_p95_ms / 1e3 : -1,
+      .waiting_p95_s = seen ? m->ctl.fb.excess_p95_ms / 1e3 : -1,
+      .queue_p95_s = seen ? m->ctl.fb.queue_p95_ms / 1e3 : -1,
+      .cpu_wait_s = m->ctl.fb.cpu_wait_ms >= 0 ? m->ctl.fb.cpu_wait_ms / 1e3 : -1,
+      .over = m->ctl.degraded ? m->ctl.fb.over_part : NULL,
   };
   tl_metrics_model_set(c->env.metrics, m->cfg.name, &g);
 }
 
-/* Makes member `to` active with reason, and records the switch. */
-static void switch_to(struct tl_controller *c, struct tl_rt_model *m, const char *from, int to,
-                      enum tl_switch_class cls, const char *reason) {
-  atomic_store_explicit(&m->ctl.active, to, memory_order_release);
-  snprintf(m->ctl.reason, sizeof m->ctl.reason, "%s", reason);
-  const char *to_text = m->frontier->m[to].text;
-  if (from != NULL && strcmp(from, to_text) == 0)
-    return; /* the same subnet in a new generation or frontier: no switch */
-  tl__log(&c->env.log, 5, "%s: %s%s%s: %s", m->cfg.name, from != NULL ? from : "",
-          from != NULL ? " -> " : "serving ", to_text, reason);
-  if (c->env.metrics != NULL)
-    tl_metrics_switch(c->env.metrics, m->cfg.name, cls);
+/* Appends an event for model m to the store: a switch from `from` to
+ * to_text, or (from equal to to_text) a change of state while serving it. */
+static void store_event(struct tl_controller *c, const struct tl_rt_model *m, const char *from,
+                        const char *to_text, const char *reason) {
   if (c->env.store != NULL) {
     char state[TL_DEVICE_STATE_JSON_MAX];
     tl_device_state_format(&c->state, state, sizeof state);
@@ -194,8 +209,94 @@ static void switch_to(struct tl_controller *c, struct tl_rt_model *m, const char
     if (tl_store_event_append(c->env.store, &ev, NULL, &err) != 0)
       tl__log(&c->env.log, 4, "%s: storing the switch event: %s", m->cfg.name, err.msg);
   }
+}
+
+/* Makes member `to` active with reason, and records the switch. */
+static void switch_to(struct tl_controller *c, struct tl_rt_model *m, const char *from, int to,
+                      enum tl_switch_class cls, const char *reason) {
+  atomic_store_explicit(&m->ctl.active, to, memory_order_release);
+  snprintf(m->ctl.reason, sizeof m->ctl.reason, "%s", reason);
+  const char *to_text = m->frontier->m[to].text;
+  if (from != NULL && strcmp(from, to_text) == 0)
+    return; /* the same subnet in a new generation or frontier: no switch */
+  tl__log(&c->env.log, 5, "%s: %s%s%s: %s", m->cfg.name, from != NULL ? from : "",
+          from != NULL ? " -> " : "serving ", to_text, reason);
+  if (c->env.metrics != NULL)
+    tl_metrics_switch(c->env.metrics, m->cfg.name, cls);
+  store_event(c, m, from, to_text, reason);
   if (c->env.changed != NULL)
     c->env.changed(c->env.ctx);
+}
+
+/* ------------------------------------------------------------ feedback */
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* The 95th percentile of v[0..n), n > 0 (sorts v). */
+static double p95(float *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_float);
+  int k = (int)ceil(0.95 * n) - 1;
+  return v[k < 0 ? 0 : k];
+}
+
+/* What the requests of m answered in the last FEEDBACK_INTERVALS
+ * intervals saw (see struct tl_rt_feedback). */
+static void update_feedback(const struct tl_controller *c, struct tl_rt_model *m,
+                            uint64_t now) {
+  struct tl_rt_feedback *fb = &m->ctl.fb;
+  const uint64_t window = (uint64_t)FEEDBACK_INTERVALS * (uint64_t)c->interval_ms * 1000000u;
+  float ex[TL_RT_FEEDBACK_MAX], q[TL_RT_FEEDBACK_MAX], lat[TL_RT_FEEDBACK_MAX];
+  int n = 0;
+  for (int k = 0; k < fb->n; k++) {
+    const struct tl_rt_sample *x = &fb->ring[k];
+    if (x->at_ns + window < now)
+      continue;
+    ex[n] = x->excess_ms;
+    q[n] = x->queue_ms;
+    lat[n] = x->latency_ms;
+    n++;
+  }
+  fb->samples = n;
+  fb->cpu_wait_ms = c->cpu_wait_ms;
+  if (n < TL_RT_FEEDBACK_MIN) {
+    fb->excess_p95_ms = fb->latency_p95_ms = fb->queue_p95_ms = 0;
+    return;
+  }
+  fb->excess_p95_ms = fmax(0, p95(ex, n));
+  fb->queue_p95_ms = fmax(0, p95(q, n));
+  fb->latency_p95_ms = p95(lat, n);
+}
+
+/* When nothing fits the latency budget: which part of the fastest
+ * member's latency is over, and what would help, into fb->over. */
+static void explain_over(struct tl_rt_model *m, int fast) {
+  struct tl_rt_feedback *fb = &m->ctl.fb;
+  const struct tl_config_budget *b = &m->cfg.budget;
+  const double compute = tl_controller_scaled_ms(m, fast);
+  const double cpu = fb->cpu_wait_ms > 0 ? fb->cpu_wait_ms : 0;
+  if (compute * (1 + b->margin) > b->latency_p95_ms) {
+    fb->over_part = "compute";
+    snprintf(fb->over, sizeof fb->over,
+             "compute: the fastest subnet computes in %.3g ms, over the %g ms budget: a "
+             "larger budget or a smaller model",
+             compute, b->latency_p95_ms);
+  } else if (cpu >= fb->queue_p95_ms) {
+    fb->over_part = "cpu";
+    snprintf(fb->over, sizeof fb->over,
+             "waiting for a CPU: %.3g ms per request (other processes hold the CPUs; "
+             "%.3g ms waited beyond compute at p95): raise the service's CPUWeight= or "
+             "lower the other load",
+             cpu, fb->excess_p95_ms);
+  } else {
+    fb->over_part = "queue";
+    snprintf(fb->over, sizeof fb->over,
+             "queueing: requests waited %.3g ms for a worker at p95 at %.0f requests/s: "
+             "fewer requests, or more workers",
+             fb->queue_p95_ms, m->ctl.rate);
+  }
 }
 
 /* One decision for model m at time now.  first_cls/first_reason are used
@@ -215,6 +316,7 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
                          ? fmax(c->state.cgroup_cpu_quota_cores, 1e-3)
                          : 0;
   ctl->overhead_ms = c->overhead_ms;
+  update_feedback(c, m, now);
   int was_degraded = ctl->degraded;
   int best = best_fit(m, 1);
   int choice = best >= 0 ? best : fastest(f);
@@ -275,9 +377,21 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
       ctl->degraded = 0;
     }
   }
+  if (ctl->degraded) {
+    explain_over(m, fastest(f));
+  } else {
+    ctl->fb.over[0] = '\0';
+    ctl->fb.over_part = NULL;
+  }
   if (ctl->degraded != was_degraded) {
-    tl__log(&c->env.log, ctl->degraded ? 4 : 5, "%s: %s", m->cfg.name,
-            ctl->degraded ? "degraded: no subnet meets the budget" : "no longer degraded");
+    const char *now_serving = f->m[atomic_load(&ctl->active)].text;
+    char line[512];
+    if (ctl->degraded)
+      snprintf(line, sizeof line, "degraded: no subnet meets the budget; %s", ctl->fb.over);
+    else
+      snprintf(line, sizeof line, "no longer degraded: %s meets the budget", now_serving);
+    tl__log(&c->env.log, ctl->degraded ? 4 : 5, "%s: %s", m->cfg.name, line);
+    store_event(c, m, now_serving, now_serving, line);
     if (c->env.changed != NULL)
       c->env.changed(c->env.ctx);
   }
@@ -294,6 +408,15 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
 static void measure_load(struct tl_controller *c, uint64_t now) {
   double cpu = process_cpu_ms();
   double dt = (double)(now - c->last_tick_ns) / 1e9;
+  /* our threads' wait for a CPU per request served since the last tick */
+  c->cpu_wait_ms = -1;
+  if (c->state.has_run_delay && c->had_run_delay && c->tick_served > 0)
+    c->cpu_wait_ms = c->state.run_delay_ns > c->last_run_delay_ns
+                         ? (double)(c->state.run_delay_ns - c->last_run_delay_ns) / 1e6 /
+                               (double)c->tick_served
+                         : 0;
+  c->had_run_delay = c->state.has_run_delay;
+  c->last_run_delay_ns = c->state.run_delay_ns;
   if (c->last_tick_ns != 0 && dt > 0) {
     double plans_ms = 0;
     for (int i = 0; i < c->rt->n_models; i++) {
@@ -460,7 +583,8 @@ int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char
   return 0;
 }
 
-void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req) {
+void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req,
+                           uint64_t answered_ns) {
   if (req->member < 0 || req->images <= 0 || req->status != 200)
     return;
   struct tl_rt_model *m = req->model;
@@ -472,6 +596,21 @@ void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *
   double served = (double)req->compute_ns / 1e6 / req->images;
   if (!(predicted > 0) || !(served > 0))
     return;
+  /* What the client saw, per image, beyond the compute predicted now */
+  struct tl_rt_feedback *fb = &m->ctl.fb;
+  const double latency =
+      answered_ns > req->arrival_ns ? (double)(answered_ns - req->arrival_ns) / 1e6 : 0;
+  const double queue =
+      req->start_ns > req->arrival_ns ? (double)(req->start_ns - req->arrival_ns) / 1e6 : 0;
+  fb->ring[fb->head] = (struct tl_rt_sample){
+      .at_ns = answered_ns,
+      .excess_ms = (float)(latency / (double)req->images - predicted * m->ctl.correction),
+      .queue_ms = (float)queue,
+      .latency_ms = (float)(latency / (double)req->images),
+  };
+  fb->head = (fb->head + 1) % TL_RT_FEEDBACK_MAX;
+  if (fb->n < TL_RT_FEEDBACK_MAX)
+    fb->n++;
   double r = served / predicted;
   r = fmin(CORRECTION_SAMPLE_MAX, fmax(CORRECTION_SAMPLE_MIN, r));
   /* from 1, so the first requests (cold caches) move it only a little */

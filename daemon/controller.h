@@ -6,7 +6,19 @@
  * A member's predicted latency under the state is its base prediction
  * scaled (tl_latency_scale) by the CPU frequency ratio, the CPU share the
  * other processes' load leaves us (cpu_share_load) and an online
- * correction factor, the EWMA of served over predicted latency.
+ * correction factor, the EWMA of served over predicted compute.
+ *
+ * That is compute only.  What clients see also holds the time a request
+ * waits: for a worker (a queue, when requests come faster than they are
+ * served), for a CPU (other processes at ordinary weight, which the
+ * device state hardly shows), in the socket.  So the controller closes
+ * the loop on the latency served: each request's arrival-to-answer time
+ * less its member's predicted compute is its wait, and the p95 of the
+ * waits of the requests answered in the last two intervals (with at least
+ * TL_RT_FEEDBACK_MIN of them; else none) is added to every member's
+ * prediction (tl_controller_p95_ms): another member would wait as long.
+ * Waiting that grows thus moves the model down within two intervals, and
+ * up again (after the hysteresis) once it has gone.
  *
  * A CPU quota on our cgroup does not slow a request down; it bounds the
  * CPU time per second the service may use, and past it the kernel stops
@@ -28,9 +40,14 @@
  * accurate one only when that one fits with twice the margin (so that it
  * is not at the edge it would fall back from) and only after that choice
  * has held for budget.hysteresis_ms;
- * when nothing fits it serves the fastest and marks the model degraded.
- * Every switch is logged, counted in the metrics and appended to the
- * store's events with its reason and the device state as JSON.
+ * when nothing fits it serves the fastest and marks the model degraded,
+ * and says which part of the latency is over and what would help:
+ * compute (the fastest member alone misses: a larger budget or a smaller
+ * model), waiting for a CPU (our threads' run-queue delay per request,
+ * from schedstat: raise CPUWeight=) or queueing (the wait for a worker:
+ * fewer requests).  Every switch, and every change of the degraded flag,
+ * is logged, counted in the metrics and appended to the store's events
+ * with its reason and the device state as JSON.
  *
  * Loop thread only: the controller runs on a uv_timer and writes the
  * models' control state (runtime.h), which the loop alone reads but for
@@ -89,8 +106,15 @@ void tl_controller_frontier_swapped(struct tl_controller *c, struct tl_rt_model 
 int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char *text,
                       struct tl_error *err);
 
-/* Feeds a served request into its model's correction factor. */
-void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req);
+/* Feeds a served request, whose answer went out at answered_ns, into its
+ * model's correction factor and feedback window. */
+void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req,
+                           uint64_t answered_ns);
+
+/* Member i of m's frontier as clients would see it now, in ms: its
+ * scaled compute plus the p95 of what requests lately waited beyond
+ * theirs (no margin). */
+double tl_controller_p95_ms(const struct tl_rt_model *m, int i);
 
 /* Member i of m's frontier under m's last factors, in ms (no margin). */
 double tl_controller_scaled_ms(const struct tl_rt_model *m, int i);

@@ -453,6 +453,15 @@ int cmd_status(int argc, char **argv) {
              "budget p95 %.3g ms, margin %.0f %%\n",
              num(s, "scaled_ms"), num(s, "predicted_ms"), num(b, "latency_p95_ms"),
              100.0 * num(b, "margin"));
+      json_t *fb = json_object_get(s, "feedback");
+      double served = num(fb, "served_p95_ms");
+      if (!isnan(served))
+        printf("  served:    %.3f ms at p95 lately, %.3f ms of it waiting (queue %.3f ms at "
+               "p95)\n",
+               served, num(fb, "waiting_p95_ms"), num(fb, "queue_p95_ms"));
+      const char *help = json_string_value(json_object_get(fb, "help"));
+      if (help != NULL)
+        printf("  over:      %s\n", help);
       printf("  frontier:  %lld subnets%s\n", (long long)num(f, "size"),
              json_is_true(json_object_get(f, "provisional")) ? " (provisional: searching)" : "");
       printf("  device:    frequency x%.2f, CPU share x%.2f, correction x%.2f", num(sc, "freq_ratio"),

@@ -265,6 +265,18 @@ static void emit_active(FILE *f, const struct tl_metrics *m, const struct family
   }
 }
 
+static void emit_over(FILE *f, const struct tl_metrics *m, const struct family *fam) {
+  for (int i = 0; i < m->n_models; i++) {
+    if (!m->models[i].has_gauges || m->models[i].g.over == NULL)
+      continue;
+    fprintf(f, "%s{model=\"", fam->name);
+    put_label(f, m->models[i].name);
+    fputs("\",part=\"", f);
+    put_label(f, m->models[i].g.over);
+    fputs("\"} 1\n", f);
+  }
+}
+
 static void emit_model_gauge(FILE *f, const struct tl_metrics *m, const struct family *fam) {
   for (int i = 0; i < m->n_models; i++) {
     int has = 1;
@@ -318,6 +330,22 @@ static double g_pinned(const struct tl_metrics_model *g, int *has) {
 static double g_correction(const struct tl_metrics_model *g, int *has) {
   (void)has;
   return g->correction;
+}
+static double g_served_p95(const struct tl_metrics_model *g, int *has) {
+  *has = g->served_p95_s >= 0;
+  return g->served_p95_s;
+}
+static double g_waiting_p95(const struct tl_metrics_model *g, int *has) {
+  *has = g->waiting_p95_s >= 0;
+  return g->waiting_p95_s;
+}
+static double g_queue_p95(const struct tl_metrics_model *g, int *has) {
+  *has = g->queue_p95_s >= 0;
+  return g->queue_p95_s;
+}
+static double g_cpu_wait(const struct tl_metrics_model *g, int *has) {
+  *has = g->cpu_wait_s >= 0;
+  return g->cpu_wait_s;
 }
 static double g_frontier(const struct tl_metrics_model *g, int *has) {
   (void)has;
@@ -396,11 +424,26 @@ static const struct family families[] = {
      emit_model_gauge, g_min_accuracy, 0, NULL},
     {"tailor_degraded", "gauge", "1 when no subnet of a model meets its budget.",
      emit_model_gauge, g_degraded, 0, NULL},
+    {"tailor_over_budget_info", "gauge",
+     "While no subnet meets the latency budget: the part of the latency that is over "
+     "(compute, queue or cpu: waiting for a CPU).",
+     emit_over, NULL, 0, NULL},
     {"tailor_pinned", "gauge", "1 when a client pinned a model's subnet.", emit_model_gauge,
      g_pinned, 0, NULL},
     {"tailor_latency_correction_ratio", "gauge",
      "Online correction of predicted latency: served / predicted (EWMA).", emit_model_gauge,
      g_correction, 0, NULL},
+    {"tailor_served_latency_p95_seconds", "gauge",
+     "p95 of the latency served lately (arrival to answer), the controller's feedback.",
+     emit_model_gauge, g_served_p95, 0, NULL},
+    {"tailor_waiting_p95_seconds", "gauge",
+     "p95 of what requests lately spent beyond their predicted compute.", emit_model_gauge,
+     g_waiting_p95, 0, NULL},
+    {"tailor_queue_p95_seconds", "gauge", "p95 of the wait for a worker, lately.",
+     emit_model_gauge, g_queue_p95, 0, NULL},
+    {"tailor_cpu_wait_seconds", "gauge",
+     "Time our threads waited for a CPU per request over the last interval (schedstat).",
+     emit_model_gauge, g_cpu_wait, 0, NULL},
     {"tailor_frontier_subnets", "gauge", "Subnets on a model's frontier.", emit_model_gauge,
      g_frontier, 0, NULL},
     {"tailor_frontier_provisional", "gauge",

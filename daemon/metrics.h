@@ -72,6 +72,15 @@ struct tl_metrics_model {
   double correction;
   int frontier_size;
   int provisional;
+  /* Feedback (negative: too few requests lately to say) */
+  double served_p95_s;      /* measured p95, arrival to answer */
+  double waiting_p95_s;     /* p95 of served latency beyond predicted compute */
+  double queue_p95_s;       /* p95 of the wait for a worker */
+  double cpu_wait_s;        /* our threads' wait for a CPU per request */
+  /* While degraded, the part of the latency that is over: a static
+   * string, "compute", "queue" or "cpu"; NULL when not degraded or not
+   * for latency. */
+  const char *over;
 };
 
 /* Sets model's gauges (the model's series are created on first use). */

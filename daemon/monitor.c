@@ -18,6 +18,7 @@
 #include "monitor.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -860,6 +861,38 @@ int tl_monitor_set_threads(struct tl_monitor *m, int threads,
   return 0;
 }
 
+/* Our threads' run-queue delay: the second field of every
+ * proc/self/task/TID/schedstat ("cpu_ns run_delay_ns timeslices"). */
+static void sample_run_delay(struct tl_monitor *m, struct tl_device_state *s) {
+  int fd = openat(m->root_fd, "proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    close_fd(fd);
+    return;
+  }
+  uint64_t total = 0;
+  bool any = false;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    if (!is_digit(e->d_name[0]) || strlen(e->d_name) > 20)
+      continue;
+    snprintf(m->rel, sizeof m->rel, "proc/self/task/%s/schedstat", e->d_name);
+    uint64_t cpu, delay;
+    const char *p = m->small;
+    if (!read_small(m, m->rel) || !parse_u64(&p, &cpu) || !is_blank(*p))
+      continue;
+    p = skip_blank(p);
+    if (!parse_u64(&p, &delay) || __builtin_add_overflow(total, delay, &total))
+      continue;
+    any = true;
+  }
+  closedir(dir);
+  s->has_run_delay = any;
+  s->run_delay_ns = any ? total : 0;
+}
+
 void tl_monitor_sample(struct tl_monitor *m, struct tl_device_state *out) {
   assert(m != NULL && out != NULL);
   struct tl_device_state s;
@@ -878,6 +911,7 @@ void tl_monitor_sample(struct tl_monitor *m, struct tl_device_state *out) {
     s.psi_cpu_some_avg10 = 0;
   if (!s.has_psi_mem)
     s.psi_mem_some_avg10 = 0;
+  sample_run_delay(m, &s);
   derive_cpu_share(m, &s);
   *out = s;
 }
@@ -956,6 +990,7 @@ size_t tl_device_state_format(const struct tl_device_state *s, char *buf,
            s->cgroup_mem_current_bytes);
   json_double(&j, s->has_psi_cpu, "psi_cpu_some_avg10", s->psi_cpu_some_avg10);
   json_double(&j, s->has_psi_mem, "psi_mem_some_avg10", s->psi_mem_some_avg10);
+  json_u64(&j, s->has_run_delay, "run_delay_ns", s->run_delay_ns);
   json_double(&j, s->has_cpu_share, "cpu_share", s->cpu_share);
   json_double(&j, s->has_cpu_share, "cpu_share_load", s->cpu_share_load);
   if (s->has_cpu_share)

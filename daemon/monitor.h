@@ -42,6 +42,10 @@
  *   psi_*          proc/pressure/cpu and proc/pressure/memory, the "some"
  *                  line's avg10: the percentage of the last 10 s in which at
  *                  least one task was stalled waiting for the resource.
+ *   run_delay_ns   proc/self/task/TID/schedstat, the second field of each:
+ *                  the time our threads spent runnable, waiting for a CPU,
+ *                  summed over the threads alive now (a thread that ended
+ *                  takes its share with it, so the sum may go down).
  *
  * cpu_share is the fraction of the CPU we want that we can expect to get,
  * for a process that keeps `threads` threads busy (tl_monitor_set_threads(),
@@ -122,6 +126,9 @@ struct tl_device_state {
   double psi_cpu_some_avg10; /* percent */
   bool has_psi_mem;
   double psi_mem_some_avg10; /* percent */
+
+  bool has_run_delay;
+  uint64_t run_delay_ns; /* our threads' total wait for a CPU, see above */
 
   bool has_cpu_share;
   double cpu_share;      /* 0..1, see the formula above */

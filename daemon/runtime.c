@@ -400,12 +400,24 @@ static int pick_member(struct tl_rt_request *req, const struct tl_oip_request *i
   return 0;
 }
 
+/* Fault injection (tests): a wait every request makes before its worker
+ * starts it, in µs; 0 in service. */
+static atomic_long inject_delay_us;
+
+void tl_rt_inject_delay(long us) { atomic_store(&inject_delay_us, us > 0 ? us : 0); }
+
 void tl_rt_request_run(struct tl_rt_request *req, int worker) {
   struct tl_rt_model *m = req->model;
   struct tl_oip_request in = {0};
   struct tl_error err = {{0}};
   float **outs = NULL;
   int which[TL_OIP_TENSORS_MAX], n_out = 0;
+  const long delay_us = atomic_load(&inject_delay_us);
+  if (delay_us > 0) {
+    struct timespec ts = {delay_us / 1000000, (delay_us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
   req->start_ns = tl_now_ns();
 
   int rc = tl_oip_parse_infer(req->body, req->body_len, req->json_len, &in, &err);

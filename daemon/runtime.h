@@ -103,6 +103,29 @@ int tl_rt_frontier_find(const struct tl_rt_frontier *f, const struct tl_supernet
 
 /* ------------------------------------------------------------- models */
 
+/* The latency clients saw lately, from the arrival of a request to its
+ * answer going out, kept for the controller's feedback: a ring of the
+ * last requests and what it makes of those of the last two intervals. */
+#define TL_RT_FEEDBACK_MAX 512
+#define TL_RT_FEEDBACK_MIN 8 /* fewer requests in the window say too little */
+struct tl_rt_sample {
+  uint64_t at_ns;   /* when the answer went out */
+  float excess_ms;  /* served latency less the predicted compute of what ran */
+  float queue_ms;   /* arrival to a worker's start */
+  float latency_ms; /* arrival to the answer, per image */
+};
+struct tl_rt_feedback {
+  struct tl_rt_sample ring[TL_RT_FEEDBACK_MAX];
+  int head, n;
+  int samples;           /* in the window at the last decision */
+  double excess_p95_ms;  /* 0 with too few samples: the prediction stands alone */
+  double latency_p95_ms; /* measured, of the requests in the window */
+  double queue_p95_ms;
+  double cpu_wait_ms;    /* run-queue delay of our threads per request; -1 unknown */
+  char over[256];        /* while degraded: what is over, and what would help */
+  const char *over_part; /* "compute", "queue", "cpu", or NULL */
+};
+
 /* What the controller keeps per model.  Loop thread only, but for
  * `active`, which workers never read but the loop publishes atomically so
  * that any reader sees a whole index. */
@@ -121,6 +144,8 @@ struct tl_rt_control {
   uint64_t better_since_ns; /* a more accurate choice fits since; 0: none */
   struct tl_device_scale scale; /* the factors of the last decision */
   char reason[256];         /* why the active member was chosen */
+  /* Feedback: what the requests served lately saw (controller.c). */
+  struct tl_rt_feedback fb;
 };
 
 struct tl_rt_model {
@@ -223,6 +248,11 @@ void tl_rt_request_run(struct tl_rt_request *req, int worker);
 
 /* Frees body and resp and drops the references.  Any thread. */
 void tl_rt_request_release(struct tl_rt_request *req);
+
+/* Fault injection for tests: from now on every request waits us
+ * microseconds before its worker starts it (time the client sees and
+ * compute does not, like a wait for a CPU); 0 stops it.  Any thread. */
+void tl_rt_inject_delay(long us);
 
 /* -------------------------------------------------------------- builder */
 

@@ -894,7 +894,7 @@ static void account(struct tl_server *s, const struct tl_rt_request *r, uint64_t
                      (double)(answered_ns - r->arrival_ns) / 1e9,
                      (double)(r->start_ns - r->arrival_ns) / 1e9, (double)r->compute_ns / 1e9);
   if (s->env.controller != NULL)
-    tl_controller_observe(s->env.controller, r);
+    tl_controller_observe(s->env.controller, r, answered_ns);
 }
 
 /* Loop thread: a request served on a leased connection. */
@@ -1157,9 +1157,24 @@ static void route_state(struct conn *c, const struct tl_oip_route_match *m, int 
   json_t *load = json_pack("{s:f,s:f,s:o}", "rate_per_s", ctl->rate, "overhead_ms",
                            ctl->overhead_ms, "quota_cores",
                            ctl->quota_cores > 0 ? json_real(ctl->quota_cores) : json_null());
-  if (root == NULL)
-    json_decref(load); /* set_new below takes it, even on failure */
-  if (root == NULL || json_object_set_new(root, "load", load) != 0) {
+  /* What clients saw lately (null with too few requests to say), and
+   * while degraded, what is over the budget and what would help. */
+  const struct tl_rt_feedback *fb = &ctl->fb;
+  const int seen = fb->samples >= TL_RT_FEEDBACK_MIN;
+  json_t *feedback = json_pack(
+      "{s:i,s:o,s:o,s:o,s:o,s:o,s:o}", "samples", fb->samples, "served_p95_ms",
+      seen ? json_real(fb->latency_p95_ms) : json_null(), "waiting_p95_ms",
+      seen ? json_real(fb->excess_p95_ms) : json_null(), "queue_p95_ms",
+      seen ? json_real(fb->queue_p95_ms) : json_null(), "cpu_wait_ms",
+      fb->cpu_wait_ms >= 0 ? json_real(fb->cpu_wait_ms) : json_null(), "over",
+      fb->over_part != NULL ? json_string(fb->over_part) : json_null(), "help",
+      fb->over[0] ? json_string(fb->over) : json_null());
+  if (root == NULL) {
+    json_decref(load); /* set_new below takes them, even on failure */
+    json_decref(feedback);
+  }
+  if (root == NULL || json_object_set_new(root, "load", load) != 0 ||
+      json_object_set_new(root, "feedback", feedback) != 0) {
     json_decref(root);
     send_error(c, 500, "out of memory", keep_alive);
     return;

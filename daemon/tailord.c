@@ -102,6 +102,8 @@ struct daemon {
   uv_timer_t debounce;
   uv_timer_t watchdog;
   int watching, watchdog_on;
+  uv_timer_t inject;        /* re-reads inject_path (tests' fault injection) */
+  const char *inject_path;  /* $TAILORD_INJECT_DELAY_FILE, or NULL */
   char config_dir[PATH_MAX];
   char config_base[NAME_MAX + 1];
 
@@ -328,6 +330,21 @@ static void on_watchdog(uv_timer_t *t) {
   sd_notify(0, "WATCHDOG=1");
 }
 
+/* Fault injection for tests: the file named by TAILORD_INJECT_DELAY_FILE
+ * holds a delay in µs that every request waits before its worker starts
+ * it (tl_rt_inject_delay); missing or unreadable means 0. */
+static void on_inject(uv_timer_t *t) {
+  struct daemon *d = t->data;
+  long us = 0;
+  FILE *f = fopen(d->inject_path, "r");
+  if (f != NULL) {
+    if (fscanf(f, "%ld", &us) != 1)
+      us = 0;
+    fclose(f);
+  }
+  tl_rt_inject_delay(us);
+}
+
 static void close_if_open(uv_handle_t *h) {
   if (!uv_is_closing(h))
     uv_close(h, NULL);
@@ -374,6 +391,8 @@ static void begin_shutdown(struct daemon *d, int code) {
   close_if_open((uv_handle_t *)&d->debounce);
   if (d->watchdog_on)
     close_if_open((uv_handle_t *)&d->watchdog);
+  if (d->inject_path != NULL)
+    close_if_open((uv_handle_t *)&d->inject);
   tl_server_drain(d->server, on_drained, d);
 }
 
@@ -595,6 +614,18 @@ int main(int argc, char **argv) {
     }
     d->watchdog_on = 1;
     LOG(7, "watchdog: pinging every %llu ms", (unsigned long long)(wd_usec / 2000));
+  }
+
+  if ((d->inject_path = getenv("TAILORD_INJECT_DELAY_FILE")) != NULL) {
+    if ((e = uv_timer_init(&d->loop, &d->inject)) == 0) {
+      d->inject.data = d;
+      e = uv_timer_start(&d->inject, on_inject, 0, 20);
+    }
+    if (e != 0) {
+      LOG(3, "tailord: fault injection timer: %s", uv_strerror(e));
+      return EXIT_FAILURE;
+    }
+    LOG(4, "fault injection: requests wait the µs in %s", d->inject_path);
   }
 
   d->generation = 1;
