@@ -3029,6 +3029,24 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
 }
 END_TEST
 
+/* The state once its degraded flag is want (within 10 s, or the test
+ * fails after stopping the n loads). */
+static json_t *wait_degraded(const struct daemon *d, const char *model, int want,
+                             struct steady_load *l, int n) {
+  double t0 = now_s();
+  for (;;) {
+    json_t *st = state_of(d, model);
+    if (json_is_true(json_object_get(st, "degraded")) == want)
+      return st;
+    json_decref(st);
+    if (now_s() - t0 > 10) {
+      stop_load(l, n);
+      ck_abort_msg("%s: degraded not %d within 10 s", model, want);
+    }
+    sleep_ms(2);
+  }
+}
+
 /* A wait no member can meet the budget with: within two intervals the
  * model is degraded, serves the fastest member, and says so in its state
  * (what is over and what would help), an event and /metrics; when the
@@ -3054,18 +3072,7 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   json_decref(state_with_feedback(&d, "infeasible"));
   double t0 = now_s();
   set_delay_us(delay, 10000);
-  json_t *st = NULL;
-  for (;;) {
-    st = state_of(&d, "infeasible");
-    if (json_is_true(json_object_get(st, "degraded")))
-      break;
-    json_decref(st);
-    if (now_s() - t0 > 10) {
-      stop_load(l, 2);
-      ck_abort_msg("not degraded within 10 s of a 10 ms wait for a 4 ms budget");
-    }
-    sleep_ms(2);
-  }
+  json_t *st = wait_degraded(&d, "infeasible", 1, l, 2);
   double on_ms = (now_s() - t0) * 1e3;
   ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
   json_t *fb = json_object_get(st, "feedback");
@@ -3092,17 +3099,7 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
 
   t0 = now_s();
   set_delay_us(delay, 0);
-  for (;;) {
-    st = state_of(&d, "infeasible");
-    if (json_is_false(json_object_get(st, "degraded")))
-      break;
-    json_decref(st);
-    if (now_s() - t0 > 10) {
-      stop_load(l, 2);
-      ck_abort_msg("still degraded 10 s after the wait ended");
-    }
-    sleep_ms(2);
-  }
+  st = wait_degraded(&d, "infeasible", 0, l, 2);
   double off_ms = (now_s() - t0) * 1e3;
   ck_assert(json_is_null(json_object_get(json_object_get(st, "feedback"), "over")));
   json_decref(st);
