@@ -403,6 +403,7 @@ struct opts {
   int queue_depth;
   int search_k;
   int search_candidates;
+  int interval_ms; /* the monitor's */
 };
 
 static void opts_default(struct opts *o) {
@@ -418,6 +419,7 @@ static void opts_default(struct opts *o) {
   o->queue_depth = 64;
   o->search_k = 4;
   o->search_candidates = 6;
+  o->interval_ms = MONITOR_INTERVAL_MS;
 }
 
 struct daemon {
@@ -446,7 +448,7 @@ static void config_text(const struct daemon *d, const struct opts *o, const char
            "    search:\n      k: %d\n      images: 100\n      candidates: %d\n"
            "    budget:\n      latency_p95_ms: %.9g\n      margin: %g\n"
            "      hysteresis_ms: %d\n",
-           d->sock, db, o->workers, MONITOR_INTERVAL_MS, d->root, o->max_connections,
+           d->sock, db, o->workers, o->interval_ms, d->root, o->max_connections,
            o->max_body_bytes, o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x, calib_y,
            o->search_k, o->search_candidates, o->budget_ms, o->margin, o->hysteresis_ms);
 }
@@ -2963,17 +2965,24 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
   struct opts o;
   opts_default(&o);
   o.model_name = "wait";
-  o.budget_ms = 6;
+  /* A budget far above what the top member needs, so that other work on
+   * the machine does not move it down before the test does; then the
+   * wait injected is long, and a longer interval keeps enough requests
+   * (two clients on two workers) in its window. */
+  o.budget_ms = 20;
   o.margin = 0;
   o.hysteresis_ms = 600000; /* no move back up while the test looks */
+  o.interval_ms = 200;
   struct daemon d;
   char delay[PATH_MAX + 32];
   daemon_start_injected(&d, &o, delay);
-  static struct steady_load l;
-  memset(&l, 0, sizeof l);
-  l.d = &d;
-  l.model = "wait";
-  ck_assert_int_eq(pthread_create(&l.thread, NULL, steady_load_main, &l), 0);
+  static struct steady_load l[2];
+  memset(l, 0, sizeof l);
+  for (int i = 0; i < 2; i++) {
+    l[i].d = &d;
+    l[i].model = "wait";
+    ck_assert_int_eq(pthread_create(&l[i].thread, NULL, steady_load_main, &l[i]), 0);
+  }
 
   /* A wait that leaves the top member half the gap to the fastest over
    * the budget, given what requests wait now (e0: the least of a few
@@ -2987,7 +2996,7 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
                       json_object_get(json_object_get(st, "feedback"), "waiting_p95_ms")));
     corr = json_number_value(json_object_get(st, "correction"));
     json_decref(st);
-    sleep_ms(MONITOR_INTERVAL_MS);
+    sleep_ms(o.interval_ms);
   }
   double c_top = warm.ms[top] * corr, c_fast = warm.ms[0] * corr;
   double wait_ms = o.budget_ms - e0 - c_top + (c_top - c_fast) / 2;
@@ -3001,7 +3010,7 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
       break;
     free(a);
     if (now_s() - t0 > 10) {
-      stop_load(&l, 1);
+      stop_load(l, 2);
       ck_abort_msg("no switch within 10 s of a %.3g ms wait (e0 %.3g ms, top %.3g ms, fastest "
                    "%.3g ms, budget %g ms)",
                    wait_ms, e0, c_top, c_fast, o.budget_ms);
@@ -3011,17 +3020,25 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
   double down_ms = (now_s() - t0) * 1e3;
   int to = member_of(a);
   free(a);
-  stop_load(&l, 1);
+  stop_load(l, 2);
   fprintf(stderr, "feedback: moved down %.0f ms after a %.3g ms wait was injected (interval %d "
-          "ms, e0 %.3g ms)\n", down_ms, wait_ms, MONITOR_INTERVAL_MS, e0);
+          "ms, e0 %.3g ms)\n", down_ms, wait_ms, o.interval_ms, e0);
   ck_assert_msg(to >= 0 && warm.ms[to] < warm.ms[top], "moved to member %d", to);
   /* How fast is for the benchmarks (a test on a shared machine does not
    * time); the figure printed above is two intervals on a quiet one. */
-  ck_assert_msg(down_ms < 2000, "moved down %.0f ms after the wait began", down_ms);
+  ck_assert_msg(down_ms < 20 * o.interval_ms, "moved down %.0f ms after the wait began", down_ms);
+  /* the switch from the top member says it was the wait (a state event,
+   * degraded, may follow it when the wait leaves no member room) */
   int status = 0;
-  json_t *ev = events_of(&d, "wait", "limit=1", &status);
-  const char *reason =
-      json_string_value(json_object_get(json_array_get(json_object_get(ev, "events"), 0), "reason"));
+  json_t *ev = events_of(&d, "wait", "limit=5", &status);
+  json_t *list = json_object_get(ev, "events");
+  const char *reason = NULL;
+  for (size_t i = 0; i < json_array_size(list) && reason == NULL; i++) {
+    json_t *e = json_array_get(list, i);
+    const char *from = json_string_value(json_object_get(e, "from"));
+    if (from != NULL && strcmp(from, warm.spec[top]) == 0)
+      reason = json_string_value(json_object_get(e, "reason"));
+  }
   ck_assert_msg(reason != NULL && strstr(reason, "waiting ") != NULL, "reason: %s",
                 reason ? reason : "(none)");
   json_decref(ev);
@@ -3056,9 +3073,12 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   struct opts o;
   opts_default(&o);
   o.model_name = "infeasible";
-  o.budget_ms = 4;
+  /* (a budget other work on the machine does not break by itself, and an
+   * interval whose window holds enough of the slow requests) */
+  o.budget_ms = 10;
   o.margin = 0;
   o.hysteresis_ms = 600000;
+  o.interval_ms = 200;
   struct daemon d;
   char delay[PATH_MAX + 32];
   daemon_start_injected(&d, &o, delay);
@@ -3071,7 +3091,7 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   }
   json_decref(state_with_feedback(&d, "infeasible"));
   double t0 = now_s();
-  set_delay_us(delay, 10000);
+  set_delay_us(delay, 30000);
   json_t *st = wait_degraded(&d, "infeasible", 1, l, 2);
   double on_ms = (now_s() - t0) * 1e3;
   ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
@@ -3084,7 +3104,7 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   char *m = get_metrics(&d);
   ck_assert(metric(m, "tailor_degraded{model=\"infeasible\"}") == 1);
   ck_assert(metric(m, "tailor_over_budget_info{model=\"infeasible\",part=\"queue\"}") == 1);
-  ck_assert(metric(m, "tailor_served_latency_p95_seconds{model=\"infeasible\"}") > 0.004);
+  ck_assert(metric(m, "tailor_served_latency_p95_seconds{model=\"infeasible\"}") > 0.010);
   free(m);
   int status = 0;
   json_t *ev = events_of(&d, "infeasible", "limit=5", &status);
@@ -3104,11 +3124,11 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   ck_assert(json_is_null(json_object_get(json_object_get(st, "feedback"), "over")));
   json_decref(st);
   stop_load(l, 2);
-  fprintf(stderr, "feedback: degraded %.0f ms after a 10 ms wait began, cleared %.0f ms after it "
-          "ended (interval %d ms)\n", on_ms, off_ms, MONITOR_INTERVAL_MS);
+  fprintf(stderr, "feedback: degraded %.0f ms after a 30 ms wait began, cleared %.0f ms after it "
+          "ended (interval %d ms)\n", on_ms, off_ms, o.interval_ms);
   /* (timing is the benchmarks' to judge; see the figures printed) */
-  ck_assert_msg(on_ms < 2000, "degraded after %.0f ms", on_ms);
-  ck_assert_msg(off_ms < 2000, "cleared after %.0f ms", off_ms);
+  ck_assert_msg(on_ms < 20 * o.interval_ms, "degraded after %.0f ms", on_ms);
+  ck_assert_msg(off_ms < 20 * o.interval_ms, "cleared after %.0f ms", off_ms);
   m = get_metrics(&d);
   ck_assert(metric(m, "tailor_degraded{model=\"infeasible\"}") == 0);
   ck_assert(metric(m, "tailor_over_budget_info{model=\"infeasible\",part=\"queue\"}") == -1);
