@@ -209,6 +209,9 @@ static const struct cfg_row budget_rows[] = {
     {.key = "hysteresis_ms", .type = CFG_INT, .min = 0, .max = 3600000, .def = "5000",
      .offset = F(struct tl_config_budget, hysteresis_ms),
      .help = "how long the state must be stable before a more accurate subnet"},
+    {.key = "deadline_ms", .type = CFG_NUMBER, .min = 0, .max = INFINITY,
+     .offset = F(struct tl_config_budget, deadline_ms), .flags = CFG_MIN_OPEN,
+     .help = "how long a request may take before it is shed; 10 x latency_p95_ms when absent"},
 };
 CHECK_ROWS(budget_rows);
 static const struct cfg_table budget_table = TABLE(budget_rows);

@@ -87,6 +87,7 @@ struct tl_config_budget {
   double min_accuracy;   /* fraction, 0..1 */
   double margin;         /* fraction of the budget kept free, 0..0.9 */
   int hysteresis_ms;     /* stable time before moving up */
+  double deadline_ms;    /* a request that would take longer is shed; 0: 10 x latency */
 };
 
 struct tl_config_model {

@@ -47,6 +47,7 @@ struct model_series {
   char name[TL_CONFIG_NAME_MAX + 1];
   struct hist total, queue, compute;
   uint64_t switches[TL_SWITCH_COUNT];
+  uint64_t shed;               /* requests answered 503 at once, see server.c */
   int has_gauges;
   struct tl_metrics_model g;   /* g.subnet unused: see subnet */
   char subnet[TL_RT_SPEC_MAX]; /* the active subnet's spec */
@@ -135,6 +136,12 @@ void tl_metrics_switch(struct tl_metrics *m, const char *model, enum tl_switch_c
   struct model_series *s = series(m, model);
   if (s != NULL && c >= 0 && c < TL_SWITCH_COUNT)
     s->switches[c]++;
+}
+
+void tl_metrics_shed(struct tl_metrics *m, const char *model) {
+  struct model_series *s = series(m, model);
+  if (s != NULL)
+    s->shed++;
 }
 
 void tl_metrics_model_set(struct tl_metrics *m, const char *model,
@@ -226,6 +233,16 @@ static void emit_switches(FILE *f, const struct tl_metrics *m, const struct fami
       fprintf(f, "\",reason=\"%s\"} %llu\n", class_names[c],
               (unsigned long long)m->models[i].switches[c]);
     }
+}
+
+static void emit_shed(FILE *f, const struct tl_metrics *m, const struct family *fam) {
+  for (int i = 0; i < m->n_models; i++) {
+    if (m->models[i].shed == 0)
+      continue;
+    fprintf(f, "%s{model=\"", fam->name);
+    put_label(f, m->models[i].name);
+    fprintf(f, "\"} %llu\n", (unsigned long long)m->models[i].shed);
+  }
 }
 
 static void emit_hist(FILE *f, const struct tl_metrics *m, const struct family *fam) {
@@ -404,6 +421,9 @@ static const struct family families[] = {
      emit_requests, NULL, 0, NULL},
     {"tailor_switches_total", "counter", "Switches of the active subnet, by reason.",
      emit_switches, NULL, 0, NULL},
+    {"tailor_shed_total", "counter",
+     "Inference requests answered 503 at once: they would have waited past the deadline.",
+     emit_shed, NULL, 0, NULL},
     {"tailor_request_duration_seconds", "histogram",
      "Inference requests from arrival to answer.", emit_hist, NULL, HIST(total), NULL},
     {"tailor_queue_duration_seconds", "histogram",

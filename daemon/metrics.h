@@ -60,6 +60,9 @@ const char *tl_switch_class_name(enum tl_switch_class c);
 
 void tl_metrics_switch(struct tl_metrics *m, const char *model, enum tl_switch_class c);
 
+/* Counts a request of model shed by the server (answered 503 at once). */
+void tl_metrics_shed(struct tl_metrics *m, const char *model);
+
 /* The gauges of one model. */
 struct tl_metrics_model {
   const char *subnet;        /* the active member's spec; copied */

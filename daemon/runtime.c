@@ -412,6 +412,7 @@ void tl_rt_request_run(struct tl_rt_request *req, int worker) {
   struct tl_error err = {{0}};
   float **outs = NULL;
   int which[TL_OIP_TENSORS_MAX], n_out = 0;
+  req->picked_ns = tl_now_ns();
   const long delay_us = atomic_load(&inject_delay_us);
   if (delay_us > 0) {
     struct timespec ts = {delay_us / 1000000, (delay_us % 1000000) * 1000};

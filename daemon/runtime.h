@@ -211,7 +211,8 @@ struct tl_rt_request {
   struct tl_oip_body resp;    /* the answer's body (an error body on failure) */
   int member;                 /* the member that ran; -1 if none */
   int64_t images;             /* the batch N that ran */
-  uint64_t start_ns;          /* when a worker picked it up */
+  uint64_t picked_ns;         /* when a worker picked it up */
+  uint64_t start_ns;          /* when it started on it (after any injected wait) */
   uint64_t compute_ns;        /* the plan runs, all images */
   uint64_t end_ns;
 };

@@ -152,6 +152,9 @@ struct tl_server {
    * only when it sleeps) */
   uv_prepare_t collect;
   int collecting;
+  /* Load shedding: EWMA of the time a worker spends on one inference
+   * request (pickup to answer), in ms; 0 until one is seen. */
+  double service_ms;
   void (*drained)(void *ctx);
   void *drained_ctx;
 };
@@ -889,6 +892,10 @@ static void job_run(struct tl_work *w, int worker) {
  * controller, whether or not its client is still there; answered_ns is
  * when its answer went out. */
 static void account(struct tl_server *s, const struct tl_rt_request *r, uint64_t answered_ns) {
+  if (r->picked_ns > 0 && answered_ns > r->picked_ns) {
+    const double ms = (double)(answered_ns - r->picked_ns) / 1e6;
+    s->service_ms = s->service_ms > 0 ? 0.9 * s->service_ms + 0.1 * ms : ms;
+  }
   if (r->member >= 0 && s->env.metrics != NULL)
     tl_metrics_infer(s->env.metrics, r->model->cfg.name,
                      (double)(answered_ns - r->arrival_ns) / 1e9,
@@ -994,11 +1001,43 @@ static void job_done(struct tl_work *w) {
   free(j);
 }
 
+/* Load shedding: 1 (and the answer's sentence in why) when a request of
+ * model arriving now would not be answered by its deadline: the requests
+ * already waiting, spread over the workers, each take about the time a
+ * worker spent on the last ones.  Answering 503 at once frees the
+ * client's connection; queueing it would hold the connection and the
+ * queue for an answer nobody wants (under a CPU quota, the queue only
+ * grows).  Loop thread. */
+static int must_shed(struct tl_server *s, const struct tl_rt_model *model, char *why,
+                     size_t size) {
+  const struct tl_config_budget *b = &model->cfg.budget;
+  const double deadline = b->deadline_ms > 0 ? b->deadline_ms : 10 * b->latency_p95_ms;
+  const int workers = (*s->env.config)->workers > 0 ? (*s->env.config)->workers : 1;
+  const int ahead = tl_workers_waiting(s->env.workers);
+  if (s->service_ms <= 0 || ahead == 0)
+    return 0;
+  const double wait = ((double)ahead / workers + 1) * s->service_ms;
+  if (wait <= deadline)
+    return 0;
+  snprintf(why, size,
+           "shed: %d requests wait for %d workers, about %.0f ms, past the deadline of %.0f ms: "
+           "try again later",
+           ahead, workers, wait, deadline);
+  return 1;
+}
+
 static void route_infer(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
   struct tl_server *s = c->srv;
   struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
   if (model == NULL)
     return;
+  char why[256];
+  if (must_shed(s, model, why, sizeof why)) {
+    if (s->env.metrics != NULL)
+      tl_metrics_shed(s->env.metrics, model->cfg.name);
+    send_error(c, 503, why, keep_alive);
+    return;
+  }
   struct infer_job *j = calloc(1, sizeof *j);
   if (j == NULL) {
     send_error(c, 500, "out of memory", keep_alive);

@@ -3143,6 +3143,90 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
 }
 END_TEST
 
+struct shed_client {
+  const struct daemon *d;
+  const char *body;
+  pthread_t thread;
+  int rc, status;
+  double ms;
+  char error[256];
+};
+
+static void *shed_client_main(void *arg) {
+  struct shed_client *sc = arg;
+  double t0 = now_s();
+  struct resp r;
+  sc->rc = request(sc->d->sock, "POST", "/v2/models/shed/infer",
+                   "Content-Type: application/json\r\n", sc->body, strlen(sc->body), &r);
+  sc->ms = (now_s() - t0) * 1e3;
+  if (sc->rc == 0) {
+    sc->status = r.status;
+    snprintf(sc->error, sizeof sc->error, "%.*s", (int)(r.len < 255 ? r.len : 255),
+             r.body != NULL ? r.body : "");
+    resp_free(&r);
+  }
+  return NULL;
+}
+
+/* A burst that the workers cannot serve by the deadline: the requests
+ * that would wait past it are answered 503 at once, with the reason,
+ * and counted; the others are served; every client gets an answer. */
+START_TEST(requests_that_would_miss_the_deadline_are_shed_at_once) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  o.model_name = "shed";
+  o.budget_ms = 10; /* so the deadline is 100 ms */
+  o.workers = 2;
+  o.max_connections = 64;
+  struct daemon d;
+  char delay[PATH_MAX + 32];
+  daemon_start_injected(&d, &o, delay);
+  set_delay_us(delay, 50000); /* each request holds its worker 50 ms */
+  json_t *b = infer_body(0, 0, NULL);
+  char *body = json_dumps(b, JSON_COMPACT);
+  json_decref(b);
+  /* one request first: the server learns how long a request takes */
+  sleep_ms(100);
+  struct shed_client first = {.d = &d, .body = body};
+  shed_client_main(&first);
+  ck_assert_msg(first.rc == 0 && first.status == 200, "first request: %d %d %s", first.rc,
+                first.status, first.error);
+  enum { N = 16 };
+  static struct shed_client sc[N];
+  for (int i = 0; i < N; i++) {
+    sc[i] = (struct shed_client){.d = &d, .body = body};
+    ck_assert_int_eq(pthread_create(&sc[i].thread, NULL, shed_client_main, &sc[i]), 0);
+  }
+  int served = 0, shed = 0;
+  double shed_max_ms = 0;
+  for (int i = 0; i < N; i++) {
+    pthread_join(sc[i].thread, NULL);
+    ck_assert_msg(sc[i].rc == 0, "client %d got no answer", i);
+    if (sc[i].status == 200) {
+      served++;
+    } else {
+      ck_assert_msg(sc[i].status == 503 && strstr(sc[i].error, "shed: ") != NULL,
+                    "client %d: %d %s", i, sc[i].status, sc[i].error);
+      shed++;
+      shed_max_ms = fmax(shed_max_ms, sc[i].ms);
+    }
+  }
+  free(body);
+  fprintf(stderr, "shedding: %d of %d served, %d shed, the slowest 503 in %.0f ms\n", served, N,
+          shed, shed_max_ms);
+  ck_assert_int_ge(served, 2);
+  ck_assert_int_ge(shed, 1);
+  /* a shed request is answered before it could have been served */
+  ck_assert_msg(shed_max_ms < 300, "a 503 took %.0f ms", shed_max_ms); /* queued: >= 400 */
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_shed_total{model=\"shed\"}") == shed);
+  free(m);
+  set_delay_us(delay, 0);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
 START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
   ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
   int top = warm.n - 1;
@@ -3383,6 +3467,7 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, adaptation_moves_down_at_once_and_up_after_the_hysteresis);
   tcase_add_test(tc, waiting_not_compute_grows_and_the_controller_moves_down);
   tcase_add_test(tc, an_infeasible_budget_is_reported_and_clears);
+  tcase_add_test(tc, requests_that_would_miss_the_deadline_are_shed_at_once);
   tcase_add_test(tc, a_broken_config_on_sighup_keeps_the_old_one_serving);
   tcase_add_test(tc, limits_on_connections_and_idle_time);
   tcase_add_test(tc, a_full_queue_answers_503);
