@@ -13,9 +13,10 @@
  * served), for a CPU (other processes at ordinary weight, which the
  * device state hardly shows), in the socket.  So the controller closes
  * the loop on the latency served: each request's arrival-to-answer time
- * less its member's predicted compute is its wait, and the p95 of the
- * waits of the requests answered in the last two intervals (with at least
- * TL_RT_FEEDBACK_MIN of them; else none) is added to every member's
+ * less its member's predicted compute (times the correction factor) is
+ * its wait, and the p95 of the waits of the requests answered in the
+ * last two intervals (with at least TL_RT_FEEDBACK_MIN of them; else
+ * none) is added to every member's
  * prediction (tl_controller_p95_ms): another member would wait as long.
  * Waiting that grows thus moves the model down within two intervals, and
  * up again (after the hysteresis) once it has gone.
@@ -45,9 +46,11 @@
  * compute (the fastest member alone misses: a larger budget or a smaller
  * model), waiting for a CPU (our threads' run-queue delay per request,
  * from schedstat: raise CPUWeight=) or queueing (the wait for a worker:
- * fewer requests).  Every switch, and every change of the degraded flag,
- * is logged, counted in the metrics and appended to the store's events
- * with its reason and the device state as JSON.
+ * fewer requests).  Every switch is logged, counted in the metrics
+ * (tailor_switches_total) and appended to the store's events with its
+ * reason and the device state as JSON; every change of the degraded flag
+ * is logged, appended to the events and shown by the tailor_degraded and
+ * tailor_over_budget_info gauges.
  *
  * Loop thread only: the controller runs on a uv_timer and writes the
  * models' control state (runtime.h), which the loop alone reads but for

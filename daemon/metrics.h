@@ -5,13 +5,17 @@
  * end in _total.  What is kept here:
  *   tailor_requests_total{route,code}        answered HTTP requests
  *   tailor_switches_total{model,reason}      active subnet switches by class
+ *   tailor_shed_total{model}                 requests answered 503 at once
  *   tailor_request_duration_seconds{model}   histograms of inference
  *   tailor_queue_duration_seconds{model}     requests: arrival to answer,
  *   tailor_compute_duration_seconds{model}   time waiting, time running
  * and gauges set by their owners: per model the active subnet
  * (tailor_active_subnet_info{model,subnet} 1), its predicted latency under
- * the current state, the budgets, the degraded and pinned flags, the
- * online correction factor, the frontier's size; the device state (CPU
+ * the current state, the budgets, the degraded and pinned flags (and
+ * while degraded, tailor_over_budget_info{model,part} 1), the online
+ * correction factor, the frontier's size, the controller's feedback
+ * (tailor_served_latency_p95_seconds, tailor_waiting_p95_seconds,
+ * tailor_queue_p95_seconds, tailor_cpu_wait_seconds); the device state (CPU
  * frequency ratio, CPU share, available memory); the server's connections,
  * queue and readiness.
  *
