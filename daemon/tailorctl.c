@@ -53,7 +53,7 @@ void usage(FILE *f) {
         "                       [--per-op] [--json]\n"
         "       tailorctl inspect MODEL.onnx [--why] [--json]\n"
         "       tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]... [--recalib X.npy]\n"
-        "                      [--recalib-images N] [--scale S] [--batch N] [--json]\n"
+        "                      [--recalib-images N] [--scale S] [--batch N] [--threads N] [--json]\n"
         "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
         "                         [--from OTHER.db [--from-threads N] --anchors N] [--json]\n"
         "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
