@@ -560,7 +560,9 @@ END_TEST
 /* The bundled SuperNet with its BN folded into the convs (what a default
  * export gives, models/fmnist-folded.onnx) and with BN kept: after
  * recalibration on the same 1 000 training images, each subnet's top-1
- * on 2 000 test images is within 0.5 pt of the other's. */
+ * on 2 000 test images is within 0.5 pt of the other's.  (Two subnets
+ * keep the sanitizer build quick; scripts/compare-folded measures 36 on
+ * all 10 000 images.) */
 START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
   const char *src = getenv("TAILOR_SOURCE_ROOT");
   const char *build = getenv("TAILOR_BUILD_ROOT");
@@ -580,14 +582,13 @@ START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
   ck_assert_msg(tl_calib_load(x, y, 0, &val, &err) == 0, "%s", err.msg);
   ck_assert_msg(tl_calib_load(cx, cy, 0, &calib, &err) == 0, "%s", err.msg);
   val.n = 2000;
-  const char *specs[] = {"r=28 d=2,2,2 w=.5,.5,.5", "r=21 d=1,1,1 w=.5,.5,.5",
-                         "r=14 d=0,0,0 w=.25,.25,.25", "r=28 d=2,2,2 w=1,1,1"};
-  double acc[2][4];
+  const char *specs[] = {"r=21 d=1,1,1 w=.5,.5,.5", "r=14 d=0,0,0 w=.25,.25,.25"};
+  double acc[2][2];
   const char *files[2] = {"fmnist.onnx", "fmnist-folded.onnx"};
   for (int f = 0; f < 2; f++) {
     struct tl_graph *g = load(dir, files[f]);
     struct tl_supernet *sn = compile(g);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 2; i++) {
       struct tl_subnet_spec spec;
       struct tl_bn_stats *bn = NULL;
       ck_assert_int_eq(tl_subnet_parse(sn, specs[i], &spec, &err), 0);
@@ -600,7 +601,7 @@ START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
     tl_supernet_free(sn);
     tl_graph_free(g);
   }
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 2; i++)
     ck_assert_msg(fabs(acc[0][i] - acc[1][i]) <= 0.005, "%s: %.2f %% with BN, %.2f %% folded",
                   specs[i], 100 * acc[0][i], 100 * acc[1][i]);
   tl_calib_free(&val);
