@@ -395,6 +395,7 @@ int tl__prepare_softmax(struct tl_prep *c);
 int tl__prepare_reshape(struct tl_prep *c); /* Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout */
 int tl__prepare_shape(struct tl_prep *c);
 int tl__prepare_gather(struct tl_prep *c);
+int tl__prepare_resize(struct tl_prep *c); /* bilinear, half-pixel centres (kernel_resize.c) */
 
 /* Run function of the view ops: outputs alias input 0 (no work). */
 void tl__run_alias(const struct tl_step *s, void *scratch);

@@ -104,6 +104,7 @@ static const tl_prepare_fn op_prepare[TL_OP_COUNT] = {
     [TL_OP_GATHER] = tl__prepare_gather,
     [TL_OP_UNSQUEEZE] = tl__prepare_reshape,
     [TL_OP_SQUEEZE] = tl__prepare_reshape,
+    [TL_OP_RESIZE] = tl__prepare_resize,
 };
 
 const char *tl_op_name(enum tl_op op) {
