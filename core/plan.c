@@ -912,6 +912,13 @@ size_t tl_plan_meta_bytes(const struct tl_plan *plan) {
 int64_t tl_plan_macs(const struct tl_plan *plan) { return plan->macs; }
 int64_t tl__plan_weight_elems(const struct tl_plan *plan) { return plan->weight_elems; }
 
+const struct tl_shape *tl__plan_value_shape(const struct tl_plan *plan, int v) {
+  if (v < 0 || v >= plan->n_vals)
+    return NULL;
+  const struct pval *pv = &plan->vals[v];
+  return pv->defined || pv->is_const ? &pv->shape : NULL;
+}
+
 int tl__plan_bn_collected(const struct tl_plan *plan, int node, const double **sum_mean,
                           const double **sum_var, int *batches, int64_t *channels) {
   for (int i = 0; i < plan->n_steps; i++) {
