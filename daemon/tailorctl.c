@@ -7,6 +7,7 @@
  *   tailorctl inspect MODEL.onnx [--why] [--json]
  *   tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]...
  *                  [--recalib X.npy] [--json]
+ *   tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy]
  *   tailorctl profile|predict|search ...       (ctl_predict.c)
  *   tailorctl status|subnets|events|pin|infer  (ctl_socket.c, clients of tailord)
  *
@@ -29,6 +30,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "error.h"
+#include "export.h"
 #include "graph.h"
 #include "npy.h"
 #include "onnx.h"
@@ -54,6 +56,8 @@ void usage(FILE *f) {
         "       tailorctl inspect MODEL.onnx [--why] [--json]\n"
         "       tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]... [--recalib X.npy]\n"
         "                      [--recalib-images N] [--scale S] [--batch N] [--json]\n"
+        "       tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy\n"
+        "                        [--recalib-images N] [--scale S]]\n"
         "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
         "                         [--from OTHER.db [--from-threads N] --anchors N] [--json]\n"
         "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
@@ -997,6 +1001,70 @@ static int cmd_eval(int argc, char **argv) {
   return 0;
 }
 
+/* -------------------------------------------------------------- export */
+
+static int cmd_export(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"subnet", required_argument, NULL, 's'}, {"out", required_argument, NULL, 'o'},
+      {"recalib", required_argument, NULL, 'r'}, {"recalib-images", required_argument, NULL, 'n'},
+      {"scale", required_argument, NULL, 'S'},  {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *subnet = NULL, *out = NULL, *recalib = NULL;
+  long recalib_images = 2000;
+  float scale = 0.f;
+  int c;
+  while ((c = getopt_long(argc, argv, "s:o:r:n:S:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 's': subnet = optarg; break;
+    case 'o': out = optarg; break;
+    case 'r': recalib = optarg; break;
+    case 'n': recalib_images = parse_count("--recalib-images", optarg, 1, 100000000); break;
+    case 'S': scale = parse_scale(optarg); break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return EXIT_USAGE;
+    }
+  }
+  if (argc - optind != 1 || subnet == NULL || out == NULL) {
+    fprintf(stderr, "tailorctl: export needs MODEL.onnx, --subnet SPEC and -o FILE.onnx\n");
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  const char *model = argv[optind];
+  struct tl_graph *g = load_model(model);
+  struct tl_supernet *sn = load_supernet(g);
+  struct tl_subnet_spec spec;
+  parse_subnet(sn, subnet, &spec);
+  struct tl_error err = {{0}};
+  struct tl_bn_stats *bn = NULL;
+  if (recalib != NULL) {
+    /* As eval does: images only, uint8 times --scale. */
+    struct tl_calib rdata;
+    memset(&rdata, 0, sizeof rdata);
+    if (tl_npy_read(recalib, &rdata.x, &err) != 0)
+      die("%s", err.msg);
+    if ((rdata.x.dtype != TL_DTYPE_FLOAT32 && rdata.x.dtype != TL_DTYPE_UINT8) ||
+        rdata.x.shape.ndim != 4)
+      die("%s: recalibration images must be N x C x H x W float32 or uint8", recalib);
+    rdata.n = rdata.x.shape.dims[0];
+    rdata.scale = rdata.x.dtype == TL_DTYPE_UINT8 ? (scale > 0 ? scale : 1.f / 255.f) : 1.f;
+    int batch = rdata.n < 100 ? (int)rdata.n : 100;
+    if (batch < 1)
+      die("%s: no images", recalib);
+    if (tl_subnet_recalibrate(sn, &spec, &rdata, recalib_images, batch, &bn, &err) != 0)
+      die("%s", err.msg);
+    free(rdata.x.data);
+  }
+  if (tl_subnet_export(sn, &spec, bn, out, &err) != 0)
+    die("%s", err.msg);
+  char text[512];
+  tl_subnet_format(sn, &spec, text, sizeof text);
+  printf("%s: subnet %s%s\n", out, text, bn != NULL ? " (recalibrated)" : "");
+  tl_bn_stats_free(bn);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+  return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static const struct {
@@ -1007,6 +1075,7 @@ static const struct {
     {"bench", cmd_bench},
     {"inspect", cmd_inspect},
     {"eval", cmd_eval},
+    {"export", cmd_export},
     {"profile", cmd_profile},
     {"predict", cmd_predict},
     {"search", cmd_search},
