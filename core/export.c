@@ -650,7 +650,8 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, struct t
   snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    int rc = tl_fail(err, TL_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    int rc = tl_fail(err, TL_EIO, "%s: cannot create %s beside it: %s", path, tmp,
+                     strerror(errno));
     free(tmp);
     return rc;
   }
@@ -663,7 +664,7 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, struct t
       int e = w < 0 ? errno : EIO;
       close(fd);
       unlink(tmp);
-      int rc = tl_fail(err, TL_EIO, "%s: write: %s", tmp, strerror(e));
+      int rc = tl_fail(err, TL_EIO, "%s: writing %s: %s", path, tmp, strerror(e));
       free(tmp);
       return rc;
     }
