@@ -4,7 +4,7 @@
  *   tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]
  *   tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N]
  *                   [--warmup N] [--per-op] [--json]
- *   tailorctl inspect MODEL.onnx [--why] [--json]
+ *   tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]
  *   tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]...
  *                  [--recalib X.npy] [--json]
  *   tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy]
@@ -53,7 +53,7 @@ void usage(FILE *f) {
   fputs("usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]\n"
         "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
         "                       [--per-op] [--json]\n"
-        "       tailorctl inspect MODEL.onnx [--why] [--json]\n"
+        "       tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]\n"
         "       tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]... [--recalib X.npy]\n"
         "                      [--recalib-images N] [--scale S] [--batch N] [--json]\n"
         "       tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy\n"
@@ -79,7 +79,9 @@ void usage(FILE *f) {
         "inspect  the SuperNet found in the model: stages, residual blocks, elastic\n"
         "         widths and resolutions, the number of subnets, cost of the extremes;\n"
         "         --why says, for each residual Add and conv that is not elastic, why\n"
-        "         not\n"
+        "         not; --spread N lists N subnets spread over the space by cost (the\n"
+        "         smallest, the largest, and random ones nearest to even steps of\n"
+        "         log MACs between them)\n"
         "eval     top-1 accuracy of subnets on labelled images (X: N x C x H x W\n"
         "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32);\n"
         "         without --subnet, a table across width, depth and resolution;\n"
@@ -711,15 +713,73 @@ static void format_width(float w, char *buf, size_t size) {
   snprintf(buf, size, "%s", strncmp(tmp, "0.", 2) == 0 ? tmp + 1 : tmp);
 }
 
+#define SPREAD_MAX 64
+#define SPREAD_DRAWS 40 /* random specs drawn per subnet wanted */
+
+/* n subnets spread over the space by cost: the smallest, the largest and
+ * between them the random specs whose MACs come nearest to n - 2 targets
+ * evenly spaced on a log scale (for benchmarks that need subnets of every
+ * size without a searched frontier).  Ascending by MACs; returns how
+ * many (fewer when the space has fewer distinct costs). */
+static int spread_subnets(const struct tl_supernet *sn, int n, struct tl_subnet_spec *specs,
+                          int64_t *macs) {
+  struct tl_error err = {{0}};
+  const int draws = SPREAD_DRAWS * n;
+  struct tl_subnet_spec *pool = malloc((size_t)draws * sizeof *pool);
+  int64_t *cost = malloc((size_t)draws * sizeof *cost);
+  uint8_t *used = calloc((size_t)draws, 1);
+  if (pool == NULL || cost == NULL || used == NULL)
+    die("out of memory");
+  uint64_t seed = 1;
+  for (int i = 0; i < draws; i++) {
+    int64_t params;
+    tl_subnet_random(sn, &seed, &pool[i]);
+    if (tl_subnet_cost(sn, &pool[i], &cost[i], &params, &err) != 0)
+      die("%s", err.msg);
+  }
+  int64_t params;
+  tl_subnet_smallest(sn, &specs[0]);
+  tl_subnet_largest(sn, &specs[n - 1]);
+  if (tl_subnet_cost(sn, &specs[0], &macs[0], &params, &err) != 0 ||
+      tl_subnet_cost(sn, &specs[n - 1], &macs[n - 1], &params, &err) != 0)
+    die("%s", err.msg);
+  int got = 1;
+  const double lo = log((double)macs[0]), hi = log((double)macs[n - 1]);
+  for (int j = 1; j < n - 1; j++) {
+    const double target = lo + (hi - lo) * j / (n - 1);
+    int best = -1;
+    for (int i = 0; i < draws; i++) {
+      int dup = used[i] || cost[i] <= macs[got - 1] || cost[i] >= macs[n - 1];
+      if (!dup && (best < 0 || fabs(log((double)cost[i]) - target) <
+                                   fabs(log((double)cost[best]) - target)))
+        best = i;
+    }
+    if (best < 0)
+      continue;
+    used[best] = 1;
+    specs[got] = pool[best];
+    macs[got++] = cost[best];
+  }
+  specs[got] = specs[n - 1];
+  macs[got] = macs[n - 1];
+  got += macs[got] != macs[0];
+  free(pool);
+  free(cost);
+  free(used);
+  return got;
+}
+
 static int cmd_inspect(int argc, char **argv) {
   static const struct option opts[] = {
       {"json", no_argument, NULL, 'j'}, {"why", no_argument, NULL, 'w'},
-      {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-  int as_json = 0, why = 0, c;
-  while ((c = getopt_long(argc, argv, "jwh", opts, NULL)) != -1) {
+      {"spread", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  int as_json = 0, why = 0, spread = 0, c;
+  while ((c = getopt_long(argc, argv, "jws:h", opts, NULL)) != -1) {
     switch (c) {
     case 'j': as_json = 1; break;
     case 'w': why = 1; break;
+    case 's': spread = (int)parse_count("--spread", optarg, 2, SPREAD_MAX); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_USAGE;
     }
@@ -742,6 +802,9 @@ static int cmd_inspect(int argc, char **argv) {
   int total_blocks = 0;
   for (int s = 0; s < info.n_stages; s++)
     total_blocks += info.blocks[s];
+  struct tl_subnet_spec spread_specs[SPREAD_MAX];
+  int64_t spread_macs[SPREAD_MAX];
+  int n_spread = spread > 0 ? spread_subnets(sn, spread, spread_specs, spread_macs) : 0;
 
   if (as_json) {
     json_t *o = json_object(), *stages = json_array(), *el = json_object();
@@ -780,6 +843,13 @@ static int cmd_inspect(int argc, char **argv) {
     json_object_set_new(o, "space_size", json_real(info.space_size));
     json_object_set_new(o, "largest", jbig);
     json_object_set_new(o, "smallest", jsmall);
+    if (spread > 0) {
+      json_t *arr = json_array();
+      int64_t macs, params;
+      for (int i = 0; i < n_spread; i++)
+        json_array_append_new(arr, cost_json(sn, &spread_specs[i], &macs, &params));
+      json_object_set_new(o, "spread", arr);
+    }
     if (why) {
       json_t *notes = json_array();
       for (int i = 0; i < tl_supernet_n_notes(sn); i++)
@@ -828,6 +898,14 @@ static int cmd_inspect(int argc, char **argv) {
       int stage;
       tl_supernet_width_group(sn, i, &prod, &cons, &ch, &stage);
       printf("  %s -> %s  %lld  %d\n", prod, cons, (long long)ch, stage + 1);
+    }
+    if (spread > 0) {
+      printf("\nspread by cost (%d subnets)\n", n_spread);
+      for (int i = 0; i < n_spread; i++) {
+        char text[512];
+        printf("  %-44s %8.2f MMAC\n", tl_subnet_format(sn, &spread_specs[i], text, sizeof text),
+               spread_macs[i] / 1e6);
+      }
     }
     if (why) {
       printf("\nnot elastic (%d)\n", tl_supernet_n_notes(sn));
