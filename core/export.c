@@ -58,10 +58,11 @@ struct exporter {
   /* Names used in the model written, so that new ones stay unique. */
   const char **names;        /* open addressing; NULL = empty */
   size_t names_mask, n_names;
-  /* What the graph being written holds. */
-  Onnx__NodeProto **nodes;
+  /* What the graph being written holds (as void * for push(); typed
+   * when the graph is made, in build_graph). */
+  void **nodes;
   size_t n_nodes, cap_nodes;
-  Onnx__TensorProto **inits;
+  void **inits;
   size_t n_inits, cap_inits;
   struct written *written;
   size_t n_written, cap_written;
@@ -217,7 +218,7 @@ static int add_init(struct exporter *X, const char *base, enum tl_dtype dtype,
                    X->g->path, base, tl_dtype_name(dtype));
   const char *nm = unique_name(X, base);
   Onnx__TensorProto *t = nm ? new_tensor(X, nm, dtype, shape, data) : NULL;
-  if (t == NULL || push(X, (void ***)&X->inits, &X->n_inits, &X->cap_inits, t) != 0)
+  if (t == NULL || push(X, &X->inits, &X->n_inits, &X->cap_inits, t) != 0)
     return nomem(X);
   *name = nm;
   return 0;
@@ -517,7 +518,7 @@ static int write_node(struct exporter *X, int i) {
       return rc;
   n->n_attribute = (size_t)nd->n_attrs;
   n->attribute = attrs;
-  return push(X, (void ***)&X->nodes, &X->n_nodes, &X->cap_nodes, n) != 0 ? nomem(X) : 0;
+  return push(X, &X->nodes, &X->n_nodes, &X->cap_nodes, n) != 0 ? nomem(X) : 0;
 }
 
 /* The nodes that resize the model's input to the subnet's side first:
@@ -584,7 +585,7 @@ static int write_resize(struct exporter *X) {
   nr->n_attribute = 2, nr->attribute = ra;
   Onnx__NodeProto *all[] = {ns, ng, ncat, nr};
   for (int k = 0; k < 4; k++)
-    if (push(X, (void ***)&X->nodes, &X->n_nodes, &X->cap_nodes, all[k]) != 0)
+    if (push(X, &X->nodes, &X->n_nodes, &X->cap_nodes, all[k]) != 0)
       return nomem(X);
   return 0;
 }
@@ -709,7 +710,7 @@ static int build_graph(struct exporter *X, const struct tl_supernet *sn,
       return nomem(X);
     id->input[0] = (char *)src;
     id->output[0] = g->values[v].name;
-    if (push(X, (void ***)&X->nodes, &X->n_nodes, &X->cap_nodes, id) != 0)
+    if (push(X, &X->nodes, &X->n_nodes, &X->cap_nodes, id) != 0)
       return nomem(X);
   }
   char text[1024], name[1100];
@@ -717,10 +718,20 @@ static int build_graph(struct exporter *X, const struct tl_supernet *sn,
   snprintf(name, sizeof name, "tailor subnet %s", text);
   if ((gp->name = xstrdup(X, name)) == NULL)
     return nomem(X);
+  /* The lists were kept as void *; protobuf-c reads them as arrays of
+   * their own pointer type, so they are copied into such arrays. */
+  Onnx__NodeProto **nodes = xalloc(X, (X->n_nodes + 1) * sizeof *nodes);
+  Onnx__TensorProto **inits = xalloc(X, (X->n_inits + 1) * sizeof *inits);
+  if (nodes == NULL || inits == NULL)
+    return nomem(X);
+  for (size_t i = 0; i < X->n_nodes; i++)
+    nodes[i] = X->nodes[i];
+  for (size_t i = 0; i < X->n_inits; i++)
+    inits[i] = X->inits[i];
   gp->n_node = X->n_nodes;
-  gp->node = X->nodes;
+  gp->node = nodes;
   gp->n_initializer = X->n_inits;
-  gp->initializer = X->inits;
+  gp->initializer = inits;
   gp->n_input = 1;
   gp->input = ins;
   gp->n_output = (size_t)g->n_outputs;
