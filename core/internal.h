@@ -395,6 +395,7 @@ int tl__prepare_softmax(struct tl_prep *c);
 int tl__prepare_reshape(struct tl_prep *c); /* Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout */
 int tl__prepare_shape(struct tl_prep *c);
 int tl__prepare_gather(struct tl_prep *c);
+int tl__prepare_resize(struct tl_prep *c); /* bilinear, half-pixel centres (kernel_resize.c) */
 
 /* Run function of the view ops: outputs alias input 0 (no work). */
 void tl__run_alias(const struct tl_step *s, void *scratch);
@@ -463,6 +464,18 @@ struct tl_plan_view {
   void *mem;                  /* what supernet.c allocated for the arrays */
 };
 
+/* The view a plan of spec takes (what tl_subnet_plan builds with, bn the
+ * statistics or NULL); free(view->mem) after.  0 or TL_ENOMEM
+ * (supernet.c). */
+struct tl_subnet_spec;
+struct tl_bn_stats;
+int tl__subnet_view(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                    const struct tl_bn_stats *bn, struct tl_plan_view *view);
+
+/* The shape value v has in plan (a subnet's sliced channels, its
+ * resolution), or NULL if the plan never defines it (plan.c). */
+const struct tl_shape *tl__plan_value_shape(const struct tl_plan *plan, int v);
+
 /* The SuperNet's graph (supernet.c). */
 const struct tl_graph *tl__supernet_graph(const struct tl_supernet *sn);
 
@@ -472,7 +485,6 @@ const struct tl_graph *tl__supernet_graph(const struct tl_supernet *sn);
  * life: the first caller for a key runs measure(sn, arg, &stats, err)
  * while others wait, later ones get the kept record.  0 and *out
  * (owned by sn), or measure's error (supernet.c). */
-struct tl_bn_stats;
 int tl__supernet_conv_ref(const struct tl_supernet *sn, uint64_t key,
                           int (*measure)(const struct tl_supernet *sn, void *arg,
                                          struct tl_bn_stats **stats, struct tl_error *err),

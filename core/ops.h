@@ -36,7 +36,8 @@
   XX(SHAPE, "Shape")                                                         \
   XX(GATHER, "Gather")                                                       \
   XX(UNSQUEEZE, "Unsqueeze")                                                 \
-  XX(SQUEEZE, "Squeeze")
+  XX(SQUEEZE, "Squeeze")                                                     \
+  XX(RESIZE, "Resize")
 
 enum tl_op {
 #define TL__OP_ENUM(e, name) TL_OP_##e,

@@ -104,6 +104,7 @@ static const tl_prepare_fn op_prepare[TL_OP_COUNT] = {
     [TL_OP_GATHER] = tl__prepare_gather,
     [TL_OP_UNSQUEEZE] = tl__prepare_reshape,
     [TL_OP_SQUEEZE] = tl__prepare_reshape,
+    [TL_OP_RESIZE] = tl__prepare_resize,
 };
 
 const char *tl_op_name(enum tl_op op) {
@@ -910,6 +911,13 @@ size_t tl_plan_meta_bytes(const struct tl_plan *plan) {
 }
 int64_t tl_plan_macs(const struct tl_plan *plan) { return plan->macs; }
 int64_t tl__plan_weight_elems(const struct tl_plan *plan) { return plan->weight_elems; }
+
+const struct tl_shape *tl__plan_value_shape(const struct tl_plan *plan, int v) {
+  if (v < 0 || v >= plan->n_vals)
+    return NULL;
+  const struct pval *pv = &plan->vals[v];
+  return pv->defined || pv->is_const ? &pv->shape : NULL;
+}
 
 int tl__plan_bn_collected(const struct tl_plan *plan, int node, const double **sum_mean,
                           const double **sum_var, int *batches, int64_t *channels) {

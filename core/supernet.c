@@ -1094,6 +1094,12 @@ static int make_view(const struct tl_supernet *sn, const struct tl_subnet_spec *
   return 0;
 }
 
+int tl__subnet_view(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                    const struct tl_bn_stats *bn, struct tl_plan_view *view) {
+  struct tl_subnet_plan_options po = {.bn = bn};
+  return make_view(sn, spec, &po, view);
+}
+
 int tl_subnet_plan(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                    const struct tl_subnet_plan_options *opts, struct tl_plan **out,
                    struct tl_error *err) {

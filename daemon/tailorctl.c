@@ -4,9 +4,10 @@
  *   tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]
  *   tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N]
  *                   [--warmup N] [--per-op] [--json]
- *   tailorctl inspect MODEL.onnx [--why] [--json]
+ *   tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]
  *   tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]...
  *                  [--recalib X.npy] [--json]
+ *   tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy]
  *   tailorctl profile|predict|search ...       (ctl_predict.c)
  *   tailorctl status|subnets|events|pin|infer  (ctl_socket.c, clients of tailord)
  *
@@ -29,6 +30,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "error.h"
+#include "export.h"
 #include "graph.h"
 #include "npy.h"
 #include "onnx.h"
@@ -51,9 +53,11 @@ void usage(FILE *f) {
   fputs("usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]\n"
         "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
         "                       [--per-op] [--json]\n"
-        "       tailorctl inspect MODEL.onnx [--why] [--json]\n"
+        "       tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]\n"
         "       tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]... [--recalib X.npy]\n"
         "                      [--recalib-images N] [--scale S] [--batch N] [--threads N] [--json]\n"
+        "       tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy\n"
+        "                        [--recalib-images N] [--scale S]]\n"
         "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
         "                         [--from OTHER.db [--from-threads N] --anchors N] [--json]\n"
         "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
@@ -75,12 +79,19 @@ void usage(FILE *f) {
         "inspect  the SuperNet found in the model: stages, residual blocks, elastic\n"
         "         widths and resolutions, the number of subnets, cost of the extremes;\n"
         "         --why says, for each residual Add and conv that is not elastic, why\n"
-        "         not\n"
+        "         not; --spread N lists N subnets spread over the space by cost (the\n"
+        "         smallest, the largest, and random ones nearest to even steps of\n"
+        "         log MACs between them)\n"
         "eval     top-1 accuracy of subnets on labelled images (X: N x C x H x W\n"
         "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32);\n"
         "         without --subnet, a table across width, depth and resolution;\n"
         "         --recalib X.npy recomputes BatchNorm statistics per subnet first (in a\n"
         "         model whose BN was folded into its convs: the convs' output statistics)\n"
+        "export   writes one subnet as a standalone ONNX model that any runtime runs:\n"
+        "         skipped blocks gone, weights cut to what it uses, the native input\n"
+        "         resized first when SPEC's side is smaller; --recalib X.npy writes\n"
+        "         BatchNorm statistics recalibrated on the first N images (default\n"
+        "         2000) into it (into the convs' weights when BN was folded)\n"
         "profile  times every op signature of the model's subnet space on this device\n"
         "         (what the cache lacks) and keeps them in the cache (--db, default\n"
         "         $TAILOR_DB or ~/.cache/tailor/cache.db); --from maps another cache's\n"
@@ -702,15 +713,73 @@ static void format_width(float w, char *buf, size_t size) {
   snprintf(buf, size, "%s", strncmp(tmp, "0.", 2) == 0 ? tmp + 1 : tmp);
 }
 
+#define SPREAD_MAX 64
+#define SPREAD_DRAWS 40 /* random specs drawn per subnet wanted */
+
+/* n subnets spread over the space by cost: the smallest, the largest and
+ * between them the random specs whose MACs come nearest to n - 2 targets
+ * evenly spaced on a log scale (for benchmarks that need subnets of every
+ * size without a searched frontier).  Ascending by MACs; returns how
+ * many (fewer when the space has fewer distinct costs). */
+static int spread_subnets(const struct tl_supernet *sn, int n, struct tl_subnet_spec *specs,
+                          int64_t *macs) {
+  struct tl_error err = {{0}};
+  const int draws = SPREAD_DRAWS * n;
+  struct tl_subnet_spec *pool = malloc((size_t)draws * sizeof *pool);
+  int64_t *cost = malloc((size_t)draws * sizeof *cost);
+  uint8_t *used = calloc((size_t)draws, 1);
+  if (pool == NULL || cost == NULL || used == NULL)
+    die("out of memory");
+  uint64_t seed = 1;
+  for (int i = 0; i < draws; i++) {
+    int64_t params;
+    tl_subnet_random(sn, &seed, &pool[i]);
+    if (tl_subnet_cost(sn, &pool[i], &cost[i], &params, &err) != 0)
+      die("%s", err.msg);
+  }
+  int64_t params;
+  tl_subnet_smallest(sn, &specs[0]);
+  tl_subnet_largest(sn, &specs[n - 1]);
+  if (tl_subnet_cost(sn, &specs[0], &macs[0], &params, &err) != 0 ||
+      tl_subnet_cost(sn, &specs[n - 1], &macs[n - 1], &params, &err) != 0)
+    die("%s", err.msg);
+  int got = 1;
+  const double lo = log((double)macs[0]), hi = log((double)macs[n - 1]);
+  for (int j = 1; j < n - 1; j++) {
+    const double target = lo + (hi - lo) * j / (n - 1);
+    int best = -1;
+    for (int i = 0; i < draws; i++) {
+      int dup = used[i] || cost[i] <= macs[got - 1] || cost[i] >= macs[n - 1];
+      if (!dup && (best < 0 || fabs(log((double)cost[i]) - target) <
+                                   fabs(log((double)cost[best]) - target)))
+        best = i;
+    }
+    if (best < 0)
+      continue;
+    used[best] = 1;
+    specs[got] = pool[best];
+    macs[got++] = cost[best];
+  }
+  specs[got] = specs[n - 1];
+  macs[got] = macs[n - 1];
+  got += macs[got] != macs[0];
+  free(pool);
+  free(cost);
+  free(used);
+  return got;
+}
+
 static int cmd_inspect(int argc, char **argv) {
   static const struct option opts[] = {
       {"json", no_argument, NULL, 'j'}, {"why", no_argument, NULL, 'w'},
-      {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-  int as_json = 0, why = 0, c;
-  while ((c = getopt_long(argc, argv, "jwh", opts, NULL)) != -1) {
+      {"spread", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  int as_json = 0, why = 0, spread = 0, c;
+  while ((c = getopt_long(argc, argv, "jws:h", opts, NULL)) != -1) {
     switch (c) {
     case 'j': as_json = 1; break;
     case 'w': why = 1; break;
+    case 's': spread = (int)parse_count("--spread", optarg, 2, SPREAD_MAX); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_USAGE;
     }
@@ -733,6 +802,9 @@ static int cmd_inspect(int argc, char **argv) {
   int total_blocks = 0;
   for (int s = 0; s < info.n_stages; s++)
     total_blocks += info.blocks[s];
+  struct tl_subnet_spec spread_specs[SPREAD_MAX];
+  int64_t spread_macs[SPREAD_MAX];
+  int n_spread = spread > 0 ? spread_subnets(sn, spread, spread_specs, spread_macs) : 0;
 
   if (as_json) {
     json_t *o = json_object(), *stages = json_array(), *el = json_object();
@@ -771,6 +843,13 @@ static int cmd_inspect(int argc, char **argv) {
     json_object_set_new(o, "space_size", json_real(info.space_size));
     json_object_set_new(o, "largest", jbig);
     json_object_set_new(o, "smallest", jsmall);
+    if (spread > 0) {
+      json_t *arr = json_array();
+      int64_t macs, params;
+      for (int i = 0; i < n_spread; i++)
+        json_array_append_new(arr, cost_json(sn, &spread_specs[i], &macs, &params));
+      json_object_set_new(o, "spread", arr);
+    }
     if (why) {
       json_t *notes = json_array();
       for (int i = 0; i < tl_supernet_n_notes(sn); i++)
@@ -819,6 +898,14 @@ static int cmd_inspect(int argc, char **argv) {
       int stage;
       tl_supernet_width_group(sn, i, &prod, &cons, &ch, &stage);
       printf("  %s -> %s  %lld  %d\n", prod, cons, (long long)ch, stage + 1);
+    }
+    if (spread > 0) {
+      printf("\nspread by cost (%d subnets)\n", n_spread);
+      for (int i = 0; i < n_spread; i++) {
+        char text[512];
+        printf("  %-44s %8.2f MMAC\n", tl_subnet_format(sn, &spread_specs[i], text, sizeof text),
+               spread_macs[i] / 1e6);
+      }
     }
     if (why) {
       printf("\nnot elastic (%d)\n", tl_supernet_n_notes(sn));
@@ -997,6 +1084,70 @@ static int cmd_eval(int argc, char **argv) {
   return 0;
 }
 
+/* -------------------------------------------------------------- export */
+
+static int cmd_export(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"subnet", required_argument, NULL, 's'}, {"out", required_argument, NULL, 'o'},
+      {"recalib", required_argument, NULL, 'r'}, {"recalib-images", required_argument, NULL, 'n'},
+      {"scale", required_argument, NULL, 'S'},  {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *subnet = NULL, *out = NULL, *recalib = NULL;
+  long recalib_images = 2000;
+  float scale = 0.f;
+  int c;
+  while ((c = getopt_long(argc, argv, "s:o:r:n:S:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 's': subnet = optarg; break;
+    case 'o': out = optarg; break;
+    case 'r': recalib = optarg; break;
+    case 'n': recalib_images = parse_count("--recalib-images", optarg, 1, 100000000); break;
+    case 'S': scale = parse_scale(optarg); break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return EXIT_USAGE;
+    }
+  }
+  if (argc - optind != 1 || subnet == NULL || out == NULL) {
+    fprintf(stderr, "tailorctl: export needs MODEL.onnx, --subnet SPEC and -o FILE.onnx\n");
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  const char *model = argv[optind];
+  struct tl_graph *g = load_model(model);
+  struct tl_supernet *sn = load_supernet(g);
+  struct tl_subnet_spec spec;
+  parse_subnet(sn, subnet, &spec);
+  struct tl_error err = {{0}};
+  struct tl_bn_stats *bn = NULL;
+  if (recalib != NULL) {
+    /* As eval does: images only, uint8 times --scale. */
+    struct tl_calib rdata;
+    memset(&rdata, 0, sizeof rdata);
+    if (tl_npy_read(recalib, &rdata.x, &err) != 0)
+      die("%s", err.msg);
+    if ((rdata.x.dtype != TL_DTYPE_FLOAT32 && rdata.x.dtype != TL_DTYPE_UINT8) ||
+        rdata.x.shape.ndim != 4)
+      die("%s: recalibration images must be N x C x H x W float32 or uint8", recalib);
+    rdata.n = rdata.x.shape.dims[0];
+    rdata.scale = rdata.x.dtype == TL_DTYPE_UINT8 ? (scale > 0 ? scale : 1.f / 255.f) : 1.f;
+    int batch = rdata.n < 100 ? (int)rdata.n : 100;
+    if (batch < 1)
+      die("%s: no images", recalib);
+    if (tl_subnet_recalibrate(sn, &spec, &rdata, recalib_images, batch, &bn, &err) != 0)
+      die("%s", err.msg);
+    free(rdata.x.data);
+  }
+  if (tl_subnet_export(sn, &spec, bn, out, &err) != 0)
+    die("%s", err.msg);
+  char text[512];
+  tl_subnet_format(sn, &spec, text, sizeof text);
+  printf("%s: subnet %s%s\n", out, text, bn != NULL ? " (recalibrated)" : "");
+  tl_bn_stats_free(bn);
+  tl_supernet_free(sn);
+  tl_graph_free(g);
+  return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static const struct {
@@ -1007,6 +1158,7 @@ static const struct {
     {"bench", cmd_bench},
     {"inspect", cmd_inspect},
     {"eval", cmd_eval},
+    {"export", cmd_export},
     {"profile", cmd_profile},
     {"predict", cmd_predict},
     {"search", cmd_search},

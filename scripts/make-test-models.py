@@ -206,6 +206,36 @@ def reshape_input_graph():
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [4, 6])])
 
 
+def resize_graph(n, c, h, w, oh, ow):
+    """Resize as an exported subnet at a smaller side starts: mode linear,
+    half-pixel coordinates, constant sizes."""
+    sizes = numpy_helper.from_array(np.array([n, c, oh, ow], dtype=np.int64), "sizes")
+    nodes = [helper.make_node("Resize", ["input", "", "", "sizes"], ["output"], name="resize",
+                              mode="linear", coordinate_transformation_mode="half_pixel")]
+    return helper.make_graph(
+        nodes, "resize",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, c, h, w])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [n, c, oh, ow])], [sizes])
+
+
+def resize_reference(x, oh, ow):
+    """ONNX's definition of Resize (linear, half_pixel), in float64: the
+    source coordinate (i + 0.5) / (out / in) - 0.5, the two nearest
+    pixels on each axis, the edge repeated beyond the border."""
+    def axis(n_in, n_out):
+        scale = n_out / n_in
+        x_orig = (np.arange(n_out) + 0.5) / scale - 0.5
+        lo = np.floor(x_orig).astype(np.int64)
+        ratio = x_orig - lo
+        return (np.clip(lo, 0, n_in - 1), np.clip(lo + 1, 0, n_in - 1), ratio)
+    y0, y1, ry = axis(x.shape[2], oh)
+    x0, x1, rx = axis(x.shape[3], ow)
+    xd = x.astype(np.float64)
+    top = xd[:, :, y0, :] * (1 - ry)[None, None, :, None] + \
+        xd[:, :, y1, :] * ry[None, None, :, None]
+    return top[:, :, :, x0] * (1 - rx) + top[:, :, :, x1] * rx
+
+
 def model(graph, opset=OPSET):
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                           producer_name="tailor-tests")
@@ -245,6 +275,15 @@ def main():
     np.save(os.path.join(out, "exported.full.npy"), exported_forward(arrays, x))
     # d=1 w=.5, channels in file order: block 2 dropped, 2 of 4 groups kept.
     np.save(os.path.join(out, "exported.d1w50.npy"), exported_forward(arrays, x, 1, 8))
+
+    # Resize down (28 to 21x17) and up (6 to 11x9), with ONNX's answer.
+    for name, shape, out_hw in (("resize_down", (1, 2, 28, 28), (21, 17)),
+                                ("resize_up", (1, 2, 6, 6), (11, 9))):
+        save(model(resize_graph(*shape, *out_hw)), os.path.join(out, name + ".onnx"))
+        x = np.random.default_rng(21).standard_normal(shape).astype(np.float32)
+        np.save(os.path.join(out, name + ".input.npy"), x)
+        np.save(os.path.join(out, name + ".output.npy"),
+                np.ascontiguousarray(resize_reference(x, *out_hw), dtype=np.float32))
 
     # An op the engine does not run.
     g = tiny_cnn_graph()

@@ -402,6 +402,61 @@ START_TEST(profile_from_needs_anchors) {
 }
 END_TEST
 
+/* export writes a file that `run` takes like any model and that gives
+ * the subnet's logits; with --recalib too; a file it cannot write is one
+ * error line; a missing -o is a usage error. */
+START_TEST(export_writes_a_model_that_runs_as_the_subnet) {
+  const char *spec = "r=21 d=1,0,2 w=.5,.25,.75";
+  struct tl_shape xs = {4, {1, 1, 28, 28}};
+  write_npy(tmp("x.npy"), TL_DTYPE_FLOAT32, xs);
+  struct result r;
+  run(&r, (const char *[]){"export", bundled, "--subnet", spec, "-o", tmp("s.onnx"), NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.out, spec));
+  run(&r, (const char *[]){"run", bundled, tmp("x.npy"), "--subnet", spec, "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  char want[65536];
+  memcpy(want, r.out, sizeof want);
+  run(&r, (const char *[]){"run", tmp("s.onnx"), tmp("x.npy"), "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  /* The same logits, bit for bit, once the model's path is set aside. */
+  ck_assert_str_eq(strstr(r.out, "\"outputs\""), strstr(want, "\"outputs\""));
+
+  struct tl_shape rs = {4, {8, 1, 28, 28}};
+  write_npy(tmp("r.npy"), TL_DTYPE_UINT8, rs);
+  run(&r, (const char *[]){"export", bundled, "--subnet", spec, "-o", tmp("c.onnx"), "--recalib",
+                           tmp("r.npy"), NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.out, "recalibrated"));
+
+  run(&r, (const char *[]){"export", bundled, "--subnet", spec, "-o", tmp("none/s.onnx"), NULL});
+  assert_one_error_line(&r, "none/s.onnx", "cannot create");
+  run(&r, (const char *[]){"export", bundled, "--subnet", spec, NULL});
+  ck_assert_int_eq(r.status, 2);
+}
+END_TEST
+
+/* inspect --spread N: N subnets from the smallest to the largest,
+ * ascending by MACs. */
+START_TEST(inspect_spread_lists_subnets_from_smallest_to_largest) {
+  struct result r;
+  run(&r, (const char *[]){"inspect", bundled, "--spread", "6", "--json", NULL});
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  json_t *o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  json_t *arr = json_object_get(o, "spread");
+  ck_assert_int_eq(json_array_size(arr), 6);
+  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(arr, 0), "subnet")),
+                   json_string_value(json_object_get(json_object_get(o, "smallest"), "subnet")));
+  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(arr, 5), "subnet")),
+                   json_string_value(json_object_get(json_object_get(o, "largest"), "subnet")));
+  for (size_t i = 1; i < 6; i++)
+    ck_assert_int_lt(json_integer_value(json_object_get(json_array_get(arr, i - 1), "macs")),
+                     json_integer_value(json_object_get(json_array_get(arr, i), "macs")));
+  json_decref(o);
+}
+END_TEST
+
 START_TEST(usage_errors_exit_2) {
   struct result r;
   run(&r, (const char *[]){"frobnicate", NULL});
@@ -439,6 +494,8 @@ int main(void) {
   tcase_add_test(tc, profile_from_needs_anchors);
   tcase_add_test(tc, space_options_set_the_choices);
   tcase_add_test(tc, run_binds_a_shape_input_from_its_file);
+  tcase_add_test(tc, export_writes_a_model_that_runs_as_the_subnet);
+  tcase_add_test(tc, inspect_spread_lists_subnets_from_smallest_to_largest);
   suite_add_tcase(s, tc);
   int failed = tu_run(s);
   return failed ? 1 : 0;
