@@ -2584,6 +2584,44 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
   ck_assert_int_eq(lines, 20);
   free(text);
 
+  /* JSON tensors, a connection per request: the same classes, and a
+   * load of them all answered */
+  for (int k = 0; k < 2; k++) {
+    char subnet[256];
+    int want = route_class(&d, k, subnet, sizeof subnet);
+    snprintf(path, sizeof path, "%s/image%d.npy", d.dir, k);
+    ctl(&r, d.sock, "infer", path, "--json-requests", NULL);
+    ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+    int cls = -1;
+    const char *first = strstr(r.out, "\n  1: class ");
+    ck_assert_msg(first != NULL && sscanf(first, "\n  1: class %d", &cls) == 1, "%s", r.out);
+    ck_assert_msg(cls == want, "image %d: --json-requests says class %d, the route %d", k, cls,
+                  want);
+    ctl_free(&r);
+  }
+  snprintf(path, sizeof path, "%s/images.npy", d.dir);
+  ctl(&r, d.sock, "infer", path, "--runs", "30", "--clients", "3", "--json-requests",
+      "--connection-per-request", "--json", "--trace", trace, NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 30);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "refused")), 0);
+  json_decref(v);
+  text = read_text(trace);
+  lines = 0;
+  for (char *p = text, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1, lines++) {
+    json_t *e = json_loadb(p, (size_t)(nl - p), 0, NULL);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(json_integer_value(json_object_get(e, "status")), 200);
+    ck_assert(json_is_false(json_object_get(e, "refused")));
+    ck_assert(json_is_null(json_object_get(e, "error")));
+    const char *sn = json_string_value(json_object_get(e, "subnet"));
+    ck_assert_msg(sn != NULL && is_frontier_member(sn), "subnet %s", sn != NULL ? sn : "null");
+    json_decref(e);
+  }
+  ck_assert_int_eq(lines, 30);
+  free(text);
+
   /* a request past its deadline: one failed request exits 1 with the
    * daemon's words; in a load, answered failures are counted, exit 0 */
   snprintf(path, sizeof path, "%s/image0.npy", d.dir);
