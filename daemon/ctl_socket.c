@@ -1064,10 +1064,13 @@ int cmd_infer(int argc, char **argv) {
         print_top5(l.output, l.output_len);
     }
   } else if (as_json) {
-    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}", "model",
-                          t.model, "requests", (json_int_t)runs, "ok", (json_int_t)ok, "failed",
-                          (json_int_t)failed, "unreachable", (json_int_t)unreachable, "refused",
-                          (json_int_t)refused, "wall_s",
+    /* start_monotonic_ms: CLOCK_MONOTONIC when request 0 was due, so that a
+     * caller can place the trace's times on its own clock */
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}",
+                          "model", t.model, "requests", (json_int_t)runs, "ok", (json_int_t)ok,
+                          "failed", (json_int_t)failed, "unreachable", (json_int_t)unreachable,
+                          "refused", (json_int_t)refused, "start_monotonic_ms", l.start_ms,
+                          "wall_s",
                           wall_ms / 1000.0, "throughput_per_s", 1000.0 * (double)ok / wall_ms,
                           "p50_us", ok ? quantile(lat, (size_t)ok, 0.50) : -1.0, "p95_us",
                           ok ? quantile(lat, (size_t)ok, 0.95) : -1.0, "p99_us",

@@ -2606,6 +2606,7 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
   ctl_free(&r);
   ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 30);
   ck_assert_int_eq(json_integer_value(json_object_get(v, "refused")), 0);
+  ck_assert(json_number_value(json_object_get(v, "start_monotonic_ms")) > 0);
   json_decref(v);
   text = read_text(trace);
   lines = 0;
