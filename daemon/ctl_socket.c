@@ -720,6 +720,7 @@ static void *client_main(void *arg) {
     memcpy(body, l->head, l->head_len);
     snprintf(extra, sizeof extra, "Inference-Header-Content-Length: %zu\r\n", l->head_len);
   }
+  sleep_until_ms(l->start_ms);
   for (;;) {
     long i = atomic_fetch_add(&l->next, 1);
     if (i >= l->runs)
@@ -873,12 +874,13 @@ int cmd_infer(int argc, char **argv) {
                                        {"trace", required_argument, NULL, 'o'},
                                        {"json-requests", no_argument, NULL, 'J'},
                                        {"connection-per-request", no_argument, NULL, 'C'},
+                                       {"start-monotonic-ms", required_argument, NULL, 'A'},
                                        {NULL, 0, NULL, 0}};
   struct target t;
   target_init(&t);
   int as_json = 0, json_requests = 0, connection_per_request = 0, c;
   long runs = 1, clients = 1, timeout_us = 0;
-  double rate = 0;
+  double rate = 0, start_at_ms = 0;
   float scale = 1.0f / 255.0f;
   const char *trace = NULL;
   while ((c = getopt_long(argc, argv, "S:m:jhn:c:r:T:x:o:", opts, NULL)) != -1) {
@@ -890,6 +892,16 @@ int cmd_infer(int argc, char **argv) {
     case 'o': trace = optarg; break;
     case 'J': json_requests = 1; break;
     case 'C': connection_per_request = 1; break;
+    case 'A': {
+      char *end;
+      start_at_ms = strtod(optarg, &end);
+      if (*end || end == optarg || !(start_at_ms > 0 && isfinite(start_at_ms))) {
+        fprintf(stderr, "tailorctl: --start-monotonic-ms needs a time on CLOCK_MONOTONIC in ms, "
+                        "not \"%s\"\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    }
     case 'r': {
       char *end;
       rate = strtod(optarg, &end);
@@ -975,7 +987,9 @@ int cmd_infer(int argc, char **argv) {
       l.subnet == NULL || l.error == NULL || tid == NULL)
     die("out of memory");
   conn_close(&t.conn); /* the clients open their own */
-  l.start_ms = tl_now_ms();
+  /* a later start lets loads from several processes begin together: each
+   * client waits for it (request 0 is due then) */
+  l.start_ms = start_at_ms > 0 ? start_at_ms : tl_now_ms();
   long started = 0;
   for (; started < clients; started++) {
     int e = pthread_create(&tid[started], NULL, client_main, &l);
@@ -987,6 +1001,8 @@ int cmd_infer(int argc, char **argv) {
   for (long i = 0; i < started; i++)
     pthread_join(tid[i], NULL);
   double wall_ms = tl_now_ms() - l.start_ms;
+  if (wall_ms <= 0)
+    wall_ms = 1e-3;
   if (started == 0)
     die("no client could start");
 
@@ -1064,12 +1080,13 @@ int cmd_infer(int argc, char **argv) {
         print_top5(l.output, l.output_len);
     }
   } else if (as_json) {
-    /* start_monotonic_ms: CLOCK_MONOTONIC when request 0 was due, so that a
-     * caller can place the trace's times on its own clock */
-    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}",
+    /* start_monotonic_us: CLOCK_MONOTONIC when request 0 was due, so that a
+     * caller can place the trace's times on its own clock (an integer: the
+     * reals here are printed to 6 digits) */
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}",
                           "model", t.model, "requests", (json_int_t)runs, "ok", (json_int_t)ok,
                           "failed", (json_int_t)failed, "unreachable", (json_int_t)unreachable,
-                          "refused", (json_int_t)refused, "start_monotonic_ms", l.start_ms,
+                          "refused", (json_int_t)refused, "start_monotonic_us", (json_int_t)llround(1000.0 * l.start_ms),
                           "wall_s",
                           wall_ms / 1000.0, "throughput_per_s", 1000.0 * (double)ok / wall_ms,
                           "p50_us", ok ? quantile(lat, (size_t)ok, 0.50) : -1.0, "p95_us",

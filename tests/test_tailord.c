@@ -2606,7 +2606,7 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
   ctl_free(&r);
   ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 30);
   ck_assert_int_eq(json_integer_value(json_object_get(v, "refused")), 0);
-  ck_assert(json_number_value(json_object_get(v, "start_monotonic_ms")) > 0);
+  ck_assert(json_integer_value(json_object_get(v, "start_monotonic_us")) > 0);
   json_decref(v);
   text = read_text(trace);
   lines = 0;
@@ -2622,6 +2622,31 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
   }
   ck_assert_int_eq(lines, 30);
   free(text);
+
+  /* a load that starts later, on the monotonic clock: no request before */
+  {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char at[64];
+    double at_ms = (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6 + 300.0;
+    snprintf(at, sizeof at, "%.3f", at_ms);
+    ctl(&r, d.sock, "infer", path, "--runs", "3", "--rate", "100", "--start-monotonic-ms", at,
+        "--json", "--trace", trace, NULL);
+    v = ctl_json(&r);
+    ctl_free(&r);
+    ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 3);
+    ck_assert(fabs((double)json_integer_value(json_object_get(v, "start_monotonic_us")) / 1000.0 -
+                   at_ms) < 0.01);
+    json_decref(v);
+    text = read_text(trace);
+    for (char *p = text, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+      json_t *e = json_loadb(p, (size_t)(nl - p), 0, NULL);
+      ck_assert_ptr_nonnull(e);
+      ck_assert(json_number_value(json_object_get(e, "sent_ms")) >= -1e-3);
+      json_decref(e);
+    }
+    free(text);
+  }
 
   /* a request past its deadline: one failed request exits 1 with the
    * daemon's words; in a load, answered failures are counted, exit 0 */
