@@ -11,7 +11,10 @@
  *            choice back to the controller ("auto")
  *   infer    sends images from a .npy file: once (prints the top-5), or
  *            as a load (--runs, --clients, --rate) with a latency summary
- *            and a per-request trace (--trace)
+ *            and a per-request trace (--trace); in the binary extension
+ *            on keep-alive connections, or as JSON tensors
+ *            (--json-requests) and a connection per request
+ *            (--connection-per-request), as simple clients send them
  *
  * The socket is --socket, else $TAILOR_SOCKET, else tailord's default;
  * the model is --model, else the one model the daemon serves.
@@ -63,6 +66,7 @@ struct conn {
  * daemon (status 0, msg says why). */
 struct reply {
   int status;
+  int refused; /* status 0 because the connection could not be opened */
   const char *body; /* the connection's buffer: valid until its next use */
   size_t len, json_len;
   char msg[256];
@@ -175,8 +179,10 @@ static void exchange(struct conn *c, const char *method, const char *target,
   memset(r, 0, sizeof *r);
   for (int attempt = 0; attempt < 2; attempt++) {
     int reused = c->fd >= 0;
-    if (!reused && conn_open(c, r->msg, sizeof r->msg) != 0)
+    if (!reused && conn_open(c, r->msg, sizeof r->msg) != 0) {
+      r->refused = 1;
       return;
+    }
     char head[512];
     int hl = snprintf(head, sizeof head,
                       "%s %s HTTP/1.1\r\nHost: tailord\r\nContent-Type: %s\r\n%s"
@@ -606,8 +612,12 @@ struct load {
   const char *sock;
   char path[256];
   /* requests: request i sends image i % n_images */
-  const char *head; /* the request's JSON header */
+  const char *head; /* binary: the request's JSON header; JSON: the body
+                     * up to the input's data, "[" excluded */
   size_t head_len;
+  const char *tail; /* JSON: the body after the data's "]" */
+  int json_requests;          /* JSON tensors, not the binary extension */
+  int connection_per_request; /* close the connection after each answer */
   const float *images;
   size_t image_len; /* floats per image */
   long n_images;
@@ -620,7 +630,9 @@ struct load {
   double *sent_ms;  /* since start */
   double *latency_us;
   int *status;
+  int *refused;  /* the connection could not be opened */
   char **subnet; /* malloc'd, or NULL */
+  char **error;  /* why it failed (the daemon's "error", or ours), malloc'd */
   float *output; /* request 0's output when want_output */
   size_t output_len;
   char *output_json;
@@ -645,34 +657,100 @@ static void note_error(struct load *l, const char *msg) {
   pthread_mutex_unlock(&l->lock);
 }
 
+/* Request i's JSON body into *buf (grown as needed): the head, the
+ * image's values as text that reads back to the same float32, the tail.
+ * Returns its length, or 0 when out of memory. */
+static size_t json_body(const struct load *l, long i, char **buf, size_t *cap) {
+  size_t tail_len = strlen(l->tail);
+  size_t need = l->head_len + 2 + l->image_len * 18 + tail_len + 1;
+  if (need > *cap) {
+    char *b = realloc(*buf, need);
+    if (b == NULL)
+      return 0;
+    *buf = b;
+    *cap = need;
+  }
+  const float *x = l->images + (size_t)(i % l->n_images) * l->image_len;
+  char *p = *buf;
+  memcpy(p, l->head, l->head_len);
+  p += l->head_len;
+  *p++ = '[';
+  for (size_t k = 0; k < l->image_len; k++)
+    p += sprintf(p, k ? ",%.9g" : "%.9g", (double)x[k]); /* <= 16 bytes + comma */
+  *p++ = ']';
+  memcpy(p, l->tail, tail_len + 1);
+  return (size_t)(p - *buf) + tail_len;
+}
+
+/* Keeps request 0's output (logits) and its response's JSON when the load
+ * wants it: after the JSON in the binary extension, or in the JSON's
+ * first output's "data". */
+static void keep_output(struct load *l, const struct reply *r, json_t *v) {
+  l->output_json = malloc(r->json_len + 1);
+  if (l->output_json == NULL)
+    return;
+  memcpy(l->output_json, r->body, r->json_len);
+  l->output_json[r->json_len] = '\0';
+  if (!l->json_requests) {
+    l->output_len = (r->len - r->json_len) / sizeof(float);
+    l->output = malloc(r->len - r->json_len + 1);
+    if (l->output != NULL)
+      memcpy(l->output, r->body + r->json_len, r->len - r->json_len);
+    return;
+  }
+  json_t *data = json_object_get(json_array_get(json_object_get(v, "outputs"), 0), "data");
+  l->output_len = json_array_size(data);
+  l->output = malloc(l->output_len * sizeof(float) + 1);
+  for (size_t k = 0; l->output != NULL && k < l->output_len; k++)
+    l->output[k] = (float)json_number_value(json_array_get(data, k));
+}
+
 static void *client_main(void *arg) {
   struct load *l = arg;
   struct conn c = {.path = l->sock, .fd = -1};
   size_t bytes = l->image_len * sizeof(float);
-  char *body = malloc(l->head_len + bytes);
-  if (body == NULL) {
+  size_t cap = l->json_requests ? 0 : l->head_len + bytes;
+  char *body = cap ? malloc(cap) : NULL;
+  if (cap && body == NULL) {
     note_error(l, "out of memory");
     return NULL;
   }
-  memcpy(body, l->head, l->head_len);
-  char extra[96];
-  snprintf(extra, sizeof extra, "Inference-Header-Content-Length: %zu\r\n", l->head_len);
+  char extra[96] = "";
+  if (!l->json_requests) {
+    memcpy(body, l->head, l->head_len);
+    snprintf(extra, sizeof extra, "Inference-Header-Content-Length: %zu\r\n", l->head_len);
+  }
+  sleep_until_ms(l->start_ms);
   for (;;) {
     long i = atomic_fetch_add(&l->next, 1);
     if (i >= l->runs)
       break;
+    /* the body is made before the request is due, so that making it
+     * (the JSON's text) does not delay it */
+    size_t n = l->head_len + bytes;
+    if (l->json_requests)
+      n = json_body(l, i, &body, &cap);
+    else
+      memcpy(body + l->head_len, l->images + (size_t)(i % l->n_images) * l->image_len, bytes);
+    if (n == 0) {
+      note_error(l, "out of memory");
+      break;
+    }
     if (l->rate > 0)
       sleep_until_ms(l->start_ms + 1000.0 * (double)i / l->rate);
-    memcpy(body + l->head_len, l->images + (size_t)(i % l->n_images) * l->image_len, bytes);
     struct reply r;
     double t0 = tl_now_ms();
-    exchange(&c, "POST", l->path, "application/octet-stream", extra, body, l->head_len + bytes,
-             &r);
+    exchange(&c, "POST", l->path, l->json_requests ? "application/json" : "application/octet-stream",
+             extra, body, n, &r);
+    if (l->connection_per_request)
+      conn_close(&c);
     double t1 = tl_now_ms();
     l->sent_ms[i] = t0 - l->start_ms;
     l->latency_us[i] = (t1 - t0) * 1000.0;
     l->status[i] = r.status;
+    l->refused[i] = r.refused;
     if (r.status == 0) {
+      l->error[i] = strdup(r.msg);
       note_error(l, r.msg);
       continue;
     }
@@ -680,22 +758,15 @@ static void *client_main(void *arg) {
     if (r.status != 200) {
       char msg[512];
       const char *e = json_string_value(json_object_get(v, "error"));
+      l->error[i] = strdup(e != NULL ? e : "?");
       snprintf(msg, sizeof msg, "tailord answered %d: %s", r.status, e != NULL ? e : "?");
       note_error(l, msg);
     } else {
       const char *s = json_string_value(json_object_get(json_object_get(v, "parameters"),
                                                         "subnet"));
       l->subnet[i] = s != NULL ? strdup(s) : NULL;
-      if (i == 0 && l->want_output) {
-        l->output_len = (r.len - r.json_len) / sizeof(float);
-        l->output = malloc(r.len - r.json_len + 1);
-        l->output_json = malloc(r.json_len + 1);
-        if (l->output != NULL && l->output_json != NULL) {
-          memcpy(l->output, r.body + r.json_len, r.len - r.json_len);
-          memcpy(l->output_json, r.body, r.json_len);
-          l->output_json[r.json_len] = '\0';
-        }
-      }
+      if (i == 0 && l->want_output)
+        keep_output(l, &r, v);
     }
     json_decref(v);
   }
@@ -801,12 +872,15 @@ int cmd_infer(int argc, char **argv) {
                                        {"timeout-us", required_argument, NULL, 'T'},
                                        {"scale", required_argument, NULL, 'x'},
                                        {"trace", required_argument, NULL, 'o'},
+                                       {"json-requests", no_argument, NULL, 'J'},
+                                       {"connection-per-request", no_argument, NULL, 'C'},
+                                       {"start-monotonic-ms", required_argument, NULL, 'A'},
                                        {NULL, 0, NULL, 0}};
   struct target t;
   target_init(&t);
-  int as_json = 0, c;
+  int as_json = 0, json_requests = 0, connection_per_request = 0, c;
   long runs = 1, clients = 1, timeout_us = 0;
-  double rate = 0;
+  double rate = 0, start_at_ms = 0;
   float scale = 1.0f / 255.0f;
   const char *trace = NULL;
   while ((c = getopt_long(argc, argv, "S:m:jhn:c:r:T:x:o:", opts, NULL)) != -1) {
@@ -816,6 +890,18 @@ int cmd_infer(int argc, char **argv) {
     case 'T': timeout_us = parse_count("--timeout-us", optarg, 1, 3600000000L); break;
     case 'x': scale = parse_scale(optarg); break;
     case 'o': trace = optarg; break;
+    case 'J': json_requests = 1; break;
+    case 'C': connection_per_request = 1; break;
+    case 'A': {
+      char *end;
+      start_at_ms = strtod(optarg, &end);
+      if (*end || end == optarg || !(start_at_ms > 0 && isfinite(start_at_ms))) {
+        fprintf(stderr, "tailorctl: --start-monotonic-ms needs a time on CLOCK_MONOTONIC in ms, "
+                        "not \"%s\"\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    }
     case 'r': {
       char *end;
       rate = strtod(optarg, &end);
@@ -845,21 +931,41 @@ int cmd_infer(int argc, char **argv) {
   long n_images = 0;
   float *images = load_images(argv[optind], image_len, scale, &n_images);
 
-  json_t *head = json_pack("{s:[{s:s,s:o,s:s,s:{s:I}}],s:[{s:s,s:{s:b}}]}", "inputs", "name",
-                           in_name, "shape", shape, "datatype", "FP32", "parameters",
-                           "binary_data_size", (json_int_t)(image_len * sizeof(float)),
-                           "outputs", "name", out_name, "parameters", "binary_data", 1);
+  /* binary: the whole JSON header, the image's bytes follow it; JSON: the
+   * body cut where the input's data goes (a placeholder, the one 0 in
+   * it), so that each request only prints its image's values there */
+  json_t *head;
+  if (json_requests)
+    head = json_pack("{s:[{s:s,s:o,s:s,s:i}],s:[{s:s}]}", "inputs", "name", in_name, "shape",
+                     shape, "datatype", "FP32", "data", 0, "outputs", "name", out_name);
+  else
+    head = json_pack("{s:[{s:s,s:o,s:s,s:{s:I}}],s:[{s:s,s:{s:b}}]}", "inputs", "name", in_name,
+                     "shape", shape, "datatype", "FP32", "parameters", "binary_data_size",
+                     (json_int_t)(image_len * sizeof(float)), "outputs", "name", out_name,
+                     "parameters", "binary_data", 1);
   if (head != NULL && timeout_us > 0)
     json_object_set_new(head, "parameters", json_pack("{s:I}", "timeout", (json_int_t)timeout_us));
-  char *head_text = head != NULL ? json_dumps(head, JSON_COMPACT) : NULL;
+  char *head_text = head != NULL ? json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(head);
   if (head_text == NULL)
     die("out of memory");
+  const char *tail_text = "";
+  if (json_requests) {
+    char *data = strstr(head_text, "\"data\":0");
+    if (data == NULL)
+      die("out of memory"); /* cannot happen: the pack above wrote it */
+    data += strlen("\"data\":");
+    *data = '\0';
+    tail_text = data + 1;
+  }
 
   struct load l = {
       .sock = t.conn.path,
       .head = head_text,
       .head_len = strlen(head_text),
+      .tail = tail_text,
+      .json_requests = json_requests,
+      .connection_per_request = connection_per_request,
       .images = images,
       .image_len = image_len,
       .n_images = n_images,
@@ -873,13 +979,17 @@ int cmd_infer(int argc, char **argv) {
   l.sent_ms = calloc((size_t)runs, sizeof *l.sent_ms);
   l.latency_us = calloc((size_t)runs, sizeof *l.latency_us);
   l.status = calloc((size_t)runs, sizeof *l.status);
+  l.refused = calloc((size_t)runs, sizeof *l.refused);
   l.subnet = calloc((size_t)runs, sizeof *l.subnet);
+  l.error = calloc((size_t)runs, sizeof *l.error);
   pthread_t *tid = calloc((size_t)clients, sizeof *tid);
-  if (l.sent_ms == NULL || l.latency_us == NULL || l.status == NULL || l.subnet == NULL ||
-      tid == NULL)
+  if (l.sent_ms == NULL || l.latency_us == NULL || l.status == NULL || l.refused == NULL ||
+      l.subnet == NULL || l.error == NULL || tid == NULL)
     die("out of memory");
   conn_close(&t.conn); /* the clients open their own */
-  l.start_ms = tl_now_ms();
+  /* a later start lets loads from several processes begin together: each
+   * client waits for it (request 0 is due then) */
+  l.start_ms = start_at_ms > 0 ? start_at_ms : tl_now_ms();
   long started = 0;
   for (; started < clients; started++) {
     int e = pthread_create(&tid[started], NULL, client_main, &l);
@@ -891,10 +1001,12 @@ int cmd_infer(int argc, char **argv) {
   for (long i = 0; i < started; i++)
     pthread_join(tid[i], NULL);
   double wall_ms = tl_now_ms() - l.start_ms;
+  if (wall_ms <= 0)
+    wall_ms = 1e-3;
   if (started == 0)
     die("no client could start");
 
-  long ok = 0, failed = 0, unreachable = 0;
+  long ok = 0, failed = 0, unreachable = 0, refused = 0;
   double *lat = malloc((size_t)runs * sizeof *lat);
   if (lat == NULL)
     die("out of memory");
@@ -902,7 +1014,7 @@ int cmd_infer(int argc, char **argv) {
     if (l.status[i] == 200)
       lat[ok++] = l.latency_us[i];
     else if (l.status[i] == 0)
-      unreachable++;
+      unreachable++, refused += l.refused[i];
     else
       failed++;
   }
@@ -913,14 +1025,22 @@ int cmd_infer(int argc, char **argv) {
     if (f == NULL)
       die("cannot write %s: %s", trace, strerror(errno));
     /* due_ms: when --rate meant it to leave; a request sent later waited
-     * for a free connection, which a caller would count as latency */
-    for (long i = 0; i < runs; i++)
+     * for a free connection, which a caller would count as latency.
+     * status 0: unanswered, refused when it could not connect; error: the
+     * daemon's reason for any other status, or why it went unanswered */
+    for (long i = 0; i < runs; i++) {
+      json_t *e = l.error[i] != NULL ? json_string(l.error[i]) : NULL;
+      char *error = e != NULL ? json_dumps(e, JSON_ENCODE_ANY) : NULL;
+      json_decref(e);
       fprintf(f,
               "{\"i\":%ld,\"due_ms\":%.3f,\"sent_ms\":%.3f,\"latency_us\":%.1f,\"status\":%d,"
-              "\"subnet\":%s%s%s}\n",
+              "\"subnet\":%s%s%s,\"refused\":%s,\"error\":%s}\n",
               i, rate > 0 ? 1000.0 * (double)i / rate : l.sent_ms[i], l.sent_ms[i],
               l.latency_us[i], l.status[i], l.subnet[i] ? "\"" : "",
-              l.subnet[i] ? l.subnet[i] : "null", l.subnet[i] ? "\"" : "");
+              l.subnet[i] ? l.subnet[i] : "null", l.subnet[i] ? "\"" : "",
+              l.refused[i] ? "true" : "false", error != NULL ? error : "null");
+      free(error);
+    }
     if (f != stdout && fclose(f) != 0)
       die("cannot write %s: %s", trace, strerror(errno));
   }
@@ -960,9 +1080,14 @@ int cmd_infer(int argc, char **argv) {
         print_top5(l.output, l.output_len);
     }
   } else if (as_json) {
-    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}", "model", t.model,
-                          "requests", (json_int_t)runs, "ok", (json_int_t)ok, "failed",
-                          (json_int_t)failed, "unreachable", (json_int_t)unreachable, "wall_s",
+    /* start_monotonic_us: CLOCK_MONOTONIC when request 0 was due, so that a
+     * caller can place the trace's times on its own clock (an integer: the
+     * reals here are printed to 6 digits) */
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}",
+                          "model", t.model, "requests", (json_int_t)runs, "ok", (json_int_t)ok,
+                          "failed", (json_int_t)failed, "unreachable", (json_int_t)unreachable,
+                          "refused", (json_int_t)refused, "start_monotonic_us", (json_int_t)llround(1000.0 * l.start_ms),
+                          "wall_s",
                           wall_ms / 1000.0, "throughput_per_s", 1000.0 * (double)ok / wall_ms,
                           "p50_us", ok ? quantile(lat, (size_t)ok, 0.50) : -1.0, "p95_us",
                           ok ? quantile(lat, (size_t)ok, 0.95) : -1.0, "p99_us",
@@ -975,9 +1100,12 @@ int cmd_infer(int argc, char **argv) {
     json_decref(o);
   } else {
     printf("%s: %ld requests from %ld clients in %.2f s (%.0f/s): %ld ok, %ld failed, %ld "
-           "unreachable\n",
+           "unreachable",
            t.model, runs, started, wall_ms / 1000.0, 1000.0 * (double)ok / wall_ms, ok, failed,
            unreachable);
+    if (refused > 0)
+      printf(" (%ld could not connect)", refused);
+    putchar('\n');
     if (ok > 0)
       printf("latency us: p50 %.0f  p95 %.0f  p99 %.0f  min %.0f  max %.0f\n",
              quantile(lat, (size_t)ok, 0.50), quantile(lat, (size_t)ok, 0.95),
@@ -993,9 +1121,13 @@ int cmd_infer(int argc, char **argv) {
             ok + 1 < runs ? " (the first failure)" : "");
 
   json_decref(by_subnet);
-  for (long i = 0; i < runs; i++)
+  for (long i = 0; i < runs; i++) {
     free(l.subnet[i]);
+    free(l.error[i]);
+  }
   free(l.subnet);
+  free(l.error);
+  free(l.refused);
   free(l.sent_ms);
   free(l.latency_us);
   free(l.status);

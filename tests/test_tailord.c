@@ -2584,6 +2584,70 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
   ck_assert_int_eq(lines, 20);
   free(text);
 
+  /* JSON tensors, a connection per request: the same classes, and a
+   * load of them all answered */
+  for (int k = 0; k < 2; k++) {
+    char subnet[256];
+    int want = route_class(&d, k, subnet, sizeof subnet);
+    snprintf(path, sizeof path, "%s/image%d.npy", d.dir, k);
+    ctl(&r, d.sock, "infer", path, "--json-requests", NULL);
+    ck_assert_msg(r.status == 0, "tailorctl %s: exit status %d: %s", r.cmd, r.status, r.err);
+    int cls = -1;
+    const char *first = strstr(r.out, "\n  1: class ");
+    ck_assert_msg(first != NULL && sscanf(first, "\n  1: class %d", &cls) == 1, "%s", r.out);
+    ck_assert_msg(cls == want, "image %d: --json-requests says class %d, the route %d", k, cls,
+                  want);
+    ctl_free(&r);
+  }
+  snprintf(path, sizeof path, "%s/images.npy", d.dir);
+  ctl(&r, d.sock, "infer", path, "--runs", "30", "--clients", "3", "--json-requests",
+      "--connection-per-request", "--json", "--trace", trace, NULL);
+  v = ctl_json(&r);
+  ctl_free(&r);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 30);
+  ck_assert_int_eq(json_integer_value(json_object_get(v, "refused")), 0);
+  ck_assert(json_integer_value(json_object_get(v, "start_monotonic_us")) > 0);
+  json_decref(v);
+  text = read_text(trace);
+  lines = 0;
+  for (char *p = text, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1, lines++) {
+    json_t *e = json_loadb(p, (size_t)(nl - p), 0, NULL);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(json_integer_value(json_object_get(e, "status")), 200);
+    ck_assert(json_is_false(json_object_get(e, "refused")));
+    ck_assert(json_is_null(json_object_get(e, "error")));
+    const char *sn = json_string_value(json_object_get(e, "subnet"));
+    ck_assert_msg(sn != NULL && is_frontier_member(sn), "subnet %s", sn != NULL ? sn : "null");
+    json_decref(e);
+  }
+  ck_assert_int_eq(lines, 30);
+  free(text);
+
+  /* a load that starts later, on the monotonic clock: no request before */
+  {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char at[64];
+    double at_ms = (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6 + 300.0;
+    snprintf(at, sizeof at, "%.3f", at_ms);
+    ctl(&r, d.sock, "infer", path, "--runs", "3", "--rate", "100", "--start-monotonic-ms", at,
+        "--json", "--trace", trace, NULL);
+    v = ctl_json(&r);
+    ctl_free(&r);
+    ck_assert_int_eq(json_integer_value(json_object_get(v, "ok")), 3);
+    ck_assert(fabs((double)json_integer_value(json_object_get(v, "start_monotonic_us")) / 1000.0 -
+                   at_ms) < 0.01);
+    json_decref(v);
+    text = read_text(trace);
+    for (char *p = text, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+      json_t *e = json_loadb(p, (size_t)(nl - p), 0, NULL);
+      ck_assert_ptr_nonnull(e);
+      ck_assert(json_number_value(json_object_get(e, "sent_ms")) >= -1e-3);
+      json_decref(e);
+    }
+    free(text);
+  }
+
   /* a request past its deadline: one failed request exits 1 with the
    * daemon's words; in a load, answered failures are counted, exit 0 */
   snprintf(path, sizeof path, "%s/image0.npy", d.dir);
