@@ -218,16 +218,19 @@ START_TEST(bundled_model_is_a_supernet_whose_largest_subnet_is_the_model) {
   memcpy(tl_plan_input(p, 0)->data, x, sizeof x);
   tl_plan_run(p);
   const float *y = tl_plan_output(p, 0)->data;
-  double max_ref = 0, max_err = 0;
+  /* In float, which holds these maxima exactly: a double fmax over float
+   * elements makes GCC 12's aarch64 vectorizer fail (an internal error in
+   * vect_transform_reduction at -O3). */
+  float max_ref = 0, max_err = 0;
   for (int i = 0; i < 10; i++) {
-    max_ref = fmax(max_ref, fabs(ref[i]));
-    max_err = fmax(max_err, fabs(ref[i] - y[i]));
+    max_ref = fmaxf(max_ref, fabsf(ref[i]));
+    max_err = fmaxf(max_err, fabsf(ref[i] - y[i]));
   }
   ck_assert_msg(max_err <= 1e-4 * max_ref, "largest subnet off by %g (max |ref| %g)", max_err,
                 max_ref);
   tl_plan_free(p);
   uint64_t seed = 9;
-  for (int k = 0; k < 100; k++) {
+  for (int k = 0, runs = tu_emulated() ? 10 : 100; k < runs; k++) {
     tl_subnet_random(sn, &seed, &spec);
     ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s", err.msg);
     memcpy(tl_plan_input(p, 0)->data, x, sizeof x);
