@@ -665,7 +665,7 @@ static int generate(const char *script, const char *dir, const char *args, const
 }
 
 int main(void) {
-  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *build = getenv("TAILOR_GENERATED_ROOT");
   snprintf(kernel_dir, sizeof kernel_dir, "%s/kernel-models", build ? build : "build");
   snprintf(model_dir, sizeof model_dir, "%s/models", build ? build : "build");
   /* The generator is idempotent (it checks its own stamp). */

@@ -29,7 +29,7 @@ static int exists(const char *path) {
 }
 
 static void ensure_models(void) {
-  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *build = getenv("TAILOR_GENERATED_ROOT");
   const char *src = getenv("TAILOR_SOURCE_ROOT");
   snprintf(model_dir, sizeof model_dir, "%s/models", build ? build : "build");
   char probe[4200];

@@ -53,7 +53,7 @@ static int exists(const char *path) {
 }
 
 static void ensure_models(void) {
-  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *build = getenv("TAILOR_GENERATED_ROOT");
   const char *src = getenv("TAILOR_SOURCE_ROOT");
   snprintf(model_dir, sizeof model_dir, "%s/models", build ? build : "build");
   snprintf(data_dir, sizeof data_dir, "%s/tests/data/models", src ? src : ".");
@@ -566,7 +566,7 @@ END_TEST
  * on 2 000 test images is within 0.5 pt of the other's. */
 START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
   const char *src = getenv("TAILOR_SOURCE_ROOT");
-  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *build = getenv("TAILOR_GENERATED_ROOT");
   char dir[4100], x[4200], y[4200], cx[4200], cy[4200], cmd[9000];
   snprintf(dir, sizeof dir, "%s/models", src ? src : ".");
   snprintf(x, sizeof x, "%s/data/fmnist-val-x.npy", build ? build : "build");
