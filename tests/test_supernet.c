@@ -53,7 +53,7 @@ static int exists(const char *path) {
 }
 
 static void ensure_models(void) {
-  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *build = getenv("TAILOR_GENERATED_ROOT");
   const char *src = getenv("TAILOR_SOURCE_ROOT");
   snprintf(model_dir, sizeof model_dir, "%s/models", build ? build : "build");
   snprintf(data_dir, sizeof data_dir, "%s/tests/data/models", src ? src : ".");
@@ -123,7 +123,8 @@ START_TEST(compiler_finds_the_elastic_dimensions) {
 END_TEST
 
 /* The largest subnet equals the original model (PyTorch's output); 100
- * random subnets all run to finite outputs of the same shape. */
+ * random subnets all run to finite outputs of the same shape (3 under an
+ * emulator). */
 START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
   const char *name = expects[_i].name;
   char path[8300];
@@ -150,6 +151,8 @@ START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
 
   uint64_t seed = 42;
   int runs = strcmp(name, "resnet50") == 0 ? 30 : 100; /* keep the suite quick */
+  if (tu_emulated())
+    runs = 3;
   for (int k = 0; k < runs; k++) {
     tl_subnet_random(sn, &seed, &spec);
     char text[512];
@@ -174,7 +177,8 @@ END_TEST
 
 /* The bundled model: three stages of two skippable blocks, eight width
  * groups, resolutions 14..28; its largest subnet equals the whole graph
- * run by the engine, and 100 random subnets give finite logits. */
+ * run by the engine, and 100 random subnets (10 under an emulator) give
+ * finite logits. */
 START_TEST(bundled_model_is_a_supernet_whose_largest_subnet_is_the_model) {
   const char *src = getenv("TAILOR_SOURCE_ROOT");
   char dir[4100];
@@ -218,16 +222,19 @@ START_TEST(bundled_model_is_a_supernet_whose_largest_subnet_is_the_model) {
   memcpy(tl_plan_input(p, 0)->data, x, sizeof x);
   tl_plan_run(p);
   const float *y = tl_plan_output(p, 0)->data;
-  double max_ref = 0, max_err = 0;
+  /* In float, which holds these maxima exactly: a double fmax over float
+   * elements makes GCC 12's aarch64 vectorizer fail (an internal error in
+   * vect_transform_reduction at -O3). */
+  float max_ref = 0, max_err = 0;
   for (int i = 0; i < 10; i++) {
-    max_ref = fmax(max_ref, fabs(ref[i]));
-    max_err = fmax(max_err, fabs(ref[i] - y[i]));
+    max_ref = fmaxf(max_ref, fabsf(ref[i]));
+    max_err = fmaxf(max_err, fabsf(ref[i] - y[i]));
   }
   ck_assert_msg(max_err <= 1e-4 * max_ref, "largest subnet off by %g (max |ref| %g)", max_err,
                 max_ref);
   tl_plan_free(p);
   uint64_t seed = 9;
-  for (int k = 0; k < 100; k++) {
+  for (int k = 0, runs = tu_emulated() ? 10 : 100; k < runs; k++) {
     tl_subnet_random(sn, &seed, &spec);
     ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s", err.msg);
     memcpy(tl_plan_input(p, 0)->data, x, sizeof x);
@@ -257,10 +264,11 @@ START_TEST(subnet_plans_share_weights_instead_of_copying_them) {
   struct tl_supernet *sn = compile(g);
   enum { N = 100 };
   struct tl_plan *plans[N];
+  const int n = tu_emulated() ? 10 : N;
   uint64_t seed = 7;
   long before = resident_bytes();
   size_t arenas = 0, meta = 0;
-  for (int k = 0; k < N; k++) {
+  for (int k = 0; k < n; k++) {
     struct tl_subnet_spec spec;
     tl_subnet_random(sn, &seed, &spec);
     ck_assert_int_eq(tl_subnet_plan(sn, &spec, NULL, &plans[k], NULL), 0);
@@ -272,13 +280,13 @@ START_TEST(subnet_plans_share_weights_instead_of_copying_them) {
   /* Besides its arena a plan owns only bookkeeping (steps, BN scale and
    * shift vectors: well under 1 MiB); one copy of the weights would add
    * ~100 MB.  The slack is the allocator's. */
-  printf("100 resnet50 subnet plans: RSS grew %.1f MiB; arenas %.1f MiB, bookkeeping %.1f MiB; "
+  printf("%d resnet50 subnet plans: RSS grew %.1f MiB; arenas %.1f MiB, bookkeeping %.1f MiB; "
          "weights %.1f MiB\n",
-         grown / 1048576.0, arenas / 1048576.0, meta / 1048576.0, weights / 1048576.0);
-  ck_assert_uint_lt(meta / N, 1024 * 1024);
+         n, grown / 1048576.0, arenas / 1048576.0, meta / 1048576.0, weights / 1048576.0);
+  ck_assert_uint_lt(meta / (size_t)n, 1024 * 1024);
   ck_assert_msg((double)grown <= (double)(arenas + meta) + 16.0 * 1048576,
                 "RSS grew %ld bytes; arenas %zu, bookkeeping %zu", grown, arenas, meta);
-  for (int k = 0; k < N; k++)
+  for (int k = 0; k < n; k++)
     tl_plan_free(plans[k]);
   tl_supernet_free(sn);
   tl_graph_free(g);
@@ -565,7 +573,7 @@ END_TEST
  * all 10 000 images.) */
 START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
   const char *src = getenv("TAILOR_SOURCE_ROOT");
-  const char *build = getenv("TAILOR_BUILD_ROOT");
+  const char *build = getenv("TAILOR_GENERATED_ROOT");
   char dir[4100], x[4200], y[4200], cx[4200], cy[4200], cmd[9000];
   snprintf(dir, sizeof dir, "%s/models", src ? src : ".");
   snprintf(x, sizeof x, "%s/data/fmnist-val-x.npy", build ? build : "build");
@@ -671,7 +679,13 @@ int main(void) {
   tcase_set_timeout(tc, 300);
   int n = (int)(sizeof expects / sizeof expects[0]);
   tcase_add_loop_test(tc, compiler_finds_the_elastic_dimensions, 0, n);
-  tcase_add_loop_test(tc, largest_subnet_reproduces_the_model_and_random_subnets_run, 0, n);
+  if (!tu_emulated()) {
+    tcase_add_loop_test(tc, largest_subnet_reproduces_the_model_and_random_subnets_run, 0, n);
+  } else {
+    /* Under an emulator without ResNet-50 (index 1: 4 GFLOPs a run). */
+    tcase_add_loop_test(tc, largest_subnet_reproduces_the_model_and_random_subnets_run, 0, 1);
+    tcase_add_loop_test(tc, largest_subnet_reproduces_the_model_and_random_subnets_run, 2, n);
+  }
   tcase_add_test(tc, bundled_model_is_a_supernet_whose_largest_subnet_is_the_model);
   tcase_add_test(tc, subnet_plans_share_weights_instead_of_copying_them);
   tcase_add_test(tc, internal_channels_are_sorted_by_importance);
@@ -684,7 +698,12 @@ int main(void) {
   tcase_add_test(tc, subnet_slices_grouped_convs_by_whole_groups_and_gates_with_them);
   tcase_add_test(tc, recalibrated_statistics_match_the_batch_they_came_from);
   tcase_add_test(tc, convs_without_bn_are_recalibrated_and_the_full_model_maps_to_itself);
-  tcase_add_test(tc, folded_bn_recalibrates_to_the_accuracy_of_kept_bn);
+  /* 24 000 forward passes of the bundled model: natively only. */
+  if (!tu_emulated())
+    tcase_add_test(tc, folded_bn_recalibrates_to_the_accuracy_of_kept_bn);
+  if (tu_emulated())
+    fprintf(stderr, "test_supernet: emulated: resnet50's forward passes, the folded-BN accuracy "
+                    "comparison and most random subnets left out\n");
   suite_add_tcase(s, tc);
   int failed = tu_run(s);
   return failed ? 1 : 0;

@@ -117,6 +117,11 @@ unsigned char *tu_read_bytes(const char *path, size_t *len) {
   return buf;
 }
 
+int tu_emulated(void) {
+  const char *e = getenv("TAILOR_TEST_EMULATED");
+  return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
+}
+
 int tu_run(Suite *s) {
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -35,6 +35,14 @@ const char *tu_tmp_path(const char *name);
  * test_<suite>, that they cannot be resolved. */
 int tu_roots(const char *suite, char *source, char *build);
 
+/* Whether the suite runs under an emulator: $TAILOR_TEST_EMULATED set and
+ * not "0", as scripts/test sets it for the aarch64 build under qemu-user,
+ * where floating point costs some hundred times what it costs natively.
+ * Suites then leave out whole-model work on the largest models and run
+ * fewer random subnets, and say so on stderr; what does run asserts
+ * exactly what it asserts natively. */
+int tu_emulated(void);
+
 /* Removes dir and everything under it; no error when it does not exist. */
 void tu_remove_tree(const char *dir);
 
