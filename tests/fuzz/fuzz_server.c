@@ -241,8 +241,10 @@ static int client_read(struct client *c) {
   for (;;) {
     ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0) {
-      if (c->received == 0 && (n < 5 || memcmp(buf, "HTTP/", 5) != 0))
-        fuzz_die("the first answer does not begin with a status line");
+      /* the first bytes, however they come, must be "HTTP/" */
+      for (uint64_t i = 0; i < (uint64_t)n && c->received + i < 5; i++)
+        if (buf[i] != "HTTP/"[c->received + i])
+          fuzz_die("the first answer does not begin with a status line");
       c->received += (uint64_t)n;
       any = 1;
       continue;
