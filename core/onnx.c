@@ -309,11 +309,10 @@ static int type_from_proto(struct loader *L, const Onnx__ValueInfoProto *vi,
   return 0;
 }
 
-static int convert_attr(struct loader *L, const char *label,
-                        Onnx__AttributeProto *ap, struct tl_attr *at) {
-  at->name = strdup(ap->name ? ap->name : "");
-  if (at->name == NULL)
-    return TL_ENOMEM;
+/* Fills what convert_attr() gives at besides its name.  On failure at
+ * holds nothing of its own to free (only the name). */
+static int convert_attr_value(struct loader *L, const char *label,
+                              Onnx__AttributeProto *ap, struct tl_attr *at) {
   int type = ap->has_type ? (int)ap->type : 0;
   if (type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED) {
     /* IR versions before 3 did not always set the type. */
@@ -377,6 +376,22 @@ static int convert_attr(struct loader *L, const char *label,
     break;
   }
   return 0;
+}
+
+/* Converts one attribute into at.  On failure at holds nothing to free:
+ * the caller counts an attribute in n_attrs (which tl_graph_free() frees)
+ * only once it is whole, so the name is freed here. */
+static int convert_attr(struct loader *L, const char *label,
+                        Onnx__AttributeProto *ap, struct tl_attr *at) {
+  at->name = strdup(ap->name ? ap->name : "");
+  if (at->name == NULL)
+    return TL_ENOMEM;
+  int rc = convert_attr_value(L, label, ap, at);
+  if (rc != 0) {
+    free(at->name);
+    at->name = NULL;
+  }
+  return rc;
 }
 
 /* Turns a Constant node into a constant value (its single output). */

@@ -504,6 +504,22 @@ START_TEST(tensor_counts_are_bounded) {
 }
 END_TEST
 
+/* An empty tensor's other dims may be anything: their product overflows
+ * int64, yet the tensor has 0 elements, and everything that counts them
+ * must say 0 (tl_shape_numel() said -1, "unknown", found by fuzz_oip). */
+START_TEST(empty_tensor_with_huge_dims_has_zero_elements) {
+  const char *json = "{\"inputs\": [{\"name\": \"e\", \"shape\": "
+                     "[4294967296, 4294967296, 0], \"datatype\": \"INT64\", "
+                     "\"data\": []}]}";
+  struct tl_oip_request r;
+  parse_ok(json, &r);
+  ck_assert_uint_eq(r.inputs[0].nbytes, 0);
+  ck_assert_ptr_null(r.inputs[0].data);
+  ck_assert_int_eq(tl_shape_numel(&r.inputs[0].shape), 0);
+  tl_oip_request_free(&r);
+}
+END_TEST
+
 START_TEST(parse_rejects_null_arguments) {
   struct tl_oip_request r;
   struct tl_error err = {{0}};
@@ -837,6 +853,7 @@ static Suite *oip_suite(void) {
   tcase_add_test(tc, schedule_parameters_and_subnet_are_read);
   tcase_add_test(tc, output_binary_follows_request_and_output_flags);
   tcase_add_test(tc, tensor_counts_are_bounded);
+  tcase_add_test(tc, empty_tensor_with_huge_dims_has_zero_elements);
   tcase_add_test(tc, parse_rejects_null_arguments);
   suite_add_tcase(s, tc);
 
