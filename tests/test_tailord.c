@@ -3012,6 +3012,16 @@ static json_t *state_with_feedback(const struct daemon *d, const char *model) {
   }
 }
 
+/* Starts n steady loads on model (l must outlive them: static). */
+static void start_load(struct steady_load *l, int n, const struct daemon *d, const char *model) {
+  memset(l, 0, (size_t)n * sizeof *l);
+  for (int i = 0; i < n; i++) {
+    l[i].d = d;
+    l[i].model = model;
+    ck_assert_int_eq(pthread_create(&l[i].thread, NULL, steady_load_main, &l[i]), 0);
+  }
+}
+
 static void stop_load(struct steady_load *l, int n) {
   for (int i = 0; i < n; i++)
     atomic_store(&l[i].stop, 1);
@@ -3044,12 +3054,7 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
   char delay[PATH_MAX + 32];
   daemon_start_injected(&d, &o, delay);
   static struct steady_load l[2];
-  memset(l, 0, sizeof l);
-  for (int i = 0; i < 2; i++) {
-    l[i].d = &d;
-    l[i].model = "wait";
-    ck_assert_int_eq(pthread_create(&l[i].thread, NULL, steady_load_main, &l[i]), 0);
-  }
+  start_load(l, 2, &d, "wait");
 
   /* A wait that leaves the top member half the gap to the fastest over
    * the budget, given what requests wait now (e0: the least of a few
@@ -3162,12 +3167,7 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   char delay[PATH_MAX + 32];
   daemon_start_injected(&d, &o, delay);
   static struct steady_load l[2];
-  memset(l, 0, sizeof l);
-  for (int i = 0; i < 2; i++) {
-    l[i].d = &d;
-    l[i].model = "infeasible";
-    ck_assert_int_eq(pthread_create(&l[i].thread, NULL, steady_load_main, &l[i]), 0);
-  }
+  start_load(l, 2, &d, "infeasible");
   json_decref(state_with_feedback(&d, "infeasible"));
   double t0 = now_s();
   set_delay_us(delay, 30000);
