@@ -52,20 +52,6 @@ static int model_path(int i, char *buf, size_t size) {
   return 0;
 }
 
-static struct tl_graph *load(const char *path) {
-  struct tl_graph *g = NULL;
-  struct tl_error err = {{0}};
-  ck_assert_msg(tl_onnx_load(path, &g, &err) == 0, "%s", err.msg);
-  return g;
-}
-
-static struct tl_supernet *compile(struct tl_graph *g) {
-  struct tl_supernet *sn = NULL;
-  struct tl_error err = {{0}};
-  ck_assert_msg(tl_supernet_build(g, NULL, &sn, &err) == 0, "%s", err.msg);
-  return sn;
-}
-
 /* The batch the tests run: 2 where the model leaves it free. */
 static int batch_of(const struct tl_graph *g) {
   const int64_t n = g->values[g->inputs[0]].shape.dims[0];
@@ -95,7 +81,7 @@ static struct compared export_and_compare(struct tl_supernet *sn, struct tl_grap
   tl_subnet_format(sn, spec, text, sizeof text);
   const char *path = tu_tmp_path("subnet.onnx");
   ck_assert_msg(tl_subnet_export(sn, spec, bn, path, &err) == 0, "%s: %s", text, err.msg);
-  struct tl_graph *eg = load(path);
+  struct tl_graph *eg = tu_load(path);
   const int batch = batch_of(g);
   struct tl_shape shape = g->values[g->inputs[0]].shape;
   shape.dims[0] = batch;
@@ -141,8 +127,8 @@ START_TEST(exported_subnets_match_their_plans) {
   char path[8300];
   if (!model_path(_i, path, sizeof path))
     return;
-  struct tl_graph *g = load(path);
-  struct tl_supernet *sn = compile(g);
+  struct tl_graph *g = tu_load(path);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_subnet_spec specs[N_SPECS];
   specs_of(sn, specs);
   for (int k = 0; k < N_SPECS; k++) {
@@ -184,8 +170,8 @@ START_TEST(exported_recalibrated_subnets_match_their_plans) {
   char path[8300];
   if (!model_path(_i, path, sizeof path))
     return;
-  struct tl_graph *g = load(path);
-  struct tl_supernet *sn = compile(g);
+  struct tl_graph *g = tu_load(path);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_calib data;
   random_calib(g, 16, &data);
   struct tl_subnet_spec specs[N_SPECS];
@@ -233,8 +219,8 @@ START_TEST(exported_weights_are_exactly_what_the_subnet_reads) {
   char path[8300];
   if (!model_path(_i, path, sizeof path))
     return;
-  struct tl_graph *g = load(path);
-  struct tl_supernet *sn = compile(g);
+  struct tl_graph *g = tu_load(path);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_subnet_spec specs[N_SPECS];
   specs_of(sn, specs);
   for (int k = 0; k < N_SPECS; k++) {
@@ -245,7 +231,7 @@ START_TEST(exported_weights_are_exactly_what_the_subnet_reads) {
     ck_assert_msg(tl_subnet_cost(sn, &specs[k], &macs, &params, &err) == 0, "%s", err.msg);
     const char *out = tu_tmp_path("subnet.onnx");
     ck_assert_msg(tl_subnet_export(sn, &specs[k], NULL, out, &err) == 0, "%s", err.msg);
-    struct tl_graph *eg = load(out);
+    struct tl_graph *eg = tu_load(out);
     ck_assert_msg(weights_read(eg) == params, "%s %s: %lld weights in the file, the plan "
                   "reads %lld", models[_i].file, text, (long long)weights_read(eg),
                   (long long)params);
@@ -279,8 +265,8 @@ START_TEST(onnx_checker_accepts_exports) {
     char path[8300];
     if (!model_path(m, path, sizeof path))
       continue;
-    struct tl_graph *g = load(path);
-    struct tl_supernet *sn = compile(g);
+    struct tl_graph *g = tu_load(path);
+    struct tl_supernet *sn = tu_supernet(g);
     struct tl_subnet_spec spec;
     uint64_t seed = 3;
     tl_subnet_random(sn, &seed, &spec);
@@ -312,7 +298,7 @@ START_TEST(resize_is_onnx_linear_half_pixel) {
     char path[8300];
     struct tl_error err = {{0}};
     snprintf(path, sizeof path, "%s/tests/data/models/%s.onnx", source_root, names[k]);
-    struct tl_graph *g = load(path);
+    struct tl_graph *g = tu_load(path);
     struct tl_tensor x, want;
     snprintf(path, sizeof path, "%s/tests/data/models/%s.input.npy", source_root, names[k]);
     ck_assert_msg(tl_npy_read(path, &x, &err) == 0, "%s", err.msg);
@@ -344,8 +330,8 @@ END_TEST
 START_TEST(export_errors_say_where_and_leave_no_file) {
   char path[8300];
   model_path(0, path, sizeof path);
-  struct tl_graph *g = load(path);
-  struct tl_supernet *sn = compile(g);
+  struct tl_graph *g = tu_load(path);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_subnet_spec spec;
   tl_subnet_smallest(sn, &spec);
   struct tl_error err = {{0}};

@@ -71,18 +71,9 @@ static void ensure_models(void) {
 static struct tl_graph *load(const char *dir, const char *name) {
   char path[8300];
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  struct tl_graph *g = NULL;
-  struct tl_error err = {{0}};
-  ck_assert_msg(tl_onnx_load(path, &g, &err) == 0, "%s", err.msg);
-  return g;
+  return tu_load(path);
 }
 
-static struct tl_supernet *compile(struct tl_graph *g) {
-  struct tl_supernet *sn = NULL;
-  struct tl_error err = {{0}};
-  ck_assert_msg(tl_supernet_build(g, NULL, &sn, &err) == 0, "%s", err.msg);
-  return sn;
-}
 
 /* The largest difference between y and ref, relative to max |ref|; the
  * shapes must agree. */
@@ -101,7 +92,7 @@ START_TEST(compiler_finds_the_elastic_dimensions) {
   char file[256];
   snprintf(file, sizeof file, "%s.onnx", e->name);
   struct tl_graph *g = load(model_dir, file);
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_supernet_info info;
   tl_supernet_info(sn, &info);
   ck_assert_msg(info.n_stages == e->stages, "%s: %d stages", e->name, info.n_stages);
@@ -131,7 +122,7 @@ START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
   struct tl_error err = {{0}};
   snprintf(path, sizeof path, "%s.onnx", name);
   struct tl_graph *g = load(model_dir, path);
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_tensor x, ref;
   snprintf(path, sizeof path, "%s/%s.input.npy", model_dir, name);
   ck_assert_int_eq(tl_npy_read(path, &x, &err), 0);
@@ -203,7 +194,7 @@ START_TEST(bundled_model_is_a_supernet_whose_largest_subnet_is_the_model) {
   memcpy(ref, tl_plan_output(whole, 0)->data, sizeof ref);
   tl_plan_free(whole);
 
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_supernet_info info;
   tl_supernet_info(sn, &info);
   ck_assert_int_eq(info.n_stages, 3);
@@ -261,7 +252,7 @@ static long resident_bytes(void) {
 
 START_TEST(subnet_plans_share_weights_instead_of_copying_them) {
   struct tl_graph *g = load(model_dir, "resnet50.onnx");
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   enum { N = 100 };
   struct tl_plan *plans[N];
   const int n = tu_emulated() ? 10 : N;
@@ -295,7 +286,7 @@ END_TEST
 
 START_TEST(internal_channels_are_sorted_by_importance) {
   struct tl_graph *g = load(model_dir, "resnet18.onnx");
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_supernet_info info;
   tl_supernet_info(sn, &info);
   for (int i = 0; i < info.n_width_groups; i++) {
@@ -336,7 +327,7 @@ END_TEST
 
 START_TEST(spec_text_round_trips_and_keys_are_stable) {
   struct tl_graph *g = load(model_dir, "resnet18.onnx");
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_subnet_spec a, b;
   struct tl_error err = {{0}};
   ck_assert_msg(tl_subnet_parse(sn, "w=0.5,1,.75,.25  d=1,0,1,1 r=168", &a, &err) == 0, "%s",
@@ -369,7 +360,7 @@ static const struct {
 
 START_TEST(bad_spec_is_an_error_that_says_why) {
   struct tl_graph *g = load(model_dir, "resnet18.onnx");
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_subnet_spec spec;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_subnet_parse(sn, bad_specs[_i].spec, &spec, &err), TL_EINVAL);
@@ -413,7 +404,7 @@ START_TEST(default_export_has_depth_and_width_through_groups_and_gates) {
   struct tl_graph *g = load(data_dir, "exported.onnx");
   for (int i = 0; i < g->n_nodes; i++)
     ck_assert_msg(g->nodes[i].op != TL_OP_IDENTITY, "Identity node %s kept", g->nodes[i].name);
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_supernet_info info;
   tl_supernet_info(sn, &info);
   ck_assert_int_eq(info.n_stages, 1);
@@ -445,7 +436,7 @@ START_TEST(sorting_shared_weights_copies_them_and_keeps_the_model) {
   int a = tl_graph_find_value(g, "a.w");
   ck_assert_int_ge(a, 0);
   int64_t shared_bytes = tl_graph_weight_bytes(g);
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   ck_assert_double_le(subnet_error(sn, "r=8 d=2 w=1", "exported.input.npy", "exported.full.npy"),
                       1e-5);
   /* Both readers of the shared weights and zeros were permuted, each
@@ -484,6 +475,7 @@ START_TEST(model_with_nothing_elastic_is_refused) {
 }
 END_TEST
 
+
 /* Random images for a model with c channels of side x side. */
 static void random_calib(struct tl_calib *data, int n, int c, int side) {
   memset(data, 0, sizeof *data);
@@ -507,7 +499,7 @@ static void random_calib(struct tl_calib *data, int n, int c, int side) {
  * is the identity, and the record survives the cache's bytes. */
 START_TEST(convs_without_bn_are_recalibrated_and_the_full_model_maps_to_itself) {
   struct tl_graph *g = load(data_dir, "exported.onnx");
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   struct tl_calib data;
   random_calib(&data, 64, 8, 8);
   struct tl_subnet_spec spec;
@@ -595,7 +587,7 @@ START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
   const char *files[2] = {"fmnist.onnx", "fmnist-folded.onnx"};
   for (int f = 0; f < 2; f++) {
     struct tl_graph *g = load(dir, files[f]);
-    struct tl_supernet *sn = compile(g);
+    struct tl_supernet *sn = tu_supernet(g);
     for (int i = 0; i < 2; i++) {
       struct tl_subnet_spec spec;
       struct tl_bn_stats *bn = NULL;
@@ -617,25 +609,15 @@ START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
 }
 END_TEST
 
+
 /* Recalibrating on one batch and evaluating that batch with the new
  * statistics is what train-mode BN computes on it. */
 START_TEST(recalibrated_statistics_match_the_batch_they_came_from) {
   struct tl_graph *g = load(data_dir, "tiny_cnn.onnx");
-  struct tl_supernet *sn = compile(g);
+  struct tl_supernet *sn = tu_supernet(g);
   enum { N = 64 };
-  struct tl_calib data = {0};
-  data.x.dtype = TL_DTYPE_FLOAT32;
-  data.x.shape = (struct tl_shape){4, {N, 1, 8, 8}};
-  data.x.data = malloc(N * 64 * sizeof(float));
-  data.labels = calloc(N, sizeof(int64_t));
-  data.n = N;
-  data.scale = 1.f;
-  ck_assert_ptr_nonnull(data.x.data);
-  uint64_t s = 1;
-  for (int i = 0; i < N * 64; i++) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    ((float *)data.x.data)[i] = (float)(s >> 40) / (float)(1 << 24) * 4.f - 1.f;
-  }
+  struct tl_calib data;
+  random_calib(&data, N, 1, 8);
   struct tl_subnet_spec spec;
   tl_subnet_largest(sn, &spec);
   struct tl_bn_stats *bn = NULL;

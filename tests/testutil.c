@@ -6,6 +6,9 @@
 
 #include "testutil.h"
 
+#include "onnx.h"
+#include "supernet.h"
+
 #include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
@@ -128,4 +131,18 @@ int tu_run(Suite *s) {
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
   return failed;
+}
+
+struct tl_graph *tu_load(const char *path) {
+  struct tl_graph *g = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_onnx_load(path, &g, &err) == 0, "%s", err.msg);
+  return g;
+}
+
+struct tl_supernet *tu_supernet(struct tl_graph *g) {
+  struct tl_supernet *sn = NULL;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_supernet_build(g, NULL, &sn, &err) == 0, "%s", err.msg);
+  return sn;
 }

@@ -43,6 +43,13 @@ int tu_roots(const char *suite, char *source, char *build);
  * exactly what it asserts natively. */
 int tu_emulated(void);
 
+/* The model at path, or the test fails with the loader's sentence. */
+struct tl_graph *tu_load(const char *path);
+
+/* g's SuperNet with the default options, or the test fails with the
+ * compiler's sentence.  Free it before g. */
+struct tl_supernet *tu_supernet(struct tl_graph *g);
+
 /* Removes dir and everything under it; no error when it does not exist. */
 void tu_remove_tree(const char *dir);
 
