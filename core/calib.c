@@ -17,7 +17,7 @@ int tl_calib_load(const char *x_path, const char *y_path, float scale, struct tl
   int rc = tl_npy_read(x_path, &x, err);
   if (rc != 0)
     return rc;
-  if ((rc = tl_npy_read(y_path, &y, err)) != 0)
+  if (y_path != NULL && (rc = tl_npy_read(y_path, &y, err)) != 0)
     goto fail;
   if (x.dtype != TL_DTYPE_FLOAT32 && x.dtype != TL_DTYPE_UINT8) {
     rc = tl_fail(err, TL_EDTYPE, "%s: images are %s; use float32, or uint8 with a scale", x_path,
@@ -28,6 +28,15 @@ int tl_calib_load(const char *x_path, const char *y_path, float scale, struct tl
     rc = tl_fail(err, TL_ESHAPE, "%s: images must be N x C x H x W, not %d-D", x_path,
                  x.shape.ndim);
     goto fail;
+  }
+  if (y_path == NULL) {
+    *out = (struct tl_calib){
+        .x = x,
+        .scale = x.dtype == TL_DTYPE_UINT8 ? (scale > 0 ? scale : 1.f / 255.f) : 1.f,
+        .n = x.shape.dims[0],
+        .agreement = 1,
+    };
+    return 0;
   }
   if (y.dtype != TL_DTYPE_INT64 && y.dtype != TL_DTYPE_INT32) {
     rc = tl_fail(err, TL_EDTYPE, "%s: labels are %s; use int64 or int32", y_path,
@@ -60,6 +69,7 @@ int tl_calib_load(const char *x_path, const char *y_path, float scale, struct tl
   out->scale = x.dtype == TL_DTYPE_UINT8 ? (scale > 0 ? scale : 1.f / 255.f) : 1.f;
   out->labels = labels;
   out->n = n;
+  out->agreement = 0;
   return 0;
 fail:
   free(x.data);
@@ -108,6 +118,20 @@ static int check_shape(const struct tl_supernet *sn, const struct tl_plan *p,
   return 0;
 }
 
+/* A plan of spec with po whose input takes data's images. */
+static int data_plan(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                     const struct tl_subnet_plan_options *po, const struct tl_calib *data,
+                     struct tl_plan **out, struct tl_error *err) {
+  struct tl_plan *p = NULL;
+  int rc = tl_subnet_plan(sn, spec, po, &p, err);
+  if (rc == 0 && (rc = check_shape(sn, p, data, err)) != 0) {
+    tl_plan_free(p);
+    p = NULL;
+  }
+  *out = p;
+  return rc;
+}
+
 void tl_bn_stats_free(struct tl_bn_stats *s) {
   if (s == NULL)
     return;
@@ -153,13 +177,9 @@ static int collect(const struct tl_supernet *sn, const struct tl_subnet_spec *sp
                    struct tl_error *err) {
   struct tl_plan *p = NULL;
   struct tl_subnet_plan_options po = {.batch = batch, .collect_bn = 1, .conv_ref = conv_ref};
-  int rc = tl_subnet_plan(sn, spec, &po, &p, err);
+  int rc = data_plan(sn, spec, &po, data, &p, err);
   if (rc != 0)
     return rc;
-  if ((rc = check_shape(sn, p, data, err)) != 0) {
-    tl_plan_free(p);
-    return rc;
-  }
   float *in = tl_plan_input(p, 0)->data;
   for (int64_t b = 0; b < n_batches; b++) {
     fill_batch(data, b * batch, batch, in, batch);
@@ -289,6 +309,35 @@ int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_s
   return rc != 0 ? tl_fail(err, rc, "out of memory") : 0;
 }
 
+/* The class with the largest logit (the first of equals). */
+static int64_t top1(const float *logits, int64_t classes) {
+  int64_t best = 0;
+  for (int64_t k = 1; k < classes; k++)
+    if (logits[k] > logits[best])
+      best = k;
+  return best;
+}
+
+/* A plan of spec for batches of `batch` images of data whose output is
+ * (batch, classes): *classes gets the class count. */
+static int classifier_plan(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                           const struct tl_bn_stats *bn, const struct tl_calib *data, int batch,
+                           struct tl_plan **out, int64_t *classes, struct tl_error *err) {
+  struct tl_plan *p = NULL;
+  struct tl_subnet_plan_options po = {.batch = batch, .bn = bn};
+  int rc = data_plan(sn, spec, &po, data, &p, err);
+  if (rc != 0)
+    return rc;
+  const struct tl_tensor *y = tl_plan_output(p, 0);
+  *classes = y->shape.ndim == 2 ? y->shape.dims[1] : 0;
+  if (*classes < 1 || y->shape.dims[0] != batch) {
+    tl_plan_free(p);
+    return tl_fail(err, TL_ESHAPE, "top-1 needs a model output of shape (batch, classes)");
+  }
+  *out = p;
+  return 0;
+}
+
 int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                        const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
                        int64_t count, int batch, double *acc, struct tl_error *err) {
@@ -300,38 +349,65 @@ int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec
     count = data->n - first;
   if (count == 0)
     return tl_fail(err, TL_EINVAL, "no images to evaluate");
+  if (data->labels == NULL)
+    return tl_fail(err, TL_EINVAL,
+                   "the calibration data has no labels: take the largest subnet's answers "
+                   "for them first");
   struct tl_plan *p = NULL;
-  struct tl_subnet_plan_options po = {.batch = batch, .bn = bn};
-  int rc = tl_subnet_plan(sn, spec, &po, &p, err);
+  int64_t classes;
+  int rc = classifier_plan(sn, spec, bn, data, batch, &p, &classes, err);
   if (rc != 0)
     return rc;
-  if ((rc = check_shape(sn, p, data, err)) != 0) {
-    tl_plan_free(p);
-    return rc;
-  }
-  const struct tl_tensor *y = tl_plan_output(p, 0);
-  int64_t classes = y->shape.ndim == 2 ? y->shape.dims[1] : 0;
-  if (classes < 1 || y->shape.dims[0] != batch) {
-    tl_plan_free(p);
-    return tl_fail(err, TL_ESHAPE, "accuracy needs an output of shape (batch, classes)");
-  }
   float *in = tl_plan_input(p, 0)->data;
+  const float *logits = tl_plan_output(p, 0)->data;
   int64_t right = 0;
   for (int64_t at = 0; at < count; at += batch) {
     int64_t now = count - at < batch ? count - at : batch;
     fill_batch(data, first + at, now, in, batch);
     tl_plan_run(p);
-    const float *logits = y->data;
-    for (int64_t b = 0; b < now; b++) {
-      int64_t best = 0;
-      for (int64_t k = 1; k < classes; k++)
-        if (logits[b * classes + k] > logits[b * classes + best])
-          best = k;
-      right += best == data->labels[first + at + b];
-    }
+    for (int64_t b = 0; b < now; b++)
+      right += top1(logits + b * classes, classes) == data->labels[first + at + b];
   }
   tl_plan_free(p);
   *acc = (double)right / (double)count;
+  return 0;
+}
+
+const char *tl_calib_metric(const struct tl_calib *c) {
+  return c->agreement ? "agreement" : "top-1";
+}
+
+int tl_calib_agreement_labels(const struct tl_supernet *sn, struct tl_calib *c, int batch,
+                              struct tl_error *err) {
+  if (!c->agreement || c->labels != NULL)
+    return 0;
+  if (batch <= 0)
+    batch = 64;
+  if (c->n == 0)
+    return tl_fail(err, TL_EINVAL, "no calibration images");
+  int64_t *labels = malloc((size_t)c->n * sizeof *labels);
+  if (labels == NULL)
+    return tl_fail(err, TL_ENOMEM, "out of memory");
+  struct tl_subnet_spec full;
+  tl_subnet_largest(sn, &full);
+  struct tl_plan *p = NULL;
+  int64_t classes;
+  int rc = classifier_plan(sn, &full, NULL, c, batch, &p, &classes, err);
+  if (rc != 0) {
+    free(labels);
+    return rc;
+  }
+  float *in = tl_plan_input(p, 0)->data;
+  const float *logits = tl_plan_output(p, 0)->data;
+  for (int64_t at = 0; at < c->n; at += batch) {
+    int64_t now = c->n - at < batch ? c->n - at : batch;
+    fill_batch(c, at, now, in, batch);
+    tl_plan_run(p);
+    for (int64_t b = 0; b < now; b++)
+      labels[at + b] = top1(logits + b * classes, classes);
+  }
+  tl_plan_free(p);
+  c->labels = labels;
   return 0;
 }
 

@@ -2,9 +2,13 @@
  * calib.h - calibration data, BatchNorm recalibration and top-1 accuracy
  * of subnets.
  *
- * Calibration data is the operator's own: a pair of .npy files, images x
- * (N x C x H x W, float32, or uint8 times a scale) and labels y (N, int64
- * or int32).  It never leaves the box.  Recalibration recomputes a subnet's
+ * Calibration data is the operator's own: images x (N x C x H x W,
+ * float32, or uint8 times a scale) and, when the operator has them,
+ * labels y (N, int64 or int32), each a .npy file.  It never leaves the
+ * box.  Without labels, the largest subnet's own answers stand in for
+ * them (tl_calib_agreement_labels): every "accuracy" is then the top-1
+ * agreement with the full model, which is what a smaller subnet loses
+ * against the model the operator trained.  Recalibration recomputes a subnet's
  * BatchNorm statistics on it (the subnet's channels see other inputs than
  * the full network's did), the way PyTorch does with momentum=None: each
  * BN normalizes with its batch's statistics while the batches' means and
@@ -34,18 +38,32 @@
 struct tl_calib {
   struct tl_tensor x; /* (n, c, h, w) float32 or uint8; owned */
   float scale;        /* multiplies uint8 pixels (1 for float32) */
-  int64_t *labels;    /* (n) owned */
+  int64_t *labels;    /* (n) owned; NULL for unlabelled data until
+                       * tl_calib_agreement_labels() */
   int64_t n;
+  int agreement;      /* no labels were given: accuracies are agreements */
 };
 
-/* Loads images from x_path and labels from y_path.  scale applies to uint8
- * images (0 means 1/255).  Errors name the file: wrong dtype or rank,
- * counts that differ, labels out of [0, 65535].  On failure *out is
- * untouched. */
+/* Loads images from x_path and labels from y_path, or no labels when
+ * y_path is NULL (then agreement is set).  scale applies to uint8 images
+ * (0 means 1/255).  Errors name the file: wrong dtype or rank, counts
+ * that differ, labels out of [0, 65535].  On failure *out is untouched. */
 int tl_calib_load(const char *x_path, const char *y_path, float scale, struct tl_calib *out,
                   struct tl_error *err);
 
 void tl_calib_free(struct tl_calib *c);
+
+/* For unlabelled data (agreement set, labels NULL): labels become the
+ * top-1 class of sn's largest subnet with the model's own statistics,
+ * computed in batches of `batch` (0 = 64).  Does nothing for labelled
+ * data or when already done.  The name to report such accuracies by is
+ * tl_calib_metric(). */
+int tl_calib_agreement_labels(const struct tl_supernet *sn, struct tl_calib *c, int batch,
+                              struct tl_error *err);
+
+/* What accuracies on c are: "top-1", or "agreement" (with the largest
+ * subnet) for data without labels.  A static string. */
+const char *tl_calib_metric(const struct tl_calib *c);
 
 /* Recalibrates spec's BatchNorm statistics on the first `images` images of
  * data (0 = all; only whole batches are used) in batches of `batch`.
@@ -68,7 +86,8 @@ int tl_bn_stats_deserialize(const struct tl_supernet *sn, const void *data, size
 
 /* Top-1 accuracy (a fraction) of spec with statistics bn (NULL: the
  * model's own) over images [first, first + count) of data (count 0 = to
- * the end). */
+ * the end); for data without labels, its agreement with the largest
+ * subnet (TL_EINVAL until tl_calib_agreement_labels()). */
 int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                        const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
                        int64_t count, int batch, double *acc, struct tl_error *err);

@@ -25,7 +25,8 @@
   XX(RANGE, "value out of range")                                            \
   XX(BUSY, "resource busy")                                                  \
   XX(CANCELED, "cancelled")                                                  \
-  XX(INTERNAL, "internal error")
+  XX(INTERNAL, "internal error")                                             \
+  XX(TIMEDOUT, "out of time")
 
 enum tl_errno {
   TL__ERRNO_FIRST = -100, /* not an error; keeps the codes negative */

@@ -162,7 +162,7 @@ static const struct cfg_row calibration_rows[] = {
     {.key = "x", .type = CFG_FILE, .offset = F(struct tl_config_calibration, x),
      .flags = CFG_REQUIRED, .help = "the .npy file of calibration images"},
     {.key = "y", .type = CFG_FILE, .offset = F(struct tl_config_calibration, y),
-     .flags = CFG_REQUIRED, .help = "the .npy file of calibration labels"},
+     .help = "the .npy file of calibration labels; without it, agreement with the full model"},
     {.key = "scale", .type = CFG_NUMBER, .min = 0, .max = 1e6, .def = "0.00392156862745098",
      .offset = F(struct tl_config_calibration, scale), .flags = CFG_MIN_OPEN,
      .help = "the factor that turns uint8 pixels into model input"},
@@ -190,6 +190,12 @@ static const struct cfg_row search_rows[] = {
     {.key = "candidates", .type = CFG_INT, .min = 1, .max = 4096,
      .offset = F(struct tl_config_search, candidates),
      .help = "the subnets measured before the frontier is cut; 4 x k when absent"},
+    {.key = "threads", .type = CFG_INT, .min = 0, .max = 256, .def = "0",
+     .offset = F(struct tl_config_search, threads),
+     .help = "subnets evaluated at once while searching; 0: one per CPU"},
+    {.key = "time_budget_s", .type = CFG_NUMBER, .min = 0, .max = 1e7, .def = "0",
+     .offset = F(struct tl_config_search, time_budget_s),
+     .help = "seconds the search may take, then its best so far is the frontier; 0: no limit"},
 };
 CHECK_ROWS(search_rows);
 static const struct cfg_table search_table = TABLE(search_rows);

@@ -58,10 +58,11 @@ struct tl_config_limits {
 };
 
 /* Optional.  x == NULL (and y == NULL) when the block was not given;
- * otherwise both are absolute paths of readable regular files. */
+ * otherwise x, and y when given, are absolute paths of readable regular
+ * files. */
 struct tl_config_calibration {
   char *x;      /* .npy images, N x C x H x W, float32 or uint8 */
-  char *y;      /* .npy labels, N, int64 or int32 */
+  char *y;      /* .npy labels, N, int64 or int32; NULL: none (agreement) */
   double scale; /* multiplies uint8 pixels; > 0 */
 };
 
@@ -79,6 +80,8 @@ struct tl_config_search {
   int k;          /* frontier size */
   int images;     /* calibration images each candidate is measured on */
   int candidates; /* subnets measured before the frontier is cut; 0: 4 * k */
+  int threads;    /* subnets evaluated at once; 0: one per online CPU */
+  double time_budget_s; /* the search's limit; 0: none */
 };
 
 struct tl_config_budget {

@@ -184,6 +184,8 @@ static void publish_gauges(struct tl_controller *c, const struct tl_rt_model *m)
       .queue_p95_s = seen ? m->ctl.fb.queue_p95_ms / 1e3 : -1,
       .cpu_wait_s = m->ctl.fb.cpu_wait_ms >= 0 ? m->ctl.fb.cpu_wait_ms / 1e3 : -1,
       .over = m->ctl.degraded ? m->ctl.fb.over_part : NULL,
+      .accuracy_metric = m->accuracy_metric,
+      .search_progress = atomic_load(&m->search_permille) / 1000.0,
   };
   tl_metrics_model_set(c->env.metrics, m->cfg.name, &g);
 }

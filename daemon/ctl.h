@@ -18,7 +18,9 @@ void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void usage(FILE *f);
 long parse_count(const char *opt, const char *s, long min, long max);
 /* After getopt took "--calib X": the file after X (Y), from argv[optind]. */
-const char *take_second_file(int argc, char **argv, const char *opt);
+/* --calib X.npy [Y.npy]: the labels file after the images, when the next
+ * argument is one (it ends in .npy); NULL when there is none. */
+const char *take_labels_file(int argc, char **argv);
 /* --scale: a positive number. */
 float parse_scale(const char *s);
 struct tl_graph *load_model(const char *path);

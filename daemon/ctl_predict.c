@@ -308,9 +308,9 @@ int cmd_predict(int argc, char **argv) {
 
 /* -------------------------------------------------------------- search */
 
-static void search_progress(void *ctx, const char *phase, int done, int total) {
+static void search_progress(void *ctx, const char *phase, int done, int total, double overall) {
   (void)ctx;
-  fprintf(stderr, "\rsearch: %-8s %d/%d   ", phase, done, total);
+  fprintf(stderr, "\rsearch: %3.0f %% %-8s %d/%d   ", 100 * overall, phase, done, total);
   if (done == total)
     fputc('\n', stderr);
   fflush(stderr);
@@ -321,21 +321,34 @@ int cmd_search(int argc, char **argv) {
       {"calib", required_argument, NULL, 'c'}, {"k", required_argument, NULL, 'k'},
       {"db", required_argument, NULL, 'd'},    {"threads", required_argument, NULL, 't'},
       {"scale", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
+      {"jobs", required_argument, NULL, 'J'},  {"time-budget", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
   const char *db = NULL, *calib_x = NULL, *calib_y = NULL;
-  int k = 16, threads = 1, as_json = 0, c;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int k = 16, threads = 1, jobs = cpus > 0 ? (int)(cpus < 64 ? cpus : 64) : 1, as_json = 0, c;
   float scale = 0.f;
-  while ((c = getopt_long(argc, argv, "c:k:d:t:S:jh", opts, NULL)) != -1) {
+  double time_budget = 0;
+  while ((c = getopt_long(argc, argv, "c:k:d:t:S:jJ:T:h", opts, NULL)) != -1) {
     switch (c) {
     case 'c':
       calib_x = optarg;
-      calib_y = take_second_file(argc, argv, "--calib");
+      calib_y = take_labels_file(argc, argv);
       break;
     case 'k': k = (int)parse_count("--k", optarg, 1, 64); break;
     case 'd': db = optarg; break;
     case 't': threads = (int)parse_count("--threads", optarg, 1, 256); break;
     case 'S': scale = parse_scale(optarg); break;
     case 'j': as_json = 1; break;
+    case 'J': jobs = (int)parse_count("--jobs", optarg, 1, 64); break;
+    case 'T': {
+      char *end;
+      time_budget = strtod(optarg, &end);
+      if (*end || end == optarg || !(time_budget > 0) || time_budget > 1e7) {
+        fprintf(stderr, "tailorctl: --time-budget needs seconds, > 0, not \"%s\"\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    }
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_USAGE;
     }
@@ -358,7 +371,8 @@ int cmd_search(int argc, char **argv) {
     die("%s", err.msg);
   struct tl_store *st = open_store(db);
   int64_t dev = device_id(st, threads);
-  struct tl_search_options so = {.k = k, .progress = search_progress};
+  struct tl_search_options so = {
+      .k = k, .threads = jobs, .time_budget_s = time_budget, .progress = search_progress};
   struct tl_profile_options po = {.progress = progress};
   struct tl_frontier_member *f = NULL;
   int n = 0;
@@ -386,10 +400,12 @@ int cmd_search(int argc, char **argv) {
   json_object_set_new(out, "profiled_signatures", json_integer(rep.profiled_signatures));
   json_object_set_new(out, "evaluated", json_integer(rep.evaluated));
   json_object_set_new(out, "search_s", json_real(rep.search_s));
+  json_object_set_new(out, "complete", json_boolean(rep.complete));
   double load_ms = rep.load_ms;
   json_object_set_new(out, "model", json_string(model));
   json_object_set_new(out, "load_ms", json_real(load_ms));
   json_object_set_new(out, "total_s", json_real((tl_now_ms() - t_start) / 1e3));
+  json_object_set_new(out, "accuracy_metric", json_string(tl_calib_metric(&data)));
   json_object_set_new(out, "frontier", members);
   if (as_json) {
     char *s = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -403,14 +419,16 @@ int cmd_search(int argc, char **argv) {
       printf("cached frontier of %s: %zu subnets (loaded in %.1f ms)\n", model,
              json_array_size(members), load_ms);
     else
-      printf("new frontier of %s: %zu subnets (searched in %.1f s, %d evaluations)\n", model,
+      printf("new frontier of %s: %zu subnets (searched in %.1f s, %d evaluations%s)\n", model,
              json_array_size(members), json_real_value(json_object_get(out, "search_s")),
-             (int)json_integer_value(json_object_get(out, "evaluated")));
-    printf("%-44s %12s %10s %8s\n", "subnet", "predicted ms", "MiB", "top-1");
+             (int)json_integer_value(json_object_get(out, "evaluated")),
+             rep.complete ? "" : "; cut short by --time-budget, accuracies on a subset");
+    printf("%-44s %12s %10s %9s\n", "subnet", "predicted ms", "MiB",
+           tl_calib_metric(&data));
     size_t i;
     json_t *m;
     json_array_foreach(members, i, m) {
-      printf("%-44s %12.3f %10.2f %7.2f%%\n", json_string_value(json_object_get(m, "subnet")),
+      printf("%-44s %12.3f %10.2f %8.2f%%\n", json_string_value(json_object_get(m, "subnet")),
              json_real_value(json_object_get(m, "predicted_ms")),
              json_real_value(json_object_get(m, "predicted_mib")),
              100 * json_real_value(json_object_get(m, "accuracy")));

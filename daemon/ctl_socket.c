@@ -468,8 +468,9 @@ int cmd_status(int argc, char **argv) {
       const char *help = json_string_value(json_object_get(fb, "help"));
       if (help != NULL)
         printf("  over:      %s\n", help);
-      printf("  frontier:  %lld subnets%s\n", (long long)num(f, "size"),
-             json_is_true(json_object_get(f, "provisional")) ? " (provisional: searching)" : "");
+      printf("  frontier:  %lld subnets%s%s\n", (long long)num(f, "size"),
+             json_is_true(json_object_get(f, "provisional")) ? " (provisional: searching)" : "",
+             json_is_true(json_object_get(f, "partial")) ? " (partial: searching on)" : "");
       printf("  device:    frequency x%.2f, CPU share x%.2f, correction x%.2f", num(sc, "freq_ratio"),
              num(sc, "cpu_share"), num(sc, "correction"));
       double avail = num(dev, "mem_available_bytes");
@@ -502,11 +503,13 @@ int cmd_subnets(int argc, char **argv) {
     print_json(v);
   } else {
     json_t *list = json_object_get(v, "subnets");
-    printf("%s: %zu subnets%s%s\n", str(v, "model"), json_array_size(list),
+    printf("%s: %zu subnets%s%s%s\n", str(v, "model"), json_array_size(list),
            json_is_true(json_object_get(v, "provisional")) ? ", provisional (searching)" : "",
+           json_is_true(json_object_get(v, "partial")) ? ", partial (searching on)" : "",
            json_is_true(json_object_get(v, "pinned")) ? ", pinned" : "");
-    printf("  %-34s %10s %10s %9s %9s  %s\n", "subnet", "pred. ms", "now ms", "MiB", "accuracy",
-           "fits");
+    const char *metric = str(v, "accuracy_metric");
+    printf("  %-34s %10s %10s %9s %9s  %s\n", "subnet", "pred. ms", "now ms", "MiB",
+           strcmp(metric, "agreement") == 0 ? "agreement" : "accuracy", "fits");
     for (size_t i = 0; i < json_array_size(list); i++) {
       json_t *e = json_array_get(list, i);
       double acc = num(e, "accuracy");

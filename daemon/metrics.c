@@ -294,6 +294,18 @@ static void emit_over(FILE *f, const struct tl_metrics *m, const struct family *
   }
 }
 
+static void emit_accuracy_metric(FILE *f, const struct tl_metrics *m, const struct family *fam) {
+  for (int i = 0; i < m->n_models; i++) {
+    if (!m->models[i].has_gauges || m->models[i].g.accuracy_metric == NULL)
+      continue;
+    fprintf(f, "%s{model=\"", fam->name);
+    put_label(f, m->models[i].name);
+    fputs("\",metric=\"", f);
+    put_label(f, m->models[i].g.accuracy_metric);
+    fputs("\"} 1\n", f);
+  }
+}
+
 static void emit_model_gauge(FILE *f, const struct tl_metrics *m, const struct family *fam) {
   for (int i = 0; i < m->n_models; i++) {
     int has = 1;
@@ -335,6 +347,10 @@ static double g_mem_budget(const struct tl_metrics_model *g, int *has) {
 static double g_min_accuracy(const struct tl_metrics_model *g, int *has) {
   (void)has;
   return g->min_accuracy;
+}
+static double g_search_progress(const struct tl_metrics_model *g, int *has) {
+  *has = g->search_progress >= 0;
+  return g->search_progress;
 }
 static double g_degraded(const struct tl_metrics_model *g, int *has) {
   (void)has;
@@ -440,8 +456,13 @@ static const struct family families[] = {
      emit_model_gauge, g_lat_budget, 0, NULL},
     {"tailor_memory_budget_bytes", "gauge", "The memory budget of a model.", emit_model_gauge,
      g_mem_budget, 0, NULL},
-    {"tailor_min_accuracy_ratio", "gauge", "The lowest top-1 accuracy a model may serve.",
+    {"tailor_min_accuracy_ratio", "gauge",
+     "The lowest top-1 accuracy (or agreement, see tailor_accuracy_info) a model may serve.",
      emit_model_gauge, g_min_accuracy, 0, NULL},
+    {"tailor_accuracy_info", "gauge",
+     "What a model's accuracies are: top-1 on labelled calibration data, or agreement with "
+     "its largest subnet on unlabelled data.",
+     emit_accuracy_metric, NULL, 0, NULL},
     {"tailor_degraded", "gauge", "1 when no subnet of a model meets its budget.",
      emit_model_gauge, g_degraded, 0, NULL},
     {"tailor_over_budget_info", "gauge",
@@ -466,6 +487,10 @@ static const struct family families[] = {
      emit_model_gauge, g_cpu_wait, 0, NULL},
     {"tailor_frontier_subnets", "gauge", "Subnets on a model's frontier.", emit_model_gauge,
      g_frontier, 0, NULL},
+    {"tailor_search_progress", "gauge",
+     "How far a model's frontier search is, 0 to 1 (its evaluations done); 1 once the frontier "
+     "is final.",
+     emit_model_gauge, g_search_progress, 0, NULL},
     {"tailor_frontier_provisional", "gauge",
      "1 while a model serves its provisional frontier (search running).", emit_model_gauge,
      g_provisional, 0, NULL},

@@ -88,6 +88,12 @@ struct tl_metrics_model {
    * string, "compute", "queue" or "cpu"; NULL when not degraded or not
    * for latency. */
   const char *over;
+  /* What the frontier's accuracies are, a static string: "top-1", or
+   * "agreement" (no labels); NULL: not said. */
+  const char *accuracy_metric;
+  /* The frontier search's progress, 0..1 (1: the frontier is final);
+   * negative: no search (no calibration data). */
+  double search_progress;
 };
 
 /* Sets model's gauges (the model's series are created on first use). */

@@ -156,8 +156,8 @@ static int record_outputs(struct tl_rt_model *m, const struct tl_plan *plan,
 /* A frontier of model m from members src[0..n) (their bn is taken: set
  * to NULL in src), with plans for every worker. */
 static int frontier_build(struct tl_rt_model *m, struct tl_frontier_member *src, int n,
-                          int provisional, int n_workers, struct tl_rt_frontier **out,
-                          struct tl_error *err) {
+                          int provisional, int partial, int n_workers,
+                          struct tl_rt_frontier **out, struct tl_error *err) {
   struct tl_rt_frontier *f = calloc(1, sizeof *f);
   if (f == NULL || (f->m = calloc((size_t)n, sizeof *f->m)) == NULL) {
     free(f);
@@ -165,6 +165,7 @@ static int frontier_build(struct tl_rt_model *m, struct tl_frontier_member *src,
   }
   atomic_init(&f->refs, 1);
   f->provisional = provisional;
+  f->partial = partial;
   f->n_workers = n_workers;
   f->n = n;
   int rc = 0;
@@ -609,6 +610,7 @@ static void on_async(uv_async_t *h) {
 /* Loads model m's graph, SuperNet and calibration data, and checks its
  * input. */
 static int model_load(struct tl_rt_model *m, struct tl_error *err) {
+  m->accuracy_metric = "top-1";
   int rc = tl_onnx_load(m->cfg.path, &m->g, err);
   if (rc != 0)
     return rc;
@@ -653,6 +655,7 @@ static int model_load(struct tl_rt_model *m, struct tl_error *err) {
     if (rc != 0)
       return rc;
     m->has_calib = 1;
+    m->accuracy_metric = tl_calib_metric(&m->calib);
     const struct tl_shape *s = &m->calib.x.shape;
     if (s->ndim != 4 || s->dims[1] != m->in_chw[0] || s->dims[2] != m->in_chw[1] ||
         s->dims[3] != m->in_chw[2]) {
@@ -668,11 +671,16 @@ static int model_load(struct tl_rt_model *m, struct tl_error *err) {
 
 /* The search options of m's config. */
 static struct tl_search_options search_options(const struct tl_rt_model *m) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   return (struct tl_search_options){
       .k = m->cfg.search.k,
       .est_images = m->cfg.search.images,
       .recalib_images = m->cfg.search.images < 500 ? m->cfg.search.images : 500,
       .candidates = m->cfg.search.candidates,
+      .time_budget_s = m->cfg.search.time_budget_s,
+      .threads = m->cfg.search.threads > 0 ? m->cfg.search.threads
+                 : cpus > 0                ? (int)(cpus < 64 ? cpus : 64)
+                                           : 1,
   };
 }
 
@@ -690,32 +698,60 @@ static int frontier_cached(struct tl_rt_builder *b, struct tl_rt_model *m) {
 }
 
 /* A search's progress in the log: each phase as it starts, and where it
- * is every SEARCH_LOG_S seconds. */
+ * is every SEARCH_LOG_S seconds; in the model's search_permille always.
+ * With rt, each partial frontier goes to the loop as it comes. */
 #define SEARCH_LOG_S 15
 struct search_progress {
   struct tl_rt_builder *b;
-  const char *model;
+  struct tl_rt_model *m;
+  struct tl_runtime *rt; /* NULL: partial frontiers are not served */
+  int index;             /* m's in rt */
   const char *phase;
   uint64_t next_log_ns;
 };
 
-static void on_search_progress(void *ctx, const char *phase, int done, int total) {
+static void on_search_progress(void *ctx, const char *phase, int done, int total,
+                               double overall) {
   struct search_progress *p = ctx;
+  atomic_store(&p->m->search_permille, (int)(overall * 999)); /* 1000 once final */
   uint64_t now = uv_hrtime();
   int new_phase = p->phase == NULL || strcmp(p->phase, phase) != 0;
   if (!new_phase && now < p->next_log_ns)
     return;
   p->phase = phase;
   p->next_log_ns = now + (uint64_t)SEARCH_LOG_S * 1000000000u;
-  tl__log(&p->b->env.log, 6, "%s: search: %s %d/%d", p->model, phase, done, total);
+  tl__log(&p->b->env.log, 6, "%s: search %.0f %% done: %s %d/%d", p->m->cfg.name, 100 * overall,
+          phase, done, total);
 }
 
-/* The frontier from the cache, or after a search (tl_frontier_obtain). */
-static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m,
-                           struct tl_rt_frontier **out, struct tl_error *err) {
-  struct search_progress progress = {.b = b, .model = m->cfg.name};
+static void post_frontier(struct tl_rt_builder *b, struct tl_runtime *rt, int index,
+                          struct tl_rt_frontier *f);
+
+/* A better frontier found on the way: served at once. */
+static void on_search_partial(void *ctx, struct tl_frontier_member *f, int n) {
+  struct search_progress *p = ctx;
+  struct tl_rt_frontier *rf = NULL;
+  struct tl_error err = {{0}};
+  if (p->rt != NULL && frontier_build(p->m, f, n, 0, 1, p->b->env.workers, &rf, &err) == 0) {
+    tl__log(&p->b->env.log, 6, "%s: the search found a better frontier of %d subnets on the way",
+            p->m->cfg.name, n);
+    post_frontier(p->b, p->rt, p->index, rf);
+  } else if (p->rt != NULL) {
+    tl__log(&p->b->env.log, 4, "%s: a partial frontier was not served: %s", p->m->cfg.name,
+            err.msg);
+  }
+  tl_frontier_free(f, n);
+}
+
+/* The frontier from the cache, or after a search (tl_frontier_obtain);
+ * when rt is given, m is its model `index` and partial frontiers are
+ * served while the search runs. */
+static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m, struct tl_runtime *rt,
+                           int index, struct tl_rt_frontier **out, struct tl_error *err) {
+  struct search_progress progress = {.b = b, .m = m, .rt = rt, .index = index};
   struct tl_search_options so = search_options(m);
   so.progress = on_search_progress;
+  so.partial = on_search_partial;
   so.ctx = &progress;
   so.stop = &b->cancel;
   struct tl_frontier_member *f = NULL;
@@ -731,9 +767,12 @@ static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m,
   else
     tl__log(&b->env.log, 6,
             "%s: frontier of %d subnets searched in %.1f s (%d evaluations, %d op signatures "
-            "profiled)",
-            m->cfg.name, n, rep.search_s, rep.evaluated, rep.profiled_signatures);
-  rc = frontier_build(m, f, n, 0, b->env.workers, out, err);
+            "profiled%s)",
+            m->cfg.name, n, rep.search_s, rep.evaluated, rep.profiled_signatures,
+            rep.complete ? "" : "; cut short by search.time_budget_s");
+  rc = frontier_build(m, f, n, 0, 0, b->env.workers, out, err);
+  if (rc == 0)
+    atomic_store(&m->search_permille, 1000);
   tl_frontier_free(f, n);
   return rc;
 }
@@ -781,7 +820,7 @@ static int frontier_provisional(struct tl_rt_builder *b, struct tl_rt_model *m,
     rc = tl_subnet_recalibrate(m->sn, &two[0].spec, &m->calib, images, batch, &two[0].bn, err);
   }
   if (rc == 0)
-    rc = frontier_build(m, two, 2, 1, b->env.workers, out, err);
+    rc = frontier_build(m, two, 2, 1, 0, b->env.workers, out, err);
   tl_bn_stats_free(two[0].bn); /* NULL when frontier_build took it */
   return rc;
 }
@@ -790,6 +829,24 @@ struct search_ctx {
   struct tl_rt_builder *b;
   struct tl_runtime *rt;
 };
+
+/* Hands frontier f of model `index` of rt to the loop (which takes f). */
+static void post_frontier(struct tl_rt_builder *b, struct tl_runtime *rt, int index,
+                          struct tl_rt_frontier *f) {
+  struct tl_rt_event *ev = calloc(1, sizeof *ev);
+  if (ev == NULL) {
+    tl_rt_frontier_unref(f);
+    tl__log(&b->env.log, 3, "%s: out of memory publishing the frontier",
+            rt->models[index].cfg.name);
+    return;
+  }
+  ev->type = TL_RT_EVENT_FRONTIER;
+  ev->generation = rt->generation;
+  ev->rt = tl_runtime_ref(rt);
+  ev->model = index;
+  ev->frontier = f;
+  post(b, ev);
+}
 
 /* The searches of a generation, on a thread of their own at low priority
  * so that serving goes first. */
@@ -810,29 +867,18 @@ static void *search_main(void *arg) {
     tl__log(&b->env.log, 6, "%s: searching the frontier in the background", m->cfg.name);
     struct tl_error err = {{0}};
     struct tl_rt_frontier *f = NULL;
-    int rc = frontier_obtain(b, m, &f, &err);
+    int rc = frontier_obtain(b, m, sc->rt, i, &f, &err);
     if (rc == TL_ECANCELED) {
       tl__log(&b->env.log, 6, "%s: frontier search stopped; it starts again next time",
               m->cfg.name);
       break;
     }
     if (rc != 0) {
-      tl__log(&b->env.log, 3, "%s: the frontier search failed, serving the provisional one: %s",
+      tl__log(&b->env.log, 3, "%s: the frontier search failed, serving the frontier it has: %s",
               m->cfg.name, err.msg);
       continue;
     }
-    struct tl_rt_event *ev = calloc(1, sizeof *ev);
-    if (ev == NULL) {
-      tl_rt_frontier_unref(f);
-      tl__log(&b->env.log, 3, "%s: out of memory publishing the frontier", m->cfg.name);
-      continue;
-    }
-    ev->type = TL_RT_EVENT_FRONTIER;
-    ev->generation = sc->rt->generation;
-    ev->rt = tl_runtime_ref(sc->rt);
-    ev->model = i;
-    ev->frontier = f;
-    post(b, ev);
+    post_frontier(b, sc->rt, i, f);
   }
   return NULL;
 }
@@ -863,10 +909,11 @@ static void run_job(struct tl_rt_builder *b, struct job *j) {
     double t0 = (double)tl_now_ns();
     rc = model_load(m, &err);
     if (rc == 0 && frontier_cached(b, m)) {
-      rc = frontier_obtain(b, m, &m->frontier, &err);
+      rc = frontier_obtain(b, m, NULL, i, &m->frontier, &err);
     } else if (rc == 0) {
       rc = frontier_provisional(b, m, &m->frontier, &err);
       m->needs_search = m->has_calib;
+      atomic_store(&m->search_permille, m->has_calib ? 0 : -1); /* -1: no search */
       if (rc == 0 && !m->has_calib)
         tl__log(&b->env.log, 4,
                 "%s: no calibration data, so no search: serving the smallest and largest "

@@ -69,7 +69,8 @@ struct tl_rt_member {
   uint64_t key;              /* tl_subnet_key() */
   double predicted_ms;       /* on this device, unloaded, at full speed */
   double predicted_mib;
-  double accuracy;           /* top-1 on the calibration data; < 0: unknown */
+  double accuracy;           /* top-1 (or agreement) on the calibration data;
+                                < 0: unknown */
   struct tl_bn_stats *bn;    /* recalibrated statistics, owned; NULL: the model's */
   struct tl_plan **plans;    /* (n_workers) owned; plans[w] runs on worker w only */
 };
@@ -78,6 +79,8 @@ struct tl_rt_member {
 struct tl_rt_frontier {
   atomic_int refs;
   int provisional; /* 1: {smallest, largest} while the search runs */
+  int partial;     /* 1: the best the search has measured so far; it
+                      goes on (accuracies on its calibration subset) */
   int n_workers;
   int n;
   struct tl_rt_member *m; /* (n) by increasing predicted latency, each
@@ -154,12 +157,19 @@ struct tl_rt_model {
   struct tl_supernet *sn; /* borrows g */
   struct tl_calib calib;
   int has_calib;
+  /* What its accuracies are: "top-1", or "agreement" with the largest
+   * subnet when the calibration data has no labels. */
+  const char *accuracy_metric;
   char *input_name;    /* the model's one runtime input */
   int64_t in_chw[3];   /* its C, H, W */
   int n_outputs;
   char **output_names; /* (n_outputs) */
   struct tl_shape *output_shapes; /* (n_outputs) for one image: dims[0] 1 */
   int needs_search;    /* the frontier is provisional and a search will come */
+  /* The search's progress in thousandths: 1000 once the frontier is its
+   * final one (cached or searched), -1 when there is no search (no
+   * calibration data).  Written by the search thread. */
+  atomic_int search_permille;
 
   struct tl_rt_frontier *frontier; /* loop thread: the current one (one
                                       reference); NULL until built */

@@ -1143,9 +1143,10 @@ static void route_subnets(struct conn *c, const struct tl_oip_route_match *m, in
   const struct tl_rt_frontier *f = model->frontier;
   int active = atomic_load(&model->ctl.active);
   json_t *list = json_array();
-  json_t *root = json_pack("{s:s,s:b,s:s,s:b}", "model", model->cfg.name, "provisional",
-                           f->provisional, "active", f->m[active].text, "pinned",
-                           model->ctl.pinned);
+  json_t *root = json_pack("{s:s,s:b,s:b,s:s,s:b,s:s}", "model", model->cfg.name, "provisional",
+                           f->provisional, "partial", f->partial, "active", f->m[active].text,
+                           "pinned", model->ctl.pinned, "accuracy_metric",
+                           model->accuracy_metric);
   int ok = list != NULL && root != NULL;
   for (int i = 0; i < f->n && ok; i++) {
     const struct tl_rt_member *mm = &f->m[i];
@@ -1181,8 +1182,8 @@ static void route_state(struct conn *c, const struct tl_oip_route_match *m, int 
   json_t *device = json_loads(dev, 0, NULL);
   const struct tl_config_budget *b = &model->cfg.budget;
   json_t *root = json_pack(
-      "{s:s,s:I,s:s,s:f,s:f,s:b,s:b,s:s,s:f,s:{s:f,s:f,s:f},s:{s:f,s:i,s:f,s:f,s:i},"
-      "s:{s:i,s:b},s:o}",
+      "{s:s,s:I,s:s,s:f,s:f,s:b,s:b,s:s,s:f,s:{s:f,s:f,s:f},s:{s:f,s:i,s:f,s:s,s:f,s:i},"
+      "s:{s:i,s:b,s:b},s:o}",
       "model", model->cfg.name, "generation", (json_int_t)(*s->env.current)->generation,
       "active", f->m[active].text, "predicted_ms", f->m[active].predicted_ms, "scaled_ms",
       tl_controller_scaled_ms(model, active), "degraded", ctl->degraded, "pinned", ctl->pinned,
@@ -1190,9 +1191,10 @@ static void route_state(struct conn *c, const struct tl_oip_route_match *m, int 
       ctl->scale.freq_ratio > 0 ? ctl->scale.freq_ratio : 1.0, "cpu_share",
       ctl->scale.cpu_share > 0 ? ctl->scale.cpu_share : 1.0, "correction",
       ctl->scale.correction > 0 ? ctl->scale.correction : 1.0, "budget", "latency_p95_ms",
-      b->latency_p95_ms, "memory_mib", b->memory_mib, "min_accuracy", b->min_accuracy, "margin",
+      b->latency_p95_ms, "memory_mib", b->memory_mib, "min_accuracy", b->min_accuracy,
+      "accuracy_metric", model->accuracy_metric, "margin",
       b->margin, "hysteresis_ms", b->hysteresis_ms, "frontier", "size", f->n, "provisional",
-      f->provisional, "device", device != NULL ? device : json_object());
+      f->provisional, "partial", f->partial, "device", device != NULL ? device : json_object());
   json_t *load = json_pack("{s:f,s:f,s:o}", "rate_per_s", ctl->rate, "overhead_ms",
                            ctl->overhead_ms, "quota_cores",
                            ctl->quota_cores > 0 ? json_real(ctl->quota_cores) : json_null());

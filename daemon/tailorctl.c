@@ -5,7 +5,7 @@
  *   tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N]
  *                   [--warmup N] [--per-op] [--json]
  *   tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]
- *   tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]...
+ *   tailorctl eval MODEL.onnx --calib X.npy [Y.npy] [--subnet SPEC]...
  *                  [--recalib X.npy] [--json]
  *   tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy]
  *   tailorctl profile|predict|search ...       (ctl_predict.c)
@@ -54,15 +54,15 @@ void usage(FILE *f) {
         "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
         "                       [--per-op] [--json]\n"
         "       tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]\n"
-        "       tailorctl eval MODEL.onnx --calib X.npy Y.npy [--subnet SPEC]... [--recalib X.npy]\n"
+        "       tailorctl eval MODEL.onnx --calib X.npy [Y.npy] [--subnet SPEC]... [--recalib X.npy]\n"
         "                      [--recalib-images N] [--scale S] [--batch N] [--threads N] [--json]\n"
         "       tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy\n"
         "                        [--recalib-images N] [--scale S]]\n"
         "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
         "                         [--from OTHER.db [--from-threads N] --anchors N] [--json]\n"
         "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
-        "       tailorctl search MODEL.onnx --calib X.npy Y.npy [--k N] [--db FILE] [--threads N]\n"
-        "                        [--scale S] [--json]\n"
+        "       tailorctl search MODEL.onnx --calib X.npy [Y.npy] [--k N] [--db FILE] [--threads N]\n"
+        "                        [--jobs N] [--time-budget S] [--scale S] [--json]\n"
         "       tailorctl status [--model NAME] [--socket PATH] [--json]\n"
         "       tailorctl subnets [--model NAME] [--socket PATH] [--json]\n"
         "       tailorctl events [--limit N] [--model NAME] [--socket PATH] [--json]\n"
@@ -84,7 +84,8 @@ void usage(FILE *f) {
         "         smallest, the largest, and random ones nearest to even steps of\n"
         "         log MACs between them)\n"
         "eval     top-1 accuracy of subnets on labelled images (X: N x C x H x W\n"
-        "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32);\n"
+        "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32),\n"
+        "         or without Y their top-1 agreement with the largest subnet;\n"
         "         without --subnet, a table across width, depth and resolution;\n"
         "         --recalib X.npy recomputes BatchNorm statistics per subnet first (in a\n"
         "         model whose BN was folded into its convs: the convs' output statistics)\n"
@@ -99,8 +100,9 @@ void usage(FILE *f) {
         "         table here from N anchor ops measured here instead\n"
         "predict  predicted latency and memory of subnets, from the cached table\n"
         "search   the frontier: at most K subnets, Pareto in predicted latency and\n"
-        "         accuracy on the calibration data, kept in the cache (a second search\n"
-        "         with the same model, data and device only loads it)\n",
+        "         accuracy on the calibration data (agreement without Y), kept in the\n"
+        "         cache (a second search with the same model, data and device only\n"
+        "         loads it)\n",
         f);
   fputs("\n"
         "status, subnets, events, pin and infer are clients of a running tailord, on\n"
@@ -145,11 +147,12 @@ long parse_count(const char *opt, const char *s, long min, long max) {
   return v;
 }
 
-const char *take_second_file(int argc, char **argv, const char *opt) {
-  if (optind >= argc || argv[optind][0] == '-') {
-    fprintf(stderr, "tailorctl: %s takes two files: images and labels\n", opt);
-    exit(EXIT_USAGE);
-  }
+const char *take_labels_file(int argc, char **argv) {
+  if (optind >= argc || argv[optind][0] == '-')
+    return NULL;
+  size_t n = strlen(argv[optind]);
+  if (n < 4 || strcmp(argv[optind] + n - 4, ".npy") != 0)
+    return NULL; /* the model, say */
   return argv[optind++];
 }
 
@@ -999,7 +1002,7 @@ static int cmd_eval(int argc, char **argv) {
     switch (c) {
     case 'c':
       calib_x = optarg;
-      calib_y = take_second_file(argc, argv, "--calib");
+      calib_y = take_labels_file(argc, argv);
       break;
     case 's':
       if (n_subnets == 64) {
@@ -1028,7 +1031,8 @@ static int cmd_eval(int argc, char **argv) {
   struct tl_supernet *sn = load_supernet(g);
   struct tl_error err = {{0}};
   struct tl_calib data, rdata;
-  if (tl_calib_load(calib_x, calib_y, scale, &data, &err) != 0)
+  if (tl_calib_load(calib_x, calib_y, scale, &data, &err) != 0 ||
+      tl_calib_agreement_labels(sn, &data, batch, &err) != 0)
     die("%s", err.msg);
   memset(&rdata, 0, sizeof rdata);
   if (recalib != NULL) {
@@ -1049,7 +1053,7 @@ static int cmd_eval(int argc, char **argv) {
   if (n == 0)
     n = default_table(sn, specs, 64);
   if (!as_json)
-    printf("%-44s %9s %10s\n", "subnet", "top-1", "MMAC");
+    printf("%-44s %9s %10s\n", "subnet", tl_calib_metric(&data), "MMAC");
   for (int i = 0; i < n; i++) {
     struct tl_bn_stats *bn = NULL;
     if (recalib != NULL &&
@@ -1067,6 +1071,7 @@ static int cmd_eval(int argc, char **argv) {
       json_t *o = json_object();
       json_object_set_new(o, "subnet", json_string(text));
       json_object_set_new(o, "accuracy", json_real(acc));
+      json_object_set_new(o, "accuracy_metric", json_string(tl_calib_metric(&data)));
       json_object_set_new(o, "images", json_integer(data.n));
       json_object_set_new(o, "recalibrated", json_boolean(recalib != NULL));
       json_object_set_new(o, "macs", json_integer(macs));

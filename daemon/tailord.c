@@ -130,9 +130,10 @@ static void notify_status(struct daemon *d) {
         n = snprintf(status + used, sizeof status - used, "%s%s: loading", i ? "; " : "",
                      m->cfg.name);
       else
-        n = snprintf(status + used, sizeof status - used, "%s%s: %s%s%s%s", i ? "; " : "",
+        n = snprintf(status + used, sizeof status - used, "%s%s: %s%s%s%s%s", i ? "; " : "",
                      m->cfg.name, m->frontier->m[atomic_load(&m->ctl.active)].text,
                      m->frontier->provisional ? " (provisional)" : "",
+                     m->frontier->partial ? " (partial)" : "",
                      m->ctl.degraded ? " (degraded)" : "", m->ctl.pinned ? " (pinned)" : "");
       used += n > 0 ? (size_t)n : 0;
     }
@@ -183,7 +184,8 @@ static void on_builder_event(void *ctx, struct tl_rt_event *ev) {
       tl_controller_frontier_swapped(d->controller, m, old);
       tl_rt_frontier_unref(old);
       tl_runtime_unref(ev->rt);
-      LOG(6, "%s: serving the searched frontier of %d subnets", m->cfg.name, m->frontier->n);
+      LOG(6, "%s: serving the %s frontier of %d subnets", m->cfg.name,
+          m->frontier->partial ? "search's partial" : "searched", m->frontier->n);
     }
     notify_status(d);
     break;

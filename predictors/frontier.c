@@ -13,7 +13,12 @@
 void tl_frontier_calib_hash(const struct tl_calib *c, char out[17]) {
   uint64_t h = TL_HASH_INIT;
   h = tl_hash_bytes(h, c->x.data, (size_t)tl_shape_numel(&c->x.shape) * tl_dtype_size(c->x.dtype));
-  h = tl_hash_bytes(h, c->labels, (size_t)c->n * sizeof *c->labels);
+  /* Without labels the search measures agreement with the largest
+   * subnet, whose answers follow from the model (keyed apart) and x. */
+  if (c->agreement)
+    h = tl_hash_bytes(h, "agreement", 9);
+  else
+    h = tl_hash_bytes(h, c->labels, (size_t)c->n * sizeof *c->labels);
   h = tl_hash_bytes(h, &c->scale, sizeof c->scale);
   const int recalib = TL_RECALIB_VERSION;
   h = tl_hash_bytes(h, &recalib, sizeof recalib);
@@ -60,6 +65,10 @@ static void frontier_key(const struct tl_supernet *sn, const struct tl_graph *g,
   tl_frontier_space_text(sn, space, sizeof space);
   snprintf(k->space, sizeof k->space, "%s search=%d k=%d images=%lld candidates=%d finalists=%d",
            space, TL_SEARCH_VERSION, kk, images, candidates, finalists);
+  if (so->time_budget_s > 0) { /* a search cut short finds less: another frontier */
+    size_t used = strlen(k->space);
+    snprintf(k->space + used, sizeof k->space - used, " time=%g", so->time_budget_s);
+  }
 }
 
 int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
@@ -162,7 +171,7 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
                        const struct tl_profile_options *profile, struct tl_op_table *t,
                        struct tl_frontier_member **out, int *n, struct tl_frontier_report *rep,
                        struct tl_error *err) {
-  struct tl_frontier_report r = {0};
+  struct tl_frontier_report r = {.complete = 1};
   struct frontier_key k;
   frontier_key(sn, g, calib, search, &k);
   const char *mhash = k.model, *chash = k.calib, *space = k.space;
@@ -207,6 +216,7 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
   }
   r.profiled_signatures = prep.new_signatures;
   r.evaluated = srep.evaluated;
+  r.complete = srep.complete;
   r.search_s = (tl_now_ms() - t0) / 1e3;
 done:
   if (rep)

@@ -31,6 +31,8 @@ struct tl_frontier_report {
   int evaluated;           /* subnet evaluations on calibration data */
   double load_ms;          /* looking the frontier up (and loading it) */
   double search_s;         /* profiling and searching; 0 when cached */
+  int complete;            /* 0: the search's time budget cut it short
+                              (a cached frontier: 1) */
 };
 
 /* The key texts: 16 hex digits of the calibration data's FNV-1a 64, and

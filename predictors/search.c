@@ -8,15 +8,22 @@
  * Every subnet measured on the subset is kept in one list (`seen`): it is
  * what the estimate is fitted to, what refinement grows from, and where
  * the finalists come from; nothing is measured twice on the subset.
+ *
+ * Each step decides what to measure before measuring any of it, so the
+ * measurements of a step are independent and run on o.threads threads at
+ * once (eval_all); what a step measures never depends on how they were
+ * spread, so the frontier is the same for any number of threads.
  */
 #include "search.h"
 
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "hash.h"
 
 struct cand {
   struct tl_subnet_spec spec;
@@ -28,7 +35,8 @@ struct cand {
   double est;  /* estimated accuracy */
   double acc;  /* measured on the subset (or, for finalists, on all), or -1 */
   int fit;     /* its measurement may be fitted (see fit_estimate) */
-  struct tl_bn_stats *bn; /* finalists only: statistics of the last measure */
+  struct tl_bn_stats *bn; /* statistics of its last measurement: owned by
+                           * s->seen for the subset's, by fin for all */
 };
 
 struct search {
@@ -49,11 +57,20 @@ struct search {
   /* every subnet measured on the subset, in the order measured */
   struct cand *seen;
   int n_seen, cap_seen;
+  /* time: the budget's end (tl_now_s(); 0: none), and whether it came */
+  double deadline;
+  atomic_int timed_out;
+  int planned; /* evaluations the whole search expects, for progress */
+  double best_partial; /* area under the last partial frontier given */
 };
 
-static void progress(struct search *s, const char *phase, int done, int total) {
-  if (s->o.progress)
-    s->o.progress(s->o.ctx, phase, done, total);
+/* Progress of a phase; `evaluated` counts this phase's evaluations done
+ * so far beyond s->rep.evaluated. */
+static void progress(struct search *s, const char *phase, int done, int total, int evaluated) {
+  if (s->o.progress == NULL)
+    return;
+  double overall = s->planned > 0 ? (double)(s->rep.evaluated + evaluated) / s->planned : 0;
+  s->o.progress(s->o.ctx, phase, done, total, overall < 1 ? overall : 1);
 }
 
 static int cmp_cand_ms(const void *a, const void *b) {
@@ -76,12 +93,100 @@ static int measure(struct search *s, const struct tl_subnet_spec *spec, int64_t 
   int rc = tl_subnet_recalibrate(s->sn, spec, s->calib, recalib, s->o.batch, &bn, err);
   if (rc == 0)
     rc = tl_subnet_accuracy(s->sn, spec, bn, s->calib, n - images, images, s->o.batch, acc, err);
-  s->rep.evaluated++;
   if (rc == 0 && bn_out != NULL)
     *bn_out = bn;
   else
     tl_bn_stats_free(bn);
   return rc;
+}
+
+/* One evaluation of a step: spec recalibrated on `recalib` images and
+ * measured on the last `images` (as measure()). */
+struct eval {
+  struct tl_subnet_spec spec;
+  int64_t recalib, images;
+  int keep_bn;            /* keep the statistics in bn */
+  double acc;             /* out */
+  struct tl_bn_stats *bn; /* out, when keep_bn */
+  int skipped;            /* out: the time budget came first */
+  int rc;
+  struct tl_error err;
+};
+
+#define MAX_EVAL_THREADS 64
+
+struct eval_run {
+  struct search *s;
+  struct eval *ev;
+  int n;
+  atomic_int next; /* the next evaluation to claim */
+  atomic_int done;
+};
+
+/* Claims and runs evaluations until none is left; returns how many this
+ * thread ran.  With report, this thread tells progress under phase. */
+static int eval_claim(struct eval_run *r, const char *phase, int report) {
+  int ran = 0;
+  for (int i; (i = atomic_fetch_add(&r->next, 1)) < r->n; ran++) {
+    struct eval *e = &r->ev[i];
+    if (r->s->deadline > 0 && tl_now_s() >= r->s->deadline) {
+      atomic_store(&r->s->timed_out, 1);
+      e->skipped = 1;
+    } else {
+      e->rc = measure(r->s, &e->spec, e->recalib, e->images, &e->acc,
+                      e->keep_bn ? &e->bn : NULL, &e->err);
+    }
+    int done = atomic_fetch_add(&r->done, 1) + 1;
+    if (report)
+      progress(r->s, phase, done, r->n, done);
+  }
+  return ran;
+}
+
+static void *eval_thread(void *arg) {
+  eval_claim(arg, NULL, 0);
+  return NULL;
+}
+
+/* Runs ev[0..n) on up to s->o.threads threads, this one included (fewer
+ * when a thread cannot be started: the others take its share); past the
+ * deadline, the rest are skipped.  Returns the first failure in ev's
+ * order; the statistics of evaluations that succeeded stay in ev for the
+ * caller to free. */
+static int eval_all(struct search *s, struct eval *ev, int n, const char *phase,
+                    struct tl_error *err) {
+  struct eval_run r = {.s = s, .ev = ev, .n = n};
+  atomic_init(&r.next, 0);
+  atomic_init(&r.done, 0);
+  pthread_t th[MAX_EVAL_THREADS];
+  int extra = s->o.threads - 1;
+  extra = extra > n - 1 ? n - 1 : extra;
+  extra = extra > MAX_EVAL_THREADS ? MAX_EVAL_THREADS : extra;
+  int started = 0;
+  while (started < extra && pthread_create(&th[started], NULL, eval_thread, &r) == 0)
+    started++;
+  eval_claim(&r, phase, 1);
+  for (int i = 0; i < started; i++)
+    pthread_join(th[i], NULL);
+  int ran = 0;
+  for (int i = 0; i < n; i++)
+    ran += !ev[i].skipped;
+  if (n > 0)
+    progress(s, phase, n, n, ran);
+  s->rep.evaluated += ran;
+  for (int i = 0; i < n; i++) {
+    if (ev[i].rc != 0) {
+      *err = ev[i].err;
+      return ev[i].rc;
+    }
+  }
+  return 0;
+}
+
+/* c's evaluation on the subset, into e. */
+static void subset_eval(const struct search *s, const struct cand *c, struct eval *e) {
+  *e = (struct eval){
+      .spec = c->spec, .recalib = s->o.recalib_images, .images = s->o.est_images, .keep_bn = 1};
 }
 
 /* ------------------------------------------------- step 1: the estimate */
@@ -141,74 +246,103 @@ static int is_seen(const struct search *s, uint64_t key) {
   return 0;
 }
 
-/* Measures c on the subset and adds it to s->seen (which tl_search sized
- * for every measurement it makes). */
-static int measure_cand(struct search *s, struct cand *c, struct tl_error *err) {
-  assert(s->n_seen < s->cap_seen);
-  int rc = measure(s, &c->spec, s->o.recalib_images, s->o.est_images, &c->acc, NULL, err);
-  if (rc == 0)
-    s->seen[s->n_seen++] = *c;
+/* Measures on the subset every candidate of c[0..n) not yet seen (once
+ * each), under phase, and adds them to s->seen in c's order (tl_search
+ * sized it for every measurement it makes). */
+static int measure_all(struct search *s, const struct cand *c, int n, const char *phase,
+                       struct tl_error *err) {
+  struct eval *ev = malloc((size_t)(n > 0 ? n : 1) * sizeof *ev);
+  int *from = malloc((size_t)(n > 0 ? n : 1) * sizeof *from);
+  if (ev == NULL || from == NULL) {
+    free(ev);
+    free(from);
+    return tl_fail(err, TL_ENOMEM, "search: out of memory");
+  }
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    int dup = is_seen(s, c[i].key);
+    for (int j = 0; j < m && !dup; j++)
+      dup = c[from[j]].key == c[i].key;
+    if (dup)
+      continue;
+    subset_eval(s, &c[i], &ev[m]);
+    from[m++] = i;
+  }
+  int rc = eval_all(s, ev, m, phase, err);
+  for (int j = 0; j < m; j++) {
+    if (rc != 0 || ev[j].skipped) {
+      tl_bn_stats_free(ev[j].bn);
+      continue;
+    }
+    assert(s->n_seen < s->cap_seen);
+    s->seen[s->n_seen] = c[from[j]];
+    s->seen[s->n_seen].acc = ev[j].acc;
+    s->seen[s->n_seen++].bn = ev[j].bn;
+  }
+  free(ev);
+  free(from);
   return rc;
 }
 
-/* Measures spec (the largest, or it with one dimension shrunk) on the
- * subset into *acc, and keeps it in s->seen. */
-static int measure_probe(struct search *s, const struct tl_subnet_spec *spec, double *acc,
-                         struct tl_error *err) {
-  struct cand c;
-  int rc = make_cand(s, spec, &c, err);
-  if (rc == 0)
-    rc = measure_cand(s, &c, err);
-  if (rc == 0)
-    *acc = c.acc;
-  return rc;
-}
-
+/* Step 1: the largest subnet, it at each lower resolution, and it with
+ * each stage's depth or width shrunk to each choice, all on the subset. */
 static int estimate_drops(struct search *s, struct tl_error *err) {
-  struct tl_subnet_spec big, spec;
+  struct tl_subnet_spec big;
   tl_subnet_largest(s->sn, &big);
   int total = s->info.n_res;
   for (int st = 0; st < s->info.n_stages; st++)
     total += s->info.blocks[st] + width_choices(s, st) - 1;
-  int done = 0;
-  int rc = measure_probe(s, &big, &s->base, err);
-  progress(s, "estimate", ++done, total);
-  for (int r = 0; r + 1 < s->info.n_res && rc == 0; r++) {
-    spec = big;
+  struct cand *probe = malloc((size_t)total * sizeof *probe);
+  if (probe == NULL)
+    return tl_fail(err, TL_ENOMEM, "search: out of memory");
+  int n = 0, rc = 0;
+  for (int r = s->info.n_res - 1; r >= 0 && rc == 0; r--) { /* the largest first */
+    struct tl_subnet_spec spec = big;
     spec.res = s->info.res[r];
-    double a;
-    rc = measure_probe(s, &spec, &a, err);
-    s->res_drop[r] = s->base - a;
-    progress(s, "estimate", ++done, total);
+    rc = make_cand(s, &spec, &probe[n++], err);
   }
-  int n_whole = s->n_seen; /* the largest at each resolution */
+  const int n_whole = n; /* the largest at each resolution */
   for (int st = 0; st < s->info.n_stages && rc == 0; st++) {
     for (int d = 0; d < s->info.blocks[st] && rc == 0; d++) {
-      spec = big;
+      struct tl_subnet_spec spec = big;
       spec.depth[st] = d;
-      double a;
-      rc = measure_probe(s, &spec, &a, err);
-      s->depth_drop[st][d] = s->base - a;
-      progress(s, "estimate", ++done, total);
+      rc = make_cand(s, &spec, &probe[n++], err);
     }
     for (int w = 0; w + 1 < width_choices(s, st) && rc == 0; w++) {
-      spec = big;
+      struct tl_subnet_spec spec = big;
       spec.width[st] = w;
-      double a;
-      rc = measure_probe(s, &spec, &a, err);
-      s->width_drop[st][w] = s->base - a;
-      progress(s, "estimate", ++done, total);
+      rc = make_cand(s, &spec, &probe[n++], err);
     }
+  }
+  const int first = s->n_seen;
+  if (rc == 0)
+    rc = measure_all(s, probe, n, "estimate", err);
+  free(probe);
+  if (rc != 0)
+    return rc;
+  if (s->n_seen - first < n)
+    return 0; /* the time budget came first: no estimate, the probes are all there is */
+  /* The probes are all distinct, so seen[first + i] is probe i. */
+  const struct cand *p = s->seen + first;
+  s->base = p[0].acc;
+  int i = 1;
+  for (int r = s->info.n_res - 2; r >= 0; r--)
+    s->res_drop[r] = s->base - p[i++].acc;
+  for (int st = 0; st < s->info.n_stages; st++) {
+    for (int d = 0; d < s->info.blocks[st]; d++)
+      s->depth_drop[st][d] = s->base - p[i++].acc;
+    for (int w = 0; w + 1 < width_choices(s, st); w++)
+      s->width_drop[st][w] = s->base - p[i++].acc;
   }
   /* Now that the drops are known, the probes' own.  A probe's measurement
    * defines its own drop, so only those whose drop is zero by definition
    * (the largest at each resolution) are fitted to. */
-  for (int i = 0; i < s->n_seen; i++) {
-    struct cand *c = &s->seen[i];
+  for (int k = first; k < s->n_seen; k++) {
+    struct cand *c = &s->seen[k];
     c->drop = arch_drop(s, &c->spec);
-    c->fit = i < n_whole;
+    c->fit = k - first < n_whole;
   }
-  return rc;
+  return 0;
 }
 
 /* Drops measured on the largest subnet overstate what the same depths and
@@ -296,9 +430,9 @@ static int predict_pool(struct search *s, struct cand **out, int *n_out, struct 
       m++;
     }
     if (i % 256 == 0)
-      progress(s, "predict", i, n);
+      progress(s, "predict", i, n, 0);
   }
-  progress(s, "predict", n, n);
+  progress(s, "predict", n, n, 0);
   if (rc != 0) {
     free(c);
     return rc;
@@ -352,18 +486,6 @@ static int pick_candidates(const struct search *s, const struct cand *c, int n, 
   }
   free(near);
   return k;
-}
-
-/* Measures every candidate of c[0..n) not yet seen, under phase. */
-static int measure_all(struct search *s, struct cand *c, int n, const char *phase,
-                       struct tl_error *err) {
-  int rc = 0;
-  for (int i = 0; i < n && rc == 0; i++) {
-    if (!is_seen(s, c[i].key))
-      rc = measure_cand(s, &c[i], err);
-    progress(s, phase, i + 1, n);
-  }
-  return rc;
 }
 
 /* -------------------------------------------------- the measured front */
@@ -568,6 +690,77 @@ static int pick_finalists(struct search *s, int k, int want, double margin, stru
   return m;
 }
 
+/* ------------------------------------------ frontiers before the last */
+
+/* A copy of statistics (NULL for NULL). */
+static int stats_dup(const struct tl_supernet *sn, const struct tl_bn_stats *src,
+                     struct tl_bn_stats **out, struct tl_error *err) {
+  *out = NULL;
+  if (src == NULL)
+    return 0;
+  void *blob = NULL;
+  size_t len = 0;
+  int rc = tl_bn_stats_serialize(sn, src, &blob, &len, err);
+  if (rc == 0)
+    rc = tl_bn_stats_deserialize(sn, blob, len, out, err);
+  free(blob);
+  return rc;
+}
+
+/* The measured front of s->seen cut to k, as members with copies of
+ * their statistics (accuracies on the subset).  *key gets a hash of the
+ * members' subnets. */
+static int front_members(struct search *s, struct tl_frontier_member **out, int *n_out,
+                         uint64_t *key, struct tl_error *err) {
+  struct cand *front = malloc((size_t)(s->n_seen > 0 ? s->n_seen : 1) * sizeof *front);
+  int n = front != NULL ? seen_front(s, front) : -1;
+  if (n >= 0)
+    n = thin(front, n, s->o.k);
+  struct tl_frontier_member *f = n > 0 ? calloc((size_t)n, sizeof *f) : NULL;
+  if (n < 0 || (n > 0 && f == NULL)) {
+    free(front);
+    return tl_fail(err, TL_ENOMEM, "search: out of memory");
+  }
+  uint64_t h = TL_HASH_INIT;
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    f[i] = (struct tl_frontier_member){.spec = front[i].spec,
+                                       .predicted_ms = front[i].ms,
+                                       .predicted_mib = front[i].mib,
+                                       .accuracy = front[i].acc};
+    rc = stats_dup(s->sn, front[i].bn, &f[i].bn, err);
+    h = tl_hash_bytes(h, &front[i].key, sizeof front[i].key);
+  }
+  free(front);
+  if (rc != 0) {
+    tl_frontier_free(f, n);
+    return rc;
+  }
+  *out = f;
+  *n_out = n;
+  *key = h;
+  return 0;
+}
+
+/* Gives opts->partial the measured front when it changed since the last
+ * one given (more measurements only ever improve it). */
+static int give_partial(struct search *s, uint64_t *last, struct tl_error *err) {
+  if (s->o.partial == NULL || atomic_load(&s->timed_out))
+    return 0;
+  struct tl_frontier_member *f = NULL;
+  int n = 0;
+  uint64_t key = 0;
+  int rc = front_members(s, &f, &n, &key, err);
+  if (rc != 0 || n == 0 || key == *last) {
+    tl_frontier_free(f, n);
+    return rc;
+  }
+  *last = key;
+  s->rep.partials++;
+  s->o.partial(s->o.ctx, f, n);
+  return 0;
+}
+
 void tl_frontier_free(struct tl_frontier_member *f, int n) {
   if (f == NULL)
     return;
@@ -587,6 +780,19 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   s->sn = sn;
   s->t = t;
   s->calib = calib;
+  /* Without labels, the largest subnet's answers are the labels, here
+   * for this search only (the caller's data stays as it was). */
+  struct tl_calib agree = *calib;
+  agree.labels = NULL;
+  if (calib->agreement && calib->labels == NULL) {
+    int rc = tl_calib_agreement_labels(sn, &agree, opts && opts->batch > 0 ? opts->batch : 100,
+                                       err);
+    if (rc != 0) {
+      free(s);
+      return rc;
+    }
+    s->calib = &agree;
+  }
   s->o = opts ? *opts : (struct tl_search_options){0};
   if (s->o.k <= 0)
     s->o.k = 16;
@@ -604,6 +810,8 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
     s->o.max_enumerate = 20000;
   if (s->o.batch <= 0)
     s->o.batch = 100;
+  if (s->o.threads <= 0)
+    s->o.threads = 1;
   tl_supernet_info(sn, &s->info);
   s->rep.space_size = s->info.space_size;
 
@@ -616,12 +824,19 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
     probes += s->info.blocks[st] + width_choices(s, st) - 1;
   s->cap_seen = probes + s->o.candidates + per_res * s->info.n_res + rounds * budget;
   s->seen = malloc((size_t)s->cap_seen * sizeof *s->seen);
+  s->planned = s->cap_seen + s->o.finalists;
+  if (s->o.time_budget_s > 0)
+    s->deadline = t0 + s->o.time_budget_s;
+  s->rep.complete = 1;
   struct cand *pool = NULL, *pick = NULL, *fin = NULL;
   struct tl_frontier_member *f = NULL;
   int n_pool = 0, n_pick = 0, n_fin = 0, n_front = 0, rc = 0;
+  uint64_t last_partial = 0;
   if (s->seen == NULL)
     goto nomem;
   rc = estimate_drops(s, err);
+  if (rc == 0 && atomic_load(&s->timed_out))
+    goto cut_short;
   if (rc == 0) {
     fit_estimate(s);
     rc = predict_pool(s, &pool, &n_pool, err);
@@ -659,24 +874,44 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
       goto nomem;
     rc = measure_all(s, pick, n_pick, "measure", err);
   }
-  for (int r = 0; r < rounds && rc == 0; r++) {
+  if (rc == 0)
+    rc = give_partial(s, &last_partial, err);
+  for (int r = 0; r < rounds && rc == 0 && !atomic_load(&s->timed_out); r++) {
     fit_estimate(s);
     rc = refine(s, budget, err);
+    if (rc == 0)
+      rc = give_partial(s, &last_partial, err);
   }
   if (rc != 0)
     goto done;
+  if (atomic_load(&s->timed_out))
+    goto cut_short;
 
   /* Step 4: the finalists recalibrated and measured on all the
    * calibration data; their front, cut to k, is the frontier. */
   n_fin = pick_finalists(s, s->o.k, s->o.finalists, 0.005, fin);
   if (n_fin < 0)
     goto nomem;
-  for (int i = 0; i < n_fin && rc == 0; i++) {
-    rc = measure(s, &fin[i].spec, s->o.final_recalib, calib->n, &fin[i].acc, &fin[i].bn, err);
-    progress(s, "frontier", i + 1, n_fin);
+  for (int i = 0; i < n_fin; i++)
+    fin[i].bn = NULL; /* the copies' statistics are s->seen's */
+  struct eval *ev = malloc((size_t)(n_fin > 0 ? n_fin : 1) * sizeof *ev);
+  if (ev == NULL)
+    goto nomem;
+  for (int i = 0; i < n_fin; i++)
+    ev[i] = (struct eval){.spec = fin[i].spec,
+                          .recalib = s->o.final_recalib,
+                          .images = calib->n,
+                          .keep_bn = 1};
+  rc = eval_all(s, ev, n_fin, "frontier", err);
+  for (int i = 0; i < n_fin; i++) {
+    fin[i].acc = ev[i].acc;
+    fin[i].bn = ev[i].bn; /* NULL where it failed; freed below either way */
   }
+  free(ev);
   if (rc != 0)
     goto done;
+  if (atomic_load(&s->timed_out))
+    goto cut_short; /* some finalists unmeasured: the subset's front, all alike */
   struct cand *front = malloc((size_t)(n_fin > 0 ? n_fin : 1) * sizeof *front);
   if (front == NULL)
     goto nomem;
@@ -698,6 +933,22 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
         fin[j].bn = NULL; /* now the member's */
   }
   free(front);
+  goto found;
+
+cut_short: /* the time budget came: the front measured on the subset */
+  s->rep.complete = 0;
+  {
+    uint64_t key;
+    if ((rc = front_members(s, &f, &n_front, &key, err)) != 0)
+      goto done;
+  }
+  if (n_front == 0) {
+    rc = tl_fail(err, TL_ETIMEDOUT,
+                 "search: the time budget of %g s ended it before any subnet was measured",
+                 s->o.time_budget_s);
+    goto done;
+  }
+found:
   s->rep.seconds = tl_now_s() - t0;
   if (rep)
     *rep = s->rep;
@@ -710,10 +961,13 @@ nomem:
 done: /* on success and on failure: what the search made for itself */
   for (int i = 0; fin != NULL && i < n_fin; i++)
     tl_bn_stats_free(fin[i].bn);
+  for (int i = 0; s->seen != NULL && i < s->n_seen; i++)
+    tl_bn_stats_free(s->seen[i].bn);
   free(pool);
   free(pick);
   free(fin);
   free(s->seen);
   free(s);
+  free(agree.labels);
   return rc;
 }

@@ -24,7 +24,10 @@
  *     over the range, is the frontier.
  *
  * The caller caches the result (store.h): a search is done once per model,
- * calibration data, space and device.  Runs on the calling thread.
+ * calibration data, space and device.  Runs on the calling thread and
+ * opts->threads - 1 threads of its own, each evaluating whole subnets
+ * (the engine's own thread pool, tl_engine_set_threads(), goes to
+ * whichever of them finds it free).
  */
 #ifndef TL_SEARCH_H
 #define TL_SEARCH_H
@@ -40,7 +43,9 @@
 /* The search's algorithm, in the cache's key of a frontier: bumped when a
  * change would find other frontiers, so that a cached one is not taken
  * for what the new search would find. */
-#define TL_SEARCH_VERSION 2
+#define TL_SEARCH_VERSION 3
+
+struct tl_frontier_member;
 
 struct tl_search_options {
   int k;                  /* frontier size; 0 means 16 */
@@ -51,10 +56,23 @@ struct tl_search_options {
   int finalists;          /* subnets measured in step 4; 0 means k + k / 2 */
   int max_enumerate;      /* spaces larger than this are sampled; 0 = 20000 */
   int batch;              /* images per run; 0 means 100 */
+  int threads;            /* subnets evaluated at once; 0 means 1 (the
+                           * frontier does not depend on it) */
   uint64_t seed;          /* for sampling; 0 means a fixed default */
+  /* Seconds the search may take; 0: no limit.  It is anytime: at the
+   * limit it measures nothing more, and the frontier is the best front
+   * measured so far (on the subset, when the last step had not begun:
+   * see tl_search_report.complete).  Part of the cache's key. */
+  double time_budget_s;
   /* Progress (may be NULL): phase ("estimate", "predict", "measure",
-   * "refine", "frontier"), work done and the phase's total. */
-  void (*progress)(void *ctx, const char *phase, int done, int total);
+   * "refine", "frontier"), work done and the phase's total, and the
+   * fraction of the whole search's evaluations done (0..1). */
+  void (*progress)(void *ctx, const char *phase, int done, int total, double overall);
+  /* May be NULL: each better frontier as the search finds it, before the
+   * last step (the measured front so far, accuracies on the subset,
+   * statistics recalibrated on recalib_images).  The callee owns f and
+   * frees it with tl_frontier_free(); called on the search's thread. */
+  void (*partial)(void *ctx, struct tl_frontier_member *f, int n);
   void *ctx;
   /* May be NULL.  Once it reads nonzero (another thread sets it), the
    * search stops before its next subnet evaluation with TL_ECANCELED. */
@@ -74,10 +92,12 @@ struct tl_search_report {
   int predicted;     /* subnets whose latency was predicted */
   double space_size;
   double seconds;
+  int complete;      /* 0: the time budget ended it before all its steps */
+  int partials;      /* frontiers given to opts->partial */
 };
 
 /* Searches sn's space with latencies from t (profiled: see latency.h) and
- * accuracies on calib.  On success *out is a malloc'd array of *n members
+ * accuracies on calib (agreements when it has no labels).  On success *out is a malloc'd array of *n members
  * (1 <= *n <= k) by increasing predicted latency, each more accurate than
  * the one before; free it with tl_frontier_free().  rep may be NULL. */
 int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,

@@ -518,6 +518,195 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
 }
 END_TEST
 
+/* The search evaluates a step's subnets on several threads at once; the
+ * frontier (members, their accuracies, their statistics) and the work
+ * done must be what one thread finds, whatever the threads' order. */
+START_TEST(search_on_threads_finds_what_one_thread_finds) {
+  struct fixture f = load();
+  struct tl_calib data;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &data, &err) == 0, "%s", err.msg);
+  struct tl_op_table *t = profiled(&f);
+  struct tl_frontier_member *one = NULL, *three = NULL;
+  int n1 = 0, n3 = 0;
+  struct tl_search_report r1, r3;
+  struct tl_search_options so = small_search;
+  so.threads = 1;
+  ck_assert_msg(tl_search(f.sn, t, &data, &so, &one, &n1, &r1, &err) == 0, "%s", err.msg);
+  so.threads = 3;
+  ck_assert_msg(tl_search(f.sn, t, &data, &so, &three, &n3, &r3, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(r3.evaluated, r1.evaluated);
+  ck_assert_int_eq(n3, n1);
+  for (int i = 0; i < n1; i++) {
+    ck_assert_int_eq(tl_subnet_key(f.sn, &three[i].spec), tl_subnet_key(f.sn, &one[i].spec));
+    ck_assert(three[i].accuracy == one[i].accuracy);
+    ck_assert(three[i].predicted_ms == one[i].predicted_ms);
+    void *b1 = NULL, *b3 = NULL;
+    size_t l1 = 0, l3 = 0;
+    ck_assert_int_eq(tl_bn_stats_serialize(f.sn, one[i].bn, &b1, &l1, &err), 0);
+    ck_assert_int_eq(tl_bn_stats_serialize(f.sn, three[i].bn, &b3, &l3, &err), 0);
+    ck_assert(l1 == l3 && memcmp(b1, b3, l1) == 0);
+    free(b1);
+    free(b3);
+  }
+  /* A stop seen by every thread: canceled, nothing returned. */
+  atomic_int stop = 1;
+  so.stop = &stop;
+  struct tl_frontier_member *none = NULL;
+  int n0 = -1;
+  ck_assert_int_eq(tl_search(f.sn, t, &data, &so, &none, &n0, NULL, &err), TL_ECANCELED);
+  ck_assert_ptr_null(none);
+  tl_frontier_free(one, n1);
+  tl_frontier_free(three, n3);
+  tl_op_table_free(t);
+  tl_calib_free(&data);
+  unload(&f);
+}
+END_TEST
+
+struct partials {
+  int calls, last_n;
+  int sorted; /* every partial frontier sorted and each more accurate */
+};
+
+static void count_partial(void *ctx, struct tl_frontier_member *f, int n) {
+  struct partials *p = ctx;
+  p->calls++;
+  p->last_n = n;
+  for (int i = 1; i < n; i++)
+    if (!(f[i].predicted_ms > f[i - 1].predicted_ms && f[i].accuracy > f[i - 1].accuracy))
+      p->sorted = 0;
+  for (int i = 0; i < n; i++)
+    if (f[i].bn == NULL)
+      p->sorted = 0; /* a partial frontier is served: it needs its statistics */
+  tl_frontier_free(f, n);
+}
+
+/* The search is anytime: it hands over each better frontier on the way,
+ * and a time budget ends it with the best front measured so far. */
+START_TEST(search_gives_partial_frontiers_and_keeps_a_time_budget) {
+  struct fixture f = load();
+  struct tl_calib data;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &data, &err) == 0, "%s", err.msg);
+  struct tl_op_table *t = profiled(&f);
+  struct partials p = {.sorted = 1};
+  struct tl_search_options so = small_search;
+  so.threads = 2;
+  so.partial = count_partial;
+  so.ctx = &p;
+  struct tl_frontier_member *whole = NULL;
+  int n = 0;
+  struct tl_search_report rep;
+  ck_assert_msg(tl_search(f.sn, t, &data, &so, &whole, &n, &rep, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(rep.complete, 1);
+  ck_assert_int_ge(p.calls, 1);
+  ck_assert_int_eq(rep.partials, p.calls);
+  ck_assert(p.sorted);
+  tl_frontier_free(whole, n);
+
+  /* A quarter of that time: cut short, a frontier all the same. */
+  so.partial = NULL;
+  so.time_budget_s = rep.seconds / 4;
+  struct tl_frontier_member *cut = NULL;
+  int n_cut = 0;
+  struct tl_search_report crep;
+  ck_assert_msg(tl_search(f.sn, t, &data, &so, &cut, &n_cut, &crep, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(crep.complete, 0);
+  ck_assert_int_lt(crep.evaluated, rep.evaluated);
+  ck_assert_int_ge(n_cut, 1);
+  for (int i = 0; i < n_cut; i++) {
+    ck_assert_ptr_nonnull(cut[i].bn);
+    if (i > 0) {
+      ck_assert(cut[i].predicted_ms > cut[i - 1].predicted_ms);
+      ck_assert(cut[i].accuracy > cut[i - 1].accuracy);
+    }
+  }
+  tl_frontier_free(cut, n_cut);
+
+  /* No time at all: nothing measured, said so. */
+  so.time_budget_s = 1e-9;
+  struct tl_frontier_member *none = NULL;
+  int n_none = -1;
+  ck_assert_int_eq(tl_search(f.sn, t, &data, &so, &none, &n_none, NULL, &err), TL_ETIMEDOUT);
+  ck_assert_ptr_null(none);
+  ck_assert_msg(strstr(err.msg, "time budget") != NULL, "%s", err.msg);
+  tl_op_table_free(t);
+  tl_calib_free(&data);
+  unload(&f);
+}
+END_TEST
+
+/* Without labels, every subnet is measured by its top-1 agreement with
+ * the largest subnet: the largest agrees with itself on every image, a
+ * search runs on such data as on labelled data, and its frontier is
+ * cached apart from a labelled one. */
+START_TEST(unlabelled_data_measures_agreement_and_keys_apart) {
+  struct fixture f = load();
+  struct tl_calib labelled, un;
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &labelled, &err) == 0, "%s", err.msg);
+  ck_assert_msg(tl_calib_load(calib_x, NULL, 0, &un, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(labelled.agreement, 0);
+  ck_assert_str_eq(tl_calib_metric(&labelled), "top-1");
+  ck_assert_int_eq(un.agreement, 1);
+  ck_assert_ptr_null(un.labels);
+  ck_assert_int_eq(un.n, labelled.n);
+  ck_assert_str_eq(tl_calib_metric(&un), "agreement");
+
+  struct tl_subnet_spec big, small;
+  tl_subnet_largest(f.sn, &big);
+  tl_subnet_smallest(f.sn, &small);
+  double acc = -1;
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &un, 0, 500, 100, &acc, &err), TL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "no labels") != NULL, "%s", err.msg);
+
+  /* The search labels its own copy: the caller's data stays unlabelled. */
+  struct tl_store *st = NULL;
+  ck_assert_int_eq(tl_store_open(":memory:", &st, NULL, &err), 0);
+  struct tl_device_fp fp = {.cpu_model = "test cpu", .cores = 2, .blas = "test", .threads = 1};
+  int64_t dev;
+  ck_assert_int_eq(tl_store_device(st, &fp, &dev, &err), 0);
+  struct tl_search_options so = small_search;
+  so.k = 2;
+  so.candidates = 4;
+  so.threads = 2;
+  struct tl_frontier_member *fr = NULL;
+  int n = 0;
+  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &un, &so, &quick_profile, NULL, &fr, &n,
+                                   NULL, &err) == 0,
+                "%s", err.msg);
+  ck_assert_ptr_null(un.labels);
+  ck_assert_int_ge(n, 1);
+  ck_assert(fr[n - 1].accuracy > 0.5 && fr[n - 1].accuracy <= 1.0);
+  tl_frontier_free(fr, n);
+  int cached = -1;
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &un, &so, &cached, &err), 0);
+  ck_assert_int_eq(cached, n);
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &labelled, &so, &cached, &err), 0);
+  ck_assert_int_eq(cached, 0); /* a labelled search is another frontier */
+  tl_store_close(st);
+
+  ck_assert_int_eq(tl_calib_agreement_labels(f.sn, &un, 100, &err), 0);
+  ck_assert_ptr_nonnull(un.labels);
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &un, 0, 0, 100, &acc, &err), 0);
+  ck_assert(acc == 1.0);
+  double small_agree, small_top1, big_top1;
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &small, NULL, &un, 0, 0, 100, &small_agree, &err), 0);
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &small, NULL, &labelled, 0, 0, 100, &small_top1, &err),
+                   0);
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &labelled, 0, 0, 100, &big_top1, &err), 0);
+  ck_assert(small_agree < 1.0);
+  /* Agreement differs from accuracy by at most where the largest errs. */
+  ck_assert_msg(fabs(small_agree - small_top1) <= 1 - big_top1 + 1e-9,
+                "agreement %.4f, top-1 %.4f, largest's top-1 %.4f", small_agree, small_top1,
+                big_top1);
+  tl_calib_free(&un);
+  tl_calib_free(&labelled);
+  unload(&f);
+}
+END_TEST
+
 static Suite *predictors_suite(void) {
   Suite *s = suite_create("predictors");
   TCase *tc = tcase_create("latency");
@@ -538,6 +727,9 @@ static Suite *predictors_suite(void) {
   tcase_set_timeout(tc, 600); /* a whole search: 300 s was hit under ASan on a busy machine */
   tcase_add_test(tc, bn_stats_round_trip_and_reject_damage);
   tcase_add_test(tc, frontier_is_sorted_pareto_and_cached);
+  tcase_add_test(tc, search_on_threads_finds_what_one_thread_finds);
+  tcase_add_test(tc, unlabelled_data_measures_agreement_and_keys_apart);
+  tcase_add_test(tc, search_gives_partial_frontiers_and_keeps_a_time_budget);
   tcase_add_test(tc, a_stopped_search_returns_canceled_and_stores_nothing);
   suite_add_tcase(s, tc);
   return s;

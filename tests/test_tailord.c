@@ -76,6 +76,7 @@ static struct {
   int ok;
   char why[2048];
   int provisional_seen;   /* ready while the search still ran */
+  int partial_seen;       /* a partial frontier served before the final one */
   double search_wait_s;
   int n;                  /* the searched frontier */
   double ms[64];
@@ -404,6 +405,7 @@ struct opts {
   int search_k;
   int search_candidates;
   int interval_ms; /* the monitor's */
+  int unlabelled;  /* calibration images without labels */
 };
 
 static void opts_default(struct opts *o) {
@@ -443,13 +445,14 @@ static void config_text(const struct daemon *d, const struct opts *o, const char
            "models:\n"
            "  - name: %s\n"
            "    path: %s/models/fmnist.onnx\n"
-           "    calibration:\n      x: %s\n      y: %s\n"
+           "    calibration:\n      x: %s\n%s%s%s"
            "    space:\n      widths: [0.5, 1]\n      resolution_steps: 2\n"
            "    search:\n      k: %d\n      images: 100\n      candidates: %d\n"
            "    budget:\n      latency_p95_ms: %.9g\n      margin: %g\n"
            "      hysteresis_ms: %d\n",
            d->sock, db, o->workers, o->interval_ms, d->root, o->max_connections,
-           o->max_body_bytes, o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x, calib_y,
+           o->max_body_bytes, o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x,
+           o->unlabelled ? "" : "      y: ", o->unlabelled ? "" : calib_y, o->unlabelled ? "" : "\n",
            o->search_k, o->search_candidates, o->budget_ms, o->margin, o->hysteresis_ms);
 }
 
@@ -674,6 +677,14 @@ START_TEST(first_start_serves_provisional_then_the_searched_frontier) {
     ck_assert(warm.ms[i] > warm.ms[i - 1]);
     ck_assert(warm.acc[i] > warm.acc[i - 1]);
   }
+  /* on the way, the search's better frontiers were served as they came */
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/warm/stderr.log", base_dir);
+  char *log = read_text(path);
+  ck_assert_msg(strstr(log, "found a better frontier") != NULL &&
+                    strstr(log, "serving the search's partial frontier") != NULL,
+                "no partial frontier served during the first search; log:\n%s", log);
+  free(log);
   /* a later start finds the frontier in the cache: no provisional one */
   struct opts o;
   opts_default(&o);
@@ -1101,12 +1112,63 @@ START_TEST(metrics_show_counters_histograms_and_gauges) {
   ck_assert(metric(m, "tailor_latency_budget_seconds{model=\"fmnist\"}") == 10);
   ck_assert(metric(m, "tailor_predicted_latency_seconds{model=\"fmnist\"}") > 0);
   ck_assert(metric(m, "tailor_degraded{model=\"fmnist\"}") == 0);
+  ck_assert(metric(m, "tailor_accuracy_info{model=\"fmnist\",metric=\"top-1\"}") == 1);
+  ck_assert(metric(m, "tailor_search_progress{model=\"fmnist\"}") == 1); /* cached: final */
   ck_assert(metric(m, "tailor_device_freq_ratio") == 1);
   ck_assert(metric(m, "tailor_device_memory_available_bytes") == 6000000.0 * 1024);
   ck_assert(metric(m, "tailor_ready") == 1);
   ck_assert(metric(m, "tailor_connections") >= 1);
   free(m);
   daemon_stop_ok(&d);
+}
+END_TEST
+
+/* Calibration images without labels: the search measures agreement with
+ * the largest subnet, and the routes and metrics say so. */
+START_TEST(unlabelled_calibration_is_searched_and_reported_as_agreement) {
+  struct opts o;
+  opts_default(&o);
+  o.unlabelled = 1;
+  struct daemon d;
+  char db[PATH_MAX + 32];
+  snprintf(db, sizeof db, "%s/unlabelled-%d.db", base_dir, (int)getpid());
+  daemon_prepare(&d, &o, db);
+  daemon_launch(&d);
+  daemon_wait_ready(&d, READY_DEADLINE_S);
+  double t0 = now_s();
+  json_t *s = NULL;
+  for (;;) {
+    int status = 0;
+    s = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
+    ck_assert_int_eq(status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(s, "accuracy_metric")), "agreement");
+    if (json_is_false(json_object_get(s, "provisional")) &&
+        json_is_false(json_object_get(s, "partial")))
+      break;
+    json_decref(s);
+    ck_assert_msg(now_s() - t0 < SEARCH_DEADLINE_S, "no searched frontier");
+    sleep_ms(100);
+  }
+  json_t *list = json_object_get(s, "subnets");
+  size_t n = json_array_size(list);
+  ck_assert_uint_ge(n, 2);
+  for (size_t i = 0; i < n; i++) {
+    double a = json_number_value(json_object_get(json_array_get(list, i), "accuracy"));
+    ck_assert_msg(a > 0.1 && a <= 1.0, "agreement %g", a);
+  }
+  json_decref(s);
+  int status = 0;
+  json_t *st = get_json(d.sock, "/v2/models/fmnist/state", &status);
+  ck_assert_int_eq(status, 200);
+  ck_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(st, "budget"), "accuracy_metric")),
+      "agreement");
+  json_decref(st);
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_accuracy_info{model=\"fmnist\",metric=\"agreement\"}") == 1);
+  free(m);
+  daemon_stop_ok(&d);
+  unlink(db);
 }
 END_TEST
 
@@ -3486,9 +3548,12 @@ static void warm_up(void) {
     json_t *s = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
     if (status == 200) {
       int provisional = json_is_true(json_object_get(s, "provisional"));
+      int partial = json_is_true(json_object_get(s, "partial"));
       json_t *list = json_object_get(s, "subnets");
       if (provisional) {
         warm.provisional_seen = json_array_size(list) == 2;
+      } else if (partial) {
+        warm.partial_seen = 1;
       } else {
         warm.n = (int)json_array_size(list);
         for (int i = 0; i < warm.n && i < 64; i++) {
@@ -3540,6 +3605,7 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, clients_that_hang_up_do_not_stop_the_daemon);
   tcase_add_test(tc, an_expired_deadline_is_503_without_running);
   tcase_add_test(tc, metrics_show_counters_histograms_and_gauges);
+  tcase_add_test(tc, unlabelled_calibration_is_searched_and_reported_as_agreement);
   tcase_add_test(tc, pin_fixes_the_subnet_and_auto_releases_it);
   tcase_add_test(tc, hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names);
   tcase_add_test(tc, a_client_in_a_tight_loop_gets_every_answer_in_order);
