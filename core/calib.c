@@ -25,8 +25,8 @@ int tl_calib_load(const char *x_path, const char *y_path, float scale, struct tl
     goto fail;
   }
   if (x.shape.ndim != 4) {
-    rc = tl_fail(err, TL_ESHAPE, "%s: images must be N x C x H x W, not %d-D", x_path,
-                 x.shape.ndim);
+    rc =
+        tl_fail(err, TL_ESHAPE, "%s: images must be N x C x H x W, not %d-D", x_path, x.shape.ndim);
     goto fail;
   }
   if (y_path == NULL) {
@@ -173,8 +173,7 @@ static struct tl_bn_stats *stats_new(const struct tl_graph *g) {
  * plan holding the sums.  conv_ref as in tl_subnet_plan_options. */
 static int collect(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                    const struct tl_calib *data, int64_t n_batches, int batch,
-                   const struct tl_bn_stats *conv_ref, struct tl_plan **out,
-                   struct tl_error *err) {
+                   const struct tl_bn_stats *conv_ref, struct tl_plan **out, struct tl_error *err) {
   struct tl_plan *p = NULL;
   struct tl_subnet_plan_options po = {.batch = batch, .collect_bn = 1, .conv_ref = conv_ref};
   int rc = data_plan(sn, spec, &po, data, &p, err);
@@ -228,8 +227,8 @@ static int stats_from_plan(const struct tl_graph *g, const struct tl_plan *p,
         s->mean[i][k] = (float)mu;
         s->var[i][k] = (float)var;
       } else {
-        const double r = sqrt((double)conv_ref->var[i][k] + TL_STATS_EPS) /
-                         sqrt(var + TL_STATS_EPS);
+        const double r =
+            sqrt((double)conv_ref->var[i][k] + TL_STATS_EPS) / sqrt(var + TL_STATS_EPS);
         s->mean[i][k] = (float)(mu - conv_ref->mean[i][k] / r);
         s->var[i][k] = (float)(1.0 / (r * r));
       }
@@ -462,8 +461,8 @@ int tl_bn_stats_deserialize(const struct tl_supernet *sn, const void *data, size
   p += 12;
   if (head[0] != 1 || head[1] != (uint32_t)g->n_nodes)
     return tl_fail(err, TL_EFORMAT,
-                   "BatchNorm statistics: version %u for %u nodes, the model has %d nodes",
-                   head[0], head[1], g->n_nodes);
+                   "BatchNorm statistics: version %u for %u nodes, the model has %d nodes", head[0],
+                   head[1], g->n_nodes);
   struct tl_bn_stats *s = calloc(1, sizeof *s);
   if (s == NULL || (s->mean = calloc((size_t)g->n_nodes + 1, sizeof *s->mean)) == NULL ||
       (s->var = calloc((size_t)g->n_nodes + 1, sizeof *s->var)) == NULL) {

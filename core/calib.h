@@ -41,7 +41,7 @@ struct tl_calib {
   int64_t *labels;    /* (n) owned; NULL for unlabelled data until
                        * tl_calib_agreement_labels() */
   int64_t n;
-  int agreement;      /* no labels were given: accuracies are agreements */
+  int agreement; /* no labels were given: accuracies are agreements */
 };
 
 /* Loads images from x_path and labels from y_path, or no labels when

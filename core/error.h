@@ -13,19 +13,19 @@
 
 /* XX(name, text): one row per error code; generates the enum and
  * tl_strerror() so the two cannot drift apart. */
-#define TL_ERRNO_MAP(XX)                                                     \
-  XX(NOMEM, "out of memory")                                                 \
-  XX(IO, "input/output error")                                               \
-  XX(NOENT, "no such file or object")                                        \
-  XX(INVAL, "invalid argument")                                              \
-  XX(FORMAT, "malformed input")                                              \
-  XX(UNSUPPORTED, "not supported")                                           \
-  XX(SHAPE, "shape mismatch")                                                \
-  XX(DTYPE, "data type mismatch")                                            \
-  XX(RANGE, "value out of range")                                            \
-  XX(BUSY, "resource busy")                                                  \
-  XX(CANCELED, "cancelled")                                                  \
-  XX(INTERNAL, "internal error")                                             \
+#define TL_ERRNO_MAP(XX)                                                                           \
+  XX(NOMEM, "out of memory")                                                                       \
+  XX(IO, "input/output error")                                                                     \
+  XX(NOENT, "no such file or object")                                                              \
+  XX(INVAL, "invalid argument")                                                                    \
+  XX(FORMAT, "malformed input")                                                                    \
+  XX(UNSUPPORTED, "not supported")                                                                 \
+  XX(SHAPE, "shape mismatch")                                                                      \
+  XX(DTYPE, "data type mismatch")                                                                  \
+  XX(RANGE, "value out of range")                                                                  \
+  XX(BUSY, "resource busy")                                                                        \
+  XX(CANCELED, "cancelled")                                                                        \
+  XX(INTERNAL, "internal error")                                                                   \
   XX(TIMEDOUT, "out of time")
 
 enum tl_errno {
@@ -33,7 +33,7 @@ enum tl_errno {
 #define TL__ERRNO_ENUM(name, text) TL_E##name,
   TL_ERRNO_MAP(TL__ERRNO_ENUM)
 #undef TL__ERRNO_ENUM
-  TL__ERRNO_LAST,
+      TL__ERRNO_LAST,
   TL_OK = 0
 };
 

@@ -52,11 +52,11 @@ struct exporter {
   const struct tl_graph *g;
   const struct tl_bn_stats *bn;
   struct tl_plan_view view;
-  struct tl_plan *plan;      /* the subnet's plan: the shape of every value */
+  struct tl_plan *plan; /* the subnet's plan: the shape of every value */
   struct xblock *mem;
   struct tl_error *err;
   /* Names used in the model written, so that new ones stay unique. */
-  const char **names;        /* open addressing; NULL = empty */
+  const char **names; /* open addressing; NULL = empty */
   size_t names_mask, n_names;
   /* What the graph being written holds (as void * for push(); typed
    * when the graph is made, in build_graph). */
@@ -66,7 +66,7 @@ struct exporter {
   size_t n_inits, cap_inits;
   struct written *written;
   size_t n_written, cap_written;
-  const char *resized;       /* the resized input's name, or NULL */
+  const char *resized; /* the resized input's name, or NULL */
 };
 
 /* Zeroed bytes that live until the export ends; NULL when out of memory. */
@@ -331,9 +331,8 @@ static int copy_attr(struct exporter *X, const struct tl_node *nd, const struct 
   case TL_ATTR_TENSOR: {
     void *data;
     if (onnx_type(at->t.dtype) < 0)
-      return tl_fail(X->err, TL_EUNSUPPORTED, "%s: %s: attribute \"%s\" is a %s tensor",
-                     X->g->path, tl_node_label(X->g, nd, lb, sizeof lb), at->name,
-                     tl_dtype_name(at->t.dtype));
+      return tl_fail(X->err, TL_EUNSUPPORTED, "%s: %s: attribute \"%s\" is a %s tensor", X->g->path,
+                     tl_node_label(X->g, nd, lb, sizeof lb), at->name, tl_dtype_name(at->t.dtype));
     if ((a = new_attr(X, at->name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR)) == NULL ||
         (a->t = new_tensor(X, NULL, at->t.dtype, &at->t.shape, &data)) == NULL)
       return nomem(X);
@@ -401,11 +400,11 @@ static int write_conv(struct exporter *X, int i, int64_t m, int64_t cg, const ch
   const float *var = X->bn != NULL ? X->bn->var[i] : NULL;
   char lb[160];
   *bias_added = 0;
-  if (has_bias && (g->values[nd->in[2]].data == NULL ||
-                   g->values[nd->in[2]].dtype != TL_DTYPE_FLOAT32 ||
-                   tl_shape_numel(&g->values[nd->in[2]].shape) != m_full))
-    return tl_fail(X->err, TL_EUNSUPPORTED, "%s: %s: its bias is not %lld constant floats",
-                   g->path, tl_node_label(g, nd, lb, sizeof lb), (long long)m_full);
+  if (has_bias &&
+      (g->values[nd->in[2]].data == NULL || g->values[nd->in[2]].dtype != TL_DTYPE_FLOAT32 ||
+       tl_shape_numel(&g->values[nd->in[2]].shape) != m_full))
+    return tl_fail(X->err, TL_EUNSUPPORTED, "%s: %s: its bias is not %lld constant floats", g->path,
+                   tl_node_label(g, nd, lb, sizeof lb), (long long)m_full);
   const int whole = m == m_full && cg == cg_full && mean == NULL;
   int rc;
   if (whole) {
@@ -446,16 +445,15 @@ static int write_bn(struct exporter *X, int i, const char **in) {
   const struct tl_shape *xs = tl__plan_value_shape(X->plan, nd->in[0]);
   char lb[160];
   if (xs == NULL || xs->ndim < 2 || nd->n_in != 5)
-    return tl_fail(X->err, TL_EINTERNAL, "%s: %s: the subnet's plan has no input for it",
-                   g->path, tl_node_label(g, nd, lb, sizeof lb));
+    return tl_fail(X->err, TL_EINTERNAL, "%s: %s: the subnet's plan has no input for it", g->path,
+                   tl_node_label(g, nd, lb, sizeof lb));
   const int64_t c = xs->dims[1];
   for (int k = 1; k < 5; k++) {
     const struct tl_value *pv = nd->in[k] >= 0 ? &g->values[nd->in[k]] : NULL;
     if (pv == NULL || pv->data == NULL || pv->dtype != TL_DTYPE_FLOAT32 ||
         tl_shape_numel(&pv->shape) < c)
-      return tl_fail(X->err, TL_EUNSUPPORTED,
-                     "%s: %s: input %d is not %lld constant floats", g->path,
-                     tl_node_label(g, nd, lb, sizeof lb), k, (long long)c);
+      return tl_fail(X->err, TL_EUNSUPPORTED, "%s: %s: input %d is not %lld constant floats",
+                     g->path, tl_node_label(g, nd, lb, sizeof lb), k, (long long)c);
     const float *stat = NULL;
     if (X->bn != NULL && X->bn->mean[i] != NULL)
       stat = k == 3 ? X->bn->mean[i] : k == 4 ? X->bn->var[i] : NULL;
@@ -651,8 +649,7 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, struct t
   snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    int rc = tl_fail(err, TL_EIO, "%s: cannot create %s beside it: %s", path, tmp,
-                     strerror(errno));
+    int rc = tl_fail(err, TL_EIO, "%s: cannot create %s beside it: %s", path, tmp, strerror(errno));
     free(tmp);
     return rc;
   }

@@ -67,13 +67,12 @@ const struct tl_attr *tl_node_attr(const struct tl_node *node, const char *name)
   return NULL;
 }
 
-const char *tl_node_label(const struct tl_graph *g, const struct tl_node *node,
-                          char *buf, int size) {
+const char *tl_node_label(const struct tl_graph *g, const struct tl_node *node, char *buf,
+                          int size) {
   if (node->name != NULL && node->name[0] != '\0')
     snprintf(buf, (size_t)size, "node \"%s\" (%s)", node->name, node->op_type);
   else
-    snprintf(buf, (size_t)size, "node #%d (%s)", (int)(node - g->nodes),
-             node->op_type);
+    snprintf(buf, (size_t)size, "node #%d (%s)", (int)(node - g->nodes), node->op_type);
   return buf;
 }
 

@@ -34,10 +34,10 @@ struct tl_attr {
   enum tl_attr_type type;
   float f;
   int64_t i;
-  char *s;           /* NUL-terminated copy of a STRING attribute */
-  int n;             /* element count of floats/ints */
-  float *floats;     /* (n) */
-  int64_t *ints;     /* (n) */
+  char *s;            /* NUL-terminated copy of a STRING attribute */
+  int n;              /* element count of floats/ints */
+  float *floats;      /* (n) */
+  int64_t *ints;      /* (n) */
   struct tl_tensor t; /* TENSOR: data owned by the graph */
 };
 
@@ -65,9 +65,9 @@ struct tl_value {
 };
 
 struct tl_graph {
-  char *path;     /* the file it came from, for messages */
-  int64_t opset;  /* version of the default (ai.onnx) domain */
-  uint64_t hash;  /* FNV-1a 64 of the file's bytes: identifies the model */
+  char *path;    /* the file it came from, for messages */
+  int64_t opset; /* version of the default (ai.onnx) domain */
+  uint64_t hash; /* FNV-1a 64 of the file's bytes: identifies the model */
   int n_values;
   struct tl_value *values;
   int n_nodes;
@@ -86,8 +86,8 @@ const struct tl_attr *tl_node_attr(const struct tl_node *node, const char *name)
 
 /* Writes `node "name" (OpType)` (or `node #i (OpType)` for an unnamed node)
  * into buf and returns buf; for messages. */
-const char *tl_node_label(const struct tl_graph *g, const struct tl_node *node,
-                          char *buf, int size);
+const char *tl_node_label(const struct tl_graph *g, const struct tl_node *node, char *buf,
+                          int size);
 
 /* Index of the value called name, or -1.  Linear: for tools and tests, not
  * for hot paths. */

@@ -45,10 +45,8 @@ void tl__act_run(const struct tl_act_params *act, const float *x, float *y, int6
 /* Hand-vectorized kernels are compiled once per x86-64 level and the best
  * clone is chosen when the library loads (an ifunc), so the binary runs on
  * CPUs without AVX-512 or AVX2; never build core/ with -march=native. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(TL_NO_CLONES)
-#define TL_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(TL_NO_CLONES)
+#define TL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define TL_CLONES
 #endif
@@ -90,36 +88,36 @@ enum tl_conv_kind {
 
 struct tl_conv_params {
   enum tl_conv_kind kind;
-  int64_t n, c, h, w;    /* input (n, c, h, w) */
-  int64_t m, oh, ow;     /* output (n, m, oh, ow) */
+  int64_t n, c, h, w; /* input (n, c, h, w) */
+  int64_t m, oh, ow;  /* output (n, m, oh, ow) */
   int64_t kh, kw, sh, sw, dh, dw;
-  int64_t pt, pl;        /* top and left padding (bottom/right are implied) */
+  int64_t pt, pl; /* top and left padding (bottom/right are implied) */
   int64_t group;
-  const float *weight;   /* (m, c/group, kh, kw): m rows of ldw floats */
-  int64_t ldw;           /* >= (c/group)*kh*kw; larger for a channel slice */
+  const float *weight; /* (m, c/group, kh, kw): m rows of ldw floats */
+  int64_t ldw;         /* >= (c/group)*kh*kw; larger for a channel slice */
   /* Epilogue, per output channel k: y = act2(act1(acc*scale[k] + shift[k])
    * + residual).  scale NULL means 1, shift NULL means 0. */
-  const float *scale;    /* (m) */
-  const float *shift;    /* (m) */
+  const float *scale; /* (m) */
+  const float *shift; /* (m) */
   struct tl_act_params act1, act2;
-  int has_bias;          /* step input 2 is the conv's bias */
-  int has_res;           /* step input res_index is the residual, shaped like y */
+  int has_bias; /* step input 2 is the conv's bias */
+  int has_res;  /* step input res_index is the residual, shaped like y */
   int res_index;
-  int64_t nb;            /* GEMM kinds: output columns per block (im2col, epilogue) */
-  int nt;                /* threads the step's scratch has room for */
+  int64_t nb; /* GEMM kinds: output columns per block (im2col, epilogue) */
+  int nt;     /* threads the step's scratch has room for */
   /* TL_CONV_IGEMM (kernel_gemm.c): micro-kernel, padded phase planes. */
   struct tl_ukr g_ukr;
   struct tl_ukr g_narrow; /* for last panels of at most 16 columns */
-  int64_t g_gemv_cols;   /* last columns done as matrix-vector products */
-  int g_direct;          /* 1x1, stride 1, no padding: B is the input itself */
-  int64_t g_hq, g_wq;    /* a phase plane: hq rows of wq floats (the grid's width) */
-  int64_t g_plane;       /* hq * wq */
-  int64_t g_nph;         /* planes per input channel */
+  int64_t g_gemv_cols;    /* last columns done as matrix-vector products */
+  int g_direct;           /* 1x1, stride 1, no padding: B is the input itself */
+  int64_t g_hq, g_wq;     /* a phase plane: hq rows of wq floats (the grid's width) */
+  int64_t g_plane;        /* hq * wq */
+  int64_t g_nph;          /* planes per input channel */
   int8_t g_phase_y[TL_MAX_PHASES], g_phase_x[TL_MAX_PHASES]; /* phase -> plane, or -1 */
   const int32_t *g_boff; /* (2*kdim): B row offsets into the planes; then k*nr */
   /* TL_CONV_WINOGRAD (kernel_winograd.c): F(4x4, 3x3). */
-  const float *w_u;      /* (36, m, c) transformed weights, plan-owned, from
-                            weight/ldw as they were at prepare */
+  const float *w_u; /* (36, m, c) transformed weights, plan-owned, from
+                       weight/ldw as they were at prepare */
   struct tl_ukr w_ukr;
   int64_t w_th, w_tw;    /* tile rows and columns (4 x 4 outputs each) */
   int64_t w_twp;         /* tw rounded up to the transforms' vector length */
@@ -129,9 +127,9 @@ struct tl_conv_params {
   /* An expansion 1x1 conv with the depthwise conv after it fused in
    * (kernel_expand_dw.c): the depthwise conv's parameters, plan-owned. */
   const struct tl_conv_params *x_dw;
-  int64_t x_band;        /* depthwise output rows per band */
-  int64_t x_rows_cap;    /* expanded rows a share's buffer holds */
-  int x_nt;              /* shares (the scratch's layout) */
+  int64_t x_band;     /* depthwise output rows per band */
+  int64_t x_rows_cap; /* expanded rows a share's buffer holds */
+  int x_nt;           /* shares (the scratch's layout) */
   /* Collect mode on a conv without BatchNormalization, or NULL. */
   struct tl_conv_collect *collect;
 };
@@ -160,10 +158,9 @@ struct tl_conv_collect {
  *     y = act2(act1(src*scale[k0+k] + shift[k0+k]) + res).
  * src == y is allowed; res may be NULL; shift is the conv's BN shift or
  * bias (NULL for 0).  kernel_epilogue.c. */
-void tl__conv_epilogue(const struct tl_conv_params *p, const float *shift, int64_t k0,
-                       int64_t nk, int64_t rows, int64_t n, const float *src,
-                       int64_t src_ch, int64_t src_row, float *y, int64_t y_ch,
-                       int64_t y_row, const float *res);
+void tl__conv_epilogue(const struct tl_conv_params *p, const float *shift, int64_t k0, int64_t nk,
+                       int64_t rows, int64_t n, const float *src, int64_t src_ch, int64_t src_row,
+                       float *y, int64_t y_ch, int64_t y_row, const float *res);
 
 /* Implicit-GEMM conv (kernel_gemm.c), for any non-depthwise conv.
  * prepare fills p->g_* and the scratch size; TL_EUNSUPPORTED when the
@@ -191,11 +188,10 @@ size_t tl__gemm_thread_bytes(const struct tl_conv_params *p);
  * constant weights, neither with a residual; fills e->x_* and the scratch
  * size.  run: input x, e's weights w, the two convs' shifts (BN or bias),
  * output y (d's). */
-int tl__expand_dw_prepare(struct tl_conv_params *e, struct tl_conv_params *d,
-                          size_t *scratch);
+int tl__expand_dw_prepare(struct tl_conv_params *e, struct tl_conv_params *d, size_t *scratch);
 void tl__expand_dw_run(const struct tl_conv_params *e, const struct tl_conv_params *d,
-                       const float *x, const float *w, const float *shift_e,
-                       const float *shift_d, float *y, void *scratch);
+                       const float *x, const float *w, const float *shift_e, const float *shift_d,
+                       float *y, void *scratch);
 
 /* Winograd F(4x4, 3x3) conv (kernel_winograd.c) for 3x3 stride-1 convs
  * where it pays: prepare transforms the weights into plan-owned memory
@@ -209,18 +205,18 @@ struct tl_pool_params {
   int64_t n, c, h, w, oh, ow;
   int64_t kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
   int count_include_pad;
-  int storage_order;     /* MaxPool Indices: 0 row major, 1 column major */
-  int nt;                /* threads the step's scratch has room for */
+  int storage_order; /* MaxPool Indices: 0 row major, 1 column major */
+  int nt;            /* threads the step's scratch has room for */
 };
 
 /* Elementwise binary op with numpy broadcasting over the output's dims. */
 struct tl_binary_params {
   int ndim;
-  int64_t dims[TL_MAX_DIMS];     /* output */
-  int64_t astride[TL_MAX_DIMS];  /* element strides of input 0, 0 = broadcast */
+  int64_t dims[TL_MAX_DIMS];    /* output */
+  int64_t astride[TL_MAX_DIMS]; /* element strides of input 0, 0 = broadcast */
   int64_t bstride[TL_MAX_DIMS];
-  int same;                      /* both inputs have the output's shape */
-  int64_t inner;                 /* b is a per-"channel" vector: see op_eltwise.c */
+  int same;      /* both inputs have the output's shape */
+  int64_t inner; /* b is a per-"channel" vector: see op_eltwise.c */
   int64_t channels;
 };
 
@@ -229,9 +225,9 @@ struct tl_gemm_params {
   int trans_a, trans_b;
   float alpha, beta;
   int64_t lda, ldb;
-  int64_t c_rs, c_cs;            /* C's row/column strides (broadcast = 0) */
+  int64_t c_rs, c_cs; /* C's row/column strides (broadcast = 0) */
   int has_c;
-  int reference;                 /* sgemm even for one row */
+  int reference; /* sgemm even for one row */
 };
 
 struct tl_matmul_params {
@@ -243,8 +239,8 @@ struct tl_matmul_params {
 };
 
 struct tl_concat_params {
-  int64_t outer;   /* product of dims before the axis */
-  int64_t inner;   /* product of dims after the axis */
+  int64_t outer; /* product of dims before the axis */
+  int64_t inner; /* product of dims after the axis */
 };
 
 struct tl_softmax_params {
@@ -258,7 +254,7 @@ struct tl_gather_params {
 
 struct tl_unary_params {
   struct tl_act_params act;
-  const float *scale, *shift;    /* BatchNormalization outside a conv */
+  const float *scale, *shift; /* BatchNormalization outside a conv */
   int64_t channels, inner;
   /* BatchNormalization: statistics that replace inputs 3 and 4 (a
    * subnet's recalibrated ones), or NULL; and in collect mode the sums of
@@ -282,8 +278,7 @@ size_t tl__window_scratch_bytes(const struct tl_window *win, int nt);
  * over win, epilogue included: input x, weights w (rows of p->ldw),
  * residual res or NULL, output y. */
 void tl__dw_run(const struct tl_conv_params *p, const struct tl_window *win, const float *x,
-                const float *w, const float *shift, const float *res, float *y,
-                void *scratch);
+                const float *w, const float *shift, const float *res, float *y, void *scratch);
 
 /* Channels [c0, c1) of depthwise conv p (weights p->weight, multiplier 1)
  * on one image, on this thread, over window win (which may be a band of
@@ -291,13 +286,13 @@ void tl__dw_run(const struct tl_conv_params *p, const struct tl_window *win, con
  * channel 0's plane, planes ys apart; scratch as
  * tl__window_scratch_bytes(win, 1).  No residual. */
 void tl__dw_band(const struct tl_conv_params *p, const struct tl_window *win, const float *x,
-                 int64_t xs, const float *shift, float *y, int64_t ys, void *scratch,
-                 int64_t c0, int64_t c1);
+                 int64_t xs, const float *shift, float *y, int64_t ys, void *scratch, int64_t c0,
+                 int64_t c1);
 
 /* Max pooling of nc channel planes over win, split over up to nt threads
  * (scratch sized for nt); padding never wins. */
-void tl__maxpool_run(const struct tl_window *win, int64_t nc, int nt, const float *x,
-                     float *y, void *scratch);
+void tl__maxpool_run(const struct tl_window *win, int64_t nc, int nt, const float *x, float *y,
+                     void *scratch);
 
 /* ---------------------------------------------------------------- steps */
 
@@ -307,12 +302,12 @@ typedef void (*tl_run_fn)(const struct tl_step *step, void *scratch);
 struct tl_step {
   enum tl_op op;
   tl_run_fn run;
-  int node;              /* index of the (first) graph node it computes */
-  char kind[96];         /* "Conv+BatchNormalization+Relu", for --per-op */
+  int node;      /* index of the (first) graph node it computes */
+  char kind[96]; /* "Conv+BatchNormalization+Relu", for --per-op */
   int n_in, n_out;
-  int *in_val, *out_val; /* plan value indices, -1 for absent */
+  int *in_val, *out_val;      /* plan value indices, -1 for absent */
   struct tl_tensor *in, *out; /* shapes at prepare; data bound at layout */
-  size_t scratch_bytes;  /* what run needs in the shared scratch buffer */
+  size_t scratch_bytes;       /* what run needs in the shared scratch buffer */
   int64_t macs;
   union {
     struct tl_conv_params conv;
@@ -337,7 +332,7 @@ struct tl_prep {
   struct tl_step *step;
   struct tl_plan *plan;
   struct tl_error *err;
-  int reference;         /* use reference kernels */
+  int reference; /* use reference kernels */
   /* Conv only: when its weights are a view into a larger tensor (a
    * SuperNet's channel slice), the floats between the starts of two
    * output channels' rows; 0 when compact.  Must be set before prepare:
@@ -346,7 +341,7 @@ struct tl_prep {
   const struct tl_plan_view *view; /* a subnet's view, or NULL */
   int64_t group_override;          /* Conv: group to use instead of the attribute */
   int out_const;
-  char label[160];       /* `model.onnx: node "x" (Conv)` */
+  char label[160]; /* `model.onnx: node "x" (Conv)` */
 };
 
 typedef int (*tl_prepare_fn)(struct tl_prep *c);
@@ -364,8 +359,7 @@ int tl__attr_float(struct tl_prep *c, const char *name, float def, float *out);
 /* *out = NULL and *n = 0 when absent. */
 int tl__attr_ints(struct tl_prep *c, const char *name, const int64_t **out, int *n);
 /* *out = def when absent. */
-int tl__attr_string(struct tl_prep *c, const char *name, const char *def,
-                    const char **out);
+int tl__attr_string(struct tl_prep *c, const char *name, const char *def, const char **out);
 
 /* Requires input i to be present and of a float type. */
 int tl__need_float(struct tl_prep *c, int i);
@@ -384,7 +378,7 @@ int tl__spatial_attrs(struct tl_prep *c, int64_t h, int64_t w, int64_t *kh, int6
 /* Prepare functions, one per op (op_*.c). */
 int tl__prepare_conv(struct tl_prep *c);
 int tl__prepare_batchnorm(struct tl_prep *c);
-int tl__prepare_unary(struct tl_prep *c); /* Relu, Clip, HardSwish, HardSigmoid, Sigmoid */
+int tl__prepare_unary(struct tl_prep *c);  /* Relu, Clip, HardSwish, HardSigmoid, Sigmoid */
 int tl__prepare_binary(struct tl_prep *c); /* Add, Sub, Mul, Div */
 int tl__prepare_pool(struct tl_prep *c);   /* MaxPool, AveragePool */
 int tl__prepare_global_avgpool(struct tl_prep *c);
@@ -392,7 +386,8 @@ int tl__prepare_gemm(struct tl_prep *c);
 int tl__prepare_matmul(struct tl_prep *c);
 int tl__prepare_concat(struct tl_prep *c);
 int tl__prepare_softmax(struct tl_prep *c);
-int tl__prepare_reshape(struct tl_prep *c); /* Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout */
+int tl__prepare_reshape(
+    struct tl_prep *c); /* Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout */
 int tl__prepare_shape(struct tl_prep *c);
 int tl__prepare_gather(struct tl_prep *c);
 int tl__prepare_resize(struct tl_prep *c); /* bilinear, half-pixel centres (kernel_resize.c) */
@@ -403,8 +398,7 @@ void tl__run_alias(const struct tl_step *s, void *scratch);
 /* Reads the activation a node computes, for fusing it into a conv: 1 and
  * *act filled if node is Relu/Clip(constant bounds)/HardSwish/HardSigmoid/
  * Sigmoid on float data, else 0. */
-int tl__act_from_node(struct tl_prep *c, const struct tl_node *node,
-                      struct tl_act_params *act);
+int tl__act_from_node(struct tl_prep *c, const struct tl_node *node, struct tl_act_params *act);
 
 /* If value v feeds exactly a HardSigmoid(alpha 1/6, beta 1/2) and a Mul
  * of v by that HardSigmoid's output (nothing else reading either), which
@@ -446,13 +440,13 @@ int tl__graph_normalize(struct tl_graph *g, struct tl_error *err);
 /* A subnet seen as a view of the full graph (supernet.c builds it; the
  * plan honours it).  Arrays are indexed by node or value of the graph. */
 struct tl_plan_view {
-  const uint8_t *skip;        /* (nodes) 1: not computed */
-  const int *alias;           /* (values) a skipped block's output reads this value, or -1 */
-  const int64_t *conv_out;    /* (nodes) output channels a conv keeps; 0 = all */
-  int sliced;                 /* weights may be wider than their input */
+  const uint8_t *skip;         /* (nodes) 1: not computed */
+  const int *alias;            /* (values) a skipped block's output reads this value, or -1 */
+  const int64_t *conv_out;     /* (nodes) output channels a conv keeps; 0 = all */
+  int sliced;                  /* weights may be wider than their input */
   const float *const *bn_mean; /* (nodes) recalibrated BN statistics, or NULL */
   const float *const *bn_var;
-  int collect_bn;             /* BN normalizes by batch statistics and records them */
+  int collect_bn; /* BN normalizes by batch statistics and records them */
   /* Convs without BN (a folded export) get statistics too: in collect
    * mode each records its output's (collect_conv) and maps it onto the
    * full model's (conv_ref_*, per node, or NULL to record only); outside
@@ -460,8 +454,8 @@ struct tl_plan_view {
   int collect_conv;
   const float *const *conv_ref_mean;
   const float *const *conv_ref_var;
-  int resize_h, resize_w;     /* input resized to this side first; 0 = native */
-  void *mem;                  /* what supernet.c allocated for the arrays */
+  int resize_h, resize_w; /* input resized to this side first; 0 = native */
+  void *mem;              /* what supernet.c allocated for the arrays */
 };
 
 /* The view a plan of spec takes (what tl_subnet_plan builds with, bn the

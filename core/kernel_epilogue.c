@@ -21,7 +21,7 @@
 
 /* Applies one activation to x[0..n) in place. */
 static inline __attribute__((always_inline)) void act_inplace(enum tl_act type, float a, float b,
-                                                               float *x, int64_t n) {
+                                                              float *x, int64_t n) {
   switch (type) {
   case TL_ACT_NONE: return;
   case TL_ACT_RELU:
@@ -91,10 +91,9 @@ void tl__act_apply(const struct tl_act_params *act, float *x, int64_t n) {
 }
 
 TL_CLONES
-void tl__conv_epilogue(const struct tl_conv_params *p, const float *shift, int64_t k0,
-                       int64_t nk, int64_t rows, int64_t n, const float *src,
-                       int64_t src_ch, int64_t src_row, float *y, int64_t y_ch,
-                       int64_t y_row, const float *res) {
+void tl__conv_epilogue(const struct tl_conv_params *p, const float *shift, int64_t k0, int64_t nk,
+                       int64_t rows, int64_t n, const float *src, int64_t src_ch, int64_t src_row,
+                       float *y, int64_t y_ch, int64_t y_row, const float *res) {
   float lo1, hi1, lo2, hi2;
   const int simple1 = act_bounds(&p->act1, &lo1, &hi1);
   const int simple = act_bounds(&p->act2, &lo2, &hi2) && simple1;

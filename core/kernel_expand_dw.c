@@ -46,8 +46,18 @@ static int64_t share_channels(const struct tl_conv_params *e, int nt) {
  * whose input is expanded rows [lo, hi). */
 static struct tl_window band_window(const struct tl_conv_params *d, int64_t oy0, int64_t oy1,
                                     int64_t lo, int64_t hi) {
-  return (struct tl_window){hi - lo, d->w, oy1 - oy0, d->ow, d->kh, d->kw, d->sh, d->sw,
-                            d->dh, d->dw, lo - (oy0 * d->sh - d->pt), d->pl};
+  return (struct tl_window){hi - lo,
+                            d->w,
+                            oy1 - oy0,
+                            d->ow,
+                            d->kh,
+                            d->kw,
+                            d->sh,
+                            d->sw,
+                            d->dh,
+                            d->dw,
+                            lo - (oy0 * d->sh - d->pt),
+                            d->pl};
 }
 
 /* Expanded rows that `band` depthwise output rows read. */
@@ -58,12 +68,11 @@ static int64_t rows_for(const struct tl_conv_params *d, int64_t band) {
 /* The band height (output rows) and the scratch of one share: the GEMM's,
  * the rolling buffer, the depthwise window's; each a multiple of 64
  * bytes. */
-static int64_t share_layout(const struct tl_conv_params *e, const struct tl_conv_params *d,
-                            int nt, size_t *gemm, size_t *buf, size_t *win) {
+static int64_t share_layout(const struct tl_conv_params *e, const struct tl_conv_params *d, int nt,
+                            size_t *gemm, size_t *buf, size_t *win) {
   const int64_t ch = share_channels(e, nt);
   int64_t band = 1; /* as many output rows as fit, at least one */
-  while (band < d->oh &&
-         (size_t)(rows_for(d, band + 1) * d->w * ch) * sizeof(float) <= BAND_BYTES)
+  while (band < d->oh && (size_t)(rows_for(d, band + 1) * d->w * ch) * sizeof(float) <= BAND_BYTES)
     band++;
   *gemm = (tl__gemm_thread_bytes(e) + 63) / 64 * 64;
   *buf = ((size_t)(rows_for(d, band) * d->w * ch) * sizeof(float) + 63) / 64 * 64;
@@ -74,8 +83,7 @@ static int64_t share_layout(const struct tl_conv_params *e, const struct tl_conv
   return band;
 }
 
-int tl__expand_dw_prepare(struct tl_conv_params *e, struct tl_conv_params *d,
-                          size_t *scratch) {
+int tl__expand_dw_prepare(struct tl_conv_params *e, struct tl_conv_params *d, size_t *scratch) {
   if (e->kind != TL_CONV_IGEMM || !e->g_direct || e->group != 1 || e->has_res ||
       d->kind != TL_CONV_DEPTHWISE || d->m != d->c || d->c != e->m || d->has_res ||
       d->weight == NULL || d->h != e->oh || d->w != e->ow)
@@ -139,8 +147,7 @@ static void xdw_share(void *ctx, int i, int n) {
         have1 = hi;
       }
       const struct tl_window win = band_window(d, oy0, oy1, lo, hi);
-      tl__dw_band(d, &win, rows, cap, j->shift_d, y + oy0 * d->ow, ohw_d, win_scratch, m0,
-                  m1);
+      tl__dw_band(d, &win, rows, cap, j->shift_d, y + oy0 * d->ow, ohw_d, win_scratch, m0, m1);
     }
   }
 }
@@ -153,8 +160,8 @@ double tl__expand_dw_busiest(const struct tl_conv_params *e, int n) {
 }
 
 void tl__expand_dw_run(const struct tl_conv_params *e, const struct tl_conv_params *d,
-                       const float *x, const float *w, const float *shift_e,
-                       const float *shift_d, float *y, void *scratch) {
+                       const float *x, const float *w, const float *shift_e, const float *shift_d,
+                       float *y, void *scratch) {
   struct xdw_job j = {e, d, x, w, shift_e, shift_d, y, scratch, 0, 0, 0, e->x_nt};
   share_layout(e, d, e->x_nt, &j.gemm, &j.buf, &j.win);
   /* Shares are fixed by the scratch layout; with fewer threads now, the

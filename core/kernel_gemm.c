@@ -46,10 +46,9 @@ struct ukr_epi {
   int hardswish;              /* act1 is hardswish (after the clamp) */
 };
 
-typedef void (*ukr_fn)(int mr, int64_t kc, const float *a, int64_t lda, int64_t ldk,
-                       const float *b,
-                       const int32_t *boff, float *c, int64_t ldc, int accumulate,
-                       int nvalid, const struct ukr_epi *epi);
+typedef void (*ukr_fn)(int mr, int64_t kc, const float *a, int64_t lda, int64_t ldk, const float *b,
+                       const int32_t *boff, float *c, int64_t ldc, int accumulate, int nvalid,
+                       const struct ukr_epi *epi);
 
 /* Defines NAME, an MR x (NV*VW) micro-kernel over the vector type VT of
  * VW floats: c[r][0..nvalid) (+)= sum_k a[r*lda + k*ldk] * b[boff[k] + j],
@@ -57,107 +56,107 @@ typedef void (*ukr_fn)(int mr, int64_t kc, const float *a, int64_t lda, int64_t 
  * VMAX(lo, x) and VMIN(hi, x) must return x when x is NaN.  The body is
  * instantiated for each row count 1..MR so that the tile always lives in
  * registers. */
-#define TL_DEFINE_UKR(NAME, ATTR, VT, VW, MR, NV, VMAX, VMIN)                             \
-  static inline __attribute__((always_inline)) ATTR void NAME##_body(                    \
-      const int mr, int64_t kc, const float *a, int64_t lda, int64_t ldk, const float *b, \
-      const int32_t *boff, float *c, int64_t ldc, int accumulate, int nvalid,            \
-      const struct ukr_epi *epi) {                                                       \
-    VT acc[MR][NV];                                                                      \
-    for (int r = 0; r < mr; r++)                                                         \
-      for (int v = 0; v < NV; v++)                                                       \
-        acc[r][v] = (VT){0};                                                             \
-    for (int64_t k = 0; k < kc; k++) {                                                   \
-      const float *bk = b + boff[k];                                                     \
-      VT bv[NV];                                                                         \
-      for (int v = 0; v < NV; v++)                                                       \
-        memcpy(&bv[v], bk + v * VW, sizeof(VT));                                         \
-      for (int r = 0; r < mr; r++) {                                                     \
-        const float av = a[r * lda + k * ldk];                                           \
-        for (int v = 0; v < NV; v++)                                                     \
-          acc[r][v] += av * bv[v];                                                       \
-      }                                                                                  \
-    }                                                                                    \
-    const int full = nvalid == NV * VW;                                                  \
-    if (accumulate) {                                                                    \
-      for (int r = 0; r < mr; r++)                                                       \
-        for (int v = 0; v < NV; v++) {                                                   \
-          VT old = {0};                                                                  \
-          if (full)                                                                      \
-            memcpy(&old, c + r * ldc + v * VW, sizeof(VT));                              \
-          else                                                                           \
-            for (int j = 0; j < VW && v * VW + j < nvalid; j++)                          \
-              old[j] = c[r * ldc + v * VW + j];                                          \
-          acc[r][v] += old;                                                              \
-        }                                                                                \
-    }                                                                                    \
-    if (epi != NULL) {                                                                   \
-      const VT lo1 = (VT){0} + epi->lo1, hi1 = (VT){0} + epi->hi1;                       \
-      const VT lo2 = (VT){0} + epi->lo2, hi2 = (VT){0} + epi->hi2;                       \
-      const VT zero = {0}, one = zero + 1.f, sixth = zero + 1.f / 6.f, half = zero + .5f; \
-      for (int r = 0; r < mr; r++) {                                                     \
-        const float sc = epi->scale ? epi->scale[r] : 1.f;                               \
-        const float sh = epi->shift ? epi->shift[r] : 0.f;                               \
-        for (int v = 0; v < NV; v++) {                                                   \
-          VT x = acc[r][v] * sc + sh;                                                    \
-          x = VMIN(hi1, VMAX(lo1, x));                                                   \
-          if (epi->hardswish)                                                            \
-            x *= VMIN(one, VMAX(zero, x * sixth + half));                                \
-          if (epi->res != NULL) {                                                        \
-            VT rv = {0};                                                                 \
-            const float *rp = epi->res + r * ldc + v * VW;                               \
-            if (full)                                                                    \
-              memcpy(&rv, rp, sizeof(VT));                                               \
-            else                                                                         \
-              for (int j = 0; j < VW && v * VW + j < nvalid; j++)                        \
-                rv[j] = rp[j];                                                           \
-            x = VMIN(hi2, VMAX(lo2, x + rv));                                            \
-          }                                                                              \
-          acc[r][v] = x;                                                                 \
-        }                                                                                \
-      }                                                                                  \
-    }                                                                                    \
-    for (int r = 0; r < mr; r++)                                                         \
-      for (int v = 0; v < NV; v++) {                                                     \
-        if (full)                                                                        \
-          memcpy(c + r * ldc + v * VW, &acc[r][v], sizeof(VT));                         \
-        else                                                                             \
-          for (int j = 0; j < VW && v * VW + j < nvalid; j++)                            \
-            c[r * ldc + v * VW + j] = acc[r][v][j];                                      \
-      }                                                                                  \
-  }                                                                                      \
-  ATTR static void NAME(int mr, int64_t kc, const float *a, int64_t lda, int64_t ldk,     \
-                        const float *b, const int32_t *boff, float *c, int64_t ldc,      \
-                        int accumulate, int nvalid, const struct ukr_epi *epi) {         \
-    switch (mr) {                                                                        \
-    case MR:                                                                             \
-      NAME##_body(MR, kc, a, lda, ldk, b, boff, c, ldc, accumulate, nvalid, epi);        \
-      break;                                                                             \
-    TL_UKR_TAIL_CASES_##MR(NAME, kc, a, lda, ldk, b, boff, c, ldc, accumulate, nvalid,   \
-                           epi)                                                          \
-    }                                                                                    \
+#define TL_DEFINE_UKR(NAME, ATTR, VT, VW, MR, NV, VMAX, VMIN)                                      \
+  static inline __attribute__((always_inline))                                                     \
+  ATTR void NAME##_body(const int mr, int64_t kc, const float *a, int64_t lda, int64_t ldk,        \
+                        const float *b, const int32_t *boff, float *c, int64_t ldc,                \
+                        int accumulate, int nvalid, const struct ukr_epi *epi) {                   \
+    VT acc[MR][NV];                                                                                \
+    for (int r = 0; r < mr; r++)                                                                   \
+      for (int v = 0; v < NV; v++)                                                                 \
+        acc[r][v] = (VT){0};                                                                       \
+    for (int64_t k = 0; k < kc; k++) {                                                             \
+      const float *bk = b + boff[k];                                                               \
+      VT bv[NV];                                                                                   \
+      for (int v = 0; v < NV; v++)                                                                 \
+        memcpy(&bv[v], bk + v * VW, sizeof(VT));                                                   \
+      for (int r = 0; r < mr; r++) {                                                               \
+        const float av = a[r * lda + k * ldk];                                                     \
+        for (int v = 0; v < NV; v++)                                                               \
+          acc[r][v] += av * bv[v];                                                                 \
+      }                                                                                            \
+    }                                                                                              \
+    const int full = nvalid == NV * VW;                                                            \
+    if (accumulate) {                                                                              \
+      for (int r = 0; r < mr; r++)                                                                 \
+        for (int v = 0; v < NV; v++) {                                                             \
+          VT old = {0};                                                                            \
+          if (full)                                                                                \
+            memcpy(&old, c + r * ldc + v * VW, sizeof(VT));                                        \
+          else                                                                                     \
+            for (int j = 0; j < VW && v * VW + j < nvalid; j++)                                    \
+              old[j] = c[r * ldc + v * VW + j];                                                    \
+          acc[r][v] += old;                                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    if (epi != NULL) {                                                                             \
+      const VT lo1 = (VT){0} + epi->lo1, hi1 = (VT){0} + epi->hi1;                                 \
+      const VT lo2 = (VT){0} + epi->lo2, hi2 = (VT){0} + epi->hi2;                                 \
+      const VT zero = {0}, one = zero + 1.f, sixth = zero + 1.f / 6.f, half = zero + .5f;          \
+      for (int r = 0; r < mr; r++) {                                                               \
+        const float sc = epi->scale ? epi->scale[r] : 1.f;                                         \
+        const float sh = epi->shift ? epi->shift[r] : 0.f;                                         \
+        for (int v = 0; v < NV; v++) {                                                             \
+          VT x = acc[r][v] * sc + sh;                                                              \
+          x = VMIN(hi1, VMAX(lo1, x));                                                             \
+          if (epi->hardswish)                                                                      \
+            x *= VMIN(one, VMAX(zero, x * sixth + half));                                          \
+          if (epi->res != NULL) {                                                                  \
+            VT rv = {0};                                                                           \
+            const float *rp = epi->res + r * ldc + v * VW;                                         \
+            if (full)                                                                              \
+              memcpy(&rv, rp, sizeof(VT));                                                         \
+            else                                                                                   \
+              for (int j = 0; j < VW && v * VW + j < nvalid; j++)                                  \
+                rv[j] = rp[j];                                                                     \
+            x = VMIN(hi2, VMAX(lo2, x + rv));                                                      \
+          }                                                                                        \
+          acc[r][v] = x;                                                                           \
+        }                                                                                          \
+      }                                                                                            \
+    }                                                                                              \
+    for (int r = 0; r < mr; r++)                                                                   \
+      for (int v = 0; v < NV; v++) {                                                               \
+        if (full)                                                                                  \
+          memcpy(c + r * ldc + v * VW, &acc[r][v], sizeof(VT));                                    \
+        else                                                                                       \
+          for (int j = 0; j < VW && v * VW + j < nvalid; j++)                                      \
+            c[r * ldc + v * VW + j] = acc[r][v][j];                                                \
+      }                                                                                            \
+  }                                                                                                \
+  ATTR static void NAME(int mr, int64_t kc, const float *a, int64_t lda, int64_t ldk,              \
+                        const float *b, const int32_t *boff, float *c, int64_t ldc,                \
+                        int accumulate, int nvalid, const struct ukr_epi *epi) {                   \
+    switch (mr) {                                                                                  \
+    case MR:                                                                                       \
+      NAME##_body(MR, kc, a, lda, ldk, b, boff, c, ldc, accumulate, nvalid, epi);                  \
+      break;                                                                                       \
+      TL_UKR_TAIL_CASES_##MR(NAME, kc, a, lda, ldk, b, boff, c, ldc, accumulate, nvalid, epi)      \
+    }                                                                                              \
   }
 
 /* The row counts below MR, one case each. */
+/* clang-format off */
 #define TL_UKR_CASE(NAME, R, ...) case R: NAME##_body(R, __VA_ARGS__); break;
-#define TL_UKR_TAIL_CASES_4(N, ...)                                                      \
+#define TL_UKR_TAIL_CASES_4(N, ...)                                                                \
   TL_UKR_CASE(N, 1, __VA_ARGS__) TL_UKR_CASE(N, 2, __VA_ARGS__) TL_UKR_CASE(N, 3, __VA_ARGS__)
-#define TL_UKR_TAIL_CASES_6(N, ...)                                                      \
-  TL_UKR_TAIL_CASES_4(N, __VA_ARGS__) TL_UKR_CASE(N, 4, __VA_ARGS__)                     \
+#define TL_UKR_TAIL_CASES_6(N, ...)                                                                \
+  TL_UKR_TAIL_CASES_4(N, __VA_ARGS__) TL_UKR_CASE(N, 4, __VA_ARGS__)                               \
   TL_UKR_CASE(N, 5, __VA_ARGS__)
-#define TL_UKR_TAIL_CASES_8(N, ...)                                                      \
-  TL_UKR_TAIL_CASES_6(N, __VA_ARGS__) TL_UKR_CASE(N, 6, __VA_ARGS__)                     \
+#define TL_UKR_TAIL_CASES_8(N, ...)                                                                \
+  TL_UKR_TAIL_CASES_6(N, __VA_ARGS__) TL_UKR_CASE(N, 6, __VA_ARGS__)                               \
   TL_UKR_CASE(N, 7, __VA_ARGS__)
-#define TL_UKR_TAIL_CASES_16(N, ...)                                                     \
-  TL_UKR_TAIL_CASES_8(N, __VA_ARGS__) TL_UKR_CASE(N, 8, __VA_ARGS__)                     \
-  TL_UKR_CASE(N, 9, __VA_ARGS__) TL_UKR_CASE(N, 10, __VA_ARGS__)                         \
-  TL_UKR_CASE(N, 11, __VA_ARGS__) TL_UKR_CASE(N, 12, __VA_ARGS__)                        \
-  TL_UKR_CASE(N, 13, __VA_ARGS__) TL_UKR_CASE(N, 14, __VA_ARGS__)                        \
+#define TL_UKR_TAIL_CASES_16(N, ...)                                                               \
+  TL_UKR_TAIL_CASES_8(N, __VA_ARGS__) TL_UKR_CASE(N, 8, __VA_ARGS__)                               \
+  TL_UKR_CASE(N, 9, __VA_ARGS__) TL_UKR_CASE(N, 10, __VA_ARGS__)                                   \
+  TL_UKR_CASE(N, 11, __VA_ARGS__) TL_UKR_CASE(N, 12, __VA_ARGS__)                                  \
+  TL_UKR_CASE(N, 13, __VA_ARGS__) TL_UKR_CASE(N, 14, __VA_ARGS__)                                  \
   TL_UKR_CASE(N, 15, __VA_ARGS__)
+/* clang-format on */
 
 typedef float v4f __attribute__((vector_size(16), aligned(4)));
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(TL_NO_CLONES)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(TL_NO_CLONES)
 #include <immintrin.h>
 #define TL_HAVE_X86_UKR 1
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
@@ -171,8 +170,7 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 #define MIN16(a, b) ((v16f)_mm512_min_ps((a), (b)))
 TL_DEFINE_UKR(ukr_4x8, , v4f, 4, 4, 2, MAX4, MIN4)
 TL_DEFINE_UKR(ukr_6x16, __attribute__((target("arch=x86-64-v3"))), v8f, 8, 6, 2, MAX8, MIN8)
-TL_DEFINE_UKR(ukr_8x32, __attribute__((target("arch=x86-64-v4"))), v16f, 16, 8, 2, MAX16,
-              MIN16)
+TL_DEFINE_UKR(ukr_8x32, __attribute__((target("arch=x86-64-v4"))), v16f, 16, 8, 2, MAX16, MIN16)
 #else
 /* Elsewhere: plain element loops that the compiler may vectorize. */
 static inline v4f max4(v4f lo, v4f x) {
@@ -191,10 +189,8 @@ TL_DEFINE_UKR(ukr_4x8, , v4f, 4, 4, 2, max4, min4)
 /* ------------------------------------------------------------ selection */
 
 #ifdef TL_HAVE_X86_UKR
-TL_DEFINE_UKR(ukr_16x16, __attribute__((target("arch=x86-64-v4"))), v16f, 16, 16, 1, MAX16,
-              MIN16)
-TL_DEFINE_UKR(ukr_8x16, __attribute__((target("arch=x86-64-v4"))), v16f, 16, 8, 1, MAX16,
-              MIN16)
+TL_DEFINE_UKR(ukr_16x16, __attribute__((target("arch=x86-64-v4"))), v16f, 16, 16, 1, MAX16, MIN16)
+TL_DEFINE_UKR(ukr_8x16, __attribute__((target("arch=x86-64-v4"))), v16f, 16, 8, 1, MAX16, MIN16)
 #endif
 
 /* For the last panel of a GEMM whose micro-kernel u is 32 columns wide:
@@ -251,8 +247,8 @@ void tl__gemm_panels(const struct tl_ukr *u, int64_t m, int64_t n, int64_t k, co
     for (int64_t jr = 0; jr < n; jr += u->nr)
       for (int64_t ir = 0; ir < m; ir += u->mr) {
         const int mr = (int)(m - ir < u->mr ? m - ir : u->mr);
-        ukr(mr, kc, a + ir * k + k0 * u->mr, 1, u->mr, b + jr, boff + k0, c + ir * ldc + jr,
-            ldc, k0 > 0, u->nr, NULL);
+        ukr(mr, kc, a + ir * k + k0 * u->mr, 1, u->mr, b + jr, boff + k0, c + ir * ldc + jr, ldc,
+            k0 > 0, u->nr, NULL);
       }
   }
 }
@@ -289,8 +285,8 @@ static size_t gemm_thread_bytes(const struct tl_conv_params *p) {
 int tl__gemm_conv_prepare(struct tl_prep *c, struct tl_conv_params *p, size_t *scratch) {
   const int64_t cg = p->c / p->group, mg = p->m / p->group;
   const int64_t kdim = cg * p->kh * p->kw;
-  p->g_direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0 &&
-                p->pl == 0 && p->oh == p->h && p->ow == p->w;
+  p->g_direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0 && p->pl == 0 &&
+                p->oh == p->h && p->ow == p->w;
   if (p->g_direct) {
     p->g_hq = p->h, p->g_wq = p->w;
   } else {
@@ -447,8 +443,8 @@ static void pack_panel(int64_t kc, const float *b, const int32_t *off, int nvali
 /* y[i] = sum_k a[i*lda + k] x[k] for rows [i0, i1): four rows at a time,
  * each summed in 8 lanes (independent sums hide the FMA latency). */
 TL_CLONES
-static void gemv_rows(const float *a, int64_t lda, const float *x, int64_t k, float *y,
-                      int64_t i0, int64_t i1) {
+static void gemv_rows(const float *a, int64_t lda, const float *x, int64_t k, float *y, int64_t i0,
+                      int64_t i1) {
   typedef float v8 __attribute__((vector_size(32), aligned(4)));
   const int64_t kv = k / 8 * 8;
   for (int64_t i = i0; i < i1; i += 4) {
@@ -525,18 +521,18 @@ static void gemv_conv(const struct tl_conv_params *p, const float *x, const floa
 /* One image and group of a conv, as the shares see it. */
 struct gemm_job {
   const struct tl_conv_params *p;
-  const float *x;     /* the group's input channels */
-  const float *w;     /* the group's weight rows */
-  const float *shift; /* at the group's first channel */
-  const float *res;   /* the group's residual channels, or NULL */
-  float *y;           /* the group's output channels */
-  int64_t ldy;        /* floats between y's channels (direct); oh * ow */
+  const float *x;         /* the group's input channels */
+  const float *w;         /* the group's weight rows */
+  const float *shift;     /* at the group's first channel */
+  const float *res;       /* the group's residual channels, or NULL */
+  float *y;               /* the group's output channels */
+  int64_t ldy;            /* floats between y's channels (direct); oh * ow */
   int64_t y_col0, y_row0; /* the column and channel y starts at (direct) */
-  const float *b;     /* B: the padded planes, or the input (direct) */
-  float *buf;         /* the padded planes */
-  char *thread_scratch; /* per share: C block, then a packed panel */
+  const float *b;         /* B: the padded planes, or the input (direct) */
+  float *buf;             /* the padded planes */
+  char *thread_scratch;   /* per share: C block, then a packed panel */
   size_t thread_bytes;
-  int64_t g;          /* group, for the scale and shift index */
+  int64_t g; /* group, for the scale and shift index */
 };
 
 static void fill_share(void *ctx, int i, int n) {
@@ -554,8 +550,8 @@ static void fill_share(void *ctx, int i, int n) {
  * (copied, for a 1x1 conv) stay in L2 while the weights go by in blocks
  * of MC rows, each read once from memory and then from L2 for every
  * panel. */
-static void gemm_cols(const struct gemm_job *j, int64_t j0, int64_t nb, int64_t m0,
-                      int64_t m1, float *cblk, float *packed) {
+static void gemm_cols(const struct gemm_job *j, int64_t j0, int64_t nb, int64_t m0, int64_t m1,
+                      float *cblk, float *packed) {
   const struct tl_conv_params *p = j->p;
   const ukr_fn ukr = (ukr_fn)p->g_ukr.fn;
   const int64_t mr = p->g_ukr.mr, nr = p->g_ukr.nr;
@@ -612,8 +608,8 @@ static void gemm_cols(const struct gemm_job *j, int64_t j0, int64_t nb, int64_t 
    * index k0 of tl__conv_epilogue counts from there. */
   const float *shift0 = j->shift ? j->shift - j->g * mg : NULL;
   if (p->g_direct) {
-    tl__conv_epilogue(p, shift0, j->g * mg + m0, m1 - m0, 1, nb, cb + (m0 - row0) * ldc, ldc,
-                      0, cb + (m0 - row0) * ldc, ldc, 0, j->res ? j->res + m0 * ldc + j0 : NULL);
+    tl__conv_epilogue(p, shift0, j->g * mg + m0, m1 - m0, 1, nb, cb + (m0 - row0) * ldc, ldc, 0,
+                      cb + (m0 - row0) * ldc, ldc, 0, j->res ? j->res + m0 * ldc + j0 : NULL);
   } else {
     const int64_t oy0 = j0 / p->g_wq, rows = nb / p->g_wq;
     tl__conv_epilogue(p, shift0, j->g * mg + m0, m1 - m0, rows, p->ow, cblk + m0 * ncr, ncr,
@@ -624,8 +620,8 @@ static void gemm_cols(const struct gemm_job *j, int64_t j0, int64_t nb, int64_t 
 
 /* Output rows (channels) [m0, m1) of the column block at j0: its panels,
  * and the gemv columns if the block holds them. */
-static void gemm_block(const struct gemm_job *j, int64_t j0, int64_t m0, int64_t m1,
-                       float *cblk, float *packed) {
+static void gemm_block(const struct gemm_job *j, int64_t j0, int64_t m0, int64_t m1, float *cblk,
+                       float *packed) {
   const struct tl_conv_params *p = j->p;
   const int64_t mg = p->m / p->group, kdim = p->c / p->group * p->kh * p->kw;
   const int64_t ohw = p->oh * p->ow, grid = p->oh * p->g_wq;
@@ -720,13 +716,19 @@ void tl__gemm_1x1_cols(const struct tl_conv_params *p, const float *x, const flo
                        const float *shift, int64_t col0, int64_t ncols, int64_t m0, int64_t m1,
                        float *c, int64_t ldc, void *scratch) {
   /* C's column col0 is column 0 of c, and its row m0 is c's first. */
-  struct gemm_job j = {.p = p, .x = x, .w = w, .shift = shift, .b = x,
-                       .y = c, .ldy = ldc, .y_col0 = col0, .y_row0 = m0};
+  struct gemm_job j = {.p = p,
+                       .x = x,
+                       .w = w,
+                       .shift = shift,
+                       .b = x,
+                       .y = c,
+                       .ldy = ldc,
+                       .y_col0 = col0,
+                       .y_row0 = m0};
   const int64_t ncr = (p->nb + p->g_ukr.nr - 1) / p->g_ukr.nr * p->g_ukr.nr;
   float *packed = (float *)scratch + (p->m / p->group) * ncr;
   for (int64_t j0 = col0; j0 < col0 + ncols; j0 += p->nb)
-    gemm_cols(&j, j0, col0 + ncols - j0 < p->nb ? col0 + ncols - j0 : p->nb, m0, m1, NULL,
-              packed);
+    gemm_cols(&j, j0, col0 + ncols - j0 < p->nb ? col0 + ncols - j0 : p->nb, m0, m1, NULL, packed);
 }
 
 size_t tl__gemm_thread_bytes(const struct tl_conv_params *p) { return gemm_thread_bytes(p); }

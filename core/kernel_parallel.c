@@ -43,7 +43,7 @@ struct pool {
   pthread_mutex_t dispatch; /* held for a whole section */
   pthread_mutex_t lock;     /* guards sleeping and the condition variable */
   pthread_cond_t wake;
-  int n_workers;            /* created so far (only grows) */
+  int n_workers; /* created so far (only grows) */
   pthread_t threads[MAX_WORKERS];
   /* The current section: fn and ctx are written before state announces
    * it, and read only by a thread that has claimed one of its shares. */
@@ -97,8 +97,7 @@ static void *worker_main(void *arg) {
       }
       if (gen == seen) {
         pthread_mutex_lock(&pool.lock);
-        while ((gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire))) ==
-               seen)
+        while ((gen = STATE_GEN(atomic_load_explicit(&pool.state, memory_order_acquire))) == seen)
           pthread_cond_wait(&pool.wake, &pool.lock);
         pthread_mutex_unlock(&pool.lock);
       }
@@ -147,8 +146,7 @@ double tl__chunk_busiest(int64_t units, int n) {
 void tl__parallel_run(int n, void (*fn)(void *ctx, int i, int n), void *ctx) {
   if (n < 1)
     n = 1;
-  if (n == 1 || n > 0xffff || pool.n_workers == 0 ||
-      pthread_mutex_trylock(&pool.dispatch) != 0) {
+  if (n == 1 || n > 0xffff || pool.n_workers == 0 || pthread_mutex_trylock(&pool.dispatch) != 0) {
     /* One share (or more than a claim counts), no workers, or another
      * plan holds the pool: every share here. */
     for (int i = 0; i < n; i++)

@@ -118,11 +118,10 @@ int tl__prepare_resize(struct tl_prep *c) {
   if (out[0] != xs->dims[0] || out[1] != xs->dims[1])
     return tl__prep_fail(c, TL_EUNSUPPORTED, "only H and W may be resized, not N or C");
   if (out[2] < 1 || out[3] < 1 || out[2] > (1 << 20) || out[3] > (1 << 20))
-    return tl__prep_fail(c, TL_ERANGE, "output side %lldx%lld is out of range",
-                         (long long)out[2], (long long)out[3]);
+    return tl__prep_fail(c, TL_ERANGE, "output side %lldx%lld is out of range", (long long)out[2],
+                         (long long)out[3]);
   if (pytorch && (out[2] == 1 || out[3] == 1))
-    return tl__prep_fail(c, TL_EUNSUPPORTED,
-                         "pytorch_half_pixel to a side of 1 is not supported");
+    return tl__prep_fail(c, TL_EUNSUPPORTED, "pytorch_half_pixel to a side of 1 is not supported");
   struct tl_pool_params *pp = &s->p.pool;
   pp->n = xs->dims[0], pp->c = xs->dims[1], pp->h = xs->dims[2], pp->w = xs->dims[3];
   pp->oh = out[2], pp->ow = out[3];

@@ -64,9 +64,8 @@ size_t tl__window_scratch_bytes(const struct tl_window *p, int nt) {
 }
 
 /* Copies one input channel into the padded plane's interior. */
-static inline __attribute__((always_inline)) void fill(const struct tl_window *p,
-                                                       const struct geom *g, const float *x,
-                                                       float *plane) {
+static inline __attribute__((always_inline)) void
+fill(const struct tl_window *p, const struct geom *g, const float *x, float *plane) {
   const int64_t sw = p->sw;
   /* Input columns that land inside the plane: ix in [0, nx). */
   int64_t nx = g->rs - p->pl;
@@ -116,11 +115,9 @@ typedef int32_t vint __attribute__((vector_size(VL * sizeof(int32_t))));
  * wk set) or acc = max(acc, v) (wk NULL).  ntaps is a constant in the
  * specialized callers so that the tap loop unrolls.  (An epilogue on the
  * registers here measured slower than the vectorized pass after it.) */
-static inline __attribute__((always_inline)) void plane_units(const struct geom *g, int64_t sh,
-                                                              const float *plane,
-                                                              const int64_t *tap_off,
-                                                              const float *wk, int ntaps,
-                                                              float *out) {
+static inline __attribute__((always_inline)) void
+plane_units(const struct geom *g, int64_t sh, const float *plane, const int64_t *tap_off,
+            const float *wk, int ntaps, float *out) {
   /* Units run row-major over (oy, chunk); (oy, c) of the group's first. */
   int64_t oy = 0, c = 0;
   for (int64_t u0 = 0; u0 < g->nu; u0 += UNITS) {
@@ -173,8 +170,8 @@ static void plane_big(const struct tl_window *win, const struct geom *g, const f
       for (int64_t ky = 0; ky < win->kh; ky++)
         for (int64_t kx = 0; kx < win->kw; kx++) {
           const int64_t col = ox * win->sw + kx * win->dw;
-          const float v = plane[(oy * win->sh + ky * win->dh) * g->rs +
-                                (col % win->sw) * g->lp + col / win->sw];
+          const float v = plane[(oy * win->sh + ky * win->dh) * g->rs + (col % win->sw) * g->lp +
+                                col / win->sw];
           if (wk != NULL)
             acc += wk[ky * win->kw + kx] * v;
           else
@@ -185,9 +182,8 @@ static void plane_big(const struct tl_window *win, const struct geom *g, const f
 }
 
 /* Copies the oh x ow output out of the row-padded plane. */
-static inline __attribute__((always_inline)) void copy_rows(const struct tl_window *win,
-                                                            const struct geom *g,
-                                                            const float *out, float *y) {
+static inline __attribute__((always_inline)) void
+copy_rows(const struct tl_window *win, const struct geom *g, const float *out, float *y) {
   for (int64_t oy = 0; oy < win->oh; oy++)
     for (int64_t ox = 0; ox < win->ow; ox++)
       y[oy * win->ow + ox] = out[oy * g->owp + ox];
@@ -197,10 +193,10 @@ static inline __attribute__((always_inline)) void copy_rows(const struct tl_wind
  * channel planes xs floats apart in x (whose first plane is input channel
  * xbase), ys apart in y and res. */
 TL_CLONES
-static void dw_channels(const struct tl_conv_params *p, const struct tl_window *win,
-                        const float *x, int64_t xs, int64_t xbase, const float *w,
-                        const float *shift, const float *res, float *y, int64_t ys,
-                        int64_t n_img, float *scratch, int64_t c0, int64_t c1) {
+static void dw_channels(const struct tl_conv_params *p, const struct tl_window *win, const float *x,
+                        int64_t xs, int64_t xbase, const float *w, const float *shift,
+                        const float *res, float *y, int64_t ys, int64_t n_img, float *scratch,
+                        int64_t c0, int64_t c1) {
   struct geom g;
   geom(win, &g);
   float *plane = scratch;
@@ -234,16 +230,15 @@ static void dw_channels(const struct tl_conv_params *p, const struct tl_window *
         tl__conv_epilogue(p, shift, k, 1, 1, win->oh * g.owp, out, 0, 0, out, 0, 0, NULL);
         copy_rows(win, &g, out, yk);
       } else {
-        tl__conv_epilogue(p, shift, k, 1, win->oh, win->ow, out, 0, g.owp, yk, 0, win->ow,
-                          rk);
+        tl__conv_epilogue(p, shift, k, 1, win->oh, win->ow, out, 0, g.owp, yk, 0, win->ow, rk);
       }
     }
 }
 
 /* Channels [c0, c1) of max pooling. */
 TL_CLONES
-static void max_channels(const struct tl_window *win, const float *x, float *y,
-                         float *scratch, int64_t c0, int64_t c1) {
+static void max_channels(const struct tl_window *win, const float *x, float *y, float *scratch,
+                         int64_t c0, int64_t c1) {
   struct geom g;
   geom(win, &g);
   float *plane = scratch;
@@ -292,20 +287,19 @@ static void window_share(void *ctx, int i, int n) {
 }
 
 void tl__dw_run(const struct tl_conv_params *p, const struct tl_window *win, const float *x,
-                const float *w, const float *shift, const float *res, float *y,
-                void *scratch) {
+                const float *w, const float *shift, const float *res, float *y, void *scratch) {
   struct window_job j = {p, win, x, w, shift, res, y, scratch, share_bytes(win), p->c};
   tl__parallel_run(tl__parallel_threads(p->nt), window_share, &j);
 }
 
 void tl__dw_band(const struct tl_conv_params *p, const struct tl_window *win, const float *x,
-                 int64_t xs, const float *shift, float *y, int64_t ys, void *scratch,
-                 int64_t c0, int64_t c1) {
+                 int64_t xs, const float *shift, float *y, int64_t ys, void *scratch, int64_t c0,
+                 int64_t c1) {
   dw_channels(p, win, x, xs, c0, p->weight, shift, NULL, y, ys, 1, scratch, c0, c1);
 }
 
-void tl__maxpool_run(const struct tl_window *win, int64_t nc, int nt, const float *x,
-                     float *y, void *scratch) {
+void tl__maxpool_run(const struct tl_window *win, int64_t nc, int nt, const float *x, float *y,
+                     void *scratch) {
   struct window_job j = {NULL, win, x, NULL, NULL, NULL, y, scratch, share_bytes(win), nc};
   tl__parallel_run(tl__parallel_threads(nt), window_share, &j);
 }

@@ -60,8 +60,8 @@ static int64_t wino_thread_floats(const struct tl_conv_params *p) {
 }
 
 int tl__winograd_prepare(struct tl_prep *c, struct tl_conv_params *p, size_t *scratch) {
-  if (p->weight == NULL || p->group != 1 || p->kh != 3 || p->kw != 3 || p->sh != 1 ||
-      p->sw != 1 || p->dh != 1 || p->dw != 1 || p->c < 16 || p->m < 16)
+  if (p->weight == NULL || p->group != 1 || p->kh != 3 || p->kw != 3 || p->sh != 1 || p->sw != 1 ||
+      p->dh != 1 || p->dw != 1 || p->c < 16 || p->m < 16)
     return TL_EUNSUPPORTED;
   p->w_th = (p->oh + 3) / 4;
   p->w_tw = (p->ow + 3) / 4;
@@ -139,9 +139,8 @@ int tl__winograd_prepare(struct tl_prep *c, struct tl_conv_params *p, size_t *sc
 /* The six input rows of tile row ty of one channel, split by column phase:
  * P[r][ph][q] = x(4*ty + r - pt, 4*q + ph - pl), zero outside the input,
  * for q < lq = twp + 1. */
-static inline __attribute__((always_inline)) void gather_rows(const struct tl_conv_params *p,
-                                                              const float *xc, int64_t ty,
-                                                              int64_t lq, float *P) {
+static inline __attribute__((always_inline)) void
+gather_rows(const struct tl_conv_params *p, const float *xc, int64_t ty, int64_t lq, float *P) {
   for (int r = 0; r < ALPHA; r++) {
     const int64_t iy = 4 * ty + r - p->pt;
     float *pr = P + r * 4 * lq;
@@ -171,11 +170,11 @@ static inline __attribute__((always_inline)) void gather_rows(const struct tl_co
 }
 
 /* o_i[x] = sum_j B^T[i][j] d_j[x] for x < n. */
-static inline __attribute__((always_inline)) void bt6_cols(
-    const float *restrict d0, const float *restrict d1, const float *restrict d2,
-    const float *restrict d3, const float *restrict d4, const float *restrict d5,
-    float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,
-    float *restrict o4, float *restrict o5, int64_t n) {
+static inline __attribute__((always_inline)) void
+bt6_cols(const float *restrict d0, const float *restrict d1, const float *restrict d2,
+         const float *restrict d3, const float *restrict d4, const float *restrict d5,
+         float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,
+         float *restrict o4, float *restrict o5, int64_t n) {
   for (int64_t x = 0; x < n; x++) {
     const float a = d4[x] - 4.f * d2[x], b = d3[x] - 4.f * d1[x];
     const float c = d4[x] - d2[x], d = 2.f * (d3[x] - d1[x]);
@@ -191,8 +190,7 @@ static inline __attribute__((always_inline)) void bt6_cols(
 /* out[0..5] = B^T in[0..5], each a vector of n floats (in rows at stride
  * is, out rows at stride os). */
 static inline __attribute__((always_inline)) void bt6(const float *restrict in, int64_t is,
-                                                      float *restrict out, int64_t os,
-                                                      int64_t n) {
+                                                      float *restrict out, int64_t os, int64_t n) {
   const float *restrict d0 = in, *restrict d1 = in + is, *restrict d2 = in + 2 * is,
                         *restrict d3 = in + 3 * is, *restrict d4 = in + 4 * is,
                         *restrict d5 = in + 5 * is;
@@ -204,9 +202,10 @@ static inline __attribute__((always_inline)) void bt6(const float *restrict in, 
 
 /* V for the tiles of tile row ty of channel ci, at column t0 of V (and
  * junk for the twp - tw tiles after them). */
-static inline __attribute__((always_inline)) void input_tile_row(
-    const struct tl_conv_params *p, const float *xc, int64_t ty, float *v, int64_t ci,
-    int64_t t0, float *P, float *T) {
+static inline __attribute__((always_inline)) void input_tile_row(const struct tl_conv_params *p,
+                                                                 const float *xc, int64_t ty,
+                                                                 float *v, int64_t ci, int64_t t0,
+                                                                 float *P, float *T) {
   const int64_t lq = p->w_twp + 1, tw = p->w_twp, vpos = p->c * p->w_ntp;
   gather_rows(p, xc, ty, lq, P);
   /* Rows: T[i] = sum_r B^T[i][r] P[r], over all phases and q at once. */
@@ -228,9 +227,10 @@ static inline __attribute__((always_inline)) void input_tile_row(
 /* Output rows 4*ty.. of channel k from M (tiles at column t0): the 4 x 4
  * tiles side by side in rows of 4*twp floats at out.  S holds 4 x 6 x twp
  * floats. */
-static inline __attribute__((always_inline)) void output_tile_row(
-    const struct tl_conv_params *p, const float *mb, int64_t k, int64_t t0, float *restrict S,
-    float *restrict out) {
+static inline __attribute__((always_inline)) void output_tile_row(const struct tl_conv_params *p,
+                                                                  const float *mb, int64_t k,
+                                                                  int64_t t0, float *restrict S,
+                                                                  float *restrict out) {
   const int64_t tw = p->w_twp, mpos = p->m * p->w_ntp;
   const float *base = mb + k * p->w_ntp + t0;
   /* Rows: S[a][j] = sum_i A^T[a][i] M[i][j]. */
@@ -238,8 +238,8 @@ static inline __attribute__((always_inline)) void output_tile_row(
     const float *restrict m0 = base + (int64_t)j * mpos, *restrict m1 = m0 + ALPHA * mpos,
                           *restrict m2 = m1 + ALPHA * mpos, *restrict m3 = m2 + ALPHA * mpos,
                           *restrict m4 = m3 + ALPHA * mpos, *restrict m5 = m4 + ALPHA * mpos;
-    float *restrict s0 = S + j * tw, *restrict s1 = s0 + ALPHA * tw,
-                    *restrict s2 = s1 + ALPHA * tw, *restrict s3 = s2 + ALPHA * tw;
+    float *restrict s0 = S + j * tw, *restrict s1 = s0 + ALPHA * tw, *restrict s2 = s1 + ALPHA * tw,
+                    *restrict s3 = s2 + ALPHA * tw;
     for (int64_t x = 0; x < tw; x++) {
       const float a = m1[x] + m2[x], b = m1[x] - m2[x], c = m3[x] + m4[x], d = m3[x] - m4[x];
       s0[x] = m0[x] + a + c;
@@ -250,13 +250,11 @@ static inline __attribute__((always_inline)) void output_tile_row(
   }
   /* Columns, interleaved into output rows: row a, column 4x + b. */
   for (int a = 0; a < 4; a++) {
-    const float *restrict t0p = S + a * ALPHA * tw, *restrict t1 = t0p + tw,
-                          *restrict t2 = t1 + tw, *restrict t3 = t2 + tw,
-                          *restrict t4 = t3 + tw, *restrict t5 = t4 + tw;
+    const float *restrict t0p = S + a * ALPHA * tw, *restrict t1 = t0p + tw, *restrict t2 = t1 + tw,
+                          *restrict t3 = t2 + tw, *restrict t4 = t3 + tw, *restrict t5 = t4 + tw;
     float *restrict row = out + a * 4 * tw;
     for (int64_t x = 0; x < tw; x++) {
-      const float pa = t1[x] + t2[x], pb = t1[x] - t2[x], pc = t3[x] + t4[x],
-                  pd = t3[x] - t4[x];
+      const float pa = t1[x] + t2[x], pb = t1[x] - t2[x], pc = t3[x] + t4[x], pd = t3[x] - t4[x];
       row[4 * x] = t0p[x] + pa + pc;
       row[4 * x + 1] = pb + 2.f * pd;
       row[4 * x + 2] = pa + 4.f * pc;
@@ -294,8 +292,8 @@ static void gemm_share(void *ctx, int i, int n) {
   const struct tl_conv_params *p = j->p;
   const int64_t ntp = p->w_ntp;
   for (int64_t xi = NPOS * i / n; xi < NPOS * (i + 1) / n; xi++)
-    tl__gemm_panels(&p->w_ukr, p->m, ntp, p->c, p->w_u + xi * j->mp * p->c,
-                    j->v + xi * p->c * ntp, p->w_boff, j->mb + xi * p->m * ntp, ntp);
+    tl__gemm_panels(&p->w_ukr, p->m, ntp, p->c, p->w_u + xi * j->mp * p->c, j->v + xi * p->c * ntp,
+                    p->w_boff, j->mb + xi * p->m * ntp, ntp);
 }
 
 /* Share i of the output transform and epilogue: output channels [m0, m1). */

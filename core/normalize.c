@@ -102,8 +102,8 @@ static int split_shared_constants(struct tl_graph *g, struct tl_error *err) {
     free(first);
     return 0;
   }
-  struct tl_value *grown = realloc(g->values, ((size_t)g->n_values + (size_t)extra) *
-                                                  sizeof *grown);
+  struct tl_value *grown =
+      realloc(g->values, ((size_t)g->n_values + (size_t)extra) * sizeof *grown);
   if (grown == NULL) {
     free(first);
     return tl_fail(err, TL_ENOMEM, "%s: out of memory", g->path);

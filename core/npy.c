@@ -79,8 +79,7 @@ static const char *descr_for(enum tl_dtype dtype) {
  * '>u1' are uint8 as well, as numpy reads them. */
 static enum tl_dtype dtype_for(const char *d, size_t n) {
   for (int i = 0; i < NPY_NDTYPES; i++)
-    if (strlen(npy_dtypes[i].descr) == n &&
-        memcmp(npy_dtypes[i].descr, d, n) == 0)
+    if (strlen(npy_dtypes[i].descr) == n && memcmp(npy_dtypes[i].descr, d, n) == 0)
       return npy_dtypes[i].dtype;
   if (n == 3 && (d[0] == '<' || d[0] == '>') && d[1] == 'u' && d[2] == '1')
     return TL_DTYPE_UINT8;
@@ -118,8 +117,7 @@ static void descr_name(const char *d, size_t n, char *buf, size_t size) {
 }
 
 /* Fails with the reason descr (n bytes) is not read. */
-static int fail_dtype(const char *name, const char *d, size_t n,
-                      struct tl_error *err) {
+static int fail_dtype(const char *name, const char *d, size_t n, struct tl_error *err) {
   char what[32];
   int len = (int)(n > 64 ? 64 : n);
   descr_name(d, n, what, sizeof what);
@@ -130,15 +128,12 @@ static int fail_dtype(const char *name, const char *d, size_t n,
       return tl_fail(err, TL_EUNSUPPORTED,
                      "%s: %s dtype '%.3s' (%s) is not supported; "
                      "save with arr.astype('<%c%c')",
-                     name, d[0] == '>' ? "big-endian" : "native-order", d,
-                     what, d[1], d[2]);
+                     name, d[0] == '>' ? "big-endian" : "native-order", d, what, d[1], d[2]);
   }
   if (what[0] != '\0')
-    return tl_fail(err, TL_EUNSUPPORTED,
-                   "%s: dtype '%.*s' (%s) is not supported; " SUPPORTED, name,
+    return tl_fail(err, TL_EUNSUPPORTED, "%s: dtype '%.*s' (%s) is not supported; " SUPPORTED, name,
                    len, d, what);
-  return tl_fail(err, TL_EUNSUPPORTED,
-                 "%s: dtype '%.*s' is not supported; " SUPPORTED, name, len,
+  return tl_fail(err, TL_EUNSUPPORTED, "%s: dtype '%.*s' is not supported; " SUPPORTED, name, len,
                  d);
 }
 
@@ -148,18 +143,15 @@ static int fail_dtype(const char *name, const char *d, size_t n,
  * len bytes, of which p holds the first min(len, NPY_PREAMBLE_MAX).  On
  * success the header is bytes [*hdr_off, *hdr_off + *hdr_len) and lies
  * wholly inside the file. */
-static int parse_preamble(const unsigned char *p, uint64_t len,
-                          const char *name, size_t *hdr_off, size_t *hdr_len,
-                          struct tl_error *err) {
+static int parse_preamble(const unsigned char *p, uint64_t len, const char *name, size_t *hdr_off,
+                          size_t *hdr_len, struct tl_error *err) {
   if (len == 0)
     return tl_fail(err, TL_EFORMAT, "%s: not a .npy file (empty)", name);
   size_t cmp = len < NPY_MAGIC_LEN ? (size_t)len : NPY_MAGIC_LEN;
   if (memcmp(p, NPY_MAGIC, cmp) != 0)
     return tl_fail(err, TL_EFORMAT, "%s: not a .npy file (bad magic)", name);
   if (len < NPY_MAGIC_LEN + 2)
-    return tl_fail(err, TL_EFORMAT,
-                   "%s: truncated: the file ends inside the .npy preamble",
-                   name);
+    return tl_fail(err, TL_EFORMAT, "%s: truncated: the file ends inside the .npy preamble", name);
 
   unsigned major = p[6], minor = p[7];
   if (major < 1 || major > 3 || minor != 0)
@@ -171,9 +163,7 @@ static int parse_preamble(const unsigned char *p, uint64_t len,
   /* 1.0 has a u16 header length; 2.0 and 3.0 (UTF-8 header) a u32 */
   size_t off = major == 1 ? 10 : 12;
   if (len < off)
-    return tl_fail(err, TL_EFORMAT,
-                   "%s: truncated: the file ends inside the .npy preamble",
-                   name);
+    return tl_fail(err, TL_EFORMAT, "%s: truncated: the file ends inside the .npy preamble", name);
   uint32_t hlen = (uint32_t)p[8] | (uint32_t)p[9] << 8;
   if (major > 1)
     hlen |= (uint32_t)p[10] << 16 | (uint32_t)p[11] << 24;
@@ -182,8 +172,7 @@ static int parse_preamble(const unsigned char *p, uint64_t len,
     return tl_fail(err, TL_EFORMAT,
                    "%s: truncated: the header is %lu bytes but the file ends "
                    "%llu bytes into it",
-                   name, (unsigned long)hlen,
-                   (unsigned long long)(len - off));
+                   name, (unsigned long)hlen, (unsigned long long)(len - off));
   if (hlen > NPY_HEADER_MAX)
     return tl_fail(err, TL_EUNSUPPORTED,
                    "%s: header of %lu bytes is longer than the %d this reader "
@@ -207,8 +196,8 @@ struct cursor {
 };
 
 static void skip_space(struct cursor *c) {
-  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' ||
-                           *c->p == '\r' || *c->p == '\f' || *c->p == '\v'))
+  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r' ||
+                           *c->p == '\f' || *c->p == '\v'))
     c->p++;
 }
 
@@ -224,16 +213,14 @@ static int eat(struct cursor *c, char ch) {
 
 static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
-static int bad_header(const struct cursor *c, const char *what,
-                      struct tl_error *err) {
-  return tl_fail(err, TL_EFORMAT,
-                 "%s: malformed .npy header: %s at byte %ld of the header",
+static int bad_header(const struct cursor *c, const char *what, struct tl_error *err) {
+  return tl_fail(err, TL_EFORMAT, "%s: malformed .npy header: %s at byte %ld of the header",
                  c->name, what, (long)(c->p - c->start));
 }
 
 /* Reads a '...' or "..." string without escapes into *s and *n. */
-static int parse_string(struct cursor *c, const char **s, size_t *n,
-                        const char *what, struct tl_error *err) {
+static int parse_string(struct cursor *c, const char **s, size_t *n, const char *what,
+                        struct tl_error *err) {
   skip_space(c);
   if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
     return bad_header(c, what, err);
@@ -263,15 +250,14 @@ static int parse_bool(struct cursor *c, int *v, struct tl_error *err) {
     return bad_header(c, "'fortran_order' must be True or False", err);
   }
   /* "Falsey" is a name, not False */
-  if (c->p < c->end && (is_digit(*c->p) || *c->p == '_' ||
-                        ((*c->p | 0x20) >= 'a' && (*c->p | 0x20) <= 'z')))
+  if (c->p < c->end &&
+      (is_digit(*c->p) || *c->p == '_' || ((*c->p | 0x20) >= 'a' && (*c->p | 0x20) <= 'z')))
     return bad_header(c, "'fortran_order' must be True or False", err);
   return 0;
 }
 
 /* Reads a shape tuple: "()", "(5,)", "(2, 3)", "(2, 3,)". */
-static int parse_shape(struct cursor *c, struct tl_shape *shape,
-                       struct tl_error *err) {
+static int parse_shape(struct cursor *c, struct tl_shape *shape, struct tl_error *err) {
   memset(shape, 0, sizeof *shape);
   if (!eat(c, '('))
     return bad_header(c, "'shape' must be a tuple such as (2, 3)", err);
@@ -283,8 +269,7 @@ static int parse_shape(struct cursor *c, struct tl_shape *shape,
       const char *neg = c->p++;
       while (c->p < c->end && is_digit(*c->p))
         c->p++;
-      return tl_fail(err, TL_EFORMAT,
-                     "%s: negative dimension %.*s in the .npy shape", c->name,
+      return tl_fail(err, TL_EFORMAT, "%s: negative dimension %.*s in the .npy shape", c->name,
                      (int)(c->p - neg > 24 ? 24 : c->p - neg), neg);
     }
     if (c->p >= c->end || !is_digit(*c->p))
@@ -299,8 +284,7 @@ static int parse_shape(struct cursor *c, struct tl_shape *shape,
         return tl_fail(err, TL_EFORMAT,
                        "%s: dimension %.*s in the .npy shape does not fit in "
                        "64 bits",
-                       c->name, (int)(c->p - digits > 40 ? 40 : c->p - digits),
-                       digits);
+                       c->name, (int)(c->p - digits > 40 ? 40 : c->p - digits), digits);
       }
       v = v * 10 + d;
     }
@@ -320,8 +304,10 @@ static int parse_shape(struct cursor *c, struct tl_shape *shape,
     } else if (eat(c, ')')) {
       /* "(5)" is the int 5 in Python, not a tuple */
       if (shape->ndim == 1)
-        return bad_header(c, "'shape' (n) is not a tuple, a 1-D shape is "
-                             "written (n,)", err);
+        return bad_header(c,
+                          "'shape' (n) is not a tuple, a 1-D shape is "
+                          "written (n,)",
+                          err);
       return 0;
     } else {
       return bad_header(c, "expected ',' or ')' in 'shape'", err);
@@ -330,9 +316,8 @@ static int parse_shape(struct cursor *c, struct tl_shape *shape,
 }
 
 /* Parses the header dict into *dtype and *shape. */
-static int parse_header(const char *name, const char *hdr, size_t len,
-                        enum tl_dtype *dtype, struct tl_shape *shape,
-                        struct tl_error *err) {
+static int parse_header(const char *name, const char *hdr, size_t len, enum tl_dtype *dtype,
+                        struct tl_shape *shape, struct tl_error *err) {
   struct cursor c = {hdr, hdr, hdr + len, name};
   const char *descr = NULL;
   size_t descr_len = 0;
@@ -357,12 +342,11 @@ static int parse_header(const char *name, const char *hdr, size_t len,
                        "%s: structured dtypes (a list of fields) are not "
                        "supported; " SUPPORTED,
                        name);
-      rc = parse_string(&c, &descr, &descr_len,
-                        "'descr' must be a quoted dtype such as '<f4'", err);
+      rc =
+          parse_string(&c, &descr, &descr_len, "'descr' must be a quoted dtype such as '<f4'", err);
       if (rc < 0)
         return rc;
-    } else if (key_len == 13 && memcmp(key, "fortran_order", 13) == 0 &&
-               !have_fortran) {
+    } else if (key_len == 13 && memcmp(key, "fortran_order", 13) == 0 && !have_fortran) {
       rc = parse_bool(&c, &fortran, err);
       if (rc < 0)
         return rc;
@@ -389,9 +373,8 @@ static int parse_header(const char *name, const char *hdr, size_t len,
   if (c.p != c.end)
     return bad_header(&c, "unexpected text after the closing '}'", err);
   if (descr == NULL || !have_fortran || !have_shape)
-    return tl_fail(err, TL_EFORMAT,
-                   "%s: malformed .npy header: missing key '%s'", name,
-                   descr == NULL ? "descr"
+    return tl_fail(err, TL_EFORMAT, "%s: malformed .npy header: missing key '%s'", name,
+                   descr == NULL   ? "descr"
                    : !have_fortran ? "fortran_order"
                                    : "shape");
 
@@ -409,22 +392,19 @@ static int parse_header(const char *name, const char *hdr, size_t len,
 
 /* Checks that a file of file_len bytes whose data starts at data_off holds
  * exactly one dtype array of shape, and sets *nbytes to its size. */
-static int check_layout(const char *name, enum tl_dtype dtype,
-                        const struct tl_shape *shape, uint64_t data_off,
-                        uint64_t file_len, size_t *nbytes,
+static int check_layout(const char *name, enum tl_dtype dtype, const struct tl_shape *shape,
+                        uint64_t data_off, uint64_t file_len, size_t *nbytes,
                         struct tl_error *err) {
   char dims[SHAPE_STR_MAX];
   tl_shape_str(shape, dims, sizeof dims);
   int64_t numel = tl_shape_numel(shape);
   uint64_t esize = tl_dtype_size(dtype);
   if (numel < 0)
-    return tl_fail(err, TL_EFORMAT,
-                   "%s: shape %s has more elements than fit in 64 bits", name,
+    return tl_fail(err, TL_EFORMAT, "%s: shape %s has more elements than fit in 64 bits", name,
                    dims);
   if ((uint64_t)numel > UINT64_MAX / esize)
-    return tl_fail(err, TL_EFORMAT,
-                   "%s: shape %s of %s has more bytes than fit in 64 bits",
-                   name, dims, tl_dtype_name(dtype));
+    return tl_fail(err, TL_EFORMAT, "%s: shape %s of %s has more bytes than fit in 64 bits", name,
+                   dims, tl_dtype_name(dtype));
   uint64_t want = (uint64_t)numel * esize;
   uint64_t have = file_len - data_off;
   if (have < want)
@@ -437,11 +417,10 @@ static int check_layout(const char *name, enum tl_dtype dtype,
     return tl_fail(err, TL_EFORMAT,
                    "%s: %llu trailing bytes after the array (%s %s, %llu "
                    "bytes of data); a .npy file holds exactly one array",
-                   name, (unsigned long long)(have - want), dims,
-                   tl_dtype_name(dtype), (unsigned long long)want);
+                   name, (unsigned long long)(have - want), dims, tl_dtype_name(dtype),
+                   (unsigned long long)want);
   if (want > SIZE_MAX)
-    return tl_fail(err, TL_ENOMEM,
-                   "%s: %s %s array is too large for this machine", name, dims,
+    return tl_fail(err, TL_ENOMEM, "%s: %s %s array is too large for this machine", name, dims,
                    tl_dtype_name(dtype));
   *nbytes = (size_t)want;
   return 0;
@@ -460,8 +439,7 @@ static int sys_code(int e) {
 
 /* Reads n bytes at off; *got is how many before end of file.  Returns 0 or
  * -errno. */
-static int pread_full(int fd, void *buf, size_t n, uint64_t off,
-                      size_t *got) {
+static int pread_full(int fd, void *buf, size_t n, uint64_t off, size_t *got) {
   size_t done = 0;
   while (done < n) {
     ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
@@ -477,8 +455,8 @@ static int pread_full(int fd, void *buf, size_t n, uint64_t off,
   return 0;
 }
 
-int tl_npy_parse(const void *buf, size_t len, const char *name,
-                 struct tl_tensor *out, struct tl_error *err) {
+int tl_npy_parse(const void *buf, size_t len, const char *name, struct tl_tensor *out,
+                 struct tl_error *err) {
   const unsigned char *p = buf;
   size_t hdr_off = 0, hdr_len = 0, nbytes = 0;
   enum tl_dtype dtype;
@@ -488,13 +466,11 @@ int tl_npy_parse(const void *buf, size_t len, const char *name,
   if (name == NULL)
     name = "<npy>";
   if ((buf == NULL && len > 0) || out == NULL)
-    return tl_fail(err, TL_EINVAL, "%s: tl_npy_parse: NULL buffer or output",
-                   name);
+    return tl_fail(err, TL_EINVAL, "%s: tl_npy_parse: NULL buffer or output", name);
   rc = parse_preamble(p, len, name, &hdr_off, &hdr_len, err);
   if (rc < 0)
     return rc;
-  rc = parse_header(name, (const char *)p + hdr_off, hdr_len, &dtype, &shape,
-                    err);
+  rc = parse_header(name, (const char *)p + hdr_off, hdr_len, &dtype, &shape, err);
   if (rc < 0)
     return rc;
   rc = check_layout(name, dtype, &shape, hdr_off + hdr_len, len, &nbytes, err);
@@ -505,8 +481,7 @@ int tl_npy_parse(const void *buf, size_t len, const char *name,
   if (nbytes > 0) {
     data = malloc(nbytes);
     if (data == NULL)
-      return tl_fail(err, TL_ENOMEM, "%s: out of memory for %zu bytes of data",
-                     name, nbytes);
+      return tl_fail(err, TL_ENOMEM, "%s: out of memory for %zu bytes of data", name, nbytes);
     memcpy(data, p + hdr_off + hdr_len, nbytes);
   }
   out->dtype = dtype;
@@ -515,8 +490,7 @@ int tl_npy_parse(const void *buf, size_t len, const char *name,
   return 0;
 }
 
-int tl_npy_read(const char *path, struct tl_tensor *out,
-                struct tl_error *err) {
+int tl_npy_read(const char *path, struct tl_tensor *out, struct tl_error *err) {
   unsigned char pre[NPY_PREAMBLE_MAX];
   char *hdr = NULL;
   void *data = NULL;
@@ -533,13 +507,11 @@ int tl_npy_read(const char *path, struct tl_tensor *out,
 
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    rc = tl_fail(err, sys_code(errno), "%s: cannot open: %s", path,
-                 strerror(errno));
+    rc = tl_fail(err, sys_code(errno), "%s: cannot open: %s", path, strerror(errno));
     goto fail;
   }
   if (fstat(fd, &st) < 0) {
-    rc = tl_fail(err, sys_code(errno), "%s: cannot stat: %s", path,
-                 strerror(errno));
+    rc = tl_fail(err, sys_code(errno), "%s: cannot stat: %s", path, strerror(errno));
     goto fail;
   }
   if (S_ISDIR(st.st_mode)) {
@@ -583,16 +555,14 @@ int tl_npy_read(const char *path, struct tl_tensor *out,
   rc = parse_header(path, hdr, hdr_len, &dtype, &shape, err);
   if (rc < 0)
     goto fail;
-  rc = check_layout(path, dtype, &shape, hdr_off + hdr_len, size, &nbytes,
-                    err);
+  rc = check_layout(path, dtype, &shape, hdr_off + hdr_len, size, &nbytes, err);
   if (rc < 0)
     goto fail;
 
   if (nbytes > 0) {
     data = malloc(nbytes);
     if (data == NULL) {
-      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory for %zu bytes of data",
-                   path, nbytes);
+      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory for %zu bytes of data", path, nbytes);
       goto fail;
     }
     rc = pread_full(fd, data, nbytes, hdr_off + hdr_len, &got);
@@ -636,22 +606,18 @@ static size_t format_header(char *buf, size_t size, const char *descr,
   int w;
 
   /* the dict numpy builds: sorted keys, repr() of the shape tuple */
-  w = snprintf(dict, sizeof dict,
-               "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+  w = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
   n += (size_t)w;
   for (int i = 0; i < shape->ndim; i++) {
-    w = snprintf(dict + n, sizeof dict - n, "%s%lld", i > 0 ? ", " : "",
-                 (long long)shape->dims[i]);
+    w = snprintf(dict + n, sizeof dict - n, "%s%lld", i > 0 ? ", " : "", (long long)shape->dims[i]);
     n += (size_t)w;
   }
-  w = snprintf(dict + n, sizeof dict - n, "%s), }",
-               shape->ndim == 1 ? "," : "");
+  w = snprintf(dict + n, sizeof dict - n, "%s), }", shape->ndim == 1 ? "," : "");
   n += (size_t)w;
   assert(n + NPY_GROWTH_DIGITS < sizeof dict);
   if (shape->ndim > 0) {
     char first[24];
-    int digits = snprintf(first, sizeof first, "%lld",
-                          (long long)shape->dims[0]);
+    int digits = snprintf(first, sizeof first, "%lld", (long long)shape->dims[0]);
     for (int i = digits; i < NPY_GROWTH_DIGITS; i++)
       dict[n++] = ' ';
   }
@@ -704,24 +670,29 @@ static int sync_parent(const char *path, struct tl_error *err) {
   int rc = 0;
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
-    rc = tl_fail(err, sys_code(errno), "%s: written, but cannot open its "
-                 "directory to sync it: %s", path, strerror(errno));
+    rc = tl_fail(err, sys_code(errno),
+                 "%s: written, but cannot open its "
+                 "directory to sync it: %s",
+                 path, strerror(errno));
     goto done;
   }
   /* some filesystems cannot sync a directory (EINVAL); nothing to do then */
   if (fsync(fd) < 0 && errno != EINVAL)
-    rc = tl_fail(err, TL_EIO, "%s: written, but syncing its directory "
-                 "failed: %s", path, strerror(errno));
+    rc = tl_fail(err, TL_EIO,
+                 "%s: written, but syncing its directory "
+                 "failed: %s",
+                 path, strerror(errno));
   if (close(fd) < 0 && rc == 0)
-    rc = tl_fail(err, TL_EIO, "%s: written, but closing its directory "
-                 "failed: %s", path, strerror(errno));
+    rc = tl_fail(err, TL_EIO,
+                 "%s: written, but closing its directory "
+                 "failed: %s",
+                 path, strerror(errno));
 done:
   free(dir);
   return rc;
 }
 
-int tl_npy_write(const char *path, const struct tl_tensor *t,
-                 struct tl_error *err) {
+int tl_npy_write(const char *path, const struct tl_tensor *t, struct tl_error *err) {
   /* the longest header, 8 dims of 19 digits, is 320 bytes */
   char head[512];
   char dims[SHAPE_STR_MAX];
@@ -734,27 +705,26 @@ int tl_npy_write(const char *path, const struct tl_tensor *t,
     return tl_fail(err, TL_EINVAL, "tl_npy_write: NULL path or tensor");
   const char *descr = descr_for(t->dtype);
   if (descr == NULL)
-    return tl_fail(err, TL_EUNSUPPORTED,
-                   "%s: cannot write dtype %s to .npy; " SUPPORTED, path,
+    return tl_fail(err, TL_EUNSUPPORTED, "%s: cannot write dtype %s to .npy; " SUPPORTED, path,
                    tl_dtype_name(t->dtype));
   if (t->shape.ndim < 0 || t->shape.ndim > TL_MAX_DIMS)
-    return tl_fail(err, TL_EINVAL, "%s: tensor rank %d is outside 0..%d",
-                   path, t->shape.ndim, TL_MAX_DIMS);
+    return tl_fail(err, TL_EINVAL, "%s: tensor rank %d is outside 0..%d", path, t->shape.ndim,
+                   TL_MAX_DIMS);
   tl_shape_str(&t->shape, dims, sizeof dims);
   int64_t numel = tl_shape_numel(&t->shape);
   size_t esize = tl_dtype_size(t->dtype);
   if (numel < 0 || (uint64_t)numel > SIZE_MAX / esize)
     return tl_fail(err, TL_EINVAL,
                    "%s: cannot write shape %s: unknown dims or too many "
-                   "elements", path, dims);
+                   "elements",
+                   path, dims);
   size_t nbytes = (size_t)numel * esize;
   if (nbytes > 0 && t->data == NULL)
     return tl_fail(err, TL_EINVAL, "%s: tensor %s has no data", path, dims);
 
   size_t head_len = format_header(head, sizeof head, descr, &t->shape);
   if (head_len == 0)
-    return tl_fail(err, TL_EINTERNAL, "%s: .npy header for %s overflows",
-                   path, dims);
+    return tl_fail(err, TL_EINTERNAL, "%s: .npy header for %s overflows", path, dims);
 
   /* O_EXCL with our own name rather than mkstemp(), so the file gets
    * 0666 less the umask like any new file, not mkstemp's 0600 */
@@ -765,12 +735,10 @@ int tl_npy_write(const char *path, const struct tl_tensor *t,
     goto fail;
   }
   for (int tries = 0; fd < 0; tries++) {
-    snprintf(tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(),
-             atomic_fetch_add(&seq, 1));
+    snprintf(tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&seq, 1));
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && (errno != EEXIST || tries == 100)) {
-      rc = tl_fail(err, sys_code(errno),
-                   "%s: cannot create temporary file %s: %s", path, tmp,
+      rc = tl_fail(err, sys_code(errno), "%s: cannot create temporary file %s: %s", path, tmp,
                    strerror(errno));
       free(tmp);
       tmp = NULL; /* not ours: do not unlink it */
@@ -782,25 +750,21 @@ int tl_npy_write(const char *path, const struct tl_tensor *t,
   if (rc == 0)
     rc = write_full(fd, t->data, nbytes);
   if (rc < 0) {
-    rc = tl_fail(err, sys_code(-rc), "%s: write to %s failed: %s", path, tmp,
-                 strerror(-rc));
+    rc = tl_fail(err, sys_code(-rc), "%s: write to %s failed: %s", path, tmp, strerror(-rc));
     goto fail;
   }
   if (fsync(fd) < 0) {
-    rc = tl_fail(err, TL_EIO, "%s: fsync of %s failed: %s", path, tmp,
-                 strerror(errno));
+    rc = tl_fail(err, TL_EIO, "%s: fsync of %s failed: %s", path, tmp, strerror(errno));
     goto fail;
   }
   rc = close(fd);
   fd = -1;
   if (rc < 0) {
-    rc = tl_fail(err, TL_EIO, "%s: close of %s failed: %s", path, tmp,
-                 strerror(errno));
+    rc = tl_fail(err, TL_EIO, "%s: close of %s failed: %s", path, tmp, strerror(errno));
     goto fail;
   }
   if (rename(tmp, path) < 0) {
-    rc = tl_fail(err, sys_code(errno), "%s: rename from %s failed: %s", path,
-                 tmp, strerror(errno));
+    rc = tl_fail(err, sys_code(errno), "%s: rename from %s failed: %s", path, tmp, strerror(errno));
     goto fail;
   }
   free(tmp);

@@ -42,8 +42,8 @@ int tl_npy_read(const char *path, struct tl_tensor *out, struct tl_error *err);
  * zero elements), so buf may be freed as soon as this returns.  Returns the
  * same codes as tl_npy_read() less the system ones; *out is untouched on
  * failure. */
-int tl_npy_parse(const void *buf, size_t len, const char *name,
-                 struct tl_tensor *out, struct tl_error *err);
+int tl_npy_parse(const void *buf, size_t len, const char *name, struct tl_tensor *out,
+                 struct tl_error *err);
 
 /* Writes t as a version 1.0 .npy file at path, byte for byte what np.save()
  * writes for the same array (C order, little endian, header padded with
@@ -63,7 +63,6 @@ int tl_npy_parse(const void *buf, size_t len, const char *name,
  * failure the temporary file is removed and path is unchanged, except when
  * only the final directory fsync fails: the new file is then in place but
  * may not survive a crash. */
-int tl_npy_write(const char *path, const struct tl_tensor *t,
-                 struct tl_error *err);
+int tl_npy_write(const char *path, const struct tl_tensor *t, struct tl_error *err);
 
 #endif

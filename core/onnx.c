@@ -42,8 +42,7 @@ struct mapped_file {
 static int map_file(const char *path, struct mapped_file *mf, struct tl_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return tl_fail(err, errno == ENOENT ? TL_ENOENT : TL_EIO, "%s: %s", path,
-                   strerror(errno));
+    return tl_fail(err, errno == ENOENT ? TL_ENOENT : TL_EIO, "%s: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int e = errno;
@@ -93,10 +92,10 @@ static enum tl_dtype dtype_from_onnx(int32_t t) {
 }
 
 static const char *onnx_type_name(int32_t t) {
-  static const char *const names[] = {
-      "UNDEFINED", "FLOAT",  "UINT8",  "INT8",      "UINT16",     "INT16",
-      "INT32",     "INT64",  "STRING", "BOOL",      "FLOAT16",    "DOUBLE",
-      "UINT32",    "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
+  static const char *const names[] = {"UNDEFINED",  "FLOAT",   "UINT8",  "INT8",   "UINT16",
+                                      "INT16",      "INT32",   "INT64",  "STRING", "BOOL",
+                                      "FLOAT16",    "DOUBLE",  "UINT32", "UINT64", "COMPLEX64",
+                                      "COMPLEX128", "BFLOAT16"};
   if (t >= 0 && t < (int32_t)(sizeof names / sizeof names[0]))
     return names[t];
   return "unknown";
@@ -104,41 +103,38 @@ static const char *onnx_type_name(int32_t t) {
 
 /* Converts tp into *out, taking tp's raw_data buffer when it can (tp is
  * left without it).  where names the tensor for messages. */
-static int tensor_from_proto(Onnx__TensorProto *tp, struct tl_tensor *out,
-                             const char *where, struct tl_error *err) {
+static int tensor_from_proto(Onnx__TensorProto *tp, struct tl_tensor *out, const char *where,
+                             struct tl_error *err) {
   struct tl_tensor t;
   memset(&t, 0, sizeof t);
   t.dtype = dtype_from_onnx(tp->data_type);
   size_t esize = tl_dtype_size(t.dtype);
   if (esize == 0)
-    return tl_fail(err, TL_EUNSUPPORTED, "%s: data type %s is not supported",
-                   where, onnx_type_name(tp->data_type));
+    return tl_fail(err, TL_EUNSUPPORTED, "%s: data type %s is not supported", where,
+                   onnx_type_name(tp->data_type));
   if (tp->n_dims > TL_MAX_DIMS)
-    return tl_fail(err, TL_EUNSUPPORTED, "%s: %zu dimensions (at most %d supported)",
-                   where, tp->n_dims, TL_MAX_DIMS);
+    return tl_fail(err, TL_EUNSUPPORTED, "%s: %zu dimensions (at most %d supported)", where,
+                   tp->n_dims, TL_MAX_DIMS);
   t.shape.ndim = (int)tp->n_dims;
   for (size_t i = 0; i < tp->n_dims; i++) {
     if (tp->dims[i] < 0)
-      return tl_fail(err, TL_EFORMAT, "%s: negative dimension %lld", where,
-                     (long long)tp->dims[i]);
+      return tl_fail(err, TL_EFORMAT, "%s: negative dimension %lld", where, (long long)tp->dims[i]);
     t.shape.dims[i] = tp->dims[i];
   }
   int64_t numel = tl_shape_numel(&t.shape);
   if (numel < 0 || (uint64_t)numel > SIZE_MAX / 16)
     return tl_fail(err, TL_EFORMAT, "%s: element count overflows", where);
   size_t bytes = (size_t)numel * esize;
-  if (tp->has_data_location &&
-      tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+  if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
     return tl_fail(err, TL_EUNSUPPORTED,
                    "%s: external data files are not supported; save the model "
-                   "with its weights inside", where);
+                   "with its weights inside",
+                   where);
 
   if (tp->has_raw_data && (tp->raw_data.len > 0 || numel == 0)) {
     if (tp->raw_data.len != bytes)
-      return tl_fail(err, TL_EFORMAT,
-                     "%s: raw_data has %zu bytes but shape %s of %s needs %zu",
-                     where, tp->raw_data.len,
-                     tl_shape_str(&t.shape, (char[96]){0}, 96),
+      return tl_fail(err, TL_EFORMAT, "%s: raw_data has %zu bytes but shape %s of %s needs %zu",
+                     where, tp->raw_data.len, tl_shape_str(&t.shape, (char[96]){0}, 96),
                      tl_dtype_name(t.dtype), bytes);
     if (bytes > 0 && ((uintptr_t)tp->raw_data.data % 16) == 0) {
       t.data = tp->raw_data.data; /* take it over: no copy */
@@ -164,9 +160,8 @@ static int tensor_from_proto(Onnx__TensorProto *tp, struct tl_tensor *out,
   default: have = tp->n_int32_data; break;
   }
   if (have != (size_t)numel)
-    return tl_fail(err, TL_EFORMAT, "%s: has %zu values but shape %s needs %lld",
-                   where, have, tl_shape_str(&t.shape, (char[96]){0}, 96),
-                   (long long)numel);
+    return tl_fail(err, TL_EFORMAT, "%s: has %zu values but shape %s needs %lld", where, have,
+                   tl_shape_str(&t.shape, (char[96]){0}, 96), (long long)numel);
   t.data = malloc(bytes ? bytes : 1);
   if (t.data == NULL)
     return tl_fail(err, TL_ENOMEM, "%s: out of memory (%zu bytes)", where, bytes);
@@ -193,8 +188,7 @@ int tl_onnx_read_tensor(const char *path, struct tl_tensor *out, char **name,
   int rc = map_file(path, &mf, err);
   if (rc != 0)
     return rc;
-  Onnx__TensorProto *tp =
-      onnx__tensor_proto__unpack(NULL, mf.len, mf.data);
+  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, mf.len, mf.data);
   unmap_file(&mf);
   if (tp == NULL)
     return tl_fail(err, TL_EFORMAT, "%s: not a valid serialized TensorProto", path);
@@ -236,8 +230,7 @@ static int name_map_init(struct name_map *m, size_t n) {
   return m->slots ? 0 : TL_ENOMEM;
 }
 
-static int name_map_get(const struct name_map *m, const struct tl_value *values,
-                        const char *name) {
+static int name_map_get(const struct name_map *m, const struct tl_value *values, const char *name) {
   for (size_t i = tl_hash_str(name) & m->mask;; i = (i + 1) & m->mask) {
     int v = m->slots[i];
     if (v == 0)
@@ -281,29 +274,29 @@ static int add_value(struct loader *L, const char *name) {
   return g->n_values++;
 }
 
-static int type_from_proto(struct loader *L, const Onnx__ValueInfoProto *vi,
-                           struct tl_value *v) {
+static int type_from_proto(struct loader *L, const Onnx__ValueInfoProto *vi, struct tl_value *v) {
   const Onnx__TypeProto *tp = vi->type;
   if (tp == NULL)
     return 0; /* not said */
   if (tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || tp->tensor_type == NULL)
-    return tl_fail(L->err, TL_EUNSUPPORTED,
-                   "%s: value \"%s\" is not a tensor (sequence, map and optional types are not supported)",
-                   L->path, v->name);
+    return tl_fail(
+        L->err, TL_EUNSUPPORTED,
+        "%s: value \"%s\" is not a tensor (sequence, map and optional types are not supported)",
+        L->path, v->name);
   const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
   if (tt->has_elem_type)
     v->dtype = dtype_from_onnx(tt->elem_type);
   if (tt->shape == NULL)
     return 0;
   if (tt->shape->n_dim > TL_MAX_DIMS)
-    return tl_fail(L->err, TL_EUNSUPPORTED, "%s: value \"%s\" has %zu dimensions (at most %d supported)",
-                   L->path, v->name, tt->shape->n_dim, TL_MAX_DIMS);
+    return tl_fail(L->err, TL_EUNSUPPORTED,
+                   "%s: value \"%s\" has %zu dimensions (at most %d supported)", L->path, v->name,
+                   tt->shape->n_dim, TL_MAX_DIMS);
   v->shape.ndim = (int)tt->shape->n_dim;
   for (size_t i = 0; i < tt->shape->n_dim; i++) {
     const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
     v->shape.dims[i] = -1;
-    if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
-        d->dim_value >= 0)
+    if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value >= 0)
       v->shape.dims[i] = d->dim_value;
   }
   return 0;
@@ -311,17 +304,23 @@ static int type_from_proto(struct loader *L, const Onnx__ValueInfoProto *vi,
 
 /* Fills what convert_attr() gives at besides its name.  On failure at
  * holds nothing of its own to free (only the name). */
-static int convert_attr_value(struct loader *L, const char *label,
-                              Onnx__AttributeProto *ap, struct tl_attr *at) {
+static int convert_attr_value(struct loader *L, const char *label, Onnx__AttributeProto *ap,
+                              struct tl_attr *at) {
   int type = ap->has_type ? (int)ap->type : 0;
   if (type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED) {
     /* IR versions before 3 did not always set the type. */
-    if (ap->has_f) type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    else if (ap->has_i) type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    else if (ap->has_s) type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
-    else if (ap->t) type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
-    else if (ap->n_floats) type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
-    else if (ap->n_ints) type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    if (ap->has_f)
+      type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    else if (ap->has_i)
+      type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    else if (ap->has_s)
+      type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    else if (ap->t)
+      type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+    else if (ap->n_floats)
+      type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+    else if (ap->n_ints)
+      type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
   }
   switch (type) {
   case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT:
@@ -343,8 +342,8 @@ static int convert_attr_value(struct loader *L, const char *label,
     break;
   case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR: {
     if (ap->t == NULL)
-      return tl_fail(L->err, TL_EFORMAT, "%s: %s: attribute \"%s\" has no tensor",
-                     L->path, label, at->name);
+      return tl_fail(L->err, TL_EFORMAT, "%s: %s: attribute \"%s\" has no tensor", L->path, label,
+                     at->name);
     char where[TL_ERROR_MAX / 2];
     snprintf(where, sizeof where, "%s: %s: attribute \"%s\"", L->path, label, at->name);
     int rc = tensor_from_proto(ap->t, &at->t, where, L->err);
@@ -371,9 +370,7 @@ static int convert_attr_value(struct loader *L, const char *label,
     if (ap->n_ints)
       memcpy(at->ints, ap->ints, ap->n_ints * sizeof(int64_t));
     break;
-  default:
-    at->type = TL_ATTR_OTHER;
-    break;
+  default: at->type = TL_ATTR_OTHER; break;
   }
   return 0;
 }
@@ -381,8 +378,8 @@ static int convert_attr_value(struct loader *L, const char *label,
 /* Converts one attribute into at.  On failure at holds nothing to free:
  * the caller counts an attribute in n_attrs (which tl_graph_free() frees)
  * only once it is whole, so the name is freed here. */
-static int convert_attr(struct loader *L, const char *label,
-                        Onnx__AttributeProto *ap, struct tl_attr *at) {
+static int convert_attr(struct loader *L, const char *label, Onnx__AttributeProto *ap,
+                        struct tl_attr *at) {
   at->name = strdup(ap->name ? ap->name : "");
   if (at->name == NULL)
     return TL_ENOMEM;
@@ -395,12 +392,11 @@ static int convert_attr(struct loader *L, const char *label,
 }
 
 /* Turns a Constant node into a constant value (its single output). */
-static int fold_constant_node(struct loader *L, const char *label,
-                              struct tl_node *n) {
+static int fold_constant_node(struct loader *L, const char *label, struct tl_node *n) {
   struct tl_graph *g = L->g;
   if (n->n_out != 1 || n->n_attrs != 1 || n->out[0] < 0)
-    return tl_fail(L->err, TL_EFORMAT, "%s: %s: needs one output and one value attribute",
-                   L->path, label);
+    return tl_fail(L->err, TL_EFORMAT, "%s: %s: needs one output and one value attribute", L->path,
+                   label);
   struct tl_attr *at = &n->attrs[0];
   struct tl_value *v = &g->values[n->out[0]];
   struct tl_tensor t;
@@ -431,9 +427,10 @@ static int fold_constant_node(struct loader *L, const char *label,
     t.data = at->ints;
     at->ints = NULL;
   } else {
-    return tl_fail(L->err, TL_EUNSUPPORTED,
-                   "%s: %s: attribute \"%s\" is not supported (value, value_float(s), value_int(s) are)",
-                   L->path, label, at->name);
+    return tl_fail(
+        L->err, TL_EUNSUPPORTED,
+        "%s: %s: attribute \"%s\" is not supported (value, value_float(s), value_int(s) are)",
+        L->path, label, at->name);
   }
   v->dtype = t.dtype;
   v->shape = t.shape;
@@ -537,8 +534,7 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
   g->nodes = calloc(gp->n_node + 1, sizeof *g->nodes);
   g->inputs = calloc(gp->n_input + 1, sizeof *g->inputs);
   g->outputs = calloc(gp->n_output + 1, sizeof *g->outputs);
-  if (!g->values || !g->nodes || !g->inputs || !g->outputs ||
-      name_map_init(&L->names, cap) != 0)
+  if (!g->values || !g->nodes || !g->inputs || !g->outputs || name_map_init(&L->names, cap) != 0)
     return tl_fail(err, TL_ENOMEM, "%s: out of memory", L->path);
 
   /* Initializers: the weights. */
@@ -597,12 +593,12 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
     n->n_out = (int)np->n_output;
     tl_node_label(g, n, label, sizeof label);
     if (np->domain != NULL && np->domain[0] != '\0' && strcmp(np->domain, "ai.onnx") != 0)
-      return tl_fail(err, TL_EUNSUPPORTED, "%s: %s: domain \"%s\" is not supported",
-                     L->path, label, np->domain);
+      return tl_fail(err, TL_EUNSUPPORTED, "%s: %s: domain \"%s\" is not supported", L->path, label,
+                     np->domain);
     n->op = tl_op_lookup(n->op_type);
     if (n->op == TL_OP_COUNT)
-      return tl_fail(err, TL_EUNSUPPORTED, "%s: %s: op %s is not supported",
-                     L->path, label, n->op_type);
+      return tl_fail(err, TL_EUNSUPPORTED, "%s: %s: op %s is not supported", L->path, label,
+                     n->op_type);
     for (size_t k = 0; k < np->n_output; k++) {
       const char *name = np->output[k];
       if (name == NULL || name[0] == '\0') {
@@ -610,8 +606,8 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
         continue;
       }
       if (name_map_get(&L->names, g->values, name) >= 0)
-        return tl_fail(err, TL_EFORMAT, "%s: %s: output \"%s\" is already defined",
-                       L->path, label, name);
+        return tl_fail(err, TL_EFORMAT, "%s: %s: output \"%s\" is already defined", L->path, label,
+                       name);
       int v = add_value(L, name);
       if (v < 0)
         return v;
@@ -631,9 +627,10 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
       }
       int v = name_map_get(&L->names, g->values, name);
       if (v < 0)
-        return tl_fail(err, TL_EFORMAT,
-                       "%s: %s: input \"%s\" is not produced by any node, graph input or initializer",
-                       L->path, label, name);
+        return tl_fail(
+            err, TL_EFORMAT,
+            "%s: %s: input \"%s\" is not produced by any node, graph input or initializer", L->path,
+            label, name);
       n->in[k] = v;
     }
     for (size_t a = 0; a < np->n_attribute; a++) {
@@ -647,8 +644,7 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
   for (size_t i = 0; i < gp->n_value_info; i++) {
     const Onnx__ValueInfoProto *vi = gp->value_info[i];
     int v = vi->name ? name_map_get(&L->names, g->values, vi->name) : -1;
-    if (v >= 0 && g->values[v].data == NULL &&
-        (rc = type_from_proto(L, vi, &g->values[v])) != 0)
+    if (v >= 0 && g->values[v].data == NULL && (rc = type_from_proto(L, vi, &g->values[v])) != 0)
       return rc;
   }
 
@@ -657,7 +653,8 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
     const char *name = vi->name ? vi->name : "";
     int v = name_map_get(&L->names, g->values, name);
     if (v < 0)
-      return tl_fail(err, TL_EFORMAT, "%s: graph output \"%s\" is not produced by any node, input or initializer",
+      return tl_fail(err, TL_EFORMAT,
+                     "%s: graph output \"%s\" is not produced by any node, input or initializer",
                      L->path, name);
     if (g->values[v].data == NULL && (rc = type_from_proto(L, vi, &g->values[v])) != 0)
       return rc;
@@ -701,9 +698,9 @@ int tl_onnx_load(const char *path, struct tl_graph **out, struct tl_error *err) 
   m = onnx__model_proto__unpack(NULL, mf.len, mf.data);
   unmap_file(&mf);
   if (m == NULL)
-    return tl_fail(err, TL_EFORMAT,
-                   "%s: not a valid ONNX model (the protobuf does not parse; truncated or corrupt?)",
-                   path);
+    return tl_fail(
+        err, TL_EFORMAT,
+        "%s: not a valid ONNX model (the protobuf does not parse; truncated or corrupt?)", path);
   if (m->graph == NULL) {
     rc = tl_fail(err, TL_EFORMAT, "%s: the model has no graph", path);
     goto fail;
@@ -714,8 +711,8 @@ int tl_onnx_load(const char *path, struct tl_graph **out, struct tl_error *err) 
       rc = tl_fail(err, m->n_opset_import ? TL_EUNSUPPORTED : TL_EFORMAT,
                    "%s: the model imports no opset of the default (ai.onnx) domain", path);
     else
-      rc = tl_fail(err, TL_EUNSUPPORTED, "%s: opset %lld is not supported (%d to %d are)",
-                   path, (long long)opset, TL_OPSET_MIN, TL_OPSET_MAX);
+      rc = tl_fail(err, TL_EUNSUPPORTED, "%s: opset %lld is not supported (%d to %d are)", path,
+                   (long long)opset, TL_OPSET_MIN, TL_OPSET_MAX);
     goto fail;
   }
   L.g = calloc(1, sizeof *L.g);

@@ -25,7 +25,6 @@ int tl_onnx_load(const char *path, struct tl_graph **out, struct tl_error *err);
  * ONNX's conformance tests) into *out; out->data is malloc'd and owned by
  * the caller.  If name is not NULL it receives a malloc'd copy of the
  * tensor's name ("" if none).  Only numeric types are read. */
-int tl_onnx_read_tensor(const char *path, struct tl_tensor *out, char **name,
-                        struct tl_error *err);
+int tl_onnx_read_tensor(const char *path, struct tl_tensor *out, char **name, struct tl_error *err);
 
 #endif

@@ -54,8 +54,8 @@ static inline float act1(enum tl_act type, float a, float b, float x) {
 }
 
 /* Reads a constant scalar bound of Clip; 1 if present and usable. */
-static int clip_bound(const struct tl_graph *g, const struct tl_node *node, int k,
-                      float def, float *out) {
+static int clip_bound(const struct tl_graph *g, const struct tl_node *node, int k, float def,
+                      float *out) {
   *out = def;
   if (k >= node->n_in || node->in[k] < 0)
     return 1;
@@ -66,8 +66,7 @@ static int clip_bound(const struct tl_graph *g, const struct tl_node *node, int 
   return 1;
 }
 
-int tl__act_from_node(struct tl_prep *c, const struct tl_node *node,
-                      struct tl_act_params *act) {
+int tl__act_from_node(struct tl_prep *c, const struct tl_node *node, struct tl_act_params *act) {
   const struct tl_attr *at;
   memset(act, 0, sizeof *act);
   if (node->n_in < 1 || node->n_out != 1)
@@ -180,8 +179,8 @@ static void epilogue_ref(const struct tl_conv_params *p, const float *shift, flo
  * position j = oy*ow+ox, the input under that tap, or 0 where the tap
  * falls in the padding.  A block of columns rather than the whole image,
  * so that col stays in cache between im2col, sgemm and the epilogue. */
-static void im2col_block(const struct tl_conv_params *p, const float *x, int64_t cg,
-                         int64_t j0, int64_t nb, float *col) {
+static void im2col_block(const struct tl_conv_params *p, const float *x, int64_t cg, int64_t j0,
+                         int64_t nb, float *col) {
   const int64_t h = p->h, w = p->w, ow = p->ow, sw = p->sw;
   for (int64_t ci = 0; ci < cg; ci++) {
     const float *xc = x + ci * h * w;
@@ -227,7 +226,7 @@ static void im2col_block(const struct tl_conv_params *p, const float *x, int64_t
 }
 
 static struct tl_window conv_window(const struct tl_conv_params *p) {
-  return (struct tl_window){p->h, p->w, p->oh, p->ow, p->kh, p->kw,
+  return (struct tl_window){p->h,  p->w,  p->oh, p->ow, p->kh, p->kw,
                             p->sh, p->sw, p->dh, p->dw, p->pt, p->pl};
 }
 
@@ -268,9 +267,8 @@ static void run_conv_gemm(const struct tl_step *s, void *scratch) {
           b = scratch;
           ldb = nb;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)nb, (int)kdim,
-                    1.f, w + g * mg * p->ldw, (int)p->ldw, b, (int)ldb, 0.f, yg + j0,
-                    (int)ohw);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)nb, (int)kdim, 1.f,
+                    w + g * mg * p->ldw, (int)p->ldw, b, (int)ldb, 0.f, yg + j0, (int)ohw);
         tl__conv_epilogue(p, shift, g * mg, mg, 1, nb, yg + j0, ohw, 0, yg + j0, ohw, 0,
                           rg ? rg + j0 : NULL);
       }
@@ -284,8 +282,7 @@ static void run_conv_igemm(const struct tl_step *s, void *scratch) {
 }
 
 static void run_conv_winograd(const struct tl_step *s, void *scratch) {
-  tl__winograd_run(&s->p.conv, s->in[0].data, conv_shift(s), conv_res(s), s->out[0].data,
-                   scratch);
+  tl__winograd_run(&s->p.conv, s->in[0].data, conv_shift(s), conv_res(s), s->out[0].data, scratch);
 }
 
 static void run_conv_expand_dw(const struct tl_step *s, void *scratch) {
@@ -337,9 +334,9 @@ static void run_conv_ref(const struct tl_step *s, void *scratch) {
 /* --------------------------------------------------------------- prepare */
 
 /* Output size and padding of one spatial axis. */
-static int conv_axis(struct tl_prep *c, const char *auto_pad, int64_t in, int64_t k,
-                     int64_t stride, int64_t dil, int64_t *pad_begin, int64_t *pad_end,
-                     int ceil_mode, int64_t *out) {
+static int conv_axis(struct tl_prep *c, const char *auto_pad, int64_t in, int64_t k, int64_t stride,
+                     int64_t dil, int64_t *pad_begin, int64_t *pad_end, int ceil_mode,
+                     int64_t *out) {
   int64_t ek = dil * (k - 1) + 1;
   if (strcmp(auto_pad, "SAME_UPPER") == 0 || strcmp(auto_pad, "SAME_LOWER") == 0) {
     int64_t o = (in + stride - 1) / stride;
@@ -359,7 +356,8 @@ static int conv_axis(struct tl_prep *c, const char *auto_pad, int64_t in, int64_
   if (strcmp(auto_pad, "VALID") == 0) {
     *pad_begin = *pad_end = 0;
   } else if (strcmp(auto_pad, "NOTSET") != 0) {
-    return tl__prep_fail(c, TL_EFORMAT, "auto_pad \"%s\" is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID",
+    return tl__prep_fail(c, TL_EFORMAT,
+                         "auto_pad \"%s\" is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID",
                          auto_pad);
   }
   int64_t span = in + *pad_begin + *pad_end - ek;
@@ -384,9 +382,11 @@ int tl__spatial_attrs(struct tl_prep *c, int64_t h, int64_t w, int64_t *kh, int6
     return rc;
   if (v != NULL) {
     if (n != 2)
-      return tl__prep_fail(c, TL_EUNSUPPORTED, "kernel_shape has %d values; only 2-D is supported", n);
+      return tl__prep_fail(c, TL_EUNSUPPORTED, "kernel_shape has %d values; only 2-D is supported",
+                           n);
     if ((*kh >= 0 && v[0] != *kh) || (*kw >= 0 && v[1] != *kw))
-      return tl__prep_fail(c, TL_ESHAPE, "kernel_shape %lldx%lld does not match the weights %lldx%lld",
+      return tl__prep_fail(c, TL_ESHAPE,
+                           "kernel_shape %lldx%lld does not match the weights %lldx%lld",
                            (long long)v[0], (long long)v[1], (long long)*kh, (long long)*kw);
     *kh = v[0];
     *kw = v[1];
@@ -422,10 +422,10 @@ int tl__spatial_attrs(struct tl_prep *c, int64_t h, int64_t w, int64_t *kh, int6
   }
   if ((rc = tl__attr_string(c, "auto_pad", "NOTSET", &auto_pad)) != 0)
     return rc;
-  if ((rc = conv_axis(c, auto_pad, h, *kh, strides[0], dils[0], &pads[0], &pads[2],
-                      ceil_mode, &out[0])) != 0 ||
-      (rc = conv_axis(c, auto_pad, w, *kw, strides[1], dils[1], &pads[1], &pads[3],
-                      ceil_mode, &out[1])) != 0)
+  if ((rc = conv_axis(c, auto_pad, h, *kh, strides[0], dils[0], &pads[0], &pads[2], ceil_mode,
+                      &out[0])) != 0 ||
+      (rc = conv_axis(c, auto_pad, w, *kw, strides[1], dils[1], &pads[1], &pads[3], ceil_mode,
+                      &out[1])) != 0)
     return rc;
   if (out[0] <= 0 || out[1] <= 0)
     return tl__prep_fail(c, TL_ESHAPE, "output would be empty (%lldx%lld)", (long long)out[0],
@@ -485,8 +485,8 @@ static void run_conv_collect(const struct tl_step *s, void *scratch) {
     cc->sum_var[k] += var;
     if (cc->ref_mean == NULL)
       continue;
-    const float sc = (float)(sqrt((double)cc->ref_var[k] + TL_STATS_EPS) /
-                             sqrt(var + TL_STATS_EPS));
+    const float sc =
+        (float)(sqrt((double)cc->ref_var[k] + TL_STATS_EPS) / sqrt(var + TL_STATS_EPS));
     const float sh = (float)(cc->ref_mean[k] - mean * sc);
     for (int64_t n = 0; n < p->n; n++) {
       float *yc = y + (n * p->m + k) * inner;
@@ -554,8 +554,8 @@ int tl__prepare_conv(struct tl_prep *c) {
     return rc;
   const struct tl_shape *xs = &s->in[0].shape, *ws = &s->in[1].shape;
   if (xs->ndim != 4)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "only 2-D convolution (4-D input) is supported; input is %d-D",
-                         xs->ndim);
+    return tl__prep_fail(c, TL_EUNSUPPORTED,
+                         "only 2-D convolution (4-D input) is supported; input is %d-D", xs->ndim);
   if (ws->ndim != 4)
     return tl__prep_fail(c, TL_ESHAPE, "weights must be 4-D, not %d-D", ws->ndim);
   int64_t group;
@@ -566,7 +566,8 @@ int tl__prepare_conv(struct tl_prep *c) {
   p->n = xs->dims[0], p->c = xs->dims[1], p->h = xs->dims[2], p->w = xs->dims[3];
   p->m = ws->dims[0];
   if (group <= 0 || p->c % group != 0 || p->m % group != 0)
-    return tl__prep_fail(c, TL_ESHAPE, "group %lld does not divide %lld input and %lld output channels",
+    return tl__prep_fail(c, TL_ESHAPE,
+                         "group %lld does not divide %lld input and %lld output channels",
                          (long long)group, (long long)p->c, (long long)p->m);
   if (ws->dims[1] != p->c / group)
     return tl__prep_fail(c, TL_ESHAPE, "weights have %lld input channels per group; input has %lld",
@@ -611,8 +612,8 @@ int tl__prepare_conv(struct tl_prep *c) {
       p->nt = tl__parallel_threads(p->nt);
     s->scratch_bytes = tl__window_scratch_bytes(&win, p->nt);
   } else if (/* Winograd keeps transformed weights in plan memory, a copy:
-                * subnets share the SuperNet's weights, so they take the
-                * implicit GEMM until the transforms are shared too. */
+              * subnets share the SuperNet's weights, so they take the
+              * implicit GEMM until the transforms are shared too. */
              getenv("TL_NO_WINOGRAD") == NULL && c->view == NULL &&
              (rc = tl__winograd_prepare(c, p, &s->scratch_bytes)) != TL_EUNSUPPORTED) {
     if (rc != 0)
@@ -625,8 +626,8 @@ int tl__prepare_conv(struct tl_prep *c) {
       return tl__prep_fail(c, rc, "out of memory");
     p->kind = TL_CONV_IGEMM;
     s->run = run_conv_igemm;
-  } else if (p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0 &&
-             p->pl == 0 && pads[2] == 0 && pads[3] == 0) {
+  } else if (p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0 && p->pl == 0 &&
+             pads[2] == 0 && pads[3] == 0) {
     p->kind = TL_CONV_1X1;
     p->nb = gemm_block_cols(p, 0);
     s->run = run_conv_gemm;
@@ -750,7 +751,8 @@ static int bn_check(struct tl_prep *c, const struct tl_node *bn, int64_t channel
     *eps = a->f;
   }
   if ((a = tl_node_attr(bn, "training_mode")) != NULL && a->type == TL_ATTR_INT && a->i != 0)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "BatchNormalization in training mode is not supported");
+    return tl__prep_fail(c, TL_EUNSUPPORTED,
+                         "BatchNormalization in training mode is not supported");
   if ((a = tl_node_attr(bn, "spatial")) != NULL && a->type == TL_ATTR_INT && a->i != 1)
     return tl__prep_fail(c, TL_EUNSUPPORTED, "BatchNormalization with spatial=0 is not supported");
   if (bn->n_in != 5 || bn->n_out < 1)
@@ -762,13 +764,15 @@ static int bn_check(struct tl_prep *c, const struct tl_node *bn, int64_t channel
                              "BatchNormalization with training outputs is not supported");
   for (int k = 0; k < 4; k++) {
     if (params[k].dtype != TL_DTYPE_FLOAT32)
-      return tl__prep_fail(c, TL_EUNSUPPORTED, "BatchNormalization input %d is %s; only float32 is supported",
-                           k + 1, tl_dtype_name(params[k].dtype));
+      return tl__prep_fail(c, TL_EUNSUPPORTED,
+                           "BatchNormalization input %d is %s; only float32 is supported", k + 1,
+                           tl_dtype_name(params[k].dtype));
     /* A subnet's channel slice reads the first `channels` values. */
     int64_t have = tl_shape_numel(&params[k].shape);
     if (have != channels && !(c->view != NULL && c->view->sliced && have > channels))
-      return tl__prep_fail(c, TL_ESHAPE, "BatchNormalization input %d has %lld values for %lld channels",
-                           k + 1, (long long)tl_shape_numel(&params[k].shape), (long long)channels);
+      return tl__prep_fail(c, TL_ESHAPE,
+                           "BatchNormalization input %d has %lld values for %lld channels", k + 1,
+                           (long long)tl_shape_numel(&params[k].shape), (long long)channels);
   }
   return 0;
 }

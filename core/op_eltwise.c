@@ -99,8 +99,7 @@ int tl__prepare_unary(struct tl_prep *c) {
       }
     }
     break;
-  default:
-    return tl__prep_fail(c, TL_EINTERNAL, "not a unary op");
+  default: return tl__prep_fail(c, TL_EINTERNAL, "not a unary op");
   }
   s->out[0].dtype = TL_DTYPE_FLOAT32;
   s->out[0].shape = s->in[0].shape;
@@ -110,27 +109,27 @@ int tl__prepare_unary(struct tl_prep *c) {
 
 /* ------------------------------------------------------------ binary */
 
-#define BINARY_LOOP(T, OP)                                                   \
-  do {                                                                       \
-    const T *A = a, *B = b;                                                  \
-    T *Y = y;                                                                \
-    if (sa && sb)                                                            \
-      for (int64_t i = 0; i < len; i++)                                      \
-        Y[i] = A[i] OP B[i];                                                 \
-    else if (sa)                                                             \
-      for (int64_t i = 0; i < len; i++)                                      \
-        Y[i] = A[i] OP B[0];                                                 \
-    else if (sb)                                                             \
-      for (int64_t i = 0; i < len; i++)                                      \
-        Y[i] = A[0] OP B[i];                                                 \
-    else                                                                     \
-      for (int64_t i = 0; i < len; i++)                                      \
-        Y[i] = A[0] OP B[0];                                                 \
+#define BINARY_LOOP(T, OP)                                                                         \
+  do {                                                                                             \
+    const T *A = a, *B = b;                                                                        \
+    T *Y = y;                                                                                      \
+    if (sa && sb)                                                                                  \
+      for (int64_t i = 0; i < len; i++)                                                            \
+        Y[i] = A[i] OP B[i];                                                                       \
+    else if (sa)                                                                                   \
+      for (int64_t i = 0; i < len; i++)                                                            \
+        Y[i] = A[i] OP B[0];                                                                       \
+    else if (sb)                                                                                   \
+      for (int64_t i = 0; i < len; i++)                                                            \
+        Y[i] = A[0] OP B[i];                                                                       \
+    else                                                                                           \
+      for (int64_t i = 0; i < len; i++)                                                            \
+        Y[i] = A[0] OP B[0];                                                                       \
   } while (0)
 
 /* y[0..len) = a op b where a, b advance by sa, sb (each 0 or 1). */
-static void binary_row(enum tl_op op, enum tl_dtype dt, const void *a, int64_t sa,
-                       const void *b, int64_t sb, void *y, int64_t len) {
+static void binary_row(enum tl_op op, enum tl_dtype dt, const void *a, int64_t sa, const void *b,
+                       int64_t sb, void *y, int64_t len) {
   if (dt == TL_DTYPE_FLOAT32) {
     switch (op) {
     case TL_OP_ADD: BINARY_LOOP(float, +); break;

@@ -48,7 +48,7 @@ static void run_maxpool(const struct tl_step *s, void *scratch) {
 }
 
 static struct tl_window pool_window(const struct tl_pool_params *p) {
-  return (struct tl_window){p->h, p->w, p->oh, p->ow, p->kh, p->kw,
+  return (struct tl_window){p->h,  p->w,  p->oh, p->ow, p->kh, p->kw,
                             p->sh, p->sw, p->dh, p->dw, p->pt, p->pl};
 }
 
@@ -97,8 +97,8 @@ int tl__prepare_pool(struct tl_prep *c) {
     return rc;
   const struct tl_shape *xs = &s->in[0].shape;
   if (xs->ndim != 4)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "only 2-D pooling (4-D input) is supported; input is %d-D",
-                         xs->ndim);
+    return tl__prep_fail(c, TL_EUNSUPPORTED,
+                         "only 2-D pooling (4-D input) is supported; input is %d-D", xs->ndim);
   int64_t ceil_mode, cip, order;
   if ((rc = tl__attr_int(c, "ceil_mode", 0, &ceil_mode)) != 0 ||
       (rc = tl__attr_int(c, "count_include_pad", 0, &cip)) != 0 ||
@@ -107,8 +107,8 @@ int tl__prepare_pool(struct tl_prep *c) {
   p->n = xs->dims[0], p->c = xs->dims[1], p->h = xs->dims[2], p->w = xs->dims[3];
   p->kh = p->kw = -1;
   int64_t out[2], st[2], dil[2], pads[4];
-  if ((rc = tl__spatial_attrs(c, p->h, p->w, &p->kh, &p->kw, ceil_mode != 0, out, st, dil,
-                              pads)) != 0)
+  if ((rc = tl__spatial_attrs(c, p->h, p->w, &p->kh, &p->kw, ceil_mode != 0, out, st, dil, pads)) !=
+      0)
     return rc;
   p->oh = out[0], p->ow = out[1];
   p->sh = st[0], p->sw = st[1], p->dh = dil[0], p->dw = dil[1];

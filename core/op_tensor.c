@@ -17,8 +17,8 @@
 
 static int norm_axis(struct tl_prep *c, int64_t axis, int rank, int64_t *out) {
   if (axis < -rank || axis >= rank)
-    return tl__prep_fail(c, TL_EFORMAT, "axis %lld is out of range for rank %d",
-                         (long long)axis, rank);
+    return tl__prep_fail(c, TL_EFORMAT, "axis %lld is out of range for rank %d", (long long)axis,
+                         rank);
   *out = axis < 0 ? axis + rank : axis;
   return 0;
 }
@@ -118,11 +118,12 @@ int tl__prepare_reshape(struct tl_prep *c) {
     if ((rc = tl__attr_int(c, "axis", 1, &axis)) != 0)
       return rc;
     if (axis < -in->ndim || axis > in->ndim)
-      return tl__prep_fail(c, TL_EFORMAT, "axis %lld is out of range for rank %d",
-                           (long long)axis, in->ndim);
+      return tl__prep_fail(c, TL_EFORMAT, "axis %lld is out of range for rank %d", (long long)axis,
+                           in->ndim);
     if (axis < 0)
       axis += in->ndim;
-    out = (struct tl_shape){2, {tl_shape_prod(in, 0, (int)axis), tl_shape_prod(in, (int)axis, in->ndim)}};
+    out = (struct tl_shape){
+        2, {tl_shape_prod(in, 0, (int)axis), tl_shape_prod(in, (int)axis, in->ndim)}};
     break;
   }
   case TL_OP_SQUEEZE: {
@@ -136,8 +137,8 @@ int tl__prepare_reshape(struct tl_prep *c) {
       if ((rc = norm_axis(c, axes[i], in->ndim, &a)) != 0)
         return rc;
       if (in->dims[a] != 1)
-        return tl__prep_fail(c, TL_ESHAPE, "cannot squeeze axis %lld of size %lld",
-                             (long long)a, (long long)in->dims[a]);
+        return tl__prep_fail(c, TL_ESHAPE, "cannot squeeze axis %lld of size %lld", (long long)a,
+                             (long long)in->dims[a]);
       drop[a] = 1;
     }
     out.ndim = 0;
@@ -187,8 +188,7 @@ int tl__prepare_reshape(struct tl_prep *c) {
     }
     break;
   }
-  default:
-    break;
+  default: break;
   }
   if (s->n_out != 1)
     return tl__prep_fail(c, TL_EFORMAT, "needs one output");
@@ -258,11 +258,13 @@ int tl__prepare_gather(struct tl_prep *c) {
     return tl__prep_fail(c, TL_EFORMAT, "needs 2 inputs");
   const struct tl_shape *xs = &s->in[0].shape, *is = &s->in[1].shape;
   if (tl_dtype_size(s->in[0].dtype) == 0)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "%s data is not supported", tl_dtype_name(s->in[0].dtype));
+    return tl__prep_fail(c, TL_EUNSUPPORTED, "%s data is not supported",
+                         tl_dtype_name(s->in[0].dtype));
   if (s->in[1].dtype != TL_DTYPE_INT64 && s->in[1].dtype != TL_DTYPE_INT32)
     return tl__prep_fail(c, TL_EFORMAT, "indices must be int64 or int32");
   int64_t axis;
-  if ((rc = tl__attr_int(c, "axis", 0, &axis)) != 0 || (rc = norm_axis(c, axis, xs->ndim, &axis)) != 0)
+  if ((rc = tl__attr_int(c, "axis", 0, &axis)) != 0 ||
+      (rc = norm_axis(c, axis, xs->ndim, &axis)) != 0)
     return rc;
   if (xs->ndim - 1 + is->ndim > TL_MAX_DIMS)
     return tl__prep_fail(c, TL_EUNSUPPORTED, "output would have too many dims");
@@ -327,7 +329,8 @@ int tl__prepare_concat(struct tl_prep *c) {
   if ((rc = norm_axis(c, axis, r, &axis)) != 0)
     return rc;
   if (tl_dtype_size(first->dtype) == 0)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "%s data is not supported", tl_dtype_name(first->dtype));
+    return tl__prep_fail(c, TL_EUNSUPPORTED, "%s data is not supported",
+                         tl_dtype_name(first->dtype));
   struct tl_shape os = first->shape;
   os.dims[axis] = 0;
   for (int i = 0; i < s->n_in; i++) {
@@ -506,8 +509,8 @@ int tl__prepare_matmul(struct tl_prep *c) {
     int ia = d - (nd - na), ib = d - (nd - nb);
     int64_t da = ia >= 0 ? as.dims[ia] : 1, db = ib >= 0 ? bs.dims[ib] : 1;
     if (da != db && da != 1 && db != 1)
-      return tl__prep_fail(c, TL_ESHAPE, "batch dims %lld and %lld do not broadcast",
-                           (long long)da, (long long)db);
+      return tl__prep_fail(c, TL_ESHAPE, "batch dims %lld and %lld do not broadcast", (long long)da,
+                           (long long)db);
     p->batch[d] = da == 1 ? db : da;
     p->abatch_stride[d] = da == 1 ? 0 : acc_a;
     p->bbatch_stride[d] = db == 1 ? 0 : acc_b;

@@ -9,41 +9,41 @@
 #define TL_OPS_H
 
 /* XX(ENUM_SUFFIX, "OnnxName") */
-#define TL_OP_MAP(XX)                                                        \
-  XX(CONV, "Conv")                                                           \
-  XX(BATCHNORM, "BatchNormalization")                                        \
-  XX(RELU, "Relu")                                                           \
-  XX(CLIP, "Clip")                                                           \
-  XX(HARDSWISH, "HardSwish")                                                 \
-  XX(HARDSIGMOID, "HardSigmoid")                                             \
-  XX(SIGMOID, "Sigmoid")                                                     \
-  XX(ADD, "Add")                                                             \
-  XX(SUB, "Sub")                                                             \
-  XX(MUL, "Mul")                                                             \
-  XX(DIV, "Div")                                                             \
-  XX(MAXPOOL, "MaxPool")                                                     \
-  XX(AVGPOOL, "AveragePool")                                                 \
-  XX(GLOBALAVGPOOL, "GlobalAveragePool")                                     \
-  XX(FLATTEN, "Flatten")                                                     \
-  XX(RESHAPE, "Reshape")                                                     \
-  XX(GEMM, "Gemm")                                                           \
-  XX(MATMUL, "MatMul")                                                       \
-  XX(CONCAT, "Concat")                                                       \
-  XX(SOFTMAX, "Softmax")                                                     \
-  XX(IDENTITY, "Identity")                                                   \
-  XX(DROPOUT, "Dropout")                                                     \
-  XX(CONSTANT, "Constant")                                                   \
-  XX(SHAPE, "Shape")                                                         \
-  XX(GATHER, "Gather")                                                       \
-  XX(UNSQUEEZE, "Unsqueeze")                                                 \
-  XX(SQUEEZE, "Squeeze")                                                     \
+#define TL_OP_MAP(XX)                                                                              \
+  XX(CONV, "Conv")                                                                                 \
+  XX(BATCHNORM, "BatchNormalization")                                                              \
+  XX(RELU, "Relu")                                                                                 \
+  XX(CLIP, "Clip")                                                                                 \
+  XX(HARDSWISH, "HardSwish")                                                                       \
+  XX(HARDSIGMOID, "HardSigmoid")                                                                   \
+  XX(SIGMOID, "Sigmoid")                                                                           \
+  XX(ADD, "Add")                                                                                   \
+  XX(SUB, "Sub")                                                                                   \
+  XX(MUL, "Mul")                                                                                   \
+  XX(DIV, "Div")                                                                                   \
+  XX(MAXPOOL, "MaxPool")                                                                           \
+  XX(AVGPOOL, "AveragePool")                                                                       \
+  XX(GLOBALAVGPOOL, "GlobalAveragePool")                                                           \
+  XX(FLATTEN, "Flatten")                                                                           \
+  XX(RESHAPE, "Reshape")                                                                           \
+  XX(GEMM, "Gemm")                                                                                 \
+  XX(MATMUL, "MatMul")                                                                             \
+  XX(CONCAT, "Concat")                                                                             \
+  XX(SOFTMAX, "Softmax")                                                                           \
+  XX(IDENTITY, "Identity")                                                                         \
+  XX(DROPOUT, "Dropout")                                                                           \
+  XX(CONSTANT, "Constant")                                                                         \
+  XX(SHAPE, "Shape")                                                                               \
+  XX(GATHER, "Gather")                                                                             \
+  XX(UNSQUEEZE, "Unsqueeze")                                                                       \
+  XX(SQUEEZE, "Squeeze")                                                                           \
   XX(RESIZE, "Resize")
 
 enum tl_op {
 #define TL__OP_ENUM(e, name) TL_OP_##e,
   TL_OP_MAP(TL__OP_ENUM)
 #undef TL__OP_ENUM
-  TL_OP_COUNT
+      TL_OP_COUNT
 };
 
 /* The ONNX op_type of op ("Conv"); "?" for an out-of-range value. */

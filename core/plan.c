@@ -31,12 +31,12 @@
 struct pval {
   enum tl_dtype dtype;
   struct tl_shape shape;
-  void *data;       /* constants: the graph's or plan-owned */
+  void *data; /* constants: the graph's or plan-owned */
   int is_const;
-  int defined;      /* a runtime input or the output of an earlier step */
-  int root;         /* the value whose buffer this one uses (itself if owner) */
-  int first, last;  /* steps that define and last use the buffer (roots) */
-  size_t offset;    /* into the arena (roots) */
+  int defined;     /* a runtime input or the output of an earlier step */
+  int root;        /* the value whose buffer this one uses (itself if owner) */
+  int first, last; /* steps that define and last use the buffer (roots) */
+  size_t offset;   /* into the arena (roots) */
 };
 
 struct mem_block {
@@ -60,8 +60,8 @@ struct tl_plan {
   struct mem_block *blocks;
   int64_t macs;
   int64_t weight_elems;
-  size_t meta_bytes;  /* tl__plan_alloc'd bytes: steps' parameters, BN vectors, ... */
-  int resized;      /* value that holds the resized input (view->resize_*), or -1 */
+  size_t meta_bytes; /* tl__plan_alloc'd bytes: steps' parameters, BN vectors, ... */
+  int resized;       /* value that holds the resized input (view->resize_*), or -1 */
 };
 
 int tl__threads = 1;
@@ -73,8 +73,7 @@ static const char *const op_names[] = {
     TL_OP_MAP(TL__OP_NAME)
 #undef TL__OP_NAME
 };
-_Static_assert(sizeof op_names / sizeof op_names[0] == TL_OP_COUNT,
-               "every op needs a name");
+_Static_assert(sizeof op_names / sizeof op_names[0] == TL_OP_COUNT, "every op needs a name");
 
 static const tl_prepare_fn op_prepare[TL_OP_COUNT] = {
     [TL_OP_CONV] = tl__prepare_conv,
@@ -154,8 +153,8 @@ int tl__prep_fail(struct tl_prep *c, int code, const char *fmt, ...) {
   return tl_fail(c->err, code, "%s: %s", c->label, msg);
 }
 
-static const struct tl_attr *find_attr(struct tl_prep *c, const char *name,
-                                       enum tl_attr_type want, int *rc) {
+static const struct tl_attr *find_attr(struct tl_prep *c, const char *name, enum tl_attr_type want,
+                                       int *rc) {
   const struct tl_attr *a = tl_node_attr(c->node, name);
   *rc = 0;
   if (a != NULL && a->type != want) {
@@ -187,8 +186,7 @@ int tl__attr_ints(struct tl_prep *c, const char *name, const int64_t **out, int 
   return rc;
 }
 
-int tl__attr_string(struct tl_prep *c, const char *name, const char *def,
-                    const char **out) {
+int tl__attr_string(struct tl_prep *c, const char *name, const char *def, const char **out) {
   int rc;
   const struct tl_attr *a = find_attr(c, name, TL_ATTR_STRING, &rc);
   *out = a ? a->s : def;
@@ -199,8 +197,8 @@ int tl__need_float(struct tl_prep *c, int i) {
   if (i >= c->step->n_in || c->step->in_val[i] < 0)
     return tl__prep_fail(c, TL_EFORMAT, "input %d is missing", i);
   if (c->step->in[i].dtype != TL_DTYPE_FLOAT32)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "input %d is %s; only float32 is supported",
-                         i, tl_dtype_name(c->step->in[i].dtype));
+    return tl__prep_fail(c, TL_EUNSUPPORTED, "input %d is %s; only float32 is supported", i,
+                         tl_dtype_name(c->step->in[i].dtype));
   return 0;
 }
 
@@ -219,8 +217,8 @@ int tl__const_ints(struct tl_prep *c, int i, int64_t *vals, int max, int *n) {
     return tl__prep_fail(c, TL_EUNSUPPORTED, "input %d has %lld values (at most %d)", i,
                          (long long)cnt, max);
   for (int64_t k = 0; k < cnt; k++)
-    vals[k] = t->dtype == TL_DTYPE_INT64 ? ((const int64_t *)t->data)[k]
-                                         : ((const int32_t *)t->data)[k];
+    vals[k] =
+        t->dtype == TL_DTYPE_INT64 ? ((const int64_t *)t->data)[k] : ((const int32_t *)t->data)[k];
   *n = (int)cnt;
   return 0;
 }
@@ -252,8 +250,9 @@ static int init_inputs(struct tl_plan *p, const struct tl_plan_options *opts,
     char want[96], have[96];
     if (gv->dtype != TL_DTYPE_FLOAT32 && gv->dtype != TL_DTYPE_INT64 &&
         gv->dtype != TL_DTYPE_UNDEFINED)
-      return tl_fail(err, TL_EUNSUPPORTED, "%s: input \"%s\" is %s; only float32 inputs are supported",
-                     g->path, gv->name, tl_dtype_name(gv->dtype));
+      return tl_fail(err, TL_EUNSUPPORTED,
+                     "%s: input \"%s\" is %s; only float32 inputs are supported", g->path, gv->name,
+                     tl_dtype_name(gv->dtype));
     pv->dtype = gv->dtype == TL_DTYPE_UNDEFINED ? TL_DTYPE_FLOAT32 : gv->dtype;
     if (opts != NULL && opts->input_shapes != NULL) {
       const struct tl_shape *s = &opts->input_shapes[i];
@@ -266,16 +265,16 @@ static int init_inputs(struct tl_plan *p, const struct tl_plan_options *opts,
           ok = gv->shape.dims[d] < 0 || gv->shape.dims[d] == s->dims[d];
       }
       if (!ok)
-        return tl_fail(err, TL_ESHAPE, "%s: input \"%s\" must be %s, not %s", g->path,
-                       gv->name, tl_shape_str(&gv->shape, want, sizeof want),
+        return tl_fail(err, TL_ESHAPE, "%s: input \"%s\" must be %s, not %s", g->path, gv->name,
+                       tl_shape_str(&gv->shape, want, sizeof want),
                        tl_shape_str(s, have, sizeof have));
       pv->shape = *s;
     } else {
       if (gv->shape.ndim < 0 || tl_shape_numel(&gv->shape) < 0)
-        return tl_fail(err, TL_ESHAPE,
-                       "%s: input \"%s\" has shape %s with unknown dimensions; give its shape",
-                       g->path, gv->name,
-                       gv->shape.ndim < 0 ? "(unknown)" : tl_shape_str(&gv->shape, want, sizeof want));
+        return tl_fail(
+            err, TL_ESHAPE, "%s: input \"%s\" has shape %s with unknown dimensions; give its shape",
+            g->path, gv->name,
+            gv->shape.ndim < 0 ? "(unknown)" : tl_shape_str(&gv->shape, want, sizeof want));
       pv->shape = gv->shape;
     }
     if (opts != NULL && opts->input_values != NULL && opts->input_values[i] != NULL) {
@@ -541,8 +540,13 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
       goto done;
     append_kind(&s, node->op_type);
 
-    struct tl_prep c = {.g = g, .node = node, .step = &s, .plan = p, .err = err,
-                        .reference = reference, .view = view};
+    struct tl_prep c = {.g = g,
+                        .node = node,
+                        .step = &s,
+                        .plan = p,
+                        .err = err,
+                        .reference = reference,
+                        .view = view};
     snprintf(c.label, sizeof c.label, "%s: ", g->path);
     tl_node_label(g, node, c.label + strlen(c.label), (int)(sizeof c.label - strlen(c.label)));
 
@@ -962,9 +966,8 @@ static void sig_shape(char *buf, size_t len, size_t *pos, const struct tl_tensor
 
 static void sig_conv(char *buf, size_t len, size_t *pos, const struct tl_conv_params *c) {
   sig_add(buf, len, pos, " conv%d k%lldx%lld s%lldx%lld d%lldx%lld p%lldx%lld g%lld", (int)c->kind,
-          (long long)c->kh, (long long)c->kw, (long long)c->sh, (long long)c->sw,
-          (long long)c->dh, (long long)c->dw, (long long)c->pt, (long long)c->pl,
-          (long long)c->group);
+          (long long)c->kh, (long long)c->kw, (long long)c->sh, (long long)c->sw, (long long)c->dh,
+          (long long)c->dw, (long long)c->pt, (long long)c->pl, (long long)c->group);
 }
 
 int tl_plan_step_signature(const struct tl_plan *plan, int i, char *buf, size_t len) {
@@ -1016,13 +1019,15 @@ int tl_plan_touched_bytes(struct tl_plan *plan, size_t *arena_bytes, size_t *scr
   /* The inputs live in the arena: keep them across the fill. */
   size_t in_total = 0;
   for (int i = 0; i < plan->n_inputs; i++)
-    in_total += (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
+    in_total +=
+        (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
   unsigned char *saved = malloc(in_total ? in_total : 1);
   if (saved == NULL)
     return TL_ENOMEM;
   size_t off = 0;
   for (int i = 0; i < plan->n_inputs; i++) {
-    size_t n = (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
+    size_t n =
+        (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
     memcpy(saved + off, plan->inputs[i].data, n);
     off += n;
   }
@@ -1033,14 +1038,16 @@ int tl_plan_touched_bytes(struct tl_plan *plan, size_t *arena_bytes, size_t *scr
     memset(plan->scratch, fill, plan->scratch_bytes);
   off = 0;
   for (int i = 0; i < plan->n_inputs; i++) {
-    size_t n = (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
+    size_t n =
+        (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
     memcpy(plan->inputs[i].data, saved + off, n);
     off += n;
   }
   free(saved);
   tl_plan_run(plan);
   *arena_bytes = plan->arena_bytes ? count_written(plan->arena, plan->arena_bytes, fill) : 0;
-  *scratch_bytes = plan->scratch_bytes ? count_written(plan->scratch, plan->scratch_bytes, fill) : 0;
+  *scratch_bytes =
+      plan->scratch_bytes ? count_written(plan->scratch, plan->scratch_bytes, fill) : 0;
   return 0;
 }
 
@@ -1056,17 +1063,13 @@ static double step_busiest(const struct tl_step *s) {
   case TL_OP_CONV: {
     const struct tl_conv_params *p = &s->p.conv;
     switch (p->kind) {
-    case TL_CONV_DEPTHWISE:
-      return tl__chunk_busiest(p->c, p->nt);
+    case TL_CONV_DEPTHWISE: return tl__chunk_busiest(p->c, p->nt);
     case TL_CONV_IGEMM:
       return p->x_dw != NULL ? tl__expand_dw_busiest(p, p->x_nt) : tl__gemm_conv_busiest(p, p->nt);
-    case TL_CONV_WINOGRAD:
-      return tl__winograd_busiest(p, p->nt);
+    case TL_CONV_WINOGRAD: return tl__winograd_busiest(p, p->nt);
     case TL_CONV_GEMM:
-    case TL_CONV_1X1:
-      return blas_busiest(s);
-    case TL_CONV_REF:
-      return 1;
+    case TL_CONV_1X1: return blas_busiest(s);
+    case TL_CONV_REF: return 1;
     }
     return 1;
   }
@@ -1076,10 +1079,8 @@ static double step_busiest(const struct tl_step *s) {
     if (s->p.gemm.m == 1 && !s->p.gemm.reference && s->p.gemm.trans_b && !s->p.gemm.trans_a)
       return tl__gemv_busiest(s->p.gemm.n, s->p.gemm.k, tl__threads);
     return blas_busiest(s);
-  case TL_OP_MATMUL:
-    return blas_busiest(s);
-  default:
-    return 1;
+  case TL_OP_MATMUL: return blas_busiest(s);
+  default: return 1;
   }
 }
 

@@ -87,8 +87,8 @@ int64_t tl_plan_macs(const struct tl_plan *plan);
 
 /* Per-step introspection, for `tailorctl bench --per-op` and predictors. */
 struct tl_step_info {
-  const char *name;   /* the first graph node's name (may be "") */
-  const char *kind;   /* "Conv+BN+Relu", "MaxPool", ... */
+  const char *name; /* the first graph node's name (may be "") */
+  const char *kind; /* "Conv+BN+Relu", "MaxPool", ... */
   int64_t macs;
   /* The share of the step's work its busiest thread does at the threads
    * the plan was built for: 1 when its kernel keeps it on one thread (or

@@ -26,12 +26,12 @@
 #define WHY_MAX 192 /* a reason a node is not elastic, for inspect --why */
 
 struct sn_block {
-  int add;       /* the Add that closes the branch */
-  int in;        /* the block's input value: the identity skip */
-  int out;       /* the value consumers read: Add's output or post_act's */
-  int post_act;  /* a Relu after the Add, dropped with the block, or -1 */
+  int add;      /* the Add that closes the branch */
+  int in;       /* the block's input value: the identity skip */
+  int out;      /* the value consumers read: Add's output or post_act's */
+  int post_act; /* a Relu after the Add, dropped with the block, or -1 */
   int n_nodes;
-  int *nodes;    /* branch nodes, the Add and post_act */
+  int *nodes; /* branch nodes, the Add and post_act */
   int stage;
 };
 
@@ -45,7 +45,7 @@ struct sn_width {
   int nodes[MAX_GROUP_NODES];
   uint8_t role[MAX_GROUP_NODES];
   int64_t channels;
-  int64_t unit;  /* channels kept together: a grouped conv's group size, else 1 */
+  int64_t unit; /* channels kept together: a grouped conv's group size, else 1 */
   int stage;
   char why[WHY_MAX]; /* while analysing: why the channels are not a group */
 };
@@ -68,7 +68,7 @@ struct tl_supernet {
   /* Per-node and per-value tables for building views. */
   int *consumers_start; /* CSR over values: consumer nodes of each value */
   int *consumers;
-  int n_notes;          /* why residual Adds and convs are not elastic */
+  int n_notes; /* why residual Adds and convs are not elastic */
   char **notes;
   /* The full model's conv statistics per calibration set (see
    * tl__supernet_conv_ref); the one mutable part, under ref_lock. */
@@ -84,13 +84,11 @@ struct conv_ref {
 
 /* ------------------------------------------------------------ helpers */
 
-static int is_view_op(enum tl_op op) {
-  return op == TL_OP_IDENTITY || op == TL_OP_DROPOUT;
-}
+static int is_view_op(enum tl_op op) { return op == TL_OP_IDENTITY || op == TL_OP_DROPOUT; }
 
 static int is_act_op(enum tl_op op) {
-  return op == TL_OP_RELU || op == TL_OP_CLIP || op == TL_OP_HARDSWISH ||
-         op == TL_OP_HARDSIGMOID || op == TL_OP_SIGMOID;
+  return op == TL_OP_RELU || op == TL_OP_CLIP || op == TL_OP_HARDSWISH || op == TL_OP_HARDSIGMOID ||
+         op == TL_OP_SIGMOID;
 }
 
 /* The value v stands for once Identity/Dropout are seen through. */
@@ -112,9 +110,7 @@ static int consumer(const struct tl_supernet *sn, int v, int k) {
   return sn->consumers[sn->consumers_start[v] + k];
 }
 
-static int is_const(const struct tl_graph *g, int v) {
-  return v >= 0 && g->values[v].data != NULL;
-}
+static int is_const(const struct tl_graph *g, int v) { return v >= 0 && g->values[v].data != NULL; }
 
 static int64_t attr_int(const struct tl_node *n, const char *name, int64_t def) {
   const struct tl_attr *a = tl_node_attr(n, name);
@@ -392,10 +388,8 @@ enum sn_role {
   ROLE_IN       /* conv that reads the group as input channels: columns */
 };
 
-
 /* Sets w->why (the reason a group was not found) and returns 0. */
-static int no_group(struct sn_width *w, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int no_group(struct sn_width *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int no_group(struct sn_width *w, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -425,7 +419,8 @@ static int only_consumer(const struct tl_supernet *sn, int v, struct sn_width *w
       return no_group(w, "value \"%s\" is never read", g->values[v].name) - 1;
     return no_group(w, "value \"%s\" feeds both %s and %s", g->values[v].name,
                     label(g, consumer(sn, v, 0), a, sizeof a),
-                    label(g, consumer(sn, v, 1), b, sizeof b)) - 1;
+                    label(g, consumer(sn, v, 1), b, sizeof b)) -
+           1;
   }
   return consumer(sn, v, 0);
 }
@@ -497,13 +492,11 @@ static int skip_acts(const struct tl_supernet *sn, int v) {
  * HardSigmoid.  The reduce conv reads the group's channels and the expand
  * conv makes them again, so both take part in the group.  Returns 1 and
  * adds the gate's nodes to w, or 0 with w->why. */
-static int follow_gate(const struct tl_supernet *sn, int x, int pool, int mul,
-                       struct sn_width *w) {
+static int follow_gate(const struct tl_supernet *sn, int x, int pool, int mul, struct sn_width *w) {
   const struct tl_graph *g = sn->g;
   const struct tl_node *nm = &g->nodes[mul];
   char a[160];
-  if (nm->n_in != 2 || nm->n_out != 1 || nm->out[0] < 0 ||
-      (nm->in[0] != x && nm->in[1] != x))
+  if (nm->n_in != 2 || nm->n_out != 1 || nm->out[0] < 0 || (nm->in[0] != x && nm->in[1] != x))
     return no_group(w, "%s is not a gate on the channels", label(g, mul, a, sizeof a));
   const int gate = nm->in[0] == x ? nm->in[1] : nm->in[0];
   if (!reads_only(sn, pool, x, w) || !add_node(w, pool, ROLE_PLAIN))
@@ -622,8 +615,10 @@ static int follow_channels(const struct tl_supernet *sn, int c1, struct sn_width
     }
     const struct tl_value *wq = conv_weights(g, nq);
     if (wq == NULL)
-      return no_group(w, "its channels reach %s, which is not a conv with constant weights "
-                      "nor a channel-wise op", label(g, q, a, sizeof a));
+      return no_group(w,
+                      "its channels reach %s, which is not a conv with constant weights "
+                      "nor a channel-wise op",
+                      label(g, q, a, sizeof a));
     const int64_t group = attr_int(nq, "group", 1);
     if (group > 1 && ch % group == 0 && wq->shape.dims[0] == ch &&
         wq->shape.dims[1] * group == ch) {
@@ -667,8 +662,8 @@ static int group_owns_weights(const struct tl_supernet *sn, struct sn_width *w) 
 
 /* Permutes the first dimension of constant vi (rows of `row` floats),
  * after giving it data of its own. */
-static int permute_rows(struct tl_graph *g, int vi, const int64_t *order, int64_t n,
-                        int64_t row, float *tmp) {
+static int permute_rows(struct tl_graph *g, int vi, const int64_t *order, int64_t n, int64_t row,
+                        float *tmp) {
   struct tl_value *v = &g->values[vi];
   if (v->dtype != TL_DTYPE_FLOAT32 || tl_shape_numel(&v->shape) != n * row)
     return TL_ESHAPE;
@@ -684,8 +679,7 @@ static int permute_rows(struct tl_graph *g, int vi, const int64_t *order, int64_
 
 /* Permutes the input channels of conv weights vi (m, n, kh, kw): the n
  * blocks of kh*kw floats inside each of the m rows. */
-static int permute_cols(struct tl_graph *g, int vi, const int64_t *order, int64_t n,
-                        float *tmp) {
+static int permute_cols(struct tl_graph *g, int vi, const int64_t *order, int64_t n, float *tmp) {
   struct tl_value *v = &g->values[vi];
   if (v->dtype != TL_DTYPE_FLOAT32 || v->shape.ndim != 4 || v->shape.dims[1] != n)
     return TL_ESHAPE;
@@ -811,7 +805,7 @@ static int find_width_groups(struct tl_supernet *sn, int sort) {
       node_block[sn->blocks[b].nodes[k]] = b;
   /* Why each conv is not the producer of a group, kept until the end:
    * a conv that another group takes in says nothing. */
-  char (*why)[WHY_MAX] = calloc((size_t)g->n_nodes + 1, sizeof *why);
+  char(*why)[WHY_MAX] = calloc((size_t)g->n_nodes + 1, sizeof *why);
   uint8_t *in_group = calloc((size_t)g->n_nodes + 1, 1);
   if (why == NULL || in_group == NULL) {
     free(why);
@@ -897,8 +891,8 @@ void tl_subnet_random(const struct tl_supernet *sn, uint64_t *seed, struct tl_su
   spec->res = sn->res[next_random(seed) % (uint64_t)sn->n_res];
   for (int s = 0; s < sn->n_stages; s++) {
     spec->depth[s] = (int)(next_random(seed) % (uint64_t)(sn->stage_n[s] + 1));
-    spec->width[s] = sn->stage_wg[s] > 0 ? (int)(next_random(seed) % (uint64_t)sn->n_widths)
-                                         : sn->n_widths - 1;
+    spec->width[s] =
+        sn->stage_wg[s] > 0 ? (int)(next_random(seed) % (uint64_t)sn->n_widths) : sn->n_widths - 1;
   }
 }
 
@@ -908,8 +902,8 @@ static void format_width(float w, char *buf, size_t size) {
   snprintf(buf, size, "%s", strncmp(tmp, "0.", 2) == 0 ? tmp + 1 : tmp);
 }
 
-char *tl_subnet_format(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
-                       char *buf, size_t size) {
+char *tl_subnet_format(const struct tl_supernet *sn, const struct tl_subnet_spec *spec, char *buf,
+                       size_t size) {
   size_t used = 0;
   int n = snprintf(buf, size, "r=%d d=", spec->res);
   used = n > 0 ? (size_t)n : 0;
@@ -984,8 +978,8 @@ int tl_subnet_parse(const struct tl_supernet *sn, const char *text, struct tl_su
         for (int i = 0; i < sn->n_res; i++)
           snprintf(offered + strlen(offered), sizeof offered - strlen(offered), "%s%d",
                    i ? ", " : "", sn->res[i]);
-        return tl_fail(err, TL_EINVAL, "subnet \"%s\": resolution %s is not offered (%s are)",
-                       text, val, offered);
+        return tl_fail(err, TL_EINVAL, "subnet \"%s\": resolution %s is not offered (%s are)", text,
+                       val, offered);
       }
     } else if (strcmp(tok, "d") == 0 || strcmp(tok, "w") == 0) {
       int is_d = tok[0] == 'd';
@@ -1012,8 +1006,8 @@ int tl_subnet_parse(const struct tl_supernet *sn, const char *text, struct tl_su
               found = i;
           if (found >= 0 && sn->stage_wg[s] == 0 && found != sn->n_widths - 1)
             return tl_fail(err, TL_EINVAL,
-                           "subnet \"%s\": stage %d has no elastic width; its w must be 1",
-                           text, s + 1);
+                           "subnet \"%s\": stage %d has no elastic width; its w must be 1", text,
+                           s + 1);
           if (found < 0) {
             char offered[256] = "";
             for (int i = 0; i < sn->n_widths; i++) {
@@ -1036,7 +1030,9 @@ int tl_subnet_parse(const struct tl_supernet *sn, const char *text, struct tl_su
   }
   if (!have_r || !have_d || !have_w)
     return tl_fail(err, TL_EINVAL, "subnet \"%s\": %s is missing", text,
-                   !have_r ? "r" : !have_d ? "d" : "w");
+                   !have_r   ? "r"
+                   : !have_d ? "d"
+                             : "w");
   *spec = out;
   return 0;
 }
@@ -1109,15 +1105,15 @@ int tl_subnet_plan(const struct tl_supernet *sn, const struct tl_subnet_spec *sp
     return tl_fail(err, TL_ENOMEM, "%s: out of memory", g->path);
   struct tl_shape shape = g->values[g->inputs[0]].shape;
   shape.dims[0] = opts != NULL && opts->batch > 0 ? opts->batch : 1;
-  struct tl_plan_options po = {.input_shapes = &shape, .view = &view,
-                               .reference = opts != NULL && opts->reference};
+  struct tl_plan_options po = {
+      .input_shapes = &shape, .view = &view, .reference = opts != NULL && opts->reference};
   int rc = tl_plan_build(g, &po, out, err);
   free(view.mem);
   return rc;
 }
 
-int tl_subnet_cost(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
-                   int64_t *macs, int64_t *params, struct tl_error *err) {
+int tl_subnet_cost(const struct tl_supernet *sn, const struct tl_subnet_spec *spec, int64_t *macs,
+                   int64_t *params, struct tl_error *err) {
   struct tl_plan *p = NULL;
   int rc = tl_subnet_plan(sn, spec, NULL, &p, err);
   if (rc != 0)

@@ -84,10 +84,10 @@ struct tl_supernet_info {
   int n_width_groups;
   int n_widths;
   float widths[TL_SN_MAX_CHOICES];
-  int n_res;                          /* 1 when resolution is not elastic */
-  int res[TL_SN_MAX_CHOICES];         /* sides, ascending */
+  int n_res;                  /* 1 when resolution is not elastic */
+  int res[TL_SN_MAX_CHOICES]; /* sides, ascending */
   int native_res;
-  double space_size;                  /* number of distinct subnets */
+  double space_size; /* number of distinct subnets */
 };
 void tl_supernet_info(const struct tl_supernet *sn, struct tl_supernet_info *info);
 
@@ -118,8 +118,8 @@ int tl_subnet_parse(const struct tl_supernet *sn, const char *text, struct tl_su
 
 /* Writes the canonical text of spec into buf (always "r=.. d=.. w=.."
  * with widths as ".25", ".5", "1") and returns buf. */
-char *tl_subnet_format(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
-                       char *buf, size_t size);
+char *tl_subnet_format(const struct tl_supernet *sn, const struct tl_subnet_spec *spec, char *buf,
+                       size_t size);
 
 /* A stable 64-bit key: FNV-1a of the canonical text. */
 uint64_t tl_subnet_key(const struct tl_supernet *sn, const struct tl_subnet_spec *spec);
@@ -137,14 +137,14 @@ struct tl_bn_stats {
 };
 
 struct tl_subnet_plan_options {
-  int batch;                     /* images per run; 0 means 1 */
-  const struct tl_bn_stats *bn;  /* recalibrated statistics, or NULL */
-  int collect_bn;                /* train-mode BN that records batch stats */
+  int batch;                    /* images per run; 0 means 1 */
+  const struct tl_bn_stats *bn; /* recalibrated statistics, or NULL */
+  int collect_bn;               /* train-mode BN that records batch stats */
   /* In collect mode, convs with no BN after them record their output's
    * statistics too and map it onto these (the full model's, per conv
    * node), or only record them when NULL.  Borrowed. */
   const struct tl_bn_stats *conv_ref;
-  int reference;                 /* reference kernels, no fusion */
+  int reference; /* reference kernels, no fusion */
 };
 
 /* Builds a plan running subnet spec.  Its input is the model's native
@@ -155,7 +155,7 @@ int tl_subnet_plan(const struct tl_supernet *sn, const struct tl_subnet_spec *sp
                    struct tl_error *err);
 
 /* MACs and parameters (weights read) of a subnet. */
-int tl_subnet_cost(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
-                   int64_t *macs, int64_t *params, struct tl_error *err);
+int tl_subnet_cost(const struct tl_supernet *sn, const struct tl_subnet_spec *spec, int64_t *macs,
+                   int64_t *params, struct tl_error *err);
 
 #endif

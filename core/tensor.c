@@ -83,8 +83,7 @@ char *tl_shape_str(const struct tl_shape *shape, char *buf, size_t size) {
     if (shape->dims[i] < 0)
       n = snprintf(buf + used, size - used, "%s?", i ? "x" : "");
     else
-      n = snprintf(buf + used, size - used, "%s%lld", i ? "x" : "",
-                   (long long)shape->dims[i]);
+      n = snprintf(buf + used, size - used, "%s%lld", i ? "x" : "", (long long)shape->dims[i]);
     if (n < 0)
       break;
     used += (size_t)n;

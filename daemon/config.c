@@ -129,13 +129,13 @@ struct cfg_table;
 struct cfg_row {
   const char *key;
   enum cfg_type type;
-  double min, max;      /* numbers: the range; names: the length range */
-  const char *def;      /* default, written as in YAML; NULL: none */
-  size_t offset;        /* of the field in the struct the table fills */
-  unsigned flags;       /* CFG_REQUIRED, ... */
-  const char *help;     /* what the key is, for messages */
-  const struct cfg_table *sub;           /* CFG_TABLE, CFG_MODELS */
-  const struct cfg_choice *choices;      /* CFG_ENUM; ends with NULL */
+  double min, max;                  /* numbers: the range; names: the length range */
+  const char *def;                  /* default, written as in YAML; NULL: none */
+  size_t offset;                    /* of the field in the struct the table fills */
+  unsigned flags;                   /* CFG_REQUIRED, ... */
+  const char *help;                 /* what the key is, for messages */
+  const struct cfg_table *sub;      /* CFG_TABLE, CFG_MODELS */
+  const struct cfg_choice *choices; /* CFG_ENUM; ends with NULL */
 };
 
 struct cfg_table {
@@ -159,22 +159,41 @@ static const struct cfg_choice log_levels[] = {
 #define F(type, field) offsetof(type, field)
 
 static const struct cfg_row calibration_rows[] = {
-    {.key = "x", .type = CFG_FILE, .offset = F(struct tl_config_calibration, x),
-     .flags = CFG_REQUIRED, .help = "the .npy file of calibration images"},
-    {.key = "y", .type = CFG_FILE, .offset = F(struct tl_config_calibration, y),
+    {.key = "x",
+     .type = CFG_FILE,
+     .offset = F(struct tl_config_calibration, x),
+     .flags = CFG_REQUIRED,
+     .help = "the .npy file of calibration images"},
+    {.key = "y",
+     .type = CFG_FILE,
+     .offset = F(struct tl_config_calibration, y),
      .help = "the .npy file of calibration labels; without it, agreement with the full model"},
-    {.key = "scale", .type = CFG_NUMBER, .min = 0, .max = 1e6, .def = "0.00392156862745098",
-     .offset = F(struct tl_config_calibration, scale), .flags = CFG_MIN_OPEN,
+    {.key = "scale",
+     .type = CFG_NUMBER,
+     .min = 0,
+     .max = 1e6,
+     .def = "0.00392156862745098",
+     .offset = F(struct tl_config_calibration, scale),
+     .flags = CFG_MIN_OPEN,
      .help = "the factor that turns uint8 pixels into model input"},
 };
 CHECK_ROWS(calibration_rows);
 static const struct cfg_table calibration_table = TABLE(calibration_rows);
 
 static const struct cfg_row space_rows[] = {
-    {.key = "widths", .type = CFG_WIDTHS, .min = 0, .max = 1, .def = "0.25, 0.5, 0.75, 1",
-     .offset = F(struct tl_config_space, widths), .flags = CFG_MIN_OPEN,
+    {.key = "widths",
+     .type = CFG_WIDTHS,
+     .min = 0,
+     .max = 1,
+     .def = "0.25, 0.5, 0.75, 1",
+     .offset = F(struct tl_config_space, widths),
+     .flags = CFG_MIN_OPEN,
      .help = "the channel fractions a subnet may use"},
-    {.key = "resolution_steps", .type = CFG_INT, .min = 0, .max = 15, .def = "4",
+    {.key = "resolution_steps",
+     .type = CFG_INT,
+     .min = 0,
+     .max = 15,
+     .def = "4",
      .offset = F(struct tl_config_space, resolution_steps),
      .help = "steps of input resolution from 50% to 100% of native"},
 };
@@ -182,18 +201,38 @@ CHECK_ROWS(space_rows);
 static const struct cfg_table space_table = TABLE(space_rows);
 
 static const struct cfg_row search_rows[] = {
-    {.key = "k", .type = CFG_INT, .min = 1, .max = 64, .def = "16",
-     .offset = F(struct tl_config_search, k), .help = "the most subnets on the frontier"},
-    {.key = "images", .type = CFG_INT, .min = 10, .max = 1000000, .def = "2000",
+    {.key = "k",
+     .type = CFG_INT,
+     .min = 1,
+     .max = 64,
+     .def = "16",
+     .offset = F(struct tl_config_search, k),
+     .help = "the most subnets on the frontier"},
+    {.key = "images",
+     .type = CFG_INT,
+     .min = 10,
+     .max = 1000000,
+     .def = "2000",
      .offset = F(struct tl_config_search, images),
      .help = "the calibration images each candidate is measured on"},
-    {.key = "candidates", .type = CFG_INT, .min = 1, .max = 4096,
+    {.key = "candidates",
+     .type = CFG_INT,
+     .min = 1,
+     .max = 4096,
      .offset = F(struct tl_config_search, candidates),
      .help = "the subnets measured before the frontier is cut; 4 x k when absent"},
-    {.key = "threads", .type = CFG_INT, .min = 0, .max = 256, .def = "0",
+    {.key = "threads",
+     .type = CFG_INT,
+     .min = 0,
+     .max = 256,
+     .def = "0",
      .offset = F(struct tl_config_search, threads),
      .help = "subnets evaluated at once while searching; 0: one per CPU"},
-    {.key = "time_budget_s", .type = CFG_NUMBER, .min = 0, .max = 1e7, .def = "0",
+    {.key = "time_budget_s",
+     .type = CFG_NUMBER,
+     .min = 0,
+     .max = 1e7,
+     .def = "0",
      .offset = F(struct tl_config_search, time_budget_s),
      .help = "seconds the search may take, then its best so far is the frontier; 0: no limit"},
 };
@@ -201,76 +240,157 @@ CHECK_ROWS(search_rows);
 static const struct cfg_table search_table = TABLE(search_rows);
 
 static const struct cfg_row budget_rows[] = {
-    {.key = "latency_p95_ms", .type = CFG_NUMBER, .min = 0, .max = INFINITY,
-     .offset = F(struct tl_config_budget, latency_p95_ms), .flags = CFG_REQUIRED | CFG_MIN_OPEN,
+    {.key = "latency_p95_ms",
+     .type = CFG_NUMBER,
+     .min = 0,
+     .max = INFINITY,
+     .offset = F(struct tl_config_budget, latency_p95_ms),
+     .flags = CFG_REQUIRED | CFG_MIN_OPEN,
      .help = "the 95th percentile latency to meet, in milliseconds"},
-    {.key = "memory_mib", .type = CFG_INT, .min = 1, .max = 1 << 20,
+    {.key = "memory_mib",
+     .type = CFG_INT,
+     .min = 1,
+     .max = 1 << 20,
      .offset = F(struct tl_config_budget, memory_mib),
      .help = "the memory budget in MiB; none when absent"},
-    {.key = "min_accuracy", .type = CFG_NUMBER, .min = 0, .max = 1, .def = "0",
+    {.key = "min_accuracy",
+     .type = CFG_NUMBER,
+     .min = 0,
+     .max = 1,
+     .def = "0",
      .offset = F(struct tl_config_budget, min_accuracy),
      .help = "the lowest top-1 accuracy to serve, a fraction"},
-    {.key = "margin", .type = CFG_NUMBER, .min = 0, .max = 0.9, .def = "0.1",
-     .offset = F(struct tl_config_budget, margin), .help = "the fraction of the budget kept free"},
-    {.key = "hysteresis_ms", .type = CFG_INT, .min = 0, .max = 3600000, .def = "5000",
+    {.key = "margin",
+     .type = CFG_NUMBER,
+     .min = 0,
+     .max = 0.9,
+     .def = "0.1",
+     .offset = F(struct tl_config_budget, margin),
+     .help = "the fraction of the budget kept free"},
+    {.key = "hysteresis_ms",
+     .type = CFG_INT,
+     .min = 0,
+     .max = 3600000,
+     .def = "5000",
      .offset = F(struct tl_config_budget, hysteresis_ms),
      .help = "how long the state must be stable before a more accurate subnet"},
-    {.key = "deadline_ms", .type = CFG_NUMBER, .min = 0, .max = INFINITY,
-     .offset = F(struct tl_config_budget, deadline_ms), .flags = CFG_MIN_OPEN,
+    {.key = "deadline_ms",
+     .type = CFG_NUMBER,
+     .min = 0,
+     .max = INFINITY,
+     .offset = F(struct tl_config_budget, deadline_ms),
+     .flags = CFG_MIN_OPEN,
      .help = "how long a request may take before it is shed; 10 x latency_p95_ms when absent"},
 };
 CHECK_ROWS(budget_rows);
 static const struct cfg_table budget_table = TABLE(budget_rows);
 
 static const struct cfg_row model_rows[] = {
-    {.key = "name", .type = CFG_NAME, .min = 1, .max = TL_CONFIG_NAME_MAX,
-     .offset = F(struct tl_config_model, name), .flags = CFG_REQUIRED | CFG_UNIQUE,
+    {.key = "name",
+     .type = CFG_NAME,
+     .min = 1,
+     .max = TL_CONFIG_NAME_MAX,
+     .offset = F(struct tl_config_model, name),
+     .flags = CFG_REQUIRED | CFG_UNIQUE,
      .help = "the model's name in URLs"},
-    {.key = "path", .type = CFG_FILE, .offset = F(struct tl_config_model, path),
-     .flags = CFG_REQUIRED, .help = "the model's ONNX file"},
-    {.key = "calibration", .type = CFG_TABLE, .offset = F(struct tl_config_model, calibration),
-     .help = "the operator's calibration data", .sub = &calibration_table},
-    {.key = "space", .type = CFG_TABLE, .offset = F(struct tl_config_model, space),
-     .help = "the subnets to consider", .sub = &space_table},
-    {.key = "search", .type = CFG_TABLE, .offset = F(struct tl_config_model, search),
-     .help = "how the frontier is searched", .sub = &search_table},
-    {.key = "budget", .type = CFG_TABLE, .offset = F(struct tl_config_model, budget),
-     .flags = CFG_REQUIRED, .help = "what serving must meet", .sub = &budget_table},
+    {.key = "path",
+     .type = CFG_FILE,
+     .offset = F(struct tl_config_model, path),
+     .flags = CFG_REQUIRED,
+     .help = "the model's ONNX file"},
+    {.key = "calibration",
+     .type = CFG_TABLE,
+     .offset = F(struct tl_config_model, calibration),
+     .help = "the operator's calibration data",
+     .sub = &calibration_table},
+    {.key = "space",
+     .type = CFG_TABLE,
+     .offset = F(struct tl_config_model, space),
+     .help = "the subnets to consider",
+     .sub = &space_table},
+    {.key = "search",
+     .type = CFG_TABLE,
+     .offset = F(struct tl_config_model, search),
+     .help = "how the frontier is searched",
+     .sub = &search_table},
+    {.key = "budget",
+     .type = CFG_TABLE,
+     .offset = F(struct tl_config_model, budget),
+     .flags = CFG_REQUIRED,
+     .help = "what serving must meet",
+     .sub = &budget_table},
 };
 CHECK_ROWS(model_rows);
 static const struct cfg_table model_table = TABLE(model_rows);
 
 static const struct cfg_row socket_rows[] = {
-    {.key = "path", .type = CFG_SOCKET, .def = "/run/tailord/tailord.sock",
-     .offset = F(struct tl_config_socket, path), .help = "the Unix socket clients connect to"},
-    {.key = "mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0660",
-     .offset = F(struct tl_config_socket, mode), .help = "the socket file's permission bits"},
+    {.key = "path",
+     .type = CFG_SOCKET,
+     .def = "/run/tailord/tailord.sock",
+     .offset = F(struct tl_config_socket, path),
+     .help = "the Unix socket clients connect to"},
+    {.key = "mode",
+     .type = CFG_MODE,
+     .min = 0,
+     .max = 0777,
+     .def = "0660",
+     .offset = F(struct tl_config_socket, mode),
+     .help = "the socket file's permission bits"},
 };
 CHECK_ROWS(socket_rows);
 static const struct cfg_table socket_table = TABLE(socket_rows);
 
 static const struct cfg_row monitor_rows[] = {
-    {.key = "interval_ms", .type = CFG_INT, .min = 10, .max = 60000, .def = "500",
+    {.key = "interval_ms",
+     .type = CFG_INT,
+     .min = 10,
+     .max = 60000,
+     .def = "500",
      .offset = F(struct tl_config_monitor, interval_ms),
      .help = "the time between two samples of the device state"},
-    {.key = "root", .type = CFG_DIR, .def = "/", .offset = F(struct tl_config_monitor, root),
+    {.key = "root",
+     .type = CFG_DIR,
+     .def = "/",
+     .offset = F(struct tl_config_monitor, root),
      .help = "the directory proc/ and sys/ are read under"},
 };
 CHECK_ROWS(monitor_rows);
 static const struct cfg_table monitor_table = TABLE(monitor_rows);
 
 static const struct cfg_row limits_rows[] = {
-    {.key = "max_connections", .type = CFG_INT, .min = 1, .max = 65536, .def = "64",
-     .offset = F(struct tl_config_limits, max_connections), .help = "open connections at once"},
-    {.key = "max_header_bytes", .type = CFG_SIZE, .min = 1024, .max = 81920, .def = "16384",
+    {.key = "max_connections",
+     .type = CFG_INT,
+     .min = 1,
+     .max = 65536,
+     .def = "64",
+     .offset = F(struct tl_config_limits, max_connections),
+     .help = "open connections at once"},
+    {.key = "max_header_bytes",
+     .type = CFG_SIZE,
+     .min = 1024,
+     .max = 81920,
+     .def = "16384",
      .offset = F(struct tl_config_limits, max_header_bytes),
      .help = "the size of a request's header block"},
-    {.key = "max_body_bytes", .type = CFG_SIZE, .min = 1024, .max = 1 << 30, .def = "16777216",
-     .offset = F(struct tl_config_limits, max_body_bytes), .help = "the size of a request's body"},
-    {.key = "idle_timeout_ms", .type = CFG_INT, .min = 100, .max = 86400000, .def = "30000",
+    {.key = "max_body_bytes",
+     .type = CFG_SIZE,
+     .min = 1024,
+     .max = 1 << 30,
+     .def = "16777216",
+     .offset = F(struct tl_config_limits, max_body_bytes),
+     .help = "the size of a request's body"},
+    {.key = "idle_timeout_ms",
+     .type = CFG_INT,
+     .min = 100,
+     .max = 86400000,
+     .def = "30000",
      .offset = F(struct tl_config_limits, idle_timeout_ms),
      .help = "how long an idle connection stays open"},
-    {.key = "queue_depth", .type = CFG_INT, .min = 1, .max = 65536, .def = "64",
+    {.key = "queue_depth",
+     .type = CFG_INT,
+     .min = 1,
+     .max = 65536,
+     .def = "64",
      .offset = F(struct tl_config_limits, queue_depth),
      .help = "requests waiting for a worker before 503"},
 };
@@ -278,21 +398,50 @@ CHECK_ROWS(limits_rows);
 static const struct cfg_table limits_table = TABLE(limits_rows);
 
 static const struct cfg_row top_rows[] = {
-    {.key = "socket", .type = CFG_TABLE, .offset = F(struct tl_config, socket),
-     .help = "where clients connect", .sub = &socket_table},
-    {.key = "database", .type = CFG_PATH, .def = "/var/lib/tailord/cache.db",
-     .offset = F(struct tl_config, database), .help = "the SQLite cache"},
-    {.key = "workers", .type = CFG_INT, .min = 1, .max = 64, .def = "1",
-     .offset = F(struct tl_config, workers), .help = "inference worker threads"},
-    {.key = "threads", .type = CFG_INT, .min = 1, .max = 64, .def = "2",
-     .offset = F(struct tl_config, threads), .help = "engine threads per worker"},
-    {.key = "log_level", .type = CFG_ENUM, .def = "info", .offset = F(struct tl_config, log_level),
-     .help = "the least important messages logged", .choices = log_levels},
-    {.key = "monitor", .type = CFG_TABLE, .offset = F(struct tl_config, monitor),
-     .help = "how the device state is sampled", .sub = &monitor_table},
-    {.key = "limits", .type = CFG_TABLE, .offset = F(struct tl_config, limits),
-     .help = "the server's bounds", .sub = &limits_table},
-    {.key = "models", .type = CFG_MODELS, .flags = CFG_REQUIRED, .help = "the models to serve",
+    {.key = "socket",
+     .type = CFG_TABLE,
+     .offset = F(struct tl_config, socket),
+     .help = "where clients connect",
+     .sub = &socket_table},
+    {.key = "database",
+     .type = CFG_PATH,
+     .def = "/var/lib/tailord/cache.db",
+     .offset = F(struct tl_config, database),
+     .help = "the SQLite cache"},
+    {.key = "workers",
+     .type = CFG_INT,
+     .min = 1,
+     .max = 64,
+     .def = "1",
+     .offset = F(struct tl_config, workers),
+     .help = "inference worker threads"},
+    {.key = "threads",
+     .type = CFG_INT,
+     .min = 1,
+     .max = 64,
+     .def = "2",
+     .offset = F(struct tl_config, threads),
+     .help = "engine threads per worker"},
+    {.key = "log_level",
+     .type = CFG_ENUM,
+     .def = "info",
+     .offset = F(struct tl_config, log_level),
+     .help = "the least important messages logged",
+     .choices = log_levels},
+    {.key = "monitor",
+     .type = CFG_TABLE,
+     .offset = F(struct tl_config, monitor),
+     .help = "how the device state is sampled",
+     .sub = &monitor_table},
+    {.key = "limits",
+     .type = CFG_TABLE,
+     .offset = F(struct tl_config, limits),
+     .help = "the server's bounds",
+     .sub = &limits_table},
+    {.key = "models",
+     .type = CFG_MODELS,
+     .flags = CFG_REQUIRED,
+     .help = "the models to serve",
      .sub = &model_table},
 };
 CHECK_ROWS(top_rows);
@@ -311,15 +460,15 @@ struct diag {
 };
 
 struct loader {
-  const char *file;     /* as given, for messages */
-  char dir[PATH_MAX];   /* canonical directory of file, for relative paths */
-  const char *text;     /* the file's bytes */
+  const char *file;   /* as given, for messages */
+  char dir[PATH_MAX]; /* canonical directory of file, for relative paths */
+  const char *text;   /* the file's bytes */
   size_t text_len;
   yaml_parser_t parser;
   struct diag *diags;
   size_t n_diags, cap_diags;
-  int syntax_failed;   /* the walk ended at a syntax error */
-  int missing_key;     /* what is being recorded is a missing key */
+  int syntax_failed; /* the walk ended at a syntax error */
+  int missing_key;   /* what is being recorded is a missing key */
   struct tl_config *cfg;
   int cap_models;
   yaml_mark_t *name_marks; /* (cap_models) where each model's name is */
@@ -431,8 +580,8 @@ static int is_null(const char *s, size_t n, yaml_scalar_style_t style) {
   if (style != YAML_PLAIN_SCALAR_STYLE)
     return 0;
   return n == 0 || (n == 1 && s[0] == '~') ||
-         (n == 4 && (memcmp(s, "null", 4) == 0 || memcmp(s, "Null", 4) == 0 ||
-                     memcmp(s, "NULL", 4) == 0));
+         (n == 4 &&
+          (memcmp(s, "null", 4) == 0 || memcmp(s, "Null", 4) == 0 || memcmp(s, "NULL", 4) == 0));
 }
 
 /* How a scalar reads in "expected X, got Y". */
@@ -879,9 +1028,8 @@ static int set_scalar(struct loader *ld, const struct cfg_row *r, char *base, co
     size_t len = strlen(v);
     int rc = 0;
     if (r->type == CFG_SOCKET && len > SOCKET_PATH_MAX)
-      rc = problem(ld, mark,
-                   "%s: \"%s\" is %zu bytes long; a Unix socket path holds at most %zu", field,
-                   v, len, (size_t)SOCKET_PATH_MAX);
+      rc = problem(ld, mark, "%s: \"%s\" is %zu bytes long; a Unix socket path holds at most %zu",
+                   field, v, len, (size_t)SOCKET_PATH_MAX);
     else if (len >= PATH_MAX)
       rc = problem(ld, mark, "%s: the path is %zu bytes long; at most %d are allowed", field, len,
                    PATH_MAX - 1);
@@ -894,8 +1042,7 @@ static int set_scalar(struct loader *ld, const struct cfg_row *r, char *base, co
 
   case CFG_WIDTHS:
   case CFG_TABLE:
-  case CFG_MODELS:
-    break;
+  case CFG_MODELS: break;
   }
   return TL_EINTERNAL;
 }
@@ -910,8 +1057,8 @@ static int add_width(struct loader *ld, const struct cfg_row *r, const char *fie
   char item[CFG_FIELD_MAX + 16], got[QUOTE_BUF + 32], q[QUOTE_BUF];
   snprintf(item, sizeof item, "%s[%d]", field, i);
   double v = 0;
-  int status = style == YAML_PLAIN_SCALAR_STYLE && !is_null(s, n, style) ? parse_number(s, n, &v)
-                                                                         : NUM_BAD;
+  int status =
+      style == YAML_PLAIN_SCALAR_STYLE && !is_null(s, n, style) ? parse_number(s, n, &v) : NUM_BAD;
   if (status == NUM_BAD) {
     describe_scalar(s, n, style, got, sizeof got);
     return problem(ld, mark, "%s: expected a number, got %s", item, got);
@@ -1025,8 +1172,8 @@ static int wrong_node(struct loader *ld, const char *field, const char *want,
                       const yaml_event_t *ev) {
   char got[QUOTE_BUF + 32];
   describe_node(ev, got, sizeof got);
-  int rc = problem(ld, ev->start_mark, "%s%sexpected %s, got %s", field, field[0] ? ": " : "",
-                   want, got);
+  int rc = problem(ld, ev->start_mark, "%s%sexpected %s, got %s", field, field[0] ? ": " : "", want,
+                   got);
   return rc != 0 ? rc : skip_node(ld, ev);
 }
 
@@ -1051,8 +1198,8 @@ static int apply_defaults(struct loader *ld, const struct cfg_table *t, char *ba
     else if (r->def != NULL && r->type == CFG_WIDTHS)
       rc = default_widths(ld, r, base);
     else if (r->def != NULL)
-      rc = set_scalar(ld, r, base, r->key, r->def, strlen(r->def), YAML_PLAIN_SCALAR_STYLE, none,
-                      0);
+      rc =
+          set_scalar(ld, r, base, r->key, r->def, strlen(r->def), YAML_PLAIN_SCALAR_STYLE, none, 0);
     if (rc != 0)
       return rc;
   }
@@ -1128,8 +1275,8 @@ static int read_mapping(struct loader *ld, const struct cfg_table *t, char *base
   for (int i = 0; i < t->n; i++)
     if ((t->rows[i].flags & CFG_REQUIRED) && !seen[i]) {
       ld->missing_key = 1;
-      int rc = problem(ld, start, "%s%smissing required key \"%s\" (%s)", path,
-                       path[0] ? ": " : "", t->rows[i].key, t->rows[i].help);
+      int rc = problem(ld, start, "%s%smissing required key \"%s\" (%s)", path, path[0] ? ": " : "",
+                       t->rows[i].key, t->rows[i].help);
       ld->missing_key = 0;
       if (rc != 0)
         return rc;
@@ -1228,8 +1375,8 @@ static int read_widths(struct loader *ld, const struct cfg_row *r, char *base, c
     else if (item.type != YAML_SCALAR_EVENT)
       rc = wrong_node(ld, sub, "a number", &item);
     else
-      rc = add_width(ld, r, field, i, (const char *)item.data.scalar.value,
-                     item.data.scalar.length, item.data.scalar.style, item.start_mark, w, &prev);
+      rc = add_width(ld, r, field, i, (const char *)item.data.scalar.value, item.data.scalar.length,
+                     item.data.scalar.style, item.start_mark, w, &prev);
     yaml_event_delete(&item);
     if (rc != 0)
       return rc;
@@ -1259,8 +1406,8 @@ static int read_value(struct loader *ld, const struct cfg_row *r, char *base, co
   }
   if (ev->type != YAML_SCALAR_EVENT)
     return wrong_type(ld, r, field, ev);
-  return set_scalar(ld, r, base, field, (const char *)ev->data.scalar.value,
-                    ev->data.scalar.length, ev->data.scalar.style, ev->start_mark, 1);
+  return set_scalar(ld, r, base, field, (const char *)ev->data.scalar.value, ev->data.scalar.length,
+                    ev->data.scalar.style, ev->start_mark, 1);
 }
 
 /* The whole stream: one document whose root is the top-level mapping.

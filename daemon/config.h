@@ -67,8 +67,8 @@ struct tl_config_calibration {
 };
 
 struct tl_config_widths {
-  int n;                             /* 1..TL_CONFIG_MAX_WIDTHS */
-  double v[TL_CONFIG_MAX_WIDTHS];    /* (0, 1], strictly ascending */
+  int n;                          /* 1..TL_CONFIG_MAX_WIDTHS */
+  double v[TL_CONFIG_MAX_WIDTHS]; /* (0, 1], strictly ascending */
 };
 
 struct tl_config_space {
@@ -77,10 +77,10 @@ struct tl_config_space {
 };
 
 struct tl_config_search {
-  int k;          /* frontier size */
-  int images;     /* calibration images each candidate is measured on */
-  int candidates; /* subnets measured before the frontier is cut; 0: 4 * k */
-  int threads;    /* subnets evaluated at once; 0: one per online CPU */
+  int k;                /* frontier size */
+  int images;           /* calibration images each candidate is measured on */
+  int candidates;       /* subnets measured before the frontier is cut; 0: 4 * k */
+  int threads;          /* subnets evaluated at once; 0: one per online CPU */
   double time_budget_s; /* the search's limit; 0: none */
 };
 
@@ -113,7 +113,7 @@ struct tl_config {
   enum tl_config_log_level log_level;
   struct tl_config_monitor monitor;
   struct tl_config_limits limits;
-  int n_models; /* >= 1 */
+  int n_models;                   /* >= 1 */
   struct tl_config_model *models; /* (n_models), in file order */
 };
 

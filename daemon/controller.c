@@ -44,13 +44,13 @@ struct tl_controller {
   struct tl_device_state state;
   /* the requests' cost in CPU, for a quota */
   uint64_t last_tick_ns;
-  double last_cpu_ms;      /* the process's CPU time at the last tick */
-  int64_t tick_served;     /* requests of every model since then */
-  double overhead_ms;      /* EWMA of the CPU per request beyond its plan; 0 until seen */
+  double last_cpu_ms;  /* the process's CPU time at the last tick */
+  int64_t tick_served; /* requests of every model since then */
+  double overhead_ms;  /* EWMA of the CPU per request beyond its plan; 0 until seen */
   /* our threads' wait for a CPU (schedstat), at the last tick */
   bool had_run_delay;
   uint64_t last_run_delay_ns;
-  double cpu_wait_ms;      /* per request over the last interval; -1 unknown */
+  double cpu_wait_ms; /* per request over the last interval; -1 unknown */
 };
 
 /* CPU time of the whole process (loop, workers, engine threads), in ms;
@@ -74,8 +74,7 @@ double tl_controller_scaled_ms(const struct tl_rt_model *m, int i) {
 
 /* Cores model m would use with member i active at its current rate. */
 static double demand(const struct tl_rt_model *m, int i, double overhead_ms) {
-  return m->ctl.rate * (tl_controller_scaled_ms(m, i) * tl_engine_threads() + overhead_ms) /
-         1e3;
+  return m->ctl.rate * (tl_controller_scaled_ms(m, i) * tl_engine_threads() + overhead_ms) / 1e3;
 }
 
 /* Member i's p95 latency as clients would see it now: its compute under
@@ -119,8 +118,8 @@ static int misfit_with(const struct tl_rt_model *m, int i, double headroom, char
   }
   if (b->memory_mib > 0 && mm->predicted_mib > b->memory_mib) {
     if (why != NULL)
-      snprintf(why, size, "memory budget exceeded: predicted %.3g MiB > %d MiB",
-               mm->predicted_mib, b->memory_mib);
+      snprintf(why, size, "memory budget exceeded: predicted %.3g MiB > %d MiB", mm->predicted_mib,
+               b->memory_mib);
     return TL_SWITCH_MEMORY;
   }
   if (mm->accuracy >= 0 && mm->accuracy < b->min_accuracy) {
@@ -146,8 +145,7 @@ static int best_fit(const struct tl_rt_model *m, double headroom) {
   const struct tl_rt_frontier *f = m->frontier;
   int best = -1;
   for (int i = 0; i < f->n; i++)
-    if (misfit_with(m, i, headroom, NULL, 0) == 0 &&
-        (best < 0 || tl_rt_more_accurate(f, i, best)))
+    if (misfit_with(m, i, headroom, NULL, 0) == 0 && (best < 0 || tl_rt_more_accurate(f, i, best)))
       best = i;
   return best;
 }
@@ -246,8 +244,7 @@ static double p95(float *v, int n) {
 
 /* What the requests of m answered in the last FEEDBACK_INTERVALS
  * intervals saw (see struct tl_rt_feedback). */
-static void update_feedback(const struct tl_controller *c, struct tl_rt_model *m,
-                            uint64_t now) {
+static void update_feedback(const struct tl_controller *c, struct tl_rt_model *m, uint64_t now) {
   struct tl_rt_feedback *fb = &m->ctl.fb;
   const uint64_t window = (uint64_t)FEEDBACK_INTERVALS * (uint64_t)c->interval_ms * 1000000u;
   float ex[TL_RT_FEEDBACK_MAX], q[TL_RT_FEEDBACK_MAX], lat[TL_RT_FEEDBACK_MAX];
@@ -304,8 +301,7 @@ static void explain_over(struct tl_rt_model *m, int fast) {
 /* One decision for model m at time now.  first_cls/first_reason are used
  * when the model has no choice yet for its frontier (start, new frontier). */
 static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
-                   const char *from_old, enum tl_switch_class first_cls,
-                   const char *first_reason) {
+                   const char *from_old, enum tl_switch_class first_cls, const char *first_reason) {
   struct tl_rt_control *ctl = &m->ctl;
   const struct tl_rt_frontier *f = m->frontier;
   if (f == NULL)
@@ -413,10 +409,10 @@ static void measure_load(struct tl_controller *c, uint64_t now) {
   /* our threads' wait for a CPU per request served since the last tick */
   c->cpu_wait_ms = -1;
   if (c->state.has_run_delay && c->had_run_delay && c->tick_served > 0)
-    c->cpu_wait_ms = c->state.run_delay_ns > c->last_run_delay_ns
-                         ? (double)(c->state.run_delay_ns - c->last_run_delay_ns) / 1e6 /
-                               (double)c->tick_served
-                         : 0;
+    c->cpu_wait_ms =
+        c->state.run_delay_ns > c->last_run_delay_ns
+            ? (double)(c->state.run_delay_ns - c->last_run_delay_ns) / 1e6 / (double)c->tick_served
+            : 0;
   c->had_run_delay = c->state.has_run_delay;
   c->last_run_delay_ns = c->state.run_delay_ns;
   if (c->last_tick_ns != 0 && dt > 0) {
@@ -433,9 +429,8 @@ static void measure_load(struct tl_controller *c, uint64_t now) {
     if (c->tick_served > 0 && cpu >= 0 && c->last_cpu_ms >= 0) {
       double o = (cpu - c->last_cpu_ms - plans_ms) / (double)c->tick_served;
       o = fmin(OVERHEAD_MAX_MS, fmax(0, o));
-      c->overhead_ms = c->overhead_ms > 0 ? (1 - OVERHEAD_ALPHA) * c->overhead_ms +
-                                                OVERHEAD_ALPHA * o
-                                          : o;
+      c->overhead_ms =
+          c->overhead_ms > 0 ? (1 - OVERHEAD_ALPHA) * c->overhead_ms + OVERHEAD_ALPHA * o : o;
     }
   }
   c->last_tick_ns = now;

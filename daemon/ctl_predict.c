@@ -81,15 +81,14 @@ static int64_t device_id(struct tl_store *st, int threads) {
 
 static void progress(void *ctx, int plans, int signatures, int planned) {
   (void)ctx;
-  fprintf(stderr, "\rprofiling: plan %d of %d timed, %d op signatures", plans, planned,
-          signatures);
+  fprintf(stderr, "\rprofiling: plan %d of %d timed, %d op signatures", plans, planned, signatures);
   fflush(stderr);
 }
 
 /* Loads the device's table from st and profiles what sn's space lacks,
  * saving the result.  Prints a progress line on stderr while profiling. */
-static struct tl_op_table *table_for(const struct tl_supernet *sn, struct tl_store *st,
-                                     int64_t dev, int quiet, struct tl_profile_report *rep) {
+static struct tl_op_table *table_for(const struct tl_supernet *sn, struct tl_store *st, int64_t dev,
+                                     int quiet, struct tl_profile_report *rep) {
   struct tl_op_table *t = NULL;
   struct tl_error err = {{0}};
   if (tl_op_table_new(&t) != 0)
@@ -163,7 +162,8 @@ int cmd_profile(int argc, char **argv) {
       die("%s", err.msg);
     if (loaded == 0)
       die("%s: no latencies for this CPU at %d thread%s: profile there first", from,
-          from_threads ? from_threads : threads, (from_threads ? from_threads : threads) == 1 ? "" : "s");
+          from_threads ? from_threads : threads,
+          (from_threads ? from_threads : threads) == 1 ? "" : "s");
     struct tl_transfer_report tr;
     if (tl_latency_transfer(sn, src, anchors, NULL, dst, &tr, &err) != 0)
       die("%s", err.msg);
@@ -179,10 +179,9 @@ int cmd_profile(int argc, char **argv) {
     if (fits == NULL || json_object_set_new(o, "fits", fits) != 0)
       die("out of memory");
     for (int k = 0; k < 2; k++)
-      if (json_array_append_new(fits, json_pack("{s:s,s:i,s:f,s:f}", "group", groups[k],
-                                                "anchors", tr.fit[k].anchors, "scale",
-                                                tr.fit[k].scale, "exponent",
-                                                tr.fit[k].exponent)) != 0)
+      if (json_array_append_new(fits, json_pack("{s:s,s:i,s:f,s:f}", "group", groups[k], "anchors",
+                                                tr.fit[k].anchors, "scale", tr.fit[k].scale,
+                                                "exponent", tr.fit[k].exponent)) != 0)
         die("out of memory");
     json_object_set_new(o, "seconds", json_real(tr.seconds));
     if (!as_json) {
@@ -208,8 +207,8 @@ int cmd_profile(int argc, char **argv) {
     if (!as_json)
       printf("%d op signatures for %s at %d thread%s in %s: %d new, from %d plans "
              "(%d runs, %.2f s); per-step overhead %.2f us\n",
-             tl_op_table_count(t), model, threads, threads == 1 ? "" : "s", db,
-             rep.new_signatures, rep.plans, rep.runs, rep.seconds, tl_op_table_overhead_us(t));
+             tl_op_table_count(t), model, threads, threads == 1 ? "" : "s", db, rep.new_signatures,
+             rep.plans, rep.runs, rep.seconds, tl_op_table_overhead_us(t));
     tl_op_table_free(t);
   }
   if (as_json) {
@@ -242,8 +241,14 @@ int cmd_predict(int argc, char **argv) {
     case 't': threads = (int)parse_count("--threads", optarg, 1, 256); break;
     case 's': subnets[n_subnets++] = optarg; break;
     case 'j': as_json = 1; break;
-    case 'h': usage(stdout); free(subnets); return 0;
-    default: usage(stderr); free(subnets); return EXIT_USAGE;
+    case 'h':
+      usage(stdout);
+      free(subnets);
+      return 0;
+    default:
+      usage(stderr);
+      free(subnets);
+      return EXIT_USAGE;
     }
   }
   if (argc - optind != 1 || n_subnets == 0) {
@@ -292,8 +297,8 @@ int cmd_predict(int argc, char **argv) {
       free(s);
       json_decref(o);
     } else {
-      printf("%-44s %9.3f ms %8.2f MiB (weights %.2f, arena %.2f, io %.3f)\n", text,
-             p.latency_ms, p.mem_mib, p.weight_bytes / 1048576.0, p.arena_bytes / 1048576.0,
+      printf("%-44s %9.3f ms %8.2f MiB (weights %.2f, arena %.2f, io %.3f)\n", text, p.latency_ms,
+             p.mem_mib, p.weight_bytes / 1048576.0, p.arena_bytes / 1048576.0,
              p.io_bytes / 1048576.0);
     }
   }
@@ -389,7 +394,8 @@ int cmd_search(int argc, char **argv) {
   for (int i = 0; i < n; i++) {
     char text[512];
     json_t *m = json_object();
-    json_object_set_new(m, "subnet", json_string(tl_subnet_format(sn, &f[i].spec, text, sizeof text)));
+    json_object_set_new(m, "subnet",
+                        json_string(tl_subnet_format(sn, &f[i].spec, text, sizeof text)));
     json_object_set_new(m, "predicted_ms", json_real(f[i].predicted_ms));
     json_object_set_new(m, "predicted_mib", json_real(f[i].predicted_mib));
     json_object_set_new(m, "accuracy", json_real(f[i].accuracy));
@@ -423,8 +429,7 @@ int cmd_search(int argc, char **argv) {
              json_array_size(members), json_real_value(json_object_get(out, "search_s")),
              (int)json_integer_value(json_object_get(out, "evaluated")),
              rep.complete ? "" : "; cut short by --time-budget, accuracies on a subset");
-    printf("%-44s %12s %10s %9s\n", "subnet", "predicted ms", "MiB",
-           tl_calib_metric(&data));
+    printf("%-44s %12s %10s %9s\n", "subnet", "predicted ms", "MiB", tl_calib_metric(&data));
     size_t i;
     json_t *m;
     json_array_foreach(members, i, m) {

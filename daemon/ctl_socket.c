@@ -66,7 +66,7 @@ struct conn {
  * daemon (status 0, msg says why). */
 struct reply {
   int status;
-  int refused; /* status 0 because the connection could not be opened */
+  int refused;      /* status 0 because the connection could not be opened */
   const char *body; /* the connection's buffer: valid until its next use */
   size_t len, json_len;
   char msg[256];
@@ -134,8 +134,7 @@ static void conn_close(struct conn *c) {
 static int conn_open(struct conn *c, char *msg, size_t size) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (strlen(c->path) >= sizeof a.sun_path) {
-    snprintf(msg, size, "socket path %s is longer than %zu bytes", c->path,
-             sizeof a.sun_path - 1);
+    snprintf(msg, size, "socket path %s is longer than %zu bytes", c->path, sizeof a.sun_path - 1);
     return -1;
   }
   strcpy(a.sun_path, c->path);
@@ -174,8 +173,8 @@ static int send_all(int fd, const void *data, size_t n) {
  * connection the daemon closed between two requests is opened again once;
  * any other failure closes it and sets r->status 0 and r->msg. */
 static void exchange(struct conn *c, const char *method, const char *target,
-                     const char *content_type, const char *extra_header, const void *body,
-                     size_t n, struct reply *r) {
+                     const char *content_type, const char *extra_header, const void *body, size_t n,
+                     struct reply *r) {
   memset(r, 0, sizeof *r);
   for (int attempt = 0; attempt < 2; attempt++) {
     int reused = c->fd >= 0;
@@ -340,9 +339,11 @@ static void print_json(json_t *v) {
 }
 
 /* Options every socket command takes; returns getopt's character or -1. */
-#define COMMON_OPTS                                                                               \
-  {"socket", required_argument, NULL, 'S'}, {"model", required_argument, NULL, 'm'},             \
-      {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}
+#define COMMON_OPTS                                                                                \
+  {"socket", required_argument, NULL, 'S'}, {"model", required_argument, NULL, 'm'},               \
+      {"json", no_argument, NULL, 'j'}, {                                                          \
+    "help", no_argument, NULL, 'h'                                                                 \
+  }
 
 static void target_init(struct target *t) {
   memset(t, 0, sizeof *t);
@@ -471,8 +472,8 @@ int cmd_status(int argc, char **argv) {
       printf("  frontier:  %lld subnets%s%s\n", (long long)num(f, "size"),
              json_is_true(json_object_get(f, "provisional")) ? " (provisional: searching)" : "",
              json_is_true(json_object_get(f, "partial")) ? " (partial: searching on)" : "");
-      printf("  device:    frequency x%.2f, CPU share x%.2f, correction x%.2f", num(sc, "freq_ratio"),
-             num(sc, "cpu_share"), num(sc, "correction"));
+      printf("  device:    frequency x%.2f, CPU share x%.2f, correction x%.2f",
+             num(sc, "freq_ratio"), num(sc, "cpu_share"), num(sc, "correction"));
       double avail = num(dev, "mem_available_bytes");
       if (!isnan(avail))
         printf(", %.0f MiB available", avail / (1024.0 * 1024.0));
@@ -618,19 +619,19 @@ struct load {
   const char *head; /* binary: the request's JSON header; JSON: the body
                      * up to the input's data, "[" excluded */
   size_t head_len;
-  const char *tail; /* JSON: the body after the data's "]" */
+  const char *tail;           /* JSON: the body after the data's "]" */
   int json_requests;          /* JSON tensors, not the binary extension */
   int connection_per_request; /* close the connection after each answer */
   const float *images;
   size_t image_len; /* floats per image */
   long n_images;
   long runs;
-  double rate;      /* requests per second, 0: as fast as answered */
+  double rate; /* requests per second, 0: as fast as answered */
   double start_ms;
   atomic_long next; /* next request to take */
   int want_output;  /* keep request 0's output */
   /* results, by request */
-  double *sent_ms;  /* since start */
+  double *sent_ms; /* since start */
   double *latency_us;
   int *status;
   int *refused;  /* the connection could not be opened */
@@ -743,8 +744,9 @@ static void *client_main(void *arg) {
       sleep_until_ms(l->start_ms + 1000.0 * (double)i / l->rate);
     struct reply r;
     double t0 = tl_now_ms();
-    exchange(&c, "POST", l->path, l->json_requests ? "application/json" : "application/octet-stream",
-             extra, body, n, &r);
+    exchange(&c, "POST", l->path,
+             l->json_requests ? "application/json" : "application/octet-stream", extra, body, n,
+             &r);
     if (l->connection_per_request)
       conn_close(&c);
     double t1 = tl_now_ms();
@@ -765,8 +767,8 @@ static void *client_main(void *arg) {
       snprintf(msg, sizeof msg, "tailord answered %d: %s", r.status, e != NULL ? e : "?");
       note_error(l, msg);
     } else {
-      const char *s = json_string_value(json_object_get(json_object_get(v, "parameters"),
-                                                        "subnet"));
+      const char *s =
+          json_string_value(json_object_get(json_object_get(v, "parameters"), "subnet"));
       l->subnet[i] = s != NULL ? strdup(s) : NULL;
       if (i == 0 && l->want_output)
         keep_output(l, &r, v);
@@ -899,8 +901,10 @@ int cmd_infer(int argc, char **argv) {
       char *end;
       start_at_ms = strtod(optarg, &end);
       if (*end || end == optarg || !(start_at_ms > 0 && isfinite(start_at_ms))) {
-        fprintf(stderr, "tailorctl: --start-monotonic-ms needs a time on CLOCK_MONOTONIC in ms, "
-                        "not \"%s\"\n", optarg);
+        fprintf(stderr,
+                "tailorctl: --start-monotonic-ms needs a time on CLOCK_MONOTONIC in ms, "
+                "not \"%s\"\n",
+                optarg);
         return EXIT_USAGE;
       }
       break;
@@ -939,8 +943,8 @@ int cmd_infer(int argc, char **argv) {
    * it), so that each request only prints its image's values there */
   json_t *head;
   if (json_requests)
-    head = json_pack("{s:[{s:s,s:o,s:s,s:i}],s:[{s:s}]}", "inputs", "name", in_name, "shape",
-                     shape, "datatype", "FP32", "data", 0, "outputs", "name", out_name);
+    head = json_pack("{s:[{s:s,s:o,s:s,s:i}],s:[{s:s}]}", "inputs", "name", in_name, "shape", shape,
+                     "datatype", "FP32", "data", 0, "outputs", "name", out_name);
   else
     head = json_pack("{s:[{s:s,s:o,s:s,s:{s:I}}],s:[{s:s,s:{s:b}}]}", "inputs", "name", in_name,
                      "shape", shape, "datatype", "FP32", "parameters", "binary_data_size",
@@ -1038,10 +1042,10 @@ int cmd_infer(int argc, char **argv) {
       fprintf(f,
               "{\"i\":%ld,\"due_ms\":%.3f,\"sent_ms\":%.3f,\"latency_us\":%.1f,\"status\":%d,"
               "\"subnet\":%s%s%s,\"refused\":%s,\"error\":%s}\n",
-              i, rate > 0 ? 1000.0 * (double)i / rate : l.sent_ms[i], l.sent_ms[i],
-              l.latency_us[i], l.status[i], l.subnet[i] ? "\"" : "",
-              l.subnet[i] ? l.subnet[i] : "null", l.subnet[i] ? "\"" : "",
-              l.refused[i] ? "true" : "false", error != NULL ? error : "null");
+              i, rate > 0 ? 1000.0 * (double)i / rate : l.sent_ms[i], l.sent_ms[i], l.latency_us[i],
+              l.status[i], l.subnet[i] ? "\"" : "", l.subnet[i] ? l.subnet[i] : "null",
+              l.subnet[i] ? "\"" : "", l.refused[i] ? "true" : "false",
+              error != NULL ? error : "null");
       free(error);
     }
     if (f != stdout && fclose(f) != 0)
@@ -1063,7 +1067,8 @@ int cmd_infer(int argc, char **argv) {
    * (a 503 for a deadline is an answer the summary counts) */
   int rc = (runs == 1 ? ok == 1 : unreachable == 0) ? 0 : 1;
   if (runs == 1 && ok == 0) {
-    fprintf(stderr, "tailorctl: %s\n", l.first_error != NULL ? l.first_error : "the request failed");
+    fprintf(stderr, "tailorctl: %s\n",
+            l.first_error != NULL ? l.first_error : "the request failed");
   } else if (runs == 1) {
     if (as_json) {
       json_t *meta = json_loads(l.output_json != NULL ? l.output_json : "", 0, NULL);
@@ -1086,17 +1091,16 @@ int cmd_infer(int argc, char **argv) {
     /* start_monotonic_us: CLOCK_MONOTONIC when request 0 was due, so that a
      * caller can place the trace's times on its own clock (an integer: the
      * reals here are printed to 6 digits) */
-    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}",
-                          "model", t.model, "requests", (json_int_t)runs, "ok", (json_int_t)ok,
-                          "failed", (json_int_t)failed, "unreachable", (json_int_t)unreachable,
-                          "refused", (json_int_t)refused, "start_monotonic_us", (json_int_t)llround(1000.0 * l.start_ms),
-                          "wall_s",
-                          wall_ms / 1000.0, "throughput_per_s", 1000.0 * (double)ok / wall_ms,
-                          "p50_us", ok ? quantile(lat, (size_t)ok, 0.50) : -1.0, "p95_us",
-                          ok ? quantile(lat, (size_t)ok, 0.95) : -1.0, "p99_us",
-                          ok ? quantile(lat, (size_t)ok, 0.99) : -1.0, "min_us",
-                          ok ? lat[0] : -1.0, "max_us", ok ? lat[ok - 1] : -1.0, "subnets",
-                          json_incref(by_subnet));
+    json_t *o =
+        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}", "model", t.model,
+                  "requests", (json_int_t)runs, "ok", (json_int_t)ok, "failed", (json_int_t)failed,
+                  "unreachable", (json_int_t)unreachable, "refused", (json_int_t)refused,
+                  "start_monotonic_us", (json_int_t)llround(1000.0 * l.start_ms), "wall_s",
+                  wall_ms / 1000.0, "throughput_per_s", 1000.0 * (double)ok / wall_ms, "p50_us",
+                  ok ? quantile(lat, (size_t)ok, 0.50) : -1.0, "p95_us",
+                  ok ? quantile(lat, (size_t)ok, 0.95) : -1.0, "p99_us",
+                  ok ? quantile(lat, (size_t)ok, 0.99) : -1.0, "min_us", ok ? lat[0] : -1.0,
+                  "max_us", ok ? lat[ok - 1] : -1.0, "subnets", json_incref(by_subnet));
     if (o == NULL)
       die("out of memory");
     print_json(o);

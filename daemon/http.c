@@ -69,8 +69,7 @@ static const struct {
 };
 #define N_HEADERS (int)(sizeof header_table / sizeof header_table[0])
 _Static_assert(N_HEADERS == HDR_COUNT - 1, "one row per header id");
-_Static_assert(sizeof "inference-header-content-length" <=
-                   sizeof((struct tl_http_conn *)0)->field,
+_Static_assert(sizeof "inference-header-content-length" <= sizeof((struct tl_http_conn *)0)->field,
                "the field buffer holds the longest name read");
 _Static_assert(HDR_COUNT <= (int)sizeof(int) * 8, "header_seen is a bitmask");
 
@@ -85,12 +84,10 @@ static const char *header_name(int id) {
 
 /* Records the connection's failure (the first one wins) and returns -1,
  * the value that makes http-parser stop, so callbacks can return it. */
-static int conn_fail(struct tl_http_conn *c, int code, int status,
-                     const char *fmt, ...)
+static int conn_fail(struct tl_http_conn *c, int code, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static int conn_fail(struct tl_http_conn *c, int code, int status,
-                     const char *fmt, ...) {
+static int conn_fail(struct tl_http_conn *c, int code, int status, const char *fmt, ...) {
   if (c->error_code != 0)
     return -1;
   va_list ap;
@@ -160,8 +157,7 @@ static int header_finish(struct tl_http_conn *c) {
   if (id == HDR_OTHER)
     return 0;
   if (c->header_seen & (1 << id))
-    return conn_fail(c, TL_EFORMAT, 400, "the %s header is repeated",
-                     header_name(id));
+    return conn_fail(c, TL_EFORMAT, 400, "the %s header is repeated", header_name(id));
   c->header_seen |= 1 << id;
 
   /* http-parser leaves trailing whitespace in the value */
@@ -182,9 +178,7 @@ static int header_finish(struct tl_http_conn *c) {
     memcpy(c->content_type, c->value, n + 1);
     c->req.content_type = c->content_type;
     break;
-  case HDR_EXPECT:
-    c->req.expect_continue = strcasecmp(c->value, "100-continue") == 0;
-    break;
+  case HDR_EXPECT: c->req.expect_continue = strcasecmp(c->value, "100-continue") == 0; break;
   case HDR_INFERENCE_HEADER_LENGTH: {
     int64_t v = parse_count(c->value, n);
     if (v < 0)
@@ -205,8 +199,7 @@ static int header_finish(struct tl_http_conn *c) {
 static int on_url(http_parser *p, const char *at, size_t len) {
   struct tl_http_conn *c = p->data;
   if (len >= sizeof c->target - c->target_len)
-    return conn_fail(c, TL_ERANGE, 414,
-                     "the request target is longer than %d bytes",
+    return conn_fail(c, TL_ERANGE, 414, "the request target is longer than %d bytes",
                      TL_HTTP_TARGET_MAX - 1);
   memcpy(c->target + c->target_len, at, len);
   c->target_len += len;
@@ -305,8 +298,7 @@ static int body_reserve(struct tl_http_conn *c, size_t need, int exact) {
   }
   char *b = realloc(c->body, cap);
   if (b == NULL)
-    return conn_fail(c, TL_ENOMEM, 500,
-                     "out of memory for a %zu-byte request body", need);
+    return conn_fail(c, TL_ENOMEM, 500, "out of memory for a %zu-byte request body", need);
   c->body = b;
   c->body_cap = cap;
   return 0;
@@ -315,8 +307,7 @@ static int body_reserve(struct tl_http_conn *c, size_t need, int exact) {
 static int on_body(http_parser *p, const char *at, size_t len) {
   struct tl_http_conn *c = p->data;
   if (len > c->limits.max_body_bytes - c->body_len)
-    return conn_fail(c, TL_ERANGE, 413,
-                     "the request body is over the %zu-byte limit",
+    return conn_fail(c, TL_ERANGE, 413, "the request body is over the %zu-byte limit",
                      c->limits.max_body_bytes);
   if (body_reserve(c, c->body_len + len, 0) != 0)
     return -1;
@@ -347,15 +338,12 @@ static const http_parser_settings parser_settings = {
 static int headers_check(struct tl_http_conn *c) {
   const struct tl_http_request *r = &c->req;
   if (c->header_bytes > c->limits.max_header_bytes)
-    return conn_fail(c, TL_ERANGE, 431,
-                     "the request header is over the %zu-byte limit",
+    return conn_fail(c, TL_ERANGE, 431, "the request header is over the %zu-byte limit",
                      c->limits.max_header_bytes);
   if (c->parser.http_major != 1 || c->parser.http_minor > 1)
-    return conn_fail(
-        c, TL_EUNSUPPORTED, 505, "HTTP/%u.%u is not supported; use HTTP/1.1",
-        (unsigned)c->parser.http_major, (unsigned)c->parser.http_minor);
-  if (r->content_length >= 0 &&
-      (uint64_t)r->content_length > c->limits.max_body_bytes)
+    return conn_fail(c, TL_EUNSUPPORTED, 505, "HTTP/%u.%u is not supported; use HTTP/1.1",
+                     (unsigned)c->parser.http_major, (unsigned)c->parser.http_minor);
+  if (r->content_length >= 0 && (uint64_t)r->content_length > c->limits.max_body_bytes)
     return conn_fail(c, TL_ERANGE, 413,
                      "the request body of %lld bytes is over the %zu-byte "
                      "limit",
@@ -376,10 +364,8 @@ static int target_split(struct tl_http_conn *c) {
   }
   struct http_parser_url u;
   http_parser_url_init(&u);
-  if (http_parser_parse_url(c->target, c->target_len,
-                            c->parser.method == HTTP_CONNECT, &u) != 0)
-    return conn_fail(c, TL_EFORMAT, 400, "malformed request target \"%s\"",
-                     c->target);
+  if (http_parser_parse_url(c->target, c->target_len, c->parser.method == HTTP_CONNECT, &u) != 0)
+    return conn_fail(c, TL_EFORMAT, 400, "malformed request target \"%s\"", c->target);
   if (u.field_set & (1 << UF_PATH)) {
     char *path = c->target + u.field_data[UF_PATH].off;
     path[u.field_data[UF_PATH].len] = '\0';
@@ -412,20 +398,15 @@ static void parser_fail(struct tl_http_conn *c, enum http_errno e) {
               c->limits.max_header_bytes);
     break;
   case HPE_CLOSED_CONNECTION:
-    conn_fail(c, TL_EFORMAT, 400,
-              "data after a request that closed the connection");
+    conn_fail(c, TL_EFORMAT, 400, "data after a request that closed the connection");
     break;
-  default:
-    conn_fail(c, TL_EFORMAT, 400, "malformed request: %s",
-              http_errno_description(e));
-    break;
+  default: conn_fail(c, TL_EFORMAT, 400, "malformed request: %s", http_errno_description(e)); break;
   }
 }
 
 /* ------------------------------------------------------------- public */
 
-int tl_http_conn_init(struct tl_http_conn *c,
-                      const struct tl_http_limits *limits,
+int tl_http_conn_init(struct tl_http_conn *c, const struct tl_http_limits *limits,
                       struct tl_error *err) {
   if (c == NULL || limits == NULL)
     return tl_fail(err, TL_EINVAL, "tl_http_conn_init: NULL argument");
@@ -455,8 +436,8 @@ void tl_http_conn_free(struct tl_http_conn *c) {
   c->req.body_len = 0;
 }
 
-int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n,
-                 size_t *used, struct tl_error *err) {
+int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n, size_t *used,
+                 struct tl_error *err) {
   if (c == NULL || used == NULL || (buf == NULL && n > 0))
     return tl_fail(err, TL_EINVAL, "tl_http_feed: NULL argument");
   *used = 0;
@@ -475,8 +456,7 @@ int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n,
   if (c->closed) {
     for (size_t i = 0; i < n; i++)
       if (buf[i] != '\r' && buf[i] != '\n') {
-        conn_fail(c, TL_EFORMAT, 400,
-                  "data after a request that closed the connection");
+        conn_fail(c, TL_EFORMAT, 400, "data after a request that closed the connection");
         return conn_report(c, err);
       }
     *used = n;
@@ -486,8 +466,7 @@ int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n,
   size_t off = 0;
   while (off < n) {
     int in_headers = c->in_headers;
-    size_t k =
-        http_parser_execute(&c->parser, &parser_settings, buf + off, n - off);
+    size_t k = http_parser_execute(&c->parser, &parser_settings, buf + off, n - off);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     off += k;
     /* While the header block lasts every byte taken is a header byte; the
@@ -529,8 +508,7 @@ int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n,
     assert(off == n);
   }
   if (c->in_headers && c->header_bytes > c->limits.max_header_bytes) {
-    conn_fail(c, TL_ERANGE, 431,
-              "the request header is over the %zu-byte limit",
+    conn_fail(c, TL_ERANGE, 431, "the request header is over the %zu-byte limit",
               c->limits.max_header_bytes);
     return conn_report(c, err);
   }
@@ -562,30 +540,30 @@ char *tl_http_take_body(struct tl_http_conn *c, size_t *len) {
 
 /* XX(code, reason): the statuses the daemon answers with, RFC 9110's
  * phrases. */
-#define STATUS_MAP(XX)                                                         \
-  XX(100, "Continue")                                                          \
-  XX(200, "OK")                                                                \
-  XX(201, "Created")                                                           \
-  XX(202, "Accepted")                                                          \
-  XX(204, "No Content")                                                        \
-  XX(400, "Bad Request")                                                       \
-  XX(403, "Forbidden")                                                         \
-  XX(404, "Not Found")                                                         \
-  XX(405, "Method Not Allowed")                                                \
-  XX(408, "Request Timeout")                                                   \
-  XX(409, "Conflict")                                                          \
-  XX(411, "Length Required")                                                   \
-  XX(413, "Content Too Large")                                                 \
-  XX(414, "URI Too Long")                                                      \
-  XX(415, "Unsupported Media Type")                                            \
-  XX(417, "Expectation Failed")                                                \
-  XX(422, "Unprocessable Content")                                             \
-  XX(429, "Too Many Requests")                                                 \
-  XX(431, "Request Header Fields Too Large")                                   \
-  XX(500, "Internal Server Error")                                             \
-  XX(501, "Not Implemented")                                                   \
-  XX(503, "Service Unavailable")                                               \
-  XX(504, "Gateway Timeout")                                                   \
+#define STATUS_MAP(XX)                                                                             \
+  XX(100, "Continue")                                                                              \
+  XX(200, "OK")                                                                                    \
+  XX(201, "Created")                                                                               \
+  XX(202, "Accepted")                                                                              \
+  XX(204, "No Content")                                                                            \
+  XX(400, "Bad Request")                                                                           \
+  XX(403, "Forbidden")                                                                             \
+  XX(404, "Not Found")                                                                             \
+  XX(405, "Method Not Allowed")                                                                    \
+  XX(408, "Request Timeout")                                                                       \
+  XX(409, "Conflict")                                                                              \
+  XX(411, "Length Required")                                                                       \
+  XX(413, "Content Too Large")                                                                     \
+  XX(414, "URI Too Long")                                                                          \
+  XX(415, "Unsupported Media Type")                                                                \
+  XX(417, "Expectation Failed")                                                                    \
+  XX(422, "Unprocessable Content")                                                                 \
+  XX(429, "Too Many Requests")                                                                     \
+  XX(431, "Request Header Fields Too Large")                                                       \
+  XX(500, "Internal Server Error")                                                                 \
+  XX(501, "Not Implemented")                                                                       \
+  XX(503, "Service Unavailable")                                                                   \
+  XX(504, "Gateway Timeout")                                                                       \
   XX(505, "HTTP Version Not Supported")
 
 static const struct {
@@ -614,8 +592,7 @@ void tl_http_buf_free(struct tl_http_buf *b) {
 }
 
 /* Makes room for extra more bytes after out->len. */
-static int buf_reserve(struct tl_http_buf *out, size_t extra,
-                       struct tl_error *err) {
+static int buf_reserve(struct tl_http_buf *out, size_t extra, struct tl_error *err) {
   if (extra <= out->cap - out->len)
     return 0;
   if (extra > SIZE_MAX - out->len)
@@ -626,8 +603,7 @@ static int buf_reserve(struct tl_http_buf *out, size_t extra,
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   char *d = realloc(out->data, cap);
   if (d == NULL)
-    return tl_fail(err, TL_ENOMEM, "out of memory for a %zu-byte response",
-                   need);
+    return tl_fail(err, TL_ENOMEM, "out of memory for a %zu-byte response", need);
   out->data = d;
   out->cap = cap;
   return 0;
@@ -661,8 +637,7 @@ static int is_token(const char *s) {
 /* 1 if s can be sent as a header value: no CR or LF to split the head. */
 static int is_value(const char *s) { return strpbrk(s, "\r\n") == NULL; }
 
-int tl_http_response_format(struct tl_http_buf *out,
-                            const struct tl_http_response *r,
+int tl_http_response_format(struct tl_http_buf *out, const struct tl_http_response *r,
                             struct tl_error *err) {
   if (out == NULL || r == NULL)
     return tl_fail(err, TL_EINVAL, "tl_http_response_format: NULL argument");
@@ -685,9 +660,7 @@ int tl_http_response_format(struct tl_http_buf *out,
       return tl_fail(err, TL_EINVAL, "bad response header name \"%s\"",
                      h->name != NULL ? h->name : "(null)");
     if (!is_value(h->value))
-      return tl_fail(err, TL_EINVAL,
-                     "the value of response header %s holds a line break",
-                     h->name);
+      return tl_fail(err, TL_EINVAL, "the value of response header %s holds a line break", h->name);
     head += strlen(h->name) + strlen(h->value) + 4;
   }
   size_t body = r->body != NULL && !r->head_only ? r->body_len : 0;

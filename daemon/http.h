@@ -127,8 +127,7 @@ struct tl_http_conn {
  * tl_http_conn_free().  Returns 0, or TL_EINVAL (NULL argument, a limit of
  * 0, max_header_bytes over TL_HTTP_HEADER_LIMIT_MAX) with a sentence in err
  * (may be NULL). */
-int tl_http_conn_init(struct tl_http_conn *c,
-                      const struct tl_http_limits *limits,
+int tl_http_conn_init(struct tl_http_conn *c, const struct tl_http_limits *limits,
                       struct tl_error *err);
 
 /* Frees the body buffer.  c may then be initialized again.  Safe on a
@@ -171,8 +170,8 @@ void tl_http_conn_free(struct tl_http_conn *c);
  *
  * n may be 0: the call then only moves past a request already reported.
  * buf is only read and not kept. */
-int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n,
-                 size_t *used, struct tl_error *err);
+int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n, size_t *used,
+                 struct tl_error *err);
 
 /* The HTTP status to answer a failed connection with (400, 413, 414, 431,
  * 500, 505), or 0 when c has not failed. */
@@ -202,12 +201,12 @@ struct tl_http_header {
 };
 
 struct tl_http_response {
-  int status;               /* 100..599 */
-  const char *content_type; /* NULL: no Content-Type header */
-  const void *body;         /* NULL: write the head only; see below */
-  size_t body_len;          /* the Content-Length sent */
-  int keep_alive;           /* Connection: keep-alive, else close */
-  int head_only;            /* answer to HEAD: Content-Length, no body */
+  int status;                           /* 100..599 */
+  const char *content_type;             /* NULL: no Content-Type header */
+  const void *body;                     /* NULL: write the head only; see below */
+  size_t body_len;                      /* the Content-Length sent */
+  int keep_alive;                       /* Connection: keep-alive, else close */
+  int head_only;                        /* answer to HEAD: Content-Length, no body */
   const struct tl_http_header *headers; /* n_headers extra headers */
   int n_headers;
 };
@@ -224,8 +223,7 @@ struct tl_http_response {
  * Returns 0, or TL_EINVAL (status out of range, a bad header name or
  * value, NULL out or r) or TL_ENOMEM, with a sentence in err (may be NULL);
  * on failure out's length is unchanged. */
-int tl_http_response_format(struct tl_http_buf *out,
-                            const struct tl_http_response *r,
+int tl_http_response_format(struct tl_http_buf *out, const struct tl_http_response *r,
                             struct tl_error *err);
 
 /* The reason phrase of status ("Not Found"); "Unknown" for codes not in the

@@ -23,7 +23,7 @@
 
 /* Histogram buckets in seconds: from 100 us (a small CNN) to 10 s. */
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 #define N_BUCKETS (int)(sizeof buckets / sizeof buckets[0])
 
 struct hist {
@@ -47,7 +47,7 @@ struct model_series {
   char name[TL_CONFIG_NAME_MAX + 1];
   struct hist total, queue, compute;
   uint64_t switches[TL_SWITCH_COUNT];
-  uint64_t shed;               /* requests answered 503 at once, see server.c */
+  uint64_t shed; /* requests answered 503 at once, see server.c */
   int has_gauges;
   struct tl_metrics_model g;   /* g.subnet unused: see subnet */
   char subnet[TL_RT_SPEC_MAX]; /* the active subnet's spec */
@@ -435,20 +435,20 @@ static double s_generation(const struct tl_metrics *m, int *has) {
 static const struct family families[] = {
     {"tailor_requests_total", "counter", "HTTP requests answered, by route and status code.",
      emit_requests, NULL, 0, NULL},
-    {"tailor_switches_total", "counter", "Switches of the active subnet, by reason.",
-     emit_switches, NULL, 0, NULL},
+    {"tailor_switches_total", "counter", "Switches of the active subnet, by reason.", emit_switches,
+     NULL, 0, NULL},
     {"tailor_shed_total", "counter",
      "Inference requests answered 503 at once: they would have waited past the deadline.",
      emit_shed, NULL, 0, NULL},
-    {"tailor_request_duration_seconds", "histogram",
-     "Inference requests from arrival to answer.", emit_hist, NULL, HIST(total), NULL},
-    {"tailor_queue_duration_seconds", "histogram",
-     "Time inference requests waited for a worker.", emit_hist, NULL, HIST(queue), NULL},
+    {"tailor_request_duration_seconds", "histogram", "Inference requests from arrival to answer.",
+     emit_hist, NULL, HIST(total), NULL},
+    {"tailor_queue_duration_seconds", "histogram", "Time inference requests waited for a worker.",
+     emit_hist, NULL, HIST(queue), NULL},
     {"tailor_compute_duration_seconds", "histogram",
      "Time inference requests ran their subnet, all images of the batch.", emit_hist, NULL,
      HIST(compute), NULL},
-    {"tailor_active_subnet_info", "gauge", "The subnet new requests of a model get.",
-     emit_active, NULL, 0, NULL},
+    {"tailor_active_subnet_info", "gauge", "The subnet new requests of a model get.", emit_active,
+     NULL, 0, NULL},
     {"tailor_predicted_latency_seconds", "gauge",
      "Predicted latency of the active subnet in the current device state.", emit_model_gauge,
      g_predicted, 0, NULL},
@@ -463,8 +463,8 @@ static const struct family families[] = {
      "What a model's accuracies are: top-1 on labelled calibration data, or agreement with "
      "its largest subnet on unlabelled data.",
      emit_accuracy_metric, NULL, 0, NULL},
-    {"tailor_degraded", "gauge", "1 when no subnet of a model meets its budget.",
-     emit_model_gauge, g_degraded, 0, NULL},
+    {"tailor_degraded", "gauge", "1 when no subnet of a model meets its budget.", emit_model_gauge,
+     g_degraded, 0, NULL},
     {"tailor_over_budget_info", "gauge",
      "While no subnet meets the latency budget: the part of the latency that is over "
      "(compute, queue or cpu: waiting for a CPU).",
@@ -480,8 +480,8 @@ static const struct family families[] = {
     {"tailor_waiting_p95_seconds", "gauge",
      "p95 of what requests lately spent beyond their predicted compute.", emit_model_gauge,
      g_waiting_p95, 0, NULL},
-    {"tailor_queue_p95_seconds", "gauge", "p95 of the wait for a worker, lately.",
-     emit_model_gauge, g_queue_p95, 0, NULL},
+    {"tailor_queue_p95_seconds", "gauge", "p95 of the wait for a worker, lately.", emit_model_gauge,
+     g_queue_p95, 0, NULL},
     {"tailor_cpu_wait_seconds", "gauge",
      "Time our threads waited for a CPU per request over the last interval (schedstat).",
      emit_model_gauge, g_cpu_wait, 0, NULL},
@@ -494,14 +494,14 @@ static const struct family families[] = {
     {"tailor_frontier_provisional", "gauge",
      "1 while a model serves its provisional frontier (search running).", emit_model_gauge,
      g_provisional, 0, NULL},
-    {"tailor_device_freq_ratio", "gauge", "Current over maximum CPU frequency.", emit_global,
-     NULL, 0, d_freq},
+    {"tailor_device_freq_ratio", "gauge", "Current over maximum CPU frequency.", emit_global, NULL,
+     0, d_freq},
     {"tailor_device_cpu_share_ratio", "gauge", "Share of the CPU the workers can expect.",
      emit_global, NULL, 0, d_share},
-    {"tailor_device_memory_available_bytes", "gauge", "MemAvailable of the device.",
-     emit_global, NULL, 0, d_mem},
-    {"tailor_device_cpu_pressure_ratio", "gauge", "CPU pressure stall, some avg10.",
-     emit_global, NULL, 0, d_psi_cpu},
+    {"tailor_device_memory_available_bytes", "gauge", "MemAvailable of the device.", emit_global,
+     NULL, 0, d_mem},
+    {"tailor_device_cpu_pressure_ratio", "gauge", "CPU pressure stall, some avg10.", emit_global,
+     NULL, 0, d_psi_cpu},
     {"tailor_device_memory_pressure_ratio", "gauge", "Memory pressure stall, some avg10.",
      emit_global, NULL, 0, d_psi_mem},
     {"tailor_connections", "gauge", "Open client connections.", emit_global, NULL, 0, s_conns},

@@ -69,7 +69,7 @@ void tl_metrics_shed(struct tl_metrics *m, const char *model);
 
 /* The gauges of one model. */
 struct tl_metrics_model {
-  const char *subnet;        /* the active member's spec; copied */
+  const char *subnet;         /* the active member's spec; copied */
   double predicted_latency_s; /* its latency under the current state */
   double latency_budget_s;
   double memory_budget_bytes; /* 0: no memory budget */
@@ -80,10 +80,10 @@ struct tl_metrics_model {
   int frontier_size;
   int provisional;
   /* Feedback (negative: too few requests lately to say) */
-  double served_p95_s;      /* measured p95, arrival to answer */
-  double waiting_p95_s;     /* p95 of served latency beyond predicted compute */
-  double queue_p95_s;       /* p95 of the wait for a worker */
-  double cpu_wait_s;        /* our threads' wait for a CPU per request */
+  double served_p95_s;  /* measured p95, arrival to answer */
+  double waiting_p95_s; /* p95 of served latency beyond predicted compute */
+  double queue_p95_s;   /* p95 of the wait for a worker */
+  double cpu_wait_s;    /* our threads' wait for a CPU per request */
   /* While degraded, the part of the latency that is over: a static
    * string, "compute", "queue" or "cpu"; NULL when not degraded or not
    * for latency. */

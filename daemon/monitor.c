@@ -76,8 +76,7 @@ struct tl_monitor {
 static int open_rel(const struct tl_monitor *m, const char *rel) {
   int fd;
   do
-    fd = openat(m->root_fd, rel,
-                O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    fd = openat(m->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   while (fd < 0 && errno == EINTR);
   return fd;
 }
@@ -122,8 +121,7 @@ struct line_reader {
   bool skipping; /* inside a line longer than the buffer */
 };
 
-static bool reader_open(struct line_reader *r, struct tl_monitor *m,
-                        const char *rel) {
+static bool reader_open(struct line_reader *r, struct tl_monitor *m, const char *rel) {
   r->fd = open_rel(m, rel);
   r->buf = m->line;
   r->fill = r->pos = 0;
@@ -191,9 +189,7 @@ static bool at_end(const char *s) {
 }
 
 /* True when s is at a separator: a blank, a newline or the end. */
-static bool at_separator(const char *s) {
-  return *s == '\0' || *s == '\n' || is_blank(*s);
-}
+static bool at_separator(const char *s) { return *s == '\0' || *s == '\n' || is_blank(*s); }
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -235,8 +231,7 @@ static bool parse_fixed(const char **s, double *out) {
       unsigned d = (unsigned)(*p - '0');
       unit /= 10;
       frac += d * unit;
-      if (exact && mant <= ((UINT64_C(1) << 53) - d) / 10 &&
-          scale <= UINT64_C(100000000000000)) {
+      if (exact && mant <= ((UINT64_C(1) << 53) - d) / 10 && scale <= UINT64_C(100000000000000)) {
         mant = mant * 10 + d;
         scale *= 10;
       } else {
@@ -265,8 +260,7 @@ static bool list_has(const char *list, const char *name) {
 }
 
 /* Reads a file that holds one unsigned number. */
-static bool read_u64_file(struct tl_monitor *m, const char *rel,
-                          uint64_t *out) {
+static bool read_u64_file(struct tl_monitor *m, const char *rel, uint64_t *out) {
   if (!read_small(m, rel))
     return false;
   const char *p = skip_blank(m->small);
@@ -279,9 +273,7 @@ static bool read_u64_file(struct tl_monitor *m, const char *rel,
 
 /* ---------------------------------------------------------------- CPUs */
 
-static void cpu_set(uint64_t *bits, unsigned cpu) {
-  bits[cpu / 64] |= UINT64_C(1) << (cpu % 64);
-}
+static void cpu_set(uint64_t *bits, unsigned cpu) { bits[cpu / 64] |= UINT64_C(1) << (cpu % 64); }
 
 static bool cpu_isset(const uint64_t *bits, unsigned cpu) {
   return (bits[cpu / 64] >> (cpu % 64)) & 1;
@@ -353,12 +345,10 @@ static void sample_freq(struct tl_monitor *m, struct tl_device_state *s) {
     if (!cpu_isset(m->online, c))
       continue;
     uint64_t cur, max;
-    snprintf(m->rel, sizeof m->rel,
-             "sys/devices/system/cpu/cpu%u/cpufreq/scaling_cur_freq", c);
+    snprintf(m->rel, sizeof m->rel, "sys/devices/system/cpu/cpu%u/cpufreq/scaling_cur_freq", c);
     if (!read_u64_file(m, m->rel, &cur))
       continue;
-    snprintf(m->rel, sizeof m->rel,
-             "sys/devices/system/cpu/cpu%u/cpufreq/cpuinfo_max_freq", c);
+    snprintf(m->rel, sizeof m->rel, "sys/devices/system/cpu/cpu%u/cpufreq/cpuinfo_max_freq", c);
     if (!read_u64_file(m, m->rel, &max) || max == 0)
       continue;
     sum_cur += (double)cur;
@@ -400,8 +390,7 @@ static bool parse_cpu_line(const char *p, uint64_t *busy, uint64_t *idle) {
     if (__builtin_add_overflow(b, v[busy_fields[k]], &b))
       return false;
   uint64_t total; /* checked here so that busy + idle never wraps later */
-  if (__builtin_add_overflow(v[3], v[4], &i) ||
-      __builtin_add_overflow(b, i, &total))
+  if (__builtin_add_overflow(v[3], v[4], &i) || __builtin_add_overflow(b, i, &total))
     return false;
   *busy = b;
   *idle = i;
@@ -447,8 +436,7 @@ static void sample_stat(struct tl_monitor *m, struct tl_device_state *s) {
     while ((rc = reader_next(&r, &line)) > 0) {
       if (strncmp(line, "cpu", 3) == 0 && is_blank(line[3])) {
         cpu_ok = parse_cpu_line(line + 3, &busy, &idle);
-      } else if (strncmp(line, "procs_running", 13) == 0 &&
-                 is_blank(line[13])) {
+      } else if (strncmp(line, "procs_running", 13) == 0 && is_blank(line[13])) {
         const char *p = skip_blank(line + 13);
         running_ok = parse_u64(&p, &running) && at_end(p);
       }
@@ -549,8 +537,7 @@ static bool keep_path(char *dst, const char *path) {
 
 /* Reads proc/self/cgroup: "0::/path" for v2, "N:ctrl,ctrl:/path" for v1
  * (the path may itself hold ':'). */
-static void read_cgroup_paths(struct tl_monitor *m, bool *v2, bool *v1_cpu,
-                              bool *v1_mem) {
+static void read_cgroup_paths(struct tl_monitor *m, bool *v2, bool *v1_cpu, bool *v1_mem) {
   *v2 = *v1_cpu = *v1_mem = false;
   struct line_reader r;
   if (!reader_open(&r, m, "proc/self/cgroup"))
@@ -580,10 +567,10 @@ static void read_cgroup_paths(struct tl_monitor *m, bool *v2, bool *v1_cpu,
 
 /* Builds "sys/fs/cgroup[/mount]<first len bytes of path>/file" in m->rel;
  * mount is "" for v2.  False when it does not fit. */
-static bool cgroup_rel(struct tl_monitor *m, const char *mount,
-                       const char *path, size_t len, const char *file) {
-  int n = snprintf(m->rel, sizeof m->rel, "sys/fs/cgroup%s%s%.*s/%s",
-                   mount[0] != '\0' ? "/" : "", mount, (int)len, path, file);
+static bool cgroup_rel(struct tl_monitor *m, const char *mount, const char *path, size_t len,
+                       const char *file) {
+  int n = snprintf(m->rel, sizeof m->rel, "sys/fs/cgroup%s%s%.*s/%s", mount[0] != '\0' ? "/" : "",
+                   mount, (int)len, path, file);
   return n > 0 && (size_t)n < sizeof m->rel;
 }
 
@@ -601,8 +588,8 @@ enum limit { LIMIT_UNKNOWN, LIMIT_NONE, LIMIT_SET };
 /* CPU quota of one cgroup, in cores; mount NULL for v2 ("max 100000" or
  * "50000 100000" in cpu.max), else the v1 mount (cpu.cfs_quota_us, -1 for
  * none, and cpu.cfs_period_us). */
-static enum limit cpu_quota_at(struct tl_monitor *m, const char *mount,
-                               const char *path, size_t len, double *cores) {
+static enum limit cpu_quota_at(struct tl_monitor *m, const char *mount, const char *path,
+                               size_t len, double *cores) {
   uint64_t quota = 0, period = 0;
   if (mount == NULL) {
     if (!cgroup_rel(m, "", path, len, "cpu.max") || !read_small(m, m->rel))
@@ -621,8 +608,7 @@ static enum limit cpu_quota_at(struct tl_monitor *m, const char *mount,
     if (none)
       return LIMIT_NONE;
   } else {
-    if (!cgroup_rel(m, mount, path, len, "cpu.cfs_quota_us") ||
-        !read_small(m, m->rel))
+    if (!cgroup_rel(m, mount, path, len, "cpu.cfs_quota_us") || !read_small(m, m->rel))
       return LIMIT_UNKNOWN;
     const char *p = skip_blank(m->small);
     if (p[0] == '-' && p[1] == '1' && at_end(p + 2))
@@ -639,8 +625,8 @@ static enum limit cpu_quota_at(struct tl_monitor *m, const char *mount,
 
 /* Memory limit of one cgroup: v2 memory.max ("max" or bytes), or v1
  * memory.limit_in_bytes under mount. */
-static enum limit mem_limit_at(struct tl_monitor *m, const char *mount,
-                               const char *path, size_t len, uint64_t *bytes) {
+static enum limit mem_limit_at(struct tl_monitor *m, const char *mount, const char *path,
+                               size_t len, uint64_t *bytes) {
   if (mount == NULL) {
     if (!cgroup_rel(m, "", path, len, "memory.max") || !read_small(m, m->rel))
       return LIMIT_UNKNOWN;
@@ -651,15 +637,14 @@ static enum limit mem_limit_at(struct tl_monitor *m, const char *mount,
       return LIMIT_UNKNOWN;
     return LIMIT_SET;
   }
-  if (!cgroup_rel(m, mount, path, len, "memory.limit_in_bytes") ||
-      !read_u64_file(m, m->rel, bytes))
+  if (!cgroup_rel(m, mount, path, len, "memory.limit_in_bytes") || !read_u64_file(m, m->rel, bytes))
     return LIMIT_UNKNOWN;
   return *bytes >= V1_NO_LIMIT_BYTES ? LIMIT_NONE : LIMIT_SET;
 }
 
 /* The tightest CPU quota from the cgroup at path up to its root. */
-static enum limit walk_cpu_quota(struct tl_monitor *m, const char *mount,
-                                 const char *path, double *cores) {
+static enum limit walk_cpu_quota(struct tl_monitor *m, const char *mount, const char *path,
+                                 double *cores) {
   enum limit result = LIMIT_UNKNOWN;
   size_t len = strlen(path);
   while (len > 0 && path[len - 1] == '/')
@@ -680,8 +665,8 @@ static enum limit walk_cpu_quota(struct tl_monitor *m, const char *mount,
 }
 
 /* The tightest memory limit from the cgroup at path up to its root. */
-static enum limit walk_mem_limit(struct tl_monitor *m, const char *mount,
-                                 const char *path, uint64_t *bytes) {
+static enum limit walk_mem_limit(struct tl_monitor *m, const char *mount, const char *path,
+                                 uint64_t *bytes) {
   enum limit result = LIMIT_UNKNOWN;
   size_t len = strlen(path);
   while (len > 0 && path[len - 1] == '/')
@@ -702,8 +687,8 @@ static enum limit walk_mem_limit(struct tl_monitor *m, const char *mount,
 }
 
 /* Memory use of the deepest cgroup from path upwards that reports it. */
-static bool walk_mem_current(struct tl_monitor *m, const char *mount,
-                             const char *path, uint64_t *bytes) {
+static bool walk_mem_current(struct tl_monitor *m, const char *mount, const char *path,
+                             uint64_t *bytes) {
   const char *file = mount == NULL ? "memory.current" : "memory.usage_in_bytes";
   size_t len = strlen(path);
   while (len > 0 && path[len - 1] == '/')
@@ -795,8 +780,7 @@ static bool read_psi(struct tl_monitor *m, const char *rel, double *avg10) {
 /* ------------------------------------------------------------- derived */
 
 /* cpu_share, by the formula in monitor.h. */
-static void derive_cpu_share(const struct tl_monitor *m,
-                             struct tl_device_state *s) {
+static void derive_cpu_share(const struct tl_monitor *m, struct tl_device_state *s) {
   if (!s->has_online_cpus || !s->has_cpu_busy)
     return;
   double n = s->online_cpus, threads = m->threads;
@@ -813,15 +797,13 @@ static void derive_cpu_share(const struct tl_monitor *m,
 
 /* ----------------------------------------------------------------- API */
 
-int tl_monitor_open(const char *root, struct tl_monitor **out,
-                    struct tl_error *err) {
+int tl_monitor_open(const char *root, struct tl_monitor **out, struct tl_error *err) {
   if (root == NULL || out == NULL)
     return tl_fail(err, TL_EINVAL, "monitor: root and out must not be NULL");
   int rc;
   struct tl_monitor *m = calloc(1, sizeof *m);
   if (m == NULL)
-    return tl_fail(err, TL_ENOMEM, "monitor root \"%s\": out of memory",
-                   root);
+    return tl_fail(err, TL_ENOMEM, "monitor root \"%s\": out of memory", root);
   m->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (m->root_fd < 0) {
     int e = errno;
@@ -832,13 +814,11 @@ int tl_monitor_open(const char *root, struct tl_monitor **out,
   }
   struct stat st, slash;
   if (fstat(m->root_fd, &st) < 0) {
-    rc = tl_fail(err, TL_EIO, "monitor root \"%s\": %s", root,
-                 strerror(errno));
+    rc = tl_fail(err, TL_EIO, "monitor root \"%s\": %s", root, strerror(errno));
     goto fail_fd;
   }
   /* Comparing inodes also recognises "//" or "/proc/.." as the real root. */
-  m->real_root = stat("/", &slash) == 0 && st.st_dev == slash.st_dev &&
-                 st.st_ino == slash.st_ino;
+  m->real_root = stat("/", &slash) == 0 && st.st_dev == slash.st_dev && st.st_ino == slash.st_ino;
   m->threads = 1;
   *out = m;
   return 0;
@@ -850,12 +830,10 @@ fail:
   return rc;
 }
 
-int tl_monitor_set_threads(struct tl_monitor *m, int threads,
-                           struct tl_error *err) {
+int tl_monitor_set_threads(struct tl_monitor *m, int threads, struct tl_error *err) {
   assert(m != NULL);
   if (threads < 1 || threads > MAX_CPUS)
-    return tl_fail(err, TL_EINVAL,
-                   "monitor: %d threads; the number must be 1 to %d", threads,
+    return tl_fail(err, TL_EINVAL, "monitor: %d threads; the number must be 1 to %d", threads,
                    MAX_CPUS);
   m->threads = threads;
   return 0;
@@ -946,24 +924,20 @@ static void json_printf(struct json_out *j, const char *fmt, ...) {
 
 /* %.10g keeps kHz whole ("2400000") and shares short ("0.625"); a number
  * JSON cannot hold (inf, nan) is left out rather than written. */
-static void json_double(struct json_out *j, bool known, const char *key,
-                        double v) {
+static void json_double(struct json_out *j, bool known, const char *key, double v) {
   if (known && isfinite(v))
     json_printf(j, ",\"%s\":%.10g", key, v);
 }
 
-static void json_u64(struct json_out *j, bool known, const char *key,
-                     uint64_t v) {
+static void json_u64(struct json_out *j, bool known, const char *key, uint64_t v) {
   if (known)
     json_printf(j, ",\"%s\":%llu", key, (unsigned long long)v);
 }
 
-size_t tl_device_state_format(const struct tl_device_state *s, char *buf,
-                              size_t len) {
+size_t tl_device_state_format(const struct tl_device_state *s, char *buf, size_t len) {
   assert(s != NULL && (buf != NULL || len == 0));
   struct json_out j = {buf, len, 0};
-  json_printf(&j, "{\"monotonic_ns\":%llu",
-              (unsigned long long)s->monotonic_ns);
+  json_printf(&j, "{\"monotonic_ns\":%llu", (unsigned long long)s->monotonic_ns);
   if (s->has_online_cpus)
     json_printf(&j, ",\"online_cpus\":%d", s->online_cpus);
   json_double(&j, s->has_freq, "freq_cur_khz", s->freq_cur_khz);
@@ -974,20 +948,16 @@ size_t tl_device_state_format(const struct tl_device_state *s, char *buf,
   json_u64(&j, s->has_procs_running, "procs_running", s->procs_running);
   json_double(&j, s->has_load1, "load1", s->load1);
   json_u64(&j, s->has_mem_total, "mem_total_bytes", s->mem_total_bytes);
-  json_u64(&j, s->has_mem_available, "mem_available_bytes",
-           s->mem_available_bytes);
+  json_u64(&j, s->has_mem_available, "mem_available_bytes", s->mem_available_bytes);
   if (s->has_cgroup_cpu && s->cgroup_cpu_unlimited)
     json_printf(&j, ",\"cgroup_cpu_quota_cores\":\"max\"");
   else
-    json_double(&j, s->has_cgroup_cpu, "cgroup_cpu_quota_cores",
-                s->cgroup_cpu_quota_cores);
+    json_double(&j, s->has_cgroup_cpu, "cgroup_cpu_quota_cores", s->cgroup_cpu_quota_cores);
   if (s->has_cgroup_mem_max && s->cgroup_mem_unlimited)
     json_printf(&j, ",\"cgroup_mem_max_bytes\":\"max\"");
   else
-    json_u64(&j, s->has_cgroup_mem_max, "cgroup_mem_max_bytes",
-             s->cgroup_mem_max_bytes);
-  json_u64(&j, s->has_cgroup_mem_current, "cgroup_mem_current_bytes",
-           s->cgroup_mem_current_bytes);
+    json_u64(&j, s->has_cgroup_mem_max, "cgroup_mem_max_bytes", s->cgroup_mem_max_bytes);
+  json_u64(&j, s->has_cgroup_mem_current, "cgroup_mem_current_bytes", s->cgroup_mem_current_bytes);
   json_double(&j, s->has_psi_cpu, "psi_cpu_some_avg10", s->psi_cpu_some_avg10);
   json_double(&j, s->has_psi_mem, "psi_mem_some_avg10", s->psi_mem_some_avg10);
   json_u64(&j, s->has_run_delay, "run_delay_ns", s->run_delay_ns);

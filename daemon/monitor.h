@@ -116,7 +116,7 @@ struct tl_device_state {
   double cgroup_cpu_quota_cores; /* quota / period, when limited */
 
   bool has_cgroup_mem_max;
-  bool cgroup_mem_unlimited; /* no memory limit on our cgroup or above */
+  bool cgroup_mem_unlimited;     /* no memory limit on our cgroup or above */
   uint64_t cgroup_mem_max_bytes; /* when limited */
 
   bool has_cgroup_mem_current;
@@ -150,15 +150,13 @@ struct tl_monitor;
  * directory, or root or out is NULL), TL_EIO (any other system error) or
  * TL_ENOMEM, with a sentence naming root in err (may be NULL).  On failure
  * *out is untouched. */
-int tl_monitor_open(const char *root, struct tl_monitor **out,
-                    struct tl_error *err);
+int tl_monitor_open(const char *root, struct tl_monitor **out, struct tl_error *err);
 
 /* Sets the number of threads the process keeps busy when it serves, which
  * cpu_share is computed for (1 until this is called).  Returns 0, or
  * TL_EINVAL with a sentence in err when threads is below 1 or above 8192;
  * the setting is then unchanged. */
-int tl_monitor_set_threads(struct tl_monitor *m, int threads,
-                           struct tl_error *err);
+int tl_monitor_set_threads(struct tl_monitor *m, int threads, struct tl_error *err);
 
 /* Reads the device state into *out: every field whose files could be read
  * and parsed, with its has_ flag set, and the others with has_ false.  The
@@ -183,7 +181,6 @@ void tl_monitor_close(struct tl_monitor *m);
  * terminated when len > 0.  The result never exceeds
  * TL_DEVICE_STATE_JSON_MAX - 1.  buf may be NULL when len is 0.  Pure; any
  * thread may call it. */
-size_t tl_device_state_format(const struct tl_device_state *s, char *buf,
-                              size_t len);
+size_t tl_device_state_format(const struct tl_device_state *s, char *buf, size_t len);
 
 #endif

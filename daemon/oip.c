@@ -63,12 +63,10 @@ static enum tl_dtype dtype_from_name(const char *name) {
 }
 
 /* "[2,3]" into buf. */
-static const char *shape_text(const struct tl_shape *s, char *buf,
-                              size_t size) {
+static const char *shape_text(const struct tl_shape *s, char *buf, size_t size) {
   size_t n = (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < s->ndim && n < size; i++)
-    n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? "," : "",
-                          (long long)s->dims[i]);
+    n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? "," : "", (long long)s->dims[i]);
   if (n < size)
     snprintf(buf + n, size - n, "]");
   return buf;
@@ -87,8 +85,8 @@ struct input_info {
 };
 
 /* Reads inputs[i] (in) into *info: everything but the data elements. */
-static int input_read(json_t *in, size_t i, int64_t json_len,
-                      struct input_info *info, struct tl_error *err) {
+static int input_read(json_t *in, size_t i, int64_t json_len, struct input_info *info,
+                      struct tl_error *err) {
   char sh[SHAPE_TEXT_MAX];
   memset(info, 0, sizeof *info);
   if (!json_is_object(in))
@@ -100,14 +98,12 @@ static int input_read(json_t *in, size_t i, int64_t json_len,
 
   json_t *dt = json_object_get(in, "datatype");
   if (!json_is_string(dt))
-    return tl_fail(err, TL_EFORMAT, "input \"%s\" has no \"datatype\" string",
-                   nm);
+    return tl_fail(err, TL_EFORMAT, "input \"%s\" has no \"datatype\" string", nm);
   info->dtype = dtype_from_name(json_string_value(dt));
   if (info->dtype == TL_DTYPE_UNDEFINED)
-    return tl_fail(
-        err, TL_EDTYPE,
-        "input \"%s\": datatype \"%s\" is not supported; use " SUPPORTED_DTYPES,
-        nm, json_string_value(dt));
+    return tl_fail(err, TL_EDTYPE,
+                   "input \"%s\": datatype \"%s\" is not supported; use " SUPPORTED_DTYPES, nm,
+                   json_string_value(dt));
 
   json_t *shape = json_object_get(in, "shape");
   if (!json_is_array(shape))
@@ -122,9 +118,7 @@ static int input_read(json_t *in, size_t i, int64_t json_len,
   for (size_t d = 0; d < ndim; d++) {
     json_t *v = json_array_get(shape, d);
     if (!json_is_integer(v))
-      return tl_fail(err, TL_EFORMAT,
-                     "input \"%s\": \"shape\" must be an array of integers",
-                     nm);
+      return tl_fail(err, TL_EFORMAT, "input \"%s\": \"shape\" must be an array of integers", nm);
     json_int_t dim = json_integer_value(v);
     if (dim < 0)
       return tl_fail(err, TL_ESHAPE,
@@ -146,17 +140,14 @@ static int input_read(json_t *in, size_t i, int64_t json_len,
     overflow = 0;
   }
   size_t nbytes = 0;
-  if (overflow || __builtin_mul_overflow((uint64_t)numel,
-                                         tl_dtype_size(info->dtype), &nbytes))
-    return tl_fail(err, TL_ERANGE,
-                   "input \"%s\": shape %s is too large to address", nm,
+  if (overflow || __builtin_mul_overflow((uint64_t)numel, tl_dtype_size(info->dtype), &nbytes))
+    return tl_fail(err, TL_ERANGE, "input \"%s\": shape %s is too large to address", nm,
                    shape_text(&info->shape, sh, sizeof sh));
   info->nbytes = nbytes;
 
   json_t *params = json_object_get(in, "parameters");
   if (params != NULL && !json_is_object(params))
-    return tl_fail(err, TL_EFORMAT,
-                   "input \"%s\": \"parameters\" must be an object", nm);
+    return tl_fail(err, TL_EFORMAT, "input \"%s\": \"parameters\" must be an object", nm);
   json_t *bsize = params ? json_object_get(params, "binary_data_size") : NULL;
   json_t *data = json_object_get(in, "data");
   if (bsize != NULL) {
@@ -180,8 +171,7 @@ static int input_read(json_t *in, size_t i, int64_t json_len,
                      "input \"%s\": binary_data_size is %lld bytes but shape "
                      "%s of %s takes %zu",
                      nm, (long long)json_integer_value(bsize),
-                     shape_text(&info->shape, sh, sizeof sh),
-                     json_string_value(dt), nbytes);
+                     shape_text(&info->shape, sh, sizeof sh), json_string_value(dt), nbytes);
     return 0;
   }
   if (data == NULL)
@@ -190,8 +180,7 @@ static int input_read(json_t *in, size_t i, int64_t json_len,
                    "parameters.binary_data_size",
                    nm);
   if (!json_is_array(data))
-    return tl_fail(err, TL_EFORMAT, "input \"%s\": \"data\" must be an array",
-                   nm);
+    return tl_fail(err, TL_EFORMAT, "input \"%s\": \"data\" must be an array", nm);
   info->data = data;
   return 0;
 }
@@ -222,8 +211,7 @@ static int element_read(struct walk *w, const json_t *v, struct tl_error *err) {
   const char *nm = w->name;
   long long idx = (long long)w->count;
   if (!json_is_number(v))
-    return tl_fail(err, TL_EDTYPE,
-                   "input \"%s\": element %lld is %s, not a number", nm, idx,
+    return tl_fail(err, TL_EDTYPE, "input \"%s\": element %lld is %s, not a number", nm, idx,
                    json_kind(v));
   if (w->dtype == TL_DTYPE_FLOAT32) {
     double d = json_number_value(v);
@@ -241,9 +229,8 @@ static int element_read(struct walk *w, const json_t *v, struct tl_error *err) {
     return 0;
   }
   if (!json_is_integer(v))
-    return tl_fail(err, TL_EDTYPE,
-                   "input \"%s\": element %lld (%.17g) is not an integer", nm,
-                   idx, json_real_value(v));
+    return tl_fail(err, TL_EDTYPE, "input \"%s\": element %lld (%.17g) is not an integer", nm, idx,
+                   json_real_value(v));
   json_int_t x = json_integer_value(v);
   switch (w->dtype) {
   case TL_DTYPE_UINT8:
@@ -276,8 +263,8 @@ static int element_read(struct walk *w, const json_t *v, struct tl_error *err) {
 
 /* Walks array a; depth_left is how many more levels of nesting the shape
  * allows (a flat array of a 1-D or 0-D tensor has 1). */
-static int data_walk(struct walk *w, const json_t *a, int depth_left,
-                     int64_t numel, struct tl_error *err) {
+static int data_walk(struct walk *w, const json_t *a, int depth_left, int64_t numel,
+                     struct tl_error *err) {
   size_t i;
   json_t *v;
   json_array_foreach(a, i, v) {
@@ -315,9 +302,7 @@ struct build {
   char *string_at;
 };
 
-static size_t align_up(size_t n) {
-  return (n + DATA_ALIGN - 1) / DATA_ALIGN * DATA_ALIGN;
-}
+static size_t align_up(size_t n) { return (n + DATA_ALIGN - 1) / DATA_ALIGN * DATA_ALIGN; }
 
 /* Room for n bytes of tensor data: counted, or taken. */
 static void *data_room(struct build *b, size_t n) {
@@ -345,14 +330,13 @@ static const char *string_room(struct build *b, const char *s) {
 }
 
 /* Reads a parameter that must be a non-negative integer. */
-static int param_count(json_t *params, const char *key, const char *unit,
-                       int64_t *out, struct tl_error *err) {
+static int param_count(json_t *params, const char *key, const char *unit, int64_t *out,
+                       struct tl_error *err) {
   json_t *v = json_object_get(params, key);
   if (v == NULL)
     return 0;
   if (!json_is_integer(v) || json_integer_value(v) < 0)
-    return tl_fail(err, TL_EFORMAT,
-                   "parameters.%s must be a non-negative integer%s", key, unit);
+    return tl_fail(err, TL_EFORMAT, "parameters.%s must be a non-negative integer%s", key, unit);
   *out = json_integer_value(v);
   return 0;
 }
@@ -380,12 +364,10 @@ static int request_params(json_t *root, struct build *b, struct tl_error *err) {
     return rc;
   json_t *subnet = json_object_get(params, "subnet");
   if (subnet != NULL && !json_is_string(subnet))
-    return tl_fail(err, TL_EFORMAT,
-                   "parameters.subnet must be a string, a subnet spec");
+    return tl_fail(err, TL_EFORMAT, "parameters.subnet must be a string, a subnet spec");
   json_t *bin = json_object_get(params, "binary_data_output");
   if (bin != NULL && !json_is_boolean(bin))
-    return tl_fail(err, TL_EFORMAT,
-                   "parameters.binary_data_output must be true or false");
+    return tl_fail(err, TL_EFORMAT, "parameters.binary_data_output must be true or false");
   const char *s = subnet ? string_room(b, json_string_value(subnet)) : NULL;
   if (r != NULL) {
     r->timeout_us = timeout_us;
@@ -396,9 +378,8 @@ static int request_params(json_t *root, struct build *b, struct tl_error *err) {
   return 0;
 }
 
-static int request_inputs(json_t *root, const char *body, size_t len,
-                          size_t jlen, int64_t json_len, struct build *b,
-                          struct tl_error *err) {
+static int request_inputs(json_t *root, const char *body, size_t len, size_t jlen, int64_t json_len,
+                          struct build *b, struct tl_error *err) {
   json_t *inputs = json_object_get(root, "inputs");
   if (!json_is_array(inputs))
     return tl_fail(err, TL_EFORMAT, "the request has no \"inputs\" array");
@@ -406,8 +387,7 @@ static int request_inputs(json_t *root, const char *body, size_t len,
   if (n == 0)
     return tl_fail(err, TL_EFORMAT, "the request's \"inputs\" array is empty");
   if (n > TL_OIP_TENSORS_MAX)
-    return tl_fail(err, TL_ERANGE,
-                   "the request has %zu inputs; at most %d are accepted", n,
+    return tl_fail(err, TL_ERANGE, "the request has %zu inputs; at most %d are accepted", n,
                    TL_OIP_TENSORS_MAX);
   b->n_inputs = n;
 
@@ -420,8 +400,7 @@ static int request_inputs(json_t *root, const char *body, size_t len,
     for (size_t j = 0; j < i; j++) {
       json_t *o = json_object_get(json_array_get(inputs, j), "name");
       if (strcmp(json_string_value(o), info.name) == 0)
-        return tl_fail(err, TL_EFORMAT, "input \"%s\" is given twice",
-                       info.name);
+        return tl_fail(err, TL_EFORMAT, "input \"%s\" is given twice", info.name);
     }
 
     const void *data;
@@ -455,8 +434,8 @@ static int request_inputs(json_t *root, const char *body, size_t len,
         return tl_fail(err, TL_ESHAPE,
                        "input \"%s\": shape %s needs %lld elements but "
                        "\"data\" has %lld",
-                       info.name, shape_text(&info.shape, sh, sizeof sh),
-                       (long long)numel, (long long)w.count);
+                       info.name, shape_text(&info.shape, sh, sizeof sh), (long long)numel,
+                       (long long)w.count);
       }
       data = w.dst;
     }
@@ -480,8 +459,7 @@ static int request_inputs(json_t *root, const char *body, size_t len,
   return 0;
 }
 
-static int request_outputs(json_t *root, struct build *b,
-                           struct tl_error *err) {
+static int request_outputs(json_t *root, struct build *b, struct tl_error *err) {
   json_t *outputs = json_object_get(root, "outputs");
   if (outputs == NULL)
     return 0;
@@ -489,26 +467,21 @@ static int request_outputs(json_t *root, struct build *b,
     return tl_fail(err, TL_EFORMAT, "\"outputs\" must be an array");
   size_t n = json_array_size(outputs);
   if (n > TL_OIP_TENSORS_MAX)
-    return tl_fail(err, TL_ERANGE,
-                   "the request names %zu outputs; at most %d are accepted",
-                   n, TL_OIP_TENSORS_MAX);
+    return tl_fail(err, TL_ERANGE, "the request names %zu outputs; at most %d are accepted", n,
+                   TL_OIP_TENSORS_MAX);
   b->n_outputs = n;
   for (size_t i = 0; i < n; i++) {
     json_t *o = json_array_get(outputs, i);
     json_t *name = json_object_get(o, "name");
-    if (!json_is_object(o) || !json_is_string(name) ||
-        json_string_length(name) == 0)
+    if (!json_is_object(o) || !json_is_string(name) || json_string_length(name) == 0)
       return tl_fail(err, TL_EFORMAT, "outputs[%zu] has no \"name\" string", i);
     const char *nm = json_string_value(name);
     for (size_t j = 0; j < i; j++)
-      if (strcmp(json_string_value(
-                     json_object_get(json_array_get(outputs, j), "name")),
-                 nm) == 0)
+      if (strcmp(json_string_value(json_object_get(json_array_get(outputs, j), "name")), nm) == 0)
         return tl_fail(err, TL_EFORMAT, "output \"%s\" is asked for twice", nm);
     json_t *params = json_object_get(o, "parameters");
     if (params != NULL && !json_is_object(params))
-      return tl_fail(err, TL_EFORMAT,
-                     "output \"%s\": \"parameters\" must be an object", nm);
+      return tl_fail(err, TL_EFORMAT, "output \"%s\": \"parameters\" must be an object", nm);
     json_t *bin = params ? json_object_get(params, "binary_data") : NULL;
     if (bin != NULL && !json_is_boolean(bin))
       return tl_fail(err, TL_EFORMAT,
@@ -525,9 +498,8 @@ static int request_outputs(json_t *root, struct build *b,
 }
 
 /* One pass over the request: checks and counts (b->r NULL) or fills. */
-static int request_pass(json_t *root, const char *body, size_t len, size_t jlen,
-                        int64_t json_len, struct build *b,
-                        struct tl_error *err) {
+static int request_pass(json_t *root, const char *body, size_t len, size_t jlen, int64_t json_len,
+                        struct build *b, struct tl_error *err) {
   int rc = request_params(root, b, err);
   if (rc == 0)
     rc = request_inputs(root, body, len, jlen, json_len, b, err);
@@ -536,8 +508,8 @@ static int request_pass(json_t *root, const char *body, size_t len, size_t jlen,
   return rc;
 }
 
-int tl_oip_parse_infer(const char *body, size_t len, int64_t json_len,
-                       struct tl_oip_request *out, struct tl_error *err) {
+int tl_oip_parse_infer(const char *body, size_t len, int64_t json_len, struct tl_oip_request *out,
+                       struct tl_error *err) {
   json_t *root = NULL;
   char *mem = NULL;
   int rc;
@@ -568,9 +540,8 @@ int tl_oip_parse_infer(const char *body, size_t len, int64_t json_len,
                    je.text, je.line, je.column);
   }
   if (!json_is_object(root)) {
-    rc = tl_fail(err, TL_EFORMAT,
-                 "the request body is JSON but %s, not an object",
-                 json_kind(root));
+    rc =
+        tl_fail(err, TL_EFORMAT, "the request body is JSON but %s, not an object", json_kind(root));
     goto fail;
   }
 
@@ -581,8 +552,7 @@ int tl_oip_parse_infer(const char *body, size_t len, int64_t json_len,
 
   /* inputs, outputs, tensors (each aligned), strings */
   size_t in_bytes = align_up(b.n_inputs * sizeof(struct tl_oip_input));
-  size_t out_bytes =
-      align_up(b.n_outputs * sizeof(struct tl_oip_requested_output));
+  size_t out_bytes = align_up(b.n_outputs * sizeof(struct tl_oip_requested_output));
   size_t total = in_bytes + out_bytes + b.data_bytes + b.string_bytes;
   mem = malloc(total);
   if (mem == NULL) {
@@ -593,9 +563,7 @@ int tl_oip_parse_infer(const char *body, size_t len, int64_t json_len,
   r.mem = mem;
   r.inputs = (struct tl_oip_input *)mem;
   r.n_inputs = (int)b.n_inputs;
-  r.outputs = b.n_outputs > 0
-                  ? (struct tl_oip_requested_output *)(mem + in_bytes)
-                  : NULL;
+  r.outputs = b.n_outputs > 0 ? (struct tl_oip_requested_output *)(mem + in_bytes) : NULL;
   r.n_outputs = (int)b.n_outputs;
   memset(mem, 0, in_bytes + out_bytes);
   struct build fill = {.r = &r,
@@ -695,8 +663,7 @@ static int set_text(json_t *obj, const char *key, const char *s) {
 static json_t *shape_json(const struct tl_shape *s) {
   json_t *a = json_array();
   for (int i = 0; a != NULL && i < s->ndim; i++)
-    if (json_array_append_new(
-            a, json_integer(s->dims[i] < 0 ? -1 : s->dims[i])) != 0) {
+    if (json_array_append_new(a, json_integer(s->dims[i] < 0 ? -1 : s->dims[i])) != 0) {
       json_decref(a);
       a = NULL;
     }
@@ -716,8 +683,7 @@ static int body_dump(const json_t *root, size_t extra, struct tl_oip_body *out,
   if (extra > 0) {
     if (extra > SIZE_MAX - n || (data = malloc(n + extra)) == NULL) {
       free(text);
-      return tl_fail(err, TL_ENOMEM, "out of memory for a response of %zu + %zu bytes", n,
-                     extra);
+      return tl_fail(err, TL_ENOMEM, "out of memory for a response of %zu + %zu bytes", n, extra);
     }
     memcpy(data, text, n);
     free(text);
@@ -725,8 +691,7 @@ static int body_dump(const json_t *root, size_t extra, struct tl_oip_body *out,
   out->data = data;
   out->len = n + extra;
   out->json_len = n;
-  out->content_type =
-      extra > 0 ? "application/octet-stream" : "application/json";
+  out->content_type = extra > 0 ? "application/octet-stream" : "application/json";
   return 0;
 }
 
@@ -740,8 +705,7 @@ void tl_oip_body_free(struct tl_oip_body *b) {
 /* ------------------------------------------------------------ responses */
 
 /* Checks an output and returns its element count, or -1 with err set. */
-static int64_t output_check(const struct tl_oip_output *o, int i,
-                            struct tl_error *err) {
+static int64_t output_check(const struct tl_oip_output *o, int i, struct tl_error *err) {
   if (o->name == NULL || o->shape.ndim < 0 || o->shape.ndim > TL_MAX_DIMS) {
     tl_fail(err, TL_EINVAL, "outputs[%d] has no name or a bad rank", i);
     return -1;
@@ -750,17 +714,15 @@ static int64_t output_check(const struct tl_oip_output *o, int i,
   for (int d = 0; d < o->shape.ndim; d++)
     if (o->shape.dims[d] < 0)
       numel = -1;
-  if (numel < 0 || (uint64_t)numel > SIZE_MAX / sizeof(float) ||
-      (numel > 0 && o->data == NULL)) {
-    tl_fail(err, TL_EINVAL, "output \"%s\" has a bad shape or no data",
-            o->name);
+  if (numel < 0 || (uint64_t)numel > SIZE_MAX / sizeof(float) || (numel > 0 && o->data == NULL)) {
+    tl_fail(err, TL_EINVAL, "output \"%s\" has a bad shape or no data", o->name);
     return -1;
   }
   return numel;
 }
 
-int tl_oip_response_build(const struct tl_oip_response *r,
-                          struct tl_oip_body *out, struct tl_error *err) {
+int tl_oip_response_build(const struct tl_oip_response *r, struct tl_oip_body *out,
+                          struct tl_error *err) {
   json_t *root = NULL;
   int rc = TL_ENOMEM;
   if (r == NULL || out == NULL || r->model_name == NULL || r->n_outputs < 0 ||
@@ -771,8 +733,7 @@ int tl_oip_response_build(const struct tl_oip_response *r,
   root = json_object();
   if (root == NULL || set_text(root, "model_name", r->model_name) != 0)
     goto nomem;
-  if (r->model_version != NULL &&
-      set_text(root, "model_version", r->model_version) != 0)
+  if (r->model_version != NULL && set_text(root, "model_version", r->model_version) != 0)
     goto nomem;
   if (r->id != NULL && set_text(root, "id", r->id) != 0)
     goto nomem;
@@ -793,8 +754,7 @@ int tl_oip_response_build(const struct tl_oip_response *r,
       goto fail;
     }
     json_t *jo = json_object();
-    if (json_array_append_new(outs, jo) != 0 ||
-        set_text(jo, "name", o->name) != 0 ||
+    if (json_array_append_new(outs, jo) != 0 || set_text(jo, "name", o->name) != 0 ||
         json_object_set_new(jo, "datatype", json_string("FP32")) != 0 ||
         json_object_set_new(jo, "shape", shape_json(&o->shape)) != 0)
       goto nomem;
@@ -802,8 +762,7 @@ int tl_oip_response_build(const struct tl_oip_response *r,
     if (o->binary) {
       json_t *params = json_object();
       if (json_object_set_new(jo, "parameters", params) != 0 ||
-          json_object_set_new(params, "binary_data_size",
-                              json_integer((json_int_t)nbytes)) != 0)
+          json_object_set_new(params, "binary_data_size", json_integer((json_int_t)nbytes)) != 0)
         goto nomem;
       if (nbytes > SIZE_MAX - bin_bytes)
         goto nomem;
@@ -852,8 +811,7 @@ fail:
   return rc;
 }
 
-int tl_oip_error_body(const char *msg, struct tl_oip_body *out,
-                      struct tl_error *err) {
+int tl_oip_error_body(const char *msg, struct tl_oip_body *out, struct tl_error *err) {
   if (msg == NULL || out == NULL)
     return tl_fail(err, TL_EINVAL, "tl_oip_error_body: NULL argument");
   json_t *root = json_object();
@@ -882,10 +840,10 @@ int tl_oip_error_status(int code) {
 
 /* ------------------------------------------------------------- metadata */
 
-int tl_oip_server_metadata(const struct tl_oip_server_meta *m,
-                           struct tl_oip_body *out, struct tl_error *err) {
-  if (m == NULL || out == NULL || m->name == NULL || m->version == NULL ||
-      m->n_extensions < 0 || (m->n_extensions > 0 && m->extensions == NULL))
+int tl_oip_server_metadata(const struct tl_oip_server_meta *m, struct tl_oip_body *out,
+                           struct tl_error *err) {
+  if (m == NULL || out == NULL || m->name == NULL || m->version == NULL || m->n_extensions < 0 ||
+      (m->n_extensions > 0 && m->extensions == NULL))
     return tl_fail(err, TL_EINVAL, "tl_oip_server_metadata: bad arguments");
   if (m->n_models < 0 || (m->n_models > 0 && m->models == NULL))
     return tl_fail(err, TL_EINVAL, "tl_oip_server_metadata: bad arguments");
@@ -923,16 +881,14 @@ nomem:
 }
 
 /* [{"name", "datatype", "shape"}, ...] into key of obj. */
-static int tensors_json(json_t *obj, const char *key,
-                        const struct tl_oip_tensor_meta *t, int n) {
+static int tensors_json(json_t *obj, const char *key, const struct tl_oip_tensor_meta *t, int n) {
   json_t *a = json_array();
   if (json_object_set_new(obj, key, a) != 0)
     return -1;
   for (int i = 0; i < n; i++) {
     json_t *o = json_object();
     if (json_array_append_new(a, o) != 0 || set_text(o, "name", t[i].name) ||
-        json_object_set_new(o, "datatype",
-                            json_string(tl_oip_dtype_name(t[i].dtype))) ||
+        json_object_set_new(o, "datatype", json_string(tl_oip_dtype_name(t[i].dtype))) ||
         json_object_set_new(o, "shape", shape_json(&t[i].shape)))
       return -1;
   }
@@ -940,24 +896,22 @@ static int tensors_json(json_t *obj, const char *key,
 }
 
 /* Checks a tensor list of model metadata. */
-static int tensors_check(const struct tl_oip_tensor_meta *t, int n,
-                         const char *what, struct tl_error *err) {
+static int tensors_check(const struct tl_oip_tensor_meta *t, int n, const char *what,
+                         struct tl_error *err) {
   if (n < 0 || (n > 0 && t == NULL))
     return tl_fail(err, TL_EINVAL, "bad %s list", what);
   for (int i = 0; i < n; i++) {
-    if (t[i].name == NULL || t[i].shape.ndim < 0 ||
-        t[i].shape.ndim > TL_MAX_DIMS)
-      return tl_fail(err, TL_EINVAL, "%s %d has no name or a bad rank", what,
-                     i);
+    if (t[i].name == NULL || t[i].shape.ndim < 0 || t[i].shape.ndim > TL_MAX_DIMS)
+      return tl_fail(err, TL_EINVAL, "%s %d has no name or a bad rank", what, i);
     if (tl_oip_dtype_name(t[i].dtype) == NULL)
-      return tl_fail(err, TL_EINVAL, "%s \"%s\" is %s, which is not served",
-                     what, t[i].name, tl_dtype_name(t[i].dtype));
+      return tl_fail(err, TL_EINVAL, "%s \"%s\" is %s, which is not served", what, t[i].name,
+                     tl_dtype_name(t[i].dtype));
   }
   return 0;
 }
 
-int tl_oip_model_metadata(const struct tl_oip_model_meta *m,
-                          struct tl_oip_body *out, struct tl_error *err) {
+int tl_oip_model_metadata(const struct tl_oip_model_meta *m, struct tl_oip_body *out,
+                          struct tl_error *err) {
   if (m == NULL || out == NULL || m->name == NULL || m->n_versions < 0 ||
       (m->n_versions > 0 && m->versions == NULL))
     return tl_fail(err, TL_EINVAL, "tl_oip_model_metadata: bad arguments");
@@ -978,8 +932,7 @@ int tl_oip_model_metadata(const struct tl_oip_model_meta *m,
   for (int i = 0; i < m->n_versions; i++)
     if (json_array_append_new(versions, text(m->versions[i])) != 0)
       goto nomem;
-  if (set_text(root, "platform",
-               m->platform != NULL ? m->platform : "tailor_supernet") != 0 ||
+  if (set_text(root, "platform", m->platform != NULL ? m->platform : "tailor_supernet") != 0 ||
       tensors_json(root, "inputs", m->inputs, m->n_inputs) != 0 ||
       tensors_json(root, "outputs", m->outputs, m->n_outputs) != 0)
     goto nomem;
@@ -1005,15 +958,12 @@ static const struct {
     {"GET", "/v2/health/ready", TL_OIP_ROUTE_HEALTH_READY, "health_ready"},
     {"GET", "/v2/models/{name}", TL_OIP_ROUTE_MODEL_METADATA, "model_metadata"},
     {"GET", "/v2/models/{name}/ready", TL_OIP_ROUTE_MODEL_READY, "model_ready"},
-    {"POST", "/v2/models/{name}/infer", TL_OIP_ROUTE_MODEL_INFER,
-     "model_infer"},
+    {"POST", "/v2/models/{name}/infer", TL_OIP_ROUTE_MODEL_INFER, "model_infer"},
     {"GET", "/metrics", TL_OIP_ROUTE_METRICS, "metrics"},
-    {"GET", "/v2/models/{name}/subnets", TL_OIP_ROUTE_MODEL_SUBNETS,
-     "model_subnets"},
+    {"GET", "/v2/models/{name}/subnets", TL_OIP_ROUTE_MODEL_SUBNETS, "model_subnets"},
     {"GET", "/v2/models/{name}/state", TL_OIP_ROUTE_MODEL_STATE, "model_state"},
     {"POST", "/v2/models/{name}/pin", TL_OIP_ROUTE_MODEL_PIN, "model_pin"},
-    {"GET", "/v2/models/{name}/events", TL_OIP_ROUTE_MODEL_EVENTS,
-     "model_events"},
+    {"GET", "/v2/models/{name}/events", TL_OIP_ROUTE_MODEL_EVENTS, "model_events"},
 };
 #define N_ROUTES (int)(sizeof routes / sizeof routes[0])
 _Static_assert(N_ROUTES == TL_OIP_ROUTE_COUNT, "one row per route");
@@ -1027,8 +977,8 @@ const char *tl_oip_route_name(enum tl_oip_route route) {
 
 /* 1 if path matches pattern.  The {name} segment is copied into name
  * (size bytes) or, when it does not fit, *too_long is set. */
-static int path_match(const char *pattern, const char *path, char *name,
-                      size_t size, int *too_long) {
+static int path_match(const char *pattern, const char *path, char *name, size_t size,
+                      int *too_long) {
   const char *p = pattern, *s = path;
   while (*p != '\0') {
     if (strncmp(p, "{name}", 6) == 0) {
@@ -1050,8 +1000,8 @@ static int path_match(const char *pattern, const char *path, char *name,
   return *s == '\0';
 }
 
-int tl_oip_route_match(const char *method, const char *path,
-                       struct tl_oip_route_match *m, struct tl_error *err) {
+int tl_oip_route_match(const char *method, const char *path, struct tl_oip_route_match *m,
+                       struct tl_error *err) {
   if (method == NULL || path == NULL || m == NULL)
     return tl_fail(err, TL_EINVAL, "tl_oip_route_match: NULL argument");
   struct tl_oip_route_match found = {0};
@@ -1063,8 +1013,7 @@ int tl_oip_route_match(const char *method, const char *path,
     if (!path_match(routes[i].pattern, path, name, sizeof name, &too_long))
       continue;
     if (too_long)
-      return tl_fail(err, TL_ENOENT,
-                     "the model name in %s is longer than %d bytes", path,
+      return tl_fail(err, TL_ENOENT, "the model name in %s is longer than %d bytes", path,
                      TL_OIP_NAME_MAX - 1);
     path_found = 1;
     if (strcmp(routes[i].method, "GET") == 0)
@@ -1083,6 +1032,6 @@ int tl_oip_route_match(const char *method, const char *path,
   snprintf(found.allow, sizeof found.allow, "%s%s%s", get ? "GET, HEAD" : "",
            get && post ? ", " : "", post ? "POST" : "");
   *m = found;
-  return tl_fail(err, TL_EUNSUPPORTED, "%s is not allowed on %s; use %s",
-                 method, path, found.allow);
+  return tl_fail(err, TL_EUNSUPPORTED, "%s is not allowed on %s; use %s", method, path,
+                 found.allow);
 }

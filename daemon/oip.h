@@ -95,8 +95,8 @@ struct tl_oip_request {
  * 400 - or TL_ENOMEM, TL_EINVAL (NULL
  * arguments), with a sentence in err (may be NULL).  *out is untouched on
  * failure. */
-int tl_oip_parse_infer(const char *body, size_t len, int64_t json_len,
-                       struct tl_oip_request *out, struct tl_error *err);
+int tl_oip_parse_infer(const char *body, size_t len, int64_t json_len, struct tl_oip_request *out,
+                       struct tl_error *err);
 
 /* Frees what tl_oip_parse_infer() made and zeroes *r.  Safe on a zeroed
  * struct and on NULL. */
@@ -149,13 +149,12 @@ struct tl_oip_response {
  * JSON cannot carry: send it binary), TL_EINVAL (NULL or negative
  * arguments) or TL_ENOMEM with a sentence in err.  *out is untouched on
  * failure. */
-int tl_oip_response_build(const struct tl_oip_response *r,
-                          struct tl_oip_body *out, struct tl_error *err);
+int tl_oip_response_build(const struct tl_oip_response *r, struct tl_oip_body *out,
+                          struct tl_error *err);
 
 /* Builds {"error": msg}.  Bytes of msg that are not valid UTF-8 become
  * '?'.  Returns 0, or TL_ENOMEM or TL_EINVAL (NULL). */
-int tl_oip_error_body(const char *msg, struct tl_oip_body *out,
-                      struct tl_error *err);
+int tl_oip_error_body(const char *msg, struct tl_oip_body *out, struct tl_error *err);
 
 /* The HTTP status for an error code of this module or of the server
  * around it: 404 TL_ENOENT, 405 TL_EUNSUPPORTED, 503 TL_EBUSY, 400 the
@@ -195,15 +194,15 @@ struct tl_oip_model_meta {
  * "models" is tailor's own, so that a client can learn the names without
  * the repository extension.  Returns 0, TL_EINVAL (NULL members) or
  * TL_ENOMEM; *out is untouched on failure. */
-int tl_oip_server_metadata(const struct tl_oip_server_meta *m,
-                           struct tl_oip_body *out, struct tl_error *err);
+int tl_oip_server_metadata(const struct tl_oip_server_meta *m, struct tl_oip_body *out,
+                           struct tl_error *err);
 
 /* {"name", "versions", "platform", "inputs": [{"name", "datatype",
  * "shape"}], "outputs": [...]} for GET /v2/models/{name}.  Returns 0,
  * TL_EINVAL (NULL members, a dtype the protocol is not given here) or
  * TL_ENOMEM; *out is untouched on failure. */
-int tl_oip_model_metadata(const struct tl_oip_model_meta *m,
-                          struct tl_oip_body *out, struct tl_error *err);
+int tl_oip_model_metadata(const struct tl_oip_model_meta *m, struct tl_oip_body *out,
+                          struct tl_error *err);
 
 /* The protocol's name of dtype ("FP32"), or NULL for dtypes not served. */
 const char *tl_oip_dtype_name(enum tl_dtype dtype);
@@ -240,8 +239,8 @@ struct tl_oip_route_match {
  * TL_EUNSUPPORTED (the path exists for other methods: 405, m->allow holds
  * them for the Allow header, e.g. "GET, HEAD"), or TL_EINVAL (NULL), with
  * a sentence in err. */
-int tl_oip_route_match(const char *method, const char *path,
-                       struct tl_oip_route_match *m, struct tl_error *err);
+int tl_oip_route_match(const char *method, const char *path, struct tl_oip_route_match *m,
+                       struct tl_error *err);
 
 /* "model_infer", ...: for logs and metric labels; never NULL. */
 const char *tl_oip_route_name(enum tl_oip_route route);

@@ -121,8 +121,7 @@ int tl_rt_frontier_find(const struct tl_rt_frontier *f, const struct tl_supernet
 
 /* Checks the outputs of a model's first plan and records their names and
  * one-image shapes in m. */
-static int record_outputs(struct tl_rt_model *m, const struct tl_plan *plan,
-                          struct tl_error *err) {
+static int record_outputs(struct tl_rt_model *m, const struct tl_plan *plan, struct tl_error *err) {
   int n = tl_plan_n_outputs(plan);
   if (n < 1 || n > TL_OIP_TENSORS_MAX)
     return tl_fail(err, TL_EUNSUPPORTED, "%s: the model has %d outputs; tailord serves 1 to %d",
@@ -156,8 +155,8 @@ static int record_outputs(struct tl_rt_model *m, const struct tl_plan *plan,
 /* A frontier of model m from members src[0..n) (their bn is taken: set
  * to NULL in src), with plans for every worker. */
 static int frontier_build(struct tl_rt_model *m, struct tl_frontier_member *src, int n,
-                          int provisional, int partial, int n_workers,
-                          struct tl_rt_frontier **out, struct tl_error *err) {
+                          int provisional, int partial, int n_workers, struct tl_rt_frontier **out,
+                          struct tl_error *err) {
   struct tl_rt_frontier *f = calloc(1, sizeof *f);
   if (f == NULL || (f->m = calloc((size_t)n, sizeof *f->m)) == NULL) {
     free(f);
@@ -331,8 +330,7 @@ static int check_input(const struct tl_rt_model *m, const struct tl_oip_request 
     return tl_fail(err, TL_EDTYPE,
                    "input \"%s\" is %s; model \"%s\" takes FP32, or UINT8 pixels it scales "
                    "by %g",
-                   t->name, tl_oip_dtype_name(t->dtype), m->cfg.name,
-                   m->cfg.calibration.scale);
+                   t->name, tl_oip_dtype_name(t->dtype), m->cfg.name, m->cfg.calibration.scale);
   int ok = t->shape.ndim == 4 && t->shape.dims[0] >= 1;
   for (int d = 1; d < 4 && ok; d++)
     ok = t->shape.dims[d] == m->in_chw[d - 1];
@@ -383,8 +381,8 @@ static uint64_t deadline_ns(const struct tl_rt_request *req, int64_t timeout_us)
 }
 
 /* The member to run: see tl_rt_request_run(). */
-static int pick_member(struct tl_rt_request *req, const struct tl_oip_request *in,
-                       int64_t images, uint64_t now, struct tl_error *err) {
+static int pick_member(struct tl_rt_request *req, const struct tl_oip_request *in, int64_t images,
+                       uint64_t now, struct tl_error *err) {
   const struct tl_rt_frontier *f = req->frontier;
   if (in->subnet != NULL)
     return tl_rt_frontier_find(f, req->model->sn, in->subnet, err);
@@ -541,7 +539,7 @@ struct tl_rt_builder {
   struct job *jobs, *jobs_tail;
   struct tl_rt_event *events, *events_tail;
   int stop;
-  int running; /* a job (or its searches) is being worked on */
+  int running;       /* a job (or its searches) is being worked on */
   atomic_int cancel; /* set with stop: a search running stops early */
 
   /* the builder thread's alone */
@@ -616,14 +614,14 @@ static int model_load(struct tl_rt_model *m, struct tl_error *err) {
     return rc;
   const struct tl_graph *g = m->g;
   if (g->n_inputs != 1)
-    return tl_fail(err, TL_EUNSUPPORTED, "%s: tailord serves models with one input; this one has %d",
-                   m->cfg.path, g->n_inputs);
+    return tl_fail(err, TL_EUNSUPPORTED,
+                   "%s: tailord serves models with one input; this one has %d", m->cfg.path,
+                   g->n_inputs);
   const struct tl_value *v = &g->values[g->inputs[0]];
   if (v->dtype != TL_DTYPE_FLOAT32 && v->dtype != TL_DTYPE_UNDEFINED)
     return tl_fail(err, TL_EUNSUPPORTED, "%s: input \"%s\" is %s; tailord serves float32 models",
                    m->cfg.path, v->name, tl_dtype_name(v->dtype));
-  if (v->shape.ndim != 4 || v->shape.dims[1] <= 0 || v->shape.dims[2] <= 0 ||
-      v->shape.dims[3] <= 0)
+  if (v->shape.ndim != 4 || v->shape.dims[1] <= 0 || v->shape.dims[2] <= 0 || v->shape.dims[3] <= 0)
     return tl_fail(err, TL_EUNSUPPORTED,
                    "%s: input \"%s\" is not an image batch N x C x H x W with known C, H, W",
                    m->cfg.path, v->name);
@@ -650,8 +648,8 @@ static int model_load(struct tl_rt_model *m, struct tl_error *err) {
     return rc;
 
   if (m->cfg.calibration.x != NULL) {
-    rc = tl_calib_load(m->cfg.calibration.x, m->cfg.calibration.y,
-                       (float)m->cfg.calibration.scale, &m->calib, err);
+    rc = tl_calib_load(m->cfg.calibration.x, m->cfg.calibration.y, (float)m->cfg.calibration.scale,
+                       &m->calib, err);
     if (rc != 0)
       return rc;
     m->has_calib = 1;
@@ -710,8 +708,7 @@ struct search_progress {
   uint64_t next_log_ns;
 };
 
-static void on_search_progress(void *ctx, const char *phase, int done, int total,
-                               double overall) {
+static void on_search_progress(void *ctx, const char *phase, int done, int total, double overall) {
   struct search_progress *p = ctx;
   atomic_store(&p->m->search_permille, (int)(overall * 999)); /* 1000 once final */
   uint64_t now = uv_hrtime();
@@ -757,8 +754,8 @@ static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m, struc
   struct tl_frontier_member *f = NULL;
   int n = 0;
   struct tl_frontier_report rep;
-  int rc = tl_frontier_obtain(m->sn, m->g, b->st, b->device_id, &m->calib, &so, NULL, NULL, &f,
-                              &n, &rep, err);
+  int rc = tl_frontier_obtain(m->sn, m->g, b->st, b->device_id, &m->calib, &so, NULL, NULL, &f, &n,
+                              &rep, err);
   if (rc != 0)
     return rc;
   if (rep.cached)
@@ -1059,8 +1056,8 @@ int tl_rt_builder_start(const struct tl_rt_builder_env *env, struct tl_rt_builde
   return 0;
 }
 
-int tl_rt_builder_submit(struct tl_rt_builder *b, const struct tl_config *cfg,
-                         uint64_t generation, struct tl_error *err) {
+int tl_rt_builder_submit(struct tl_rt_builder *b, const struct tl_config *cfg, uint64_t generation,
+                         struct tl_error *err) {
   struct job *j = calloc(1, sizeof *j);
   if (j == NULL || (j->models = calloc((size_t)cfg->n_models, sizeof *j->models)) == NULL) {
     free(j);

@@ -56,7 +56,6 @@ struct tl_logger {
 void tl__log(const struct tl_logger *lg, int priority, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-
 /* ------------------------------------------------------------ frontier */
 
 /* Room for a spec's canonical text ("r=28 d=2,2,2 w=1,1,1" and much
@@ -69,10 +68,10 @@ struct tl_rt_member {
   uint64_t key;              /* tl_subnet_key() */
   double predicted_ms;       /* on this device, unloaded, at full speed */
   double predicted_mib;
-  double accuracy;           /* top-1 (or agreement) on the calibration data;
-                                < 0: unknown */
-  struct tl_bn_stats *bn;    /* recalibrated statistics, owned; NULL: the model's */
-  struct tl_plan **plans;    /* (n_workers) owned; plans[w] runs on worker w only */
+  double accuracy;        /* top-1 (or agreement) on the calibration data;
+                             < 0: unknown */
+  struct tl_bn_stats *bn; /* recalibrated statistics, owned; NULL: the model's */
+  struct tl_plan **plans; /* (n_workers) owned; plans[w] runs on worker w only */
 };
 
 /* A frontier with its plans.  Immutable once published. */
@@ -133,20 +132,20 @@ struct tl_rt_feedback {
  * `active`, which workers never read but the loop publishes atomically so
  * that any reader sees a whole index. */
 struct tl_rt_control {
-  atomic_int active;        /* index into the model's current frontier */
-  int pinned;               /* 1: active is fixed by POST .../pin */
-  int degraded;             /* 1: no member meets the budget */
-  int decided;              /* 0 until the controller chose for this frontier */
-  double correction;        /* EWMA of served / predicted latency; 1 at start */
-  int64_t observed;         /* requests the correction has seen */
-  double rate;              /* requests served per second, EWMA over intervals */
-  int64_t tick_served;      /* requests served since the controller's last tick */
-  double demand_others;     /* cores the other models' active members use */
-  double quota_cores;       /* our cgroup's CPU quota; 0: none */
-  double overhead_ms;       /* CPU per request outside its plan run */
-  uint64_t better_since_ns; /* a more accurate choice fits since; 0: none */
+  atomic_int active;            /* index into the model's current frontier */
+  int pinned;                   /* 1: active is fixed by POST .../pin */
+  int degraded;                 /* 1: no member meets the budget */
+  int decided;                  /* 0 until the controller chose for this frontier */
+  double correction;            /* EWMA of served / predicted latency; 1 at start */
+  int64_t observed;             /* requests the correction has seen */
+  double rate;                  /* requests served per second, EWMA over intervals */
+  int64_t tick_served;          /* requests served since the controller's last tick */
+  double demand_others;         /* cores the other models' active members use */
+  double quota_cores;           /* our cgroup's CPU quota; 0: none */
+  double overhead_ms;           /* CPU per request outside its plan run */
+  uint64_t better_since_ns;     /* a more accurate choice fits since; 0: none */
   struct tl_device_scale scale; /* the factors of the last decision */
-  char reason[256];         /* why the active member was chosen */
+  char reason[256];             /* why the active member was chosen */
   /* Feedback: what the requests served lately saw (controller.c). */
   struct tl_rt_feedback fb;
 };
@@ -160,12 +159,12 @@ struct tl_rt_model {
   /* What its accuracies are: "top-1", or "agreement" with the largest
    * subnet when the calibration data has no labels. */
   const char *accuracy_metric;
-  char *input_name;    /* the model's one runtime input */
-  int64_t in_chw[3];   /* its C, H, W */
+  char *input_name;  /* the model's one runtime input */
+  int64_t in_chw[3]; /* its C, H, W */
   int n_outputs;
-  char **output_names; /* (n_outputs) */
+  char **output_names;            /* (n_outputs) */
   struct tl_shape *output_shapes; /* (n_outputs) for one image: dims[0] 1 */
-  int needs_search;    /* the frontier is provisional and a search will come */
+  int needs_search;               /* the frontier is provisional and a search will come */
   /* The search's progress in thousandths: 1000 once the frontier is its
    * final one (cached or searched), -1 when there is no search (no
    * calibration data).  Written by the search thread. */
@@ -206,24 +205,24 @@ int tl_runtime_ready(const struct tl_runtime *rt);
  * second (tl_rt_request_run), the loop then reads the result and calls
  * tl_rt_request_release. */
 struct tl_rt_request {
-  struct tl_runtime *rt;          /* one reference */
-  struct tl_rt_model *model;      /* in rt */
+  struct tl_runtime *rt;           /* one reference */
+  struct tl_rt_model *model;       /* in rt */
   struct tl_rt_frontier *frontier; /* one reference */
-  int active;                     /* the member the model had at admission */
-  int pinned;                     /* 1: serve active whatever the deadline */
-  struct tl_device_scale scale;   /* the controller's factors at admission */
-  uint64_t arrival_ns;            /* when the request was complete */
-  char *body;                     /* owned */
+  int active;                      /* the member the model had at admission */
+  int pinned;                      /* 1: serve active whatever the deadline */
+  struct tl_device_scale scale;    /* the controller's factors at admission */
+  uint64_t arrival_ns;             /* when the request was complete */
+  char *body;                      /* owned */
   size_t body_len;
-  int64_t json_len;               /* Inference-Header-Content-Length or -1 */
+  int64_t json_len; /* Inference-Header-Content-Length or -1 */
 
-  int status;                 /* HTTP status of the answer */
-  struct tl_oip_body resp;    /* the answer's body (an error body on failure) */
-  int member;                 /* the member that ran; -1 if none */
-  int64_t images;             /* the batch N that ran */
-  uint64_t picked_ns;         /* when a worker picked it up */
-  uint64_t start_ns;          /* when it started on it (after any injected wait) */
-  uint64_t compute_ns;        /* the plan runs, all images */
+  int status;              /* HTTP status of the answer */
+  struct tl_oip_body resp; /* the answer's body (an error body on failure) */
+  int member;              /* the member that ran; -1 if none */
+  int64_t images;          /* the batch N that ran */
+  uint64_t picked_ns;      /* when a worker picked it up */
+  uint64_t start_ns;       /* when it started on it (after any injected wait) */
+  uint64_t compute_ns;     /* the plan runs, all images */
   uint64_t end_ns;
 };
 
@@ -299,10 +298,10 @@ struct tl_rt_event {
 
 struct tl_rt_builder_env {
   uv_loop_t *loop;
-  const char *database;  /* the cache; the builder opens its own connection */
+  const char *database;    /* the cache; the builder opens its own connection */
   const char *device_root; /* where the device's fingerprint is read */
-  int workers;           /* plans per member */
-  int threads;           /* engine threads (for the device fingerprint) */
+  int workers;             /* plans per member */
+  int threads;             /* engine threads (for the device fingerprint) */
   /* Called on the loop thread for each event; the receiver takes what the
    * event holds (references) and the event is freed after the call. */
   void (*on_event)(void *ctx, struct tl_rt_event *ev);
@@ -319,8 +318,8 @@ int tl_rt_builder_start(const struct tl_rt_builder_env *env, struct tl_rt_builde
 
 /* Queues a generation of the models of cfg (copied; cfg stays the
  * caller's).  Loop thread. */
-int tl_rt_builder_submit(struct tl_rt_builder *b, const struct tl_config *cfg,
-                         uint64_t generation, struct tl_error *err);
+int tl_rt_builder_submit(struct tl_rt_builder *b, const struct tl_config *cfg, uint64_t generation,
+                         struct tl_error *err);
 
 /* Stops the builder: drops queued jobs, tells a running search to stop
  * (it does before its next subnet evaluation), waits for the thread when

@@ -80,15 +80,15 @@ struct infer_job {
   struct tl_server *srv;
   struct conn *conn; /* NULL once the connection closed first */
   int keep_alive;
-  atomic_int direct; /* DIRECT_* */
-  int fd;            /* the connection's, for a direct answer */
+  atomic_int direct;      /* DIRECT_* */
+  int fd;                 /* the connection's, for a direct answer */
   struct tl_http_buf out; /* the formatted answer, when the worker wrote */
-  size_t sent;           /* bytes of out the worker wrote */
-  int send_errno;        /* why the worker's write stopped short; 0 none */
-  uint64_t answered_ns;  /* when the worker's write returned */
-  int counted;           /* its answer is counted in the server's answering */
-  atomic_int lease;      /* 1: lent; the loop stopped reading it */
-  atomic_int recall;     /* 1: the loop wants it back at the next request */
+  size_t sent;            /* bytes of out the worker wrote */
+  int send_errno;         /* why the worker's write stopped short; 0 none */
+  uint64_t answered_ns;   /* when the worker's write returned */
+  int counted;            /* its answer is counted in the server's answering */
+  atomic_int lease;       /* 1: lent; the loop stopped reading it */
+  atomic_int recall;      /* 1: the loop wants it back at the next request */
   /* When the lease ended on something for the loop: a parser event the
    * worker did not act on (TL_HTTP_REQUEST, TL_HTTP_CONTINUE, or < 0 with
    * ev_err), or the end of the stream. */
@@ -109,20 +109,20 @@ struct conn {
   uv_timer_t idle;
   struct tl_server *srv;
   struct conn *prev, *next;
-  int open_handles;     /* freed when both handles are closed */
-  int closing;          /* uv_close called */
+  int open_handles;      /* freed when both handles are closed */
+  int closing;           /* uv_close called */
   int close_after_write; /* close once the writes in flight are done */
-  int writes;           /* writes in flight */
-  int reading;          /* uv_read_start in effect */
-  int eof;              /* the peer sent no more */
-  int rejected;         /* over max_connections: not counted, 503 then close */
-  int route;            /* of the request being answered, for metrics; -1 none */
+  int writes;            /* writes in flight */
+  int reading;           /* uv_read_start in effect */
+  int eof;               /* the peer sent no more */
+  int rejected;          /* over max_connections: not counted, 503 then close */
+  int route;             /* of the request being answered, for metrics; -1 none */
   struct infer_job *job; /* in flight; what is read meanwhile waits in pending */
   int close_deferred;    /* closing, its handles wait for the job's worker */
   uint64_t answered_ns;  /* when its last inference answer went out; 0 none */
   size_t feed_left;      /* bytes read after the request being handled */
   struct tl_http_conn http;
-  char *pending;        /* bytes read after the request in flight */
+  char *pending; /* bytes read after the request in flight */
   size_t pending_len, pending_cap;
   char rbuf[READ_BUF_BYTES];
 };
@@ -255,8 +255,7 @@ static void send_response(struct conn *c, int status, const char *content_type, 
   struct tl_http_buf buf = {0};
   struct tl_error err = {{0}};
   if (format_response(&buf, status, content_type, body, len, keep_alive,
-                      c->http.req.method == TL_HTTP_METHOD_HEAD, headers, n_headers,
-                      &err) != 0) {
+                      c->http.req.method == TL_HTTP_METHOD_HEAD, headers, n_headers, &err) != 0) {
     tl__log(&s->env.log, 3, "cannot format a response: %s", err.msg);
     tl_http_buf_free(&buf);
     conn_close(c);
@@ -348,8 +347,7 @@ static void conn_close(struct conn *c) {
   if (c->job != NULL) {
     atomic_store(&c->job->recall, 1);
     int was = DIRECT_OK;
-    if (!atomic_compare_exchange_strong(&c->job->direct, &was, DIRECT_NO) &&
-        was == DIRECT_TAKEN) {
+    if (!atomic_compare_exchange_strong(&c->job->direct, &was, DIRECT_NO) && was == DIRECT_TAKEN) {
       /* its worker is writing or wrote: the descriptor stays open until
        * the job is done (job_done closes the handles) */
       c->close_deferred = 1;
@@ -595,8 +593,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     tl__log(&s->env.log, 4, "refusing a connection: %d open, the limit is %d", s->n_conns,
             s->limits.max_connections);
     char msg[128];
-    snprintf(msg, sizeof msg, "too many connections: the limit is %d",
-             s->limits.max_connections);
+    snprintf(msg, sizeof msg, "too many connections: the limit is %d", s->limits.max_connections);
     send_error(c, 503, msg, 0);
     return;
   }
@@ -676,8 +673,7 @@ static void route_ready(struct conn *c, const struct tl_oip_route_match *m, int 
   send_json(c, ready ? 200 : 400, json_pack("{s:b}", "ready", ready), keep_alive);
 }
 
-static void route_model_ready(struct conn *c, const struct tl_oip_route_match *m,
-                              int keep_alive) {
+static void route_model_ready(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
   struct tl_rt_model *model = tl_runtime_model(*c->srv->env.current, m->model);
   if (model == NULL) {
     find_model(c, m->model, 0, keep_alive); /* answers 404 or 503 */
@@ -689,7 +685,7 @@ static void route_model_ready(struct conn *c, const struct tl_oip_route_match *m
 }
 
 static void route_model_metadata(struct conn *c, const struct tl_oip_route_match *m,
-                                  int keep_alive) {
+                                 int keep_alive) {
   struct tl_rt_model *model = find_model(c, m->model, 1, keep_alive);
   if (model == NULL)
     return;
@@ -732,8 +728,8 @@ static int format_answer(struct infer_job *j) {
   struct tl_http_header h;
   int n = binary_header(b, &h, jl);
   struct tl_error err = {{0}};
-  if (format_response(&j->out, j->req.status, b->content_type, b->data, b->len, j->keep_alive,
-                      0, n ? &h : NULL, n, &err) != 0) {
+  if (format_response(&j->out, j->req.status, b->content_type, b->data, b->len, j->keep_alive, 0,
+                      n ? &h : NULL, n, &err) != 0) {
     tl_http_buf_free(&j->out);
     return -1;
   }
@@ -1008,8 +1004,7 @@ static void job_done(struct tl_work *w) {
  * client's connection; queueing it would hold the connection and the
  * queue for an answer nobody wants (under a CPU quota, the queue only
  * grows).  Loop thread. */
-static int must_shed(struct tl_server *s, const struct tl_rt_model *model, char *why,
-                     size_t size) {
+static int must_shed(struct tl_server *s, const struct tl_rt_model *model, char *why, size_t size) {
   const struct tl_config_budget *b = &model->cfg.budget;
   const double deadline = b->deadline_ms > 0 ? b->deadline_ms : 10 * b->latency_p95_ms;
   const int workers = (*s->env.config)->workers > 0 ? (*s->env.config)->workers : 1;
@@ -1128,8 +1123,7 @@ static void route_metrics(struct conn *c, const struct tl_oip_route_match *m, in
     send_error(c, 500, "out of memory", keep_alive);
     return;
   }
-  send_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, keep_alive, NULL,
-                0);
+  send_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, keep_alive, NULL, 0);
   free(text);
 }
 
@@ -1145,16 +1139,14 @@ static void route_subnets(struct conn *c, const struct tl_oip_route_match *m, in
   json_t *list = json_array();
   json_t *root = json_pack("{s:s,s:b,s:b,s:s,s:b,s:s}", "model", model->cfg.name, "provisional",
                            f->provisional, "partial", f->partial, "active", f->m[active].text,
-                           "pinned", model->ctl.pinned, "accuracy_metric",
-                           model->accuracy_metric);
+                           "pinned", model->ctl.pinned, "accuracy_metric", model->accuracy_metric);
   int ok = list != NULL && root != NULL;
   for (int i = 0; i < f->n && ok; i++) {
     const struct tl_rt_member *mm = &f->m[i];
     json_t *e = json_pack("{s:s,s:f,s:f,s:f,s:o,s:b,s:b}", "subnet", mm->text, "predicted_ms",
                           mm->predicted_ms, "scaled_ms", tl_controller_scaled_ms(model, i),
-                          "predicted_mib", mm->predicted_mib, "accuracy",
-                          maybe_real(mm->accuracy), "active", i == active, "fits",
-                          tl_controller_fits(model, i, NULL, 0));
+                          "predicted_mib", mm->predicted_mib, "accuracy", maybe_real(mm->accuracy),
+                          "active", i == active, "fits", tl_controller_fits(model, i, NULL, 0));
     ok = e != NULL && json_array_append_new(list, e) == 0;
   }
   if (!ok || json_object_set_new(root, "subnets", list) != 0) {
@@ -1181,35 +1173,35 @@ static void route_state(struct conn *c, const struct tl_oip_route_match *m, int 
   tl_device_state_format(tl_controller_device(s->env.controller), dev, sizeof dev);
   json_t *device = json_loads(dev, 0, NULL);
   const struct tl_config_budget *b = &model->cfg.budget;
-  json_t *root = json_pack(
-      "{s:s,s:I,s:s,s:f,s:f,s:b,s:b,s:s,s:f,s:{s:f,s:f,s:f},s:{s:f,s:i,s:f,s:s,s:f,s:i},"
-      "s:{s:i,s:b,s:b},s:o}",
-      "model", model->cfg.name, "generation", (json_int_t)(*s->env.current)->generation,
-      "active", f->m[active].text, "predicted_ms", f->m[active].predicted_ms, "scaled_ms",
-      tl_controller_scaled_ms(model, active), "degraded", ctl->degraded, "pinned", ctl->pinned,
-      "reason", ctl->reason, "correction", ctl->correction, "scale", "freq_ratio",
-      ctl->scale.freq_ratio > 0 ? ctl->scale.freq_ratio : 1.0, "cpu_share",
-      ctl->scale.cpu_share > 0 ? ctl->scale.cpu_share : 1.0, "correction",
-      ctl->scale.correction > 0 ? ctl->scale.correction : 1.0, "budget", "latency_p95_ms",
-      b->latency_p95_ms, "memory_mib", b->memory_mib, "min_accuracy", b->min_accuracy,
-      "accuracy_metric", model->accuracy_metric, "margin",
-      b->margin, "hysteresis_ms", b->hysteresis_ms, "frontier", "size", f->n, "provisional",
-      f->provisional, "partial", f->partial, "device", device != NULL ? device : json_object());
-  json_t *load = json_pack("{s:f,s:f,s:o}", "rate_per_s", ctl->rate, "overhead_ms",
-                           ctl->overhead_ms, "quota_cores",
-                           ctl->quota_cores > 0 ? json_real(ctl->quota_cores) : json_null());
+  json_t *root =
+      json_pack("{s:s,s:I,s:s,s:f,s:f,s:b,s:b,s:s,s:f,s:{s:f,s:f,s:f},s:{s:f,s:i,s:f,s:s,s:f,s:i},"
+                "s:{s:i,s:b,s:b},s:o}",
+                "model", model->cfg.name, "generation", (json_int_t)(*s->env.current)->generation,
+                "active", f->m[active].text, "predicted_ms", f->m[active].predicted_ms, "scaled_ms",
+                tl_controller_scaled_ms(model, active), "degraded", ctl->degraded, "pinned",
+                ctl->pinned, "reason", ctl->reason, "correction", ctl->correction, "scale",
+                "freq_ratio", ctl->scale.freq_ratio > 0 ? ctl->scale.freq_ratio : 1.0, "cpu_share",
+                ctl->scale.cpu_share > 0 ? ctl->scale.cpu_share : 1.0, "correction",
+                ctl->scale.correction > 0 ? ctl->scale.correction : 1.0, "budget", "latency_p95_ms",
+                b->latency_p95_ms, "memory_mib", b->memory_mib, "min_accuracy", b->min_accuracy,
+                "accuracy_metric", model->accuracy_metric, "margin", b->margin, "hysteresis_ms",
+                b->hysteresis_ms, "frontier", "size", f->n, "provisional", f->provisional,
+                "partial", f->partial, "device", device != NULL ? device : json_object());
+  json_t *load =
+      json_pack("{s:f,s:f,s:o}", "rate_per_s", ctl->rate, "overhead_ms", ctl->overhead_ms,
+                "quota_cores", ctl->quota_cores > 0 ? json_real(ctl->quota_cores) : json_null());
   /* What clients saw lately (null with too few requests to say), and
    * while degraded, what is over the budget and what would help. */
   const struct tl_rt_feedback *fb = &ctl->fb;
   const int seen = fb->samples >= TL_RT_FEEDBACK_MIN;
-  json_t *feedback = json_pack(
-      "{s:i,s:o,s:o,s:o,s:o,s:o,s:o}", "samples", fb->samples, "served_p95_ms",
-      seen ? json_real(fb->latency_p95_ms) : json_null(), "waiting_p95_ms",
-      seen ? json_real(fb->excess_p95_ms) : json_null(), "queue_p95_ms",
-      seen ? json_real(fb->queue_p95_ms) : json_null(), "cpu_wait_ms",
-      fb->cpu_wait_ms >= 0 ? json_real(fb->cpu_wait_ms) : json_null(), "over",
-      fb->over_part != NULL ? json_string(fb->over_part) : json_null(), "help",
-      fb->over[0] ? json_string(fb->over) : json_null());
+  json_t *feedback =
+      json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o}", "samples", fb->samples, "served_p95_ms",
+                seen ? json_real(fb->latency_p95_ms) : json_null(), "waiting_p95_ms",
+                seen ? json_real(fb->excess_p95_ms) : json_null(), "queue_p95_ms",
+                seen ? json_real(fb->queue_p95_ms) : json_null(), "cpu_wait_ms",
+                fb->cpu_wait_ms >= 0 ? json_real(fb->cpu_wait_ms) : json_null(), "over",
+                fb->over_part != NULL ? json_string(fb->over_part) : json_null(), "help",
+                fb->over[0] ? json_string(fb->over) : json_null());
   if (root == NULL) {
     json_decref(load); /* set_new below takes them, even on failure */
     json_decref(feedback);
@@ -1292,9 +1284,8 @@ static json_t *event_json(const struct tl_switch_event *e) {
   }
   return json_pack("{s:I,s:I,s:o,s:s,s:s,s:o}", "id", (json_int_t)e->id, "time_ms",
                    (json_int_t)e->time_ms, "from",
-                   e->from_spec != NULL ? json_string(e->from_spec) : json_null(), "to",
-                   e->to_spec, "reason", e->reason, "state",
-                   state != NULL ? state : json_null());
+                   e->from_spec != NULL ? json_string(e->from_spec) : json_null(), "to", e->to_spec,
+                   "reason", e->reason, "state", state != NULL ? state : json_null());
 }
 
 static void route_events(struct conn *c, const struct tl_oip_route_match *m, int keep_alive) {
@@ -1304,8 +1295,7 @@ static void route_events(struct conn *c, const struct tl_oip_route_match *m, int
   if (model == NULL || events_limit(c, keep_alive, &limit) != 0)
     return;
   if (s->env.store == NULL) {
-    send_error(c, 503, "switch events are not stored: the cache could not be opened",
-               keep_alive);
+    send_error(c, 503, "switch events are not stored: the cache could not be opened", keep_alive);
     return;
   }
   struct tl_switch_event *ev = NULL;
@@ -1395,8 +1385,7 @@ static int remove_stale(const char *path, struct tl_error *err) {
   if (live)
     return tl_fail(err, TL_EIO, "%s: another server is answering on this socket", path);
   if (unlink(path) != 0 && errno != ENOENT)
-    return tl_fail(err, TL_EIO, "%s: cannot remove the stale socket: %s", path,
-                   strerror(errno));
+    return tl_fail(err, TL_EIO, "%s: cannot remove the stale socket: %s", path, strerror(errno));
   return 0;
 }
 

@@ -50,60 +50,62 @@ void die(const char *fmt, ...) {
 }
 
 void usage(FILE *f) {
-  fputs("usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]\n"
-        "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
-        "                       [--per-op] [--json]\n"
-        "       tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]\n"
-        "       tailorctl eval MODEL.onnx --calib X.npy [Y.npy] [--subnet SPEC]... [--recalib X.npy]\n"
-        "                      [--recalib-images N] [--scale S] [--batch N] [--threads N] [--json]\n"
-        "       tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy\n"
-        "                        [--recalib-images N] [--scale S]]\n"
-        "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
-        "                         [--from OTHER.db [--from-threads N] --anchors N] [--json]\n"
-        "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
-        "       tailorctl search MODEL.onnx --calib X.npy [Y.npy] [--k N] [--db FILE] [--threads N]\n"
-        "                        [--jobs N] [--time-budget S] [--scale S] [--json]\n"
-        "       tailorctl status [--model NAME] [--socket PATH] [--json]\n"
-        "       tailorctl subnets [--model NAME] [--socket PATH] [--json]\n"
-        "       tailorctl events [--limit N] [--model NAME] [--socket PATH] [--json]\n"
-        "       tailorctl pin SPEC|auto [--model NAME] [--socket PATH] [--json]\n"
-        "       tailorctl infer IMAGES.npy [--runs N] [--clients N] [--rate HZ]\n"
-        "                       [--timeout-us T] [--scale S] [--trace FILE] [--json-requests]\n"
-        "                       [--connection-per-request] [--start-monotonic-ms MS]\n"
-        "                       [--model NAME] [--socket PATH] [--json]\n"
-        "\n"
-        "run      runs the model (or one subnet of its SuperNet) on one .npy per graph\n"
-        "         input, in order, and prints each output (top-5 for a classifier);\n"
-        "         --out DIR writes each output as DIR/<output name>.npy\n"
-        "bench    times the model on a random input: median/p10/p90 latency and peak\n"
-        "         resident memory; --per-op shows where the time goes\n"
-        "inspect  the SuperNet found in the model: stages, residual blocks, elastic\n"
-        "         widths and resolutions, the number of subnets, cost of the extremes;\n"
-        "         --why says, for each residual Add and conv that is not elastic, why\n"
-        "         not; --spread N lists N subnets spread over the space by cost (the\n"
-        "         smallest, the largest, and random ones nearest to even steps of\n"
-        "         log MACs between them)\n"
-        "eval     top-1 accuracy of subnets on labelled images (X: N x C x H x W\n"
-        "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32),\n"
-        "         or without Y their top-1 agreement with the largest subnet;\n"
-        "         without --subnet, a table across width, depth and resolution;\n"
-        "         --recalib X.npy recomputes BatchNorm statistics per subnet first (in a\n"
-        "         model whose BN was folded into its convs: the convs' output statistics)\n"
-        "export   writes one subnet as a standalone ONNX model that any runtime runs:\n"
-        "         skipped blocks gone, weights cut to what it uses, the native input\n"
-        "         resized first when SPEC's side is smaller; --recalib X.npy writes\n"
-        "         BatchNorm statistics recalibrated on the first N images (default\n"
-        "         2000) into it (into the convs' weights when BN was folded)\n"
-        "profile  times every op signature of the model's subnet space on this device\n"
-        "         (what the cache lacks) and keeps them in the cache (--db, default\n"
-        "         $TAILOR_DB or ~/.cache/tailor/cache.db); --from maps another cache's\n"
-        "         table here from N anchor ops measured here instead\n"
-        "predict  predicted latency and memory of subnets, from the cached table\n"
-        "search   the frontier: at most K subnets, Pareto in predicted latency and\n"
-        "         accuracy on the calibration data (agreement without Y), kept in the\n"
-        "         cache (a second search with the same model, data and device only\n"
-        "         loads it)\n",
-        f);
+  fputs(
+      "usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]\n"
+      "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
+      "                       [--per-op] [--json]\n"
+      "       tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]\n"
+      "       tailorctl eval MODEL.onnx --calib X.npy [Y.npy] [--subnet SPEC]... [--recalib "
+      "X.npy]\n"
+      "                      [--recalib-images N] [--scale S] [--batch N] [--threads N] [--json]\n"
+      "       tailorctl export MODEL.onnx --subnet SPEC -o FILE.onnx [--recalib X.npy\n"
+      "                        [--recalib-images N] [--scale S]]\n"
+      "       tailorctl profile MODEL.onnx [--db FILE] [--threads N]\n"
+      "                         [--from OTHER.db [--from-threads N] --anchors N] [--json]\n"
+      "       tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N] [--json]\n"
+      "       tailorctl search MODEL.onnx --calib X.npy [Y.npy] [--k N] [--db FILE] [--threads N]\n"
+      "                        [--jobs N] [--time-budget S] [--scale S] [--json]\n"
+      "       tailorctl status [--model NAME] [--socket PATH] [--json]\n"
+      "       tailorctl subnets [--model NAME] [--socket PATH] [--json]\n"
+      "       tailorctl events [--limit N] [--model NAME] [--socket PATH] [--json]\n"
+      "       tailorctl pin SPEC|auto [--model NAME] [--socket PATH] [--json]\n"
+      "       tailorctl infer IMAGES.npy [--runs N] [--clients N] [--rate HZ]\n"
+      "                       [--timeout-us T] [--scale S] [--trace FILE] [--json-requests]\n"
+      "                       [--connection-per-request] [--start-monotonic-ms MS]\n"
+      "                       [--model NAME] [--socket PATH] [--json]\n"
+      "\n"
+      "run      runs the model (or one subnet of its SuperNet) on one .npy per graph\n"
+      "         input, in order, and prints each output (top-5 for a classifier);\n"
+      "         --out DIR writes each output as DIR/<output name>.npy\n"
+      "bench    times the model on a random input: median/p10/p90 latency and peak\n"
+      "         resident memory; --per-op shows where the time goes\n"
+      "inspect  the SuperNet found in the model: stages, residual blocks, elastic\n"
+      "         widths and resolutions, the number of subnets, cost of the extremes;\n"
+      "         --why says, for each residual Add and conv that is not elastic, why\n"
+      "         not; --spread N lists N subnets spread over the space by cost (the\n"
+      "         smallest, the largest, and random ones nearest to even steps of\n"
+      "         log MACs between them)\n"
+      "eval     top-1 accuracy of subnets on labelled images (X: N x C x H x W\n"
+      "         float32, or uint8 times --scale, default 1/255; Y: N int64/int32),\n"
+      "         or without Y their top-1 agreement with the largest subnet;\n"
+      "         without --subnet, a table across width, depth and resolution;\n"
+      "         --recalib X.npy recomputes BatchNorm statistics per subnet first (in a\n"
+      "         model whose BN was folded into its convs: the convs' output statistics)\n"
+      "export   writes one subnet as a standalone ONNX model that any runtime runs:\n"
+      "         skipped blocks gone, weights cut to what it uses, the native input\n"
+      "         resized first when SPEC's side is smaller; --recalib X.npy writes\n"
+      "         BatchNorm statistics recalibrated on the first N images (default\n"
+      "         2000) into it (into the convs' weights when BN was folded)\n"
+      "profile  times every op signature of the model's subnet space on this device\n"
+      "         (what the cache lacks) and keeps them in the cache (--db, default\n"
+      "         $TAILOR_DB or ~/.cache/tailor/cache.db); --from maps another cache's\n"
+      "         table here from N anchor ops measured here instead\n"
+      "predict  predicted latency and memory of subnets, from the cached table\n"
+      "search   the frontier: at most K subnets, Pareto in predicted latency and\n"
+      "         accuracy on the calibration data (agreement without Y), kept in the\n"
+      "         cache (a second search with the same model, data and device only\n"
+      "         loads it)\n",
+      f);
   fputs("\n"
         "status, subnets, events, pin and infer are clients of a running tailord, on\n"
         "--socket (default $TAILOR_SOCKET, else /run/tailord/tailord.sock), for --model\n"
@@ -259,8 +261,7 @@ struct tl_supernet *load_supernet(struct tl_graph *g) {
   return sn;
 }
 
-void parse_subnet(const struct tl_supernet *sn, const char *text,
-                         struct tl_subnet_spec *spec) {
+void parse_subnet(const struct tl_supernet *sn, const char *text, struct tl_subnet_spec *spec) {
   struct tl_error err = {{0}};
   if (tl_subnet_parse(sn, text, spec, &err) != 0)
     die("%s", err.msg);
@@ -347,10 +348,11 @@ static void safe_name(const char *in, char *out, size_t size) {
 }
 
 static int cmd_run(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"out", required_argument, NULL, 'o'},    {"json", no_argument, NULL, 'j'},
-      {"subnet", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"subnet", required_argument, NULL, 's'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *out_dir = NULL, *subnet = NULL;
   int as_json = 0, c;
   while ((c = getopt_long(argc, argv, "o:js:h", opts, NULL)) != -1) {
@@ -439,8 +441,8 @@ static int cmd_run(int argc, char **argv) {
     const char *name = tl_plan_output_name(plan, i);
     int64_t n = tl_shape_numel(&t->shape);
     char sh[96];
-    int classifier = t->dtype == TL_DTYPE_FLOAT32 && n >= 5 &&
-                     t->shape.dims[t->shape.ndim - 1] == n;
+    int classifier =
+        t->dtype == TL_DTYPE_FLOAT32 && n >= 5 && t->shape.dims[t->shape.ndim - 1] == n;
     int64_t idx[5];
     int k = classifier ? top_k(t->data, n, 5, idx) : 0;
     if (as_json) {
@@ -461,8 +463,12 @@ static int cmd_run(int argc, char **argv) {
       }
       for (int64_t j = 0; j < n && n <= 65536; j++) {
         switch (t->dtype) {
-        case TL_DTYPE_FLOAT32: json_array_append_new(data, json_real(((const float *)t->data)[j])); break;
-        case TL_DTYPE_INT64: json_array_append_new(data, json_integer(((const int64_t *)t->data)[j])); break;
+        case TL_DTYPE_FLOAT32:
+          json_array_append_new(data, json_real(((const float *)t->data)[j]));
+          break;
+        case TL_DTYPE_INT64:
+          json_array_append_new(data, json_integer(((const int64_t *)t->data)[j]));
+          break;
         default: json_array_append_new(data, json_integer(((const uint8_t *)t->data)[j])); break;
         }
       }
@@ -667,9 +673,10 @@ static int cmd_bench(int argc, char **argv) {
     printf("threads      %d\n", threads);
     printf("runs         %d (after %d warm-up)\n", runs, warmup);
     printf("latency ms   median %.3f  p10 %.3f  p90 %.3f  min %.3f\n", median, p10, p90, lat[0]);
-    printf("compute      %.3f GMAC, %.1f GFLOP/s at the median\n", gmacs, 2 * gmacs / (median / 1e3));
-    printf("memory MiB   peak RSS %.1f  weights %.1f  arena %.1f  scratch %.1f\n", rss,
-           weights_mib, arena_mib, scratch_mib);
+    printf("compute      %.3f GMAC, %.1f GFLOP/s at the median\n", gmacs,
+           2 * gmacs / (median / 1e3));
+    printf("memory MiB   peak RSS %.1f  weights %.1f  arena %.1f  scratch %.1f\n", rss, weights_mib,
+           arena_mib, scratch_mib);
     printf("             resident growth from planning and running %.1f\n", plan_rss);
     printf("setup ms     load %.1f  plan %.1f\n", load_ms, plan_ms);
     if (per_op) {
@@ -759,8 +766,8 @@ static int spread_subnets(const struct tl_supernet *sn, int n, struct tl_subnet_
     int best = -1;
     for (int i = 0; i < draws; i++) {
       int dup = used[i] || cost[i] <= macs[got - 1] || cost[i] >= macs[n - 1];
-      if (!dup && (best < 0 || fabs(log((double)cost[i]) - target) <
-                                   fabs(log((double)cost[best]) - target)))
+      if (!dup && (best < 0 ||
+                   fabs(log((double)cost[i]) - target) < fabs(log((double)cost[best]) - target)))
         best = i;
     }
     if (best < 0)
@@ -779,10 +786,11 @@ static int spread_subnets(const struct tl_supernet *sn, int n, struct tl_subnet_
 }
 
 static int cmd_inspect(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"json", no_argument, NULL, 'j'}, {"why", no_argument, NULL, 'w'},
-      {"spread", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                       {"why", no_argument, NULL, 'w'},
+                                       {"spread", required_argument, NULL, 's'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   int as_json = 0, why = 0, spread = 0, c;
   while ((c = getopt_long(argc, argv, "jws:h", opts, NULL)) != -1) {
     switch (c) {
@@ -878,7 +886,8 @@ static int cmd_inspect(int argc, char **argv) {
       printf("  stage %-3d  %d skippable residual block%s, %d elastic channel group%s\n", s + 1,
              info.blocks[s], info.blocks[s] == 1 ? "" : "s", info.width_groups[s],
              info.width_groups[s] == 1 ? "" : "s");
-    printf("depth        %s\n", total_blocks > 0 ? "elastic (keep the first d blocks of a stage)" : "fixed");
+    printf("depth        %s\n",
+           total_blocks > 0 ? "elastic (keep the first d blocks of a stage)" : "fixed");
     printf("width        ");
     if (info.n_width_groups > 0) {
       for (int i = 0; i < info.n_widths; i++) {
@@ -1098,11 +1107,13 @@ static int cmd_eval(int argc, char **argv) {
 /* -------------------------------------------------------------- export */
 
 static int cmd_export(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"subnet", required_argument, NULL, 's'}, {"out", required_argument, NULL, 'o'},
-      {"recalib", required_argument, NULL, 'r'}, {"recalib-images", required_argument, NULL, 'n'},
-      {"scale", required_argument, NULL, 'S'},  {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"subnet", required_argument, NULL, 's'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"recalib", required_argument, NULL, 'r'},
+                                       {"recalib-images", required_argument, NULL, 'n'},
+                                       {"scale", required_argument, NULL, 'S'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *subnet = NULL, *out = NULL, *recalib = NULL;
   long recalib_images = 2000;
   float scale = 0.f;
@@ -1165,18 +1176,10 @@ static const struct {
   const char *name;
   int (*fn)(int, char **);
 } commands[] = {
-    {"run", cmd_run},
-    {"bench", cmd_bench},
-    {"inspect", cmd_inspect},
-    {"eval", cmd_eval},
-    {"export", cmd_export},
-    {"profile", cmd_profile},
-    {"predict", cmd_predict},
-    {"search", cmd_search},
-    {"status", cmd_status},
-    {"subnets", cmd_subnets},
-    {"events", cmd_events},
-    {"pin", cmd_pin},
+    {"run", cmd_run},         {"bench", cmd_bench},   {"inspect", cmd_inspect},
+    {"eval", cmd_eval},       {"export", cmd_export}, {"profile", cmd_profile},
+    {"predict", cmd_predict}, {"search", cmd_search}, {"status", cmd_status},
+    {"subnets", cmd_subnets}, {"events", cmd_events}, {"pin", cmd_pin},
     {"infer", cmd_infer},
 };
 

@@ -84,7 +84,7 @@ struct daemon {
   uv_loop_t loop;
   const char *config_path;
   int verbose;
-  struct tl_config *cfg; /* in force */
+  struct tl_config *cfg;  /* in force */
   struct tl_store *store; /* the loop's connection: switch events */
   char *store_path;       /* what the builder opens too */
   struct tl_monitor *mon;
@@ -93,8 +93,8 @@ struct daemon {
   struct tl_rt_builder *builder;
   struct tl_controller *controller;
   struct tl_server *server;
-  struct tl_runtime *rt; /* served; one reference */
-  uint64_t generation;   /* the last submitted */
+  struct tl_runtime *rt;      /* served; one reference */
+  uint64_t generation;        /* the last submitted */
   uint64_t reload_generation; /* a reload waits for this one; 0: none */
 
   uv_signal_t sig_term, sig_int, sig_hup;
@@ -102,8 +102,8 @@ struct daemon {
   uv_timer_t debounce;
   uv_timer_t watchdog;
   int watching, watchdog_on;
-  uv_timer_t inject;        /* re-reads inject_path (tests' fault injection) */
-  const char *inject_path;  /* $TAILORD_INJECT_DELAY_FILE, or NULL */
+  uv_timer_t inject;       /* re-reads inject_path (tests' fault injection) */
+  const char *inject_path; /* $TAILORD_INJECT_DELAY_FILE, or NULL */
   char config_dir[PATH_MAX];
   char config_base[NAME_MAX + 1];
 
@@ -133,8 +133,8 @@ static void notify_status(struct daemon *d) {
         n = snprintf(status + used, sizeof status - used, "%s%s: %s%s%s%s%s", i ? "; " : "",
                      m->cfg.name, m->frontier->m[atomic_load(&m->ctl.active)].text,
                      m->frontier->provisional ? " (provisional)" : "",
-                     m->frontier->partial ? " (partial)" : "",
-                     m->ctl.degraded ? " (degraded)" : "", m->ctl.pinned ? " (pinned)" : "");
+                     m->frontier->partial ? " (partial)" : "", m->ctl.degraded ? " (degraded)" : "",
+                     m->ctl.pinned ? " (pinned)" : "");
       used += n > 0 ? (size_t)n : 0;
     }
   }
@@ -552,8 +552,8 @@ int main(int argc, char **argv) {
     LOG(3, "tailord: out of memory");
     return EXIT_FAILURE;
   }
-  int rc = tl_workers_start(&d->loop, d->cfg->workers, d->cfg->limits.queue_depth, &d->workers,
-                            &err);
+  int rc =
+      tl_workers_start(&d->loop, d->cfg->workers, d->cfg->limits.queue_depth, &d->workers, &err);
   struct tl_rt_builder_env be = {
       .loop = &d->loop,
       .database = d->store_path,

@@ -28,8 +28,8 @@ struct tl_workers {
   pthread_t *threads; /* (n) */
   int started;        /* threads created */
 
-  pthread_mutex_t lock; /* guards everything below */
-  pthread_cond_t cond;  /* work queued, or stopping */
+  pthread_mutex_t lock;                /* guards everything below */
+  pthread_cond_t cond;                 /* work queued, or stopping */
   struct tl_work *head, *tail;         /* waiting, FIFO */
   struct tl_work *finished, *fin_tail; /* run, done not yet called */
   int waiting;

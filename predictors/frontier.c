@@ -71,8 +71,8 @@ static void frontier_key(const struct tl_supernet *sn, const struct tl_graph *g,
   }
 }
 
-int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
-                       struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
+int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g, struct tl_store *st,
+                       int64_t device_id, const struct tl_calib *calib,
                        const struct tl_search_options *search, int *n, struct tl_error *err) {
   struct frontier_key k;
   frontier_key(sn, g, calib, search, &k);
@@ -165,8 +165,8 @@ done:
   return rc;
 }
 
-int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
-                       struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
+int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g, struct tl_store *st,
+                       int64_t device_id, const struct tl_calib *calib,
                        const struct tl_search_options *search,
                        const struct tl_profile_options *profile, struct tl_op_table *t,
                        struct tl_frontier_member **out, int *n, struct tl_frontier_report *rep,

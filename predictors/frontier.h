@@ -6,11 +6,10 @@
  * store's device id: CPU, cores, BLAS, threads), the calibration data
  * (a hash of its images, labels and scale), the search space (its
  * width and resolution choices) and the search (TL_SEARCH_VERSION and
- * the options that change its result: k, images, candidates, finalists).  tl_frontier_obtain() loads it with its
- * members' BatchNorm statistics when the cache has all of that, and
- * otherwise completes the device's latency table (profiling only the
- * signatures the cache lacks), searches, and stores the frontier, the
- * members' accuracies and their statistics.  A restart with the same
+ * the options that change its result: k, images, candidates, finalists).  tl_frontier_obtain()
+ * loads it with its members' BatchNorm statistics when the cache has all of that, and otherwise
+ * completes the device's latency table (profiling only the signatures the cache lacks), searches,
+ * and stores the frontier, the members' accuracies and their statistics.  A restart with the same
  * inputs therefore profiles nothing and evaluates nothing.
  */
 #ifndef TL_FRONTIER_H
@@ -43,8 +42,8 @@ void tl_frontier_space_text(const struct tl_supernet *sn, char *buf, size_t size
 /* Sets *n to the number of members of the frontier the cache holds for
  * these inputs and search options (0: none, a search is due), without
  * loading it. */
-int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
-                       struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
+int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g, struct tl_store *st,
+                       int64_t device_id, const struct tl_calib *calib,
                        const struct tl_search_options *search, int *n, struct tl_error *err);
 
 /* Loads or makes the frontier of sn (whose graph is g) for device_id of
@@ -55,8 +54,8 @@ int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g,
  * NULL.  Errors come from the store, the engine or the search; a cached
  * entry that cannot be used (statistics missing or not matching the
  * model) is searched again, not an error. */
-int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g,
-                       struct tl_store *st, int64_t device_id, const struct tl_calib *calib,
+int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g, struct tl_store *st,
+                       int64_t device_id, const struct tl_calib *calib,
                        const struct tl_search_options *search,
                        const struct tl_profile_options *profile, struct tl_op_table *t,
                        struct tl_frontier_member **out, int *n, struct tl_frontier_report *rep,

@@ -34,8 +34,8 @@ struct op_entry {
 struct tl_op_table {
   struct op_entry *e; /* (cap) in insertion order */
   int n, cap;
-  int *slots;         /* (nslots) open addressing: index into e, or -1 */
-  int nslots;         /* a power of two, > 2 * n */
+  int *slots; /* (nslots) open addressing: index into e, or -1 */
+  int nslots; /* a power of two, > 2 * n */
   double overhead_us;
 };
 
@@ -214,8 +214,8 @@ static void fill_inputs(struct tl_plan *plan) {
 
 struct plan_timing {
   int steps;
-  double *step_us;  /* (steps) medians */
-  double whole_us;  /* median of untimed whole runs */
+  double *step_us; /* (steps) medians */
+  double whole_us; /* median of untimed whole runs */
 };
 
 /* Times plan: warm-up runs, then `repeats` runs with per-step timing
@@ -373,8 +373,7 @@ static int profile_add_overhead(struct profile *p, double us) {
 }
 
 int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_options *opts,
-                       struct tl_op_table *t, struct tl_profile_report *rep,
-                       struct tl_error *err) {
+                       struct tl_op_table *t, struct tl_profile_report *rep, struct tl_error *err) {
   struct tl_profile_options o = opts ? *opts : (struct tl_profile_options){0};
   if (o.warmup <= 0)
     o.warmup = 1;
@@ -639,8 +638,8 @@ struct cand {
   double x;            /* src's median */
   double r;            /* busiest share here / there: 1/r is the ideal speed-up */
   int group;
-  int plan;            /* the first plan (index into specs) that holds it */
-  double y;            /* measured here (anchors only); < 0 until then */
+  int plan; /* the first plan (index into specs) that holds it */
+  double y; /* measured here (anchors only); < 0 until then */
 };
 
 /* Keys an op table by sig without its thread count. */
@@ -658,8 +657,8 @@ static int table_get_base(const struct tl_op_table *t, const char *sig, double *
 
 /* base signature -> the busiest share of its step, over every plan of
  * specs built at `threads` threads (the engine's count is restored). */
-static int busiest_at(const struct tl_supernet *sn, const struct tl_subnet_spec *specs,
-                      int nspecs, int threads, struct tl_op_table *out, struct tl_error *err) {
+static int busiest_at(const struct tl_supernet *sn, const struct tl_subnet_spec *specs, int nspecs,
+                      int threads, struct tl_op_table *out, struct tl_error *err) {
   const int here = tl_engine_threads();
   tl_engine_set_threads(threads);
   int rc = 0;
@@ -743,10 +742,9 @@ static int cmp_cand_x(const void *a, const void *b, void *ctx) {
   return (x > y) - (x < y);
 }
 
-int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *src,
-                        int anchors, const struct tl_profile_options *opts,
-                        struct tl_op_table *dst, struct tl_transfer_report *rep,
-                        struct tl_error *err) {
+int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *src, int anchors,
+                        const struct tl_profile_options *opts, struct tl_op_table *dst,
+                        struct tl_transfer_report *rep, struct tl_error *err) {
   struct tl_profile_options o = opts ? *opts : (struct tl_profile_options){0};
   if (o.warmup <= 0)
     o.warmup = 2;
@@ -760,8 +758,8 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
   if (anchors > 64)
     return tl_fail(err, TL_EINVAL, "proxy transfer takes at most 64 anchors, not %d", anchors);
   if (ns_src < anchors)
-    return tl_fail(err, TL_EINVAL, "the other table has %d entries, fewer than %d anchors",
-                   ns_src, anchors);
+    return tl_fail(err, TL_EINVAL, "the other table has %d entries, fewer than %d anchors", ns_src,
+                   anchors);
   double t0 = tl_now_s();
   struct tl_transfer_report r = {0};
   struct tl_supernet_info info;
@@ -839,8 +837,8 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
       double x;
       tl_op_table_entry(src, (int)idx, &ss, &x);
       double ratio = there > 0 ? si.busiest / there : 1;
-      cand[ncand] = (struct cand){ss, x, ratio,
-                                  fabs(ratio - 1) > 0.02 ? GROUP_SPLIT : GROUP_SAME, p, -1};
+      cand[ncand] =
+          (struct cand){ss, x, ratio, fabs(ratio - 1) > 0.02 ? GROUP_SPLIT : GROUP_SAME, p, -1};
       rc = tl_op_table_set(seen, here, ncand++);
     }
     tl_plan_free(plan);
@@ -852,7 +850,8 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
   if (ncand < anchors) {
     rc = tl_fail(err, TL_EINVAL,
                  "the other table shares only %d signatures with this model's plans: "
-                 "is it a profile of another model?", ncand);
+                 "is it a profile of another model?",
+                 ncand);
     goto fail;
   }
 
@@ -920,9 +919,8 @@ int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *
    * is what the undisturbed device does. */
   const double spread_s = here_threads > 1 ? TRANSFER_SPREAD_S : 0;
   const int max_passes = o.passes * 16;
-  for (int pass = 0; rc == 0 && pass < max_passes &&
-                     (pass < o.passes || tl_now_s() - t0 < spread_s);
-       pass++) {
+  for (int pass = 0;
+       rc == 0 && pass < max_passes && (pass < o.passes || tl_now_s() - t0 < spread_s); pass++) {
     for (int j = 0; j < n_plans && rc == 0; j++) {
       struct tl_plan *plan = NULL;
       if ((rc = build_plan(sn, &specs[plans_used[j]], &plan, err)) != 0)

@@ -78,8 +78,8 @@ int tl_latency_save(struct tl_store *st, int64_t device_id, const struct tl_op_t
 /* ----------------------------------------------------------- profiling */
 
 struct tl_profile_options {
-  int warmup;   /* untimed runs per plan before timing; 0 means 1 */
-  int repeats;  /* timed runs per plan and pass, medians taken; 0 means 3 */
+  int warmup;  /* untimed runs per plan before timing; 0 means 1 */
+  int repeats; /* timed runs per plan and pass, medians taken; 0 means 3 */
   /* Passes over the plans, some time apart; a signature's value is the
    * fastest of its per-plan medians over all passes (disturbances only
    * slow steps down).  0 means 2. */
@@ -108,8 +108,7 @@ struct tl_profile_report {
  * again, so a table loaded from a cache is completed, not redone.  rep
  * may be NULL.  Errors: plan building (TL_ENOMEM, ...) with a sentence. */
 int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_options *opts,
-                       struct tl_op_table *t, struct tl_profile_report *rep,
-                       struct tl_error *err);
+                       struct tl_op_table *t, struct tl_profile_report *rep, struct tl_error *err);
 
 /* ---------------------------------------------------------- prediction */
 
@@ -132,9 +131,9 @@ int tl_latency_predict(const struct tl_supernet *sn, const struct tl_op_table *t
 /* The device's state as the daemon sees it.  A field <= 0 is unknown and
  * taken as 1. */
 struct tl_device_scale {
-  double freq_ratio;  /* current / maximum CPU frequency */
-  double cpu_share;   /* share of our cores left to us (quota, other load) */
-  double correction;  /* online factor: served latency / predicted */
+  double freq_ratio; /* current / maximum CPU frequency */
+  double cpu_share;  /* share of our cores left to us (quota, other load) */
+  double correction; /* online factor: served latency / predicted */
 };
 
 /* base_ms under state s: base / freq_ratio / cpu_share * correction, each
@@ -154,8 +153,8 @@ struct tl_transfer_fit {
 };
 
 struct tl_transfer_report {
-  int anchors;  /* anchor signatures measured here */
-  int plans;    /* plans run to measure them */
+  int anchors; /* anchor signatures measured here */
+  int plans;   /* plans run to measure them */
   /* [0] steps whose kernels split their work the same way here as there,
    * [1] steps whose split changes (a thread count's change) */
   struct tl_transfer_fit fit[2];
@@ -173,9 +172,8 @@ struct tl_transfer_report {
  * dst's carry the engine's current one.  Changes the engine's thread
  * count while it plans at src's, so call it where nothing else plans or
  * runs. */
-int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *src,
-                        int anchors, const struct tl_profile_options *opts,
-                        struct tl_op_table *dst, struct tl_transfer_report *rep,
-                        struct tl_error *err);
+int tl_latency_transfer(const struct tl_supernet *sn, const struct tl_op_table *src, int anchors,
+                        const struct tl_profile_options *opts, struct tl_op_table *dst,
+                        struct tl_transfer_report *rep, struct tl_error *err);
 
 #endif

@@ -28,13 +28,13 @@
 struct cand {
   struct tl_subnet_spec spec;
   uint64_t key;
-  double ms;   /* predicted latency */
-  double mib;  /* predicted memory */
-  int ri;      /* index of its resolution in info.res */
-  double drop; /* sum of its depth and width drops measured in step 1 */
-  double est;  /* estimated accuracy */
-  double acc;  /* measured on the subset (or, for finalists, on all), or -1 */
-  int fit;     /* its measurement may be fitted (see fit_estimate) */
+  double ms;              /* predicted latency */
+  double mib;             /* predicted memory */
+  int ri;                 /* index of its resolution in info.res */
+  double drop;            /* sum of its depth and width drops measured in step 1 */
+  double est;             /* estimated accuracy */
+  double acc;             /* measured on the subset (or, for finalists, on all), or -1 */
+  int fit;                /* its measurement may be fitted (see fit_estimate) */
   struct tl_bn_stats *bn; /* statistics of its last measurement: owned by
                            * s->seen for the subset's, by fin for all */
 };
@@ -60,7 +60,7 @@ struct search {
   /* time: the budget's end (tl_now_s(); 0: none), and whether it came */
   double deadline;
   atomic_int timed_out;
-  int planned; /* evaluations the whole search expects, for progress */
+  int planned;         /* evaluations the whole search expects, for progress */
   double best_partial; /* area under the last partial frontier given */
 };
 
@@ -82,8 +82,7 @@ static int cmp_cand_ms(const void *a, const void *b) {
  * the last `images` images of the calibration data.  *bn_out (may be
  * NULL) keeps the statistics. */
 static int measure(struct search *s, const struct tl_subnet_spec *spec, int64_t recalib,
-                   int64_t images, double *acc, struct tl_bn_stats **bn_out,
-                   struct tl_error *err) {
+                   int64_t images, double *acc, struct tl_bn_stats **bn_out, struct tl_error *err) {
   if (s->o.stop != NULL && atomic_load(s->o.stop) != 0)
     return tl_fail(err, TL_ECANCELED, "the search was stopped");
   struct tl_bn_stats *bn = NULL;
@@ -133,8 +132,8 @@ static int eval_claim(struct eval_run *r, const char *phase, int report) {
       atomic_store(&r->s->timed_out, 1);
       e->skipped = 1;
     } else {
-      e->rc = measure(r->s, &e->spec, e->recalib, e->images, &e->acc,
-                      e->keep_bn ? &e->bn : NULL, &e->err);
+      e->rc = measure(r->s, &e->spec, e->recalib, e->images, &e->acc, e->keep_bn ? &e->bn : NULL,
+                      &e->err);
     }
     int done = atomic_fetch_add(&r->done, 1) + 1;
     if (report)
@@ -785,8 +784,8 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   struct tl_calib agree = *calib;
   agree.labels = NULL;
   if (calib->agreement && calib->labels == NULL) {
-    int rc = tl_calib_agreement_labels(sn, &agree, opts && opts->batch > 0 ? opts->batch : 100,
-                                       err);
+    int rc =
+        tl_calib_agreement_labels(sn, &agree, opts && opts->batch > 0 ? opts->batch : 100, err);
     if (rc != 0) {
       free(s);
       return rc;
@@ -843,11 +842,9 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   }
   if (rc != 0)
     goto done;
-  int room = s->o.candidates > per_res * s->info.n_res ? s->o.candidates
-                                                       : per_res * s->info.n_res;
+  int room = s->o.candidates > per_res * s->info.n_res ? s->o.candidates : per_res * s->info.n_res;
   pick = malloc((size_t)room * sizeof *pick);
-  fin = malloc((size_t)(s->cap_seen > s->o.finalists ? s->cap_seen : s->o.finalists) *
-               sizeof *fin);
+  fin = malloc((size_t)(s->cap_seen > s->o.finalists ? s->cap_seen : s->o.finalists) * sizeof *fin);
   if (pick == NULL || fin == NULL)
     goto nomem;
 
@@ -898,10 +895,8 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   if (ev == NULL)
     goto nomem;
   for (int i = 0; i < n_fin; i++)
-    ev[i] = (struct eval){.spec = fin[i].spec,
-                          .recalib = s->o.final_recalib,
-                          .images = calib->n,
-                          .keep_bn = 1};
+    ev[i] = (struct eval){
+        .spec = fin[i].spec, .recalib = s->o.final_recalib, .images = calib->n, .keep_bn = 1};
   rc = eval_all(s, ev, n_fin, "frontier", err);
   for (int i = 0; i < n_fin; i++) {
     fin[i].acc = ev[i].acc;

@@ -83,23 +83,23 @@ struct tl_frontier_member {
   struct tl_subnet_spec spec;
   double predicted_ms;
   double predicted_mib;
-  double accuracy;         /* top-1 on all the calibration data, recalibrated */
-  struct tl_bn_stats *bn;  /* its recalibrated statistics; owned */
+  double accuracy;        /* top-1 on all the calibration data, recalibrated */
+  struct tl_bn_stats *bn; /* its recalibrated statistics; owned */
 };
 
 struct tl_search_report {
-  int evaluated;     /* subnet evaluations on calibration data, all steps */
-  int predicted;     /* subnets whose latency was predicted */
+  int evaluated; /* subnet evaluations on calibration data, all steps */
+  int predicted; /* subnets whose latency was predicted */
   double space_size;
   double seconds;
-  int complete;      /* 0: the time budget ended it before all its steps */
-  int partials;      /* frontiers given to opts->partial */
+  int complete; /* 0: the time budget ended it before all its steps */
+  int partials; /* frontiers given to opts->partial */
 };
 
 /* Searches sn's space with latencies from t (profiled: see latency.h) and
- * accuracies on calib (agreements when it has no labels).  On success *out is a malloc'd array of *n members
- * (1 <= *n <= k) by increasing predicted latency, each more accurate than
- * the one before; free it with tl_frontier_free().  rep may be NULL. */
+ * accuracies on calib (agreements when it has no labels).  On success *out is a malloc'd array of
+ * *n members (1 <= *n <= k) by increasing predicted latency, each more accurate than the one
+ * before; free it with tl_frontier_free().  rep may be NULL. */
 int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
               const struct tl_calib *calib, const struct tl_search_options *opts,
               struct tl_frontier_member **out, int *n, struct tl_search_report *rep,

@@ -123,89 +123,72 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == TL_STORE_SCHEMA_VERSI
 
 /* The schema objects the checks compare, in a stable order.  SQLite's own
  * (sqlite_sequence, sqlite_autoindex_*) follow from the tables' SQL. */
-#define SCHEMA_QUERY                                                         \
-  "SELECT type, name, tbl_name, sql FROM sqlite_schema"                      \
+#define SCHEMA_QUERY                                                                               \
+  "SELECT type, name, tbl_name, sql FROM sqlite_schema"                                            \
   " WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY type, name"
 
 /* ----------------------------------------------------------- statements */
 
 /* XX(name, sql): every statement the store runs after opening. */
-#define STMT_TABLE(XX)                                                       \
-  XX(BEGIN_READ, "BEGIN")                                                    \
-  XX(BEGIN_WRITE, "BEGIN IMMEDIATE")                                         \
-  XX(COMMIT, "COMMIT")                                                       \
-  XX(ROLLBACK, "ROLLBACK")                                                   \
-  XX(DEVICE_ADD,                                                             \
-     "INSERT INTO device (cpu_model, cores, max_freq_khz, blas, threads)"    \
-     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING")                  \
-  XX(DEVICE_FIND,                                                            \
-     "SELECT id FROM device WHERE cpu_model = ?1 AND cores = ?2"             \
-     " AND max_freq_khz = ?3 AND blas = ?4 AND threads = ?5")                \
-  XX(OP_GET,                                                                 \
-     "SELECT median_us, runs, measured_at FROM op_latency"                   \
-     " WHERE device_id = ?1 AND signature = ?2")                             \
-  XX(OP_PUT,                                                                 \
-     "INSERT INTO op_latency (device_id, signature, median_us, runs,"        \
-     " measured_at) VALUES (?1, ?2, ?3, ?4, ?5)"                             \
-     " ON CONFLICT (device_id, signature) DO UPDATE SET"                     \
-     " median_us = excluded.median_us, runs = excluded.runs,"                \
-     " measured_at = excluded.measured_at")                                  \
-  XX(OP_ALL,                                                                 \
-     "SELECT signature, median_us, runs, measured_at FROM op_latency"        \
-     " WHERE device_id = ?1 ORDER BY signature")                             \
-  XX(SUBNET_PUT,                                                             \
-     "INSERT INTO subnet (model_hash, subnet_key, spec) VALUES (?1, ?2, ?3)" \
-     " ON CONFLICT (model_hash, subnet_key) DO UPDATE SET"                   \
-     " spec = excluded.spec")                                                \
-  XX(ACCURACY_PUT,                                                           \
-     "INSERT INTO accuracy (model_hash, subnet_key, calib_hash, accuracy,"   \
-     " images, recalibrated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"                \
-     " ON CONFLICT (model_hash, subnet_key, calib_hash) DO UPDATE SET"       \
-     " accuracy = excluded.accuracy, images = excluded.images,"              \
-     " recalibrated = excluded.recalibrated")                                \
-  XX(ACCURACY_GET,                                                           \
-     "SELECT s.spec, a.accuracy, a.images, a.recalibrated"                   \
-     " FROM accuracy AS a JOIN subnet AS s USING (model_hash, subnet_key)"   \
-     " WHERE a.model_hash = ?1 AND a.subnet_key = ?2 AND a.calib_hash = ?3") \
-  XX(BN_PUT,                                                                 \
-     "INSERT INTO bn_stats (model_hash, subnet_key, calib_hash, data)"       \
-     " VALUES (?1, ?2, ?3, ?4)"                                              \
-     " ON CONFLICT (model_hash, subnet_key, calib_hash) DO UPDATE SET"       \
-     " data = excluded.data")                                                \
-  XX(BN_GET,                                                                 \
-     "SELECT data FROM bn_stats"                                             \
-     " WHERE model_hash = ?1 AND subnet_key = ?2 AND calib_hash = ?3")       \
-  XX(FRONTIER_ADD,                                                           \
-     "INSERT INTO frontier (model_hash, device_id, calib_hash, space)"       \
-     " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                      \
-  XX(FRONTIER_FIND,                                                          \
-     "SELECT id FROM frontier WHERE model_hash = ?1 AND device_id = ?2"      \
-     " AND calib_hash = ?3 AND space = ?4")                                  \
-  XX(FRONTIER_CLEAR, "DELETE FROM frontier_entry WHERE frontier_id = ?1")    \
-  XX(FRONTIER_ENTRY_ADD,                                                     \
-     "INSERT INTO frontier_entry (frontier_id, position, spec, subnet_key,"  \
-     " predicted_ms, predicted_mib, accuracy)"                               \
-     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                 \
-  XX(FRONTIER_ENTRIES,                                                       \
-     "SELECT spec, subnet_key, predicted_ms, predicted_mib, accuracy"        \
-     " FROM frontier_entry WHERE frontier_id = ?1 ORDER BY position")        \
-  XX(EVENT_ADD,                                                              \
-     "INSERT INTO event (time_ms, model, from_spec, to_spec, reason, state)" \
-     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                     \
-  XX(EVENT_LAST,                                                             \
-     "SELECT id, time_ms, model, from_spec, to_spec, reason, state"          \
-     " FROM event WHERE ?1 IS NULL OR model = ?1"                          \
-     " ORDER BY id DESC LIMIT ?2")                                           \
-  XX(EVENT_COUNT, "SELECT count(*) FROM event")                              \
-  XX(EVENT_TRIM,                                                             \
-     "DELETE FROM event WHERE id <= (SELECT id FROM event"                   \
-     " ORDER BY id DESC LIMIT 1 OFFSET ?1)")
+#define STMT_TABLE(XX)                                                                             \
+  XX(BEGIN_READ, "BEGIN")                                                                          \
+  XX(BEGIN_WRITE, "BEGIN IMMEDIATE")                                                               \
+  XX(COMMIT, "COMMIT")                                                                             \
+  XX(ROLLBACK, "ROLLBACK")                                                                         \
+  XX(DEVICE_ADD, "INSERT INTO device (cpu_model, cores, max_freq_khz, blas, threads)"              \
+                 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING")                            \
+  XX(DEVICE_FIND, "SELECT id FROM device WHERE cpu_model = ?1 AND cores = ?2"                      \
+                  " AND max_freq_khz = ?3 AND blas = ?4 AND threads = ?5")                         \
+  XX(OP_GET, "SELECT median_us, runs, measured_at FROM op_latency"                                 \
+             " WHERE device_id = ?1 AND signature = ?2")                                           \
+  XX(OP_PUT, "INSERT INTO op_latency (device_id, signature, median_us, runs,"                      \
+             " measured_at) VALUES (?1, ?2, ?3, ?4, ?5)"                                           \
+             " ON CONFLICT (device_id, signature) DO UPDATE SET"                                   \
+             " median_us = excluded.median_us, runs = excluded.runs,"                              \
+             " measured_at = excluded.measured_at")                                                \
+  XX(OP_ALL, "SELECT signature, median_us, runs, measured_at FROM op_latency"                      \
+             " WHERE device_id = ?1 ORDER BY signature")                                           \
+  XX(SUBNET_PUT, "INSERT INTO subnet (model_hash, subnet_key, spec) VALUES (?1, ?2, ?3)"           \
+                 " ON CONFLICT (model_hash, subnet_key) DO UPDATE SET"                             \
+                 " spec = excluded.spec")                                                          \
+  XX(ACCURACY_PUT, "INSERT INTO accuracy (model_hash, subnet_key, calib_hash, accuracy,"           \
+                   " images, recalibrated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"                        \
+                   " ON CONFLICT (model_hash, subnet_key, calib_hash) DO UPDATE SET"               \
+                   " accuracy = excluded.accuracy, images = excluded.images,"                      \
+                   " recalibrated = excluded.recalibrated")                                        \
+  XX(ACCURACY_GET, "SELECT s.spec, a.accuracy, a.images, a.recalibrated"                           \
+                   " FROM accuracy AS a JOIN subnet AS s USING (model_hash, subnet_key)"           \
+                   " WHERE a.model_hash = ?1 AND a.subnet_key = ?2 AND a.calib_hash = ?3")         \
+  XX(BN_PUT, "INSERT INTO bn_stats (model_hash, subnet_key, calib_hash, data)"                     \
+             " VALUES (?1, ?2, ?3, ?4)"                                                            \
+             " ON CONFLICT (model_hash, subnet_key, calib_hash) DO UPDATE SET"                     \
+             " data = excluded.data")                                                              \
+  XX(BN_GET, "SELECT data FROM bn_stats"                                                           \
+             " WHERE model_hash = ?1 AND subnet_key = ?2 AND calib_hash = ?3")                     \
+  XX(FRONTIER_ADD, "INSERT INTO frontier (model_hash, device_id, calib_hash, space)"               \
+                   " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                              \
+  XX(FRONTIER_FIND, "SELECT id FROM frontier WHERE model_hash = ?1 AND device_id = ?2"             \
+                    " AND calib_hash = ?3 AND space = ?4")                                         \
+  XX(FRONTIER_CLEAR, "DELETE FROM frontier_entry WHERE frontier_id = ?1")                          \
+  XX(FRONTIER_ENTRY_ADD, "INSERT INTO frontier_entry (frontier_id, position, spec, subnet_key,"    \
+                         " predicted_ms, predicted_mib, accuracy)"                                 \
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                   \
+  XX(FRONTIER_ENTRIES, "SELECT spec, subnet_key, predicted_ms, predicted_mib, accuracy"            \
+                       " FROM frontier_entry WHERE frontier_id = ?1 ORDER BY position")            \
+  XX(EVENT_ADD, "INSERT INTO event (time_ms, model, from_spec, to_spec, reason, state)"            \
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                                \
+  XX(EVENT_LAST, "SELECT id, time_ms, model, from_spec, to_spec, reason, state"                    \
+                 " FROM event WHERE ?1 IS NULL OR model = ?1"                                      \
+                 " ORDER BY id DESC LIMIT ?2")                                                     \
+  XX(EVENT_COUNT, "SELECT count(*) FROM event")                                                    \
+  XX(EVENT_TRIM, "DELETE FROM event WHERE id <= (SELECT id FROM event"                             \
+                 " ORDER BY id DESC LIMIT 1 OFFSET ?1)")
 
 enum stmt {
 #define STMT_ENUM(name, sql) STMT_##name,
   STMT_TABLE(STMT_ENUM)
 #undef STMT_ENUM
-  STMT_COUNT
+      STMT_COUNT
 };
 
 static const char *const stmt_sql[STMT_COUNT] = {
@@ -225,18 +208,13 @@ struct tl_store {
 /* The TL_E* code for a SQLite result code. */
 static int code_of(int sqlite_rc) {
   switch (sqlite_rc & 0xff) {
-  case SQLITE_NOMEM:
-    return TL_ENOMEM;
+  case SQLITE_NOMEM: return TL_ENOMEM;
   case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-    return TL_EBUSY;
+  case SQLITE_LOCKED: return TL_EBUSY;
   case SQLITE_CORRUPT:
-  case SQLITE_NOTADB:
-    return TL_EFORMAT;
-  case SQLITE_CONSTRAINT:
-    return TL_EINVAL;
-  default:
-    return TL_EIO;
+  case SQLITE_NOTADB: return TL_EFORMAT;
+  case SQLITE_CONSTRAINT: return TL_EINVAL;
+  default: return TL_EIO;
   }
 }
 
@@ -249,8 +227,7 @@ static bool is_transient(int sqlite_rc) {
 
 /* Fills err with "path: what: sqlite's message" and returns the code.
  * Call before resetting the statement that failed. */
-static int sql_fail(struct tl_store *st, int sqlite_rc, const char *what,
-                    struct tl_error *err) {
+static int sql_fail(struct tl_store *st, int sqlite_rc, const char *what, struct tl_error *err) {
   /* codes made up here rather than by SQLite have no message in the
    * connection: use the code's own text */
   bool from_db = (sqlite3_errcode(st->db) & 0xff) == (sqlite_rc & 0xff);
@@ -272,19 +249,12 @@ static int bind(sqlite3_stmt *s, const char *types, ...) {
   for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
     int idx = i + 1;
     switch (types[i]) {
-    case 'i':
-      rc = sqlite3_bind_int64(s, idx, va_arg(ap, int64_t));
-      break;
-    case 'k':
-      rc = sqlite3_bind_int64(s, idx, (sqlite3_int64)va_arg(ap, uint64_t));
-      break;
-    case 'd':
-      rc = sqlite3_bind_double(s, idx, va_arg(ap, double));
-      break;
+    case 'i': rc = sqlite3_bind_int64(s, idx, va_arg(ap, int64_t)); break;
+    case 'k': rc = sqlite3_bind_int64(s, idx, (sqlite3_int64)va_arg(ap, uint64_t)); break;
+    case 'd': rc = sqlite3_bind_double(s, idx, va_arg(ap, double)); break;
     case 't': {
       const char *t = va_arg(ap, const char *);
-      rc = t != NULL ? sqlite3_bind_text(s, idx, t, -1, SQLITE_STATIC)
-                     : sqlite3_bind_null(s, idx);
+      rc = t != NULL ? sqlite3_bind_text(s, idx, t, -1, SQLITE_STATIC) : sqlite3_bind_null(s, idx);
       break;
     }
     case 'b': {
@@ -294,9 +264,7 @@ static int bind(sqlite3_stmt *s, const char *types, ...) {
       rc = sqlite3_bind_blob64(s, idx, n > 0 ? p : "", n, SQLITE_STATIC);
       break;
     }
-    default:
-      assert(!"bad bind type");
-      rc = SQLITE_MISUSE;
+    default: assert(!"bad bind type"); rc = SQLITE_MISUSE;
     }
   }
   va_end(ap);
@@ -313,8 +281,7 @@ static void stmt_done(sqlite3_stmt *s) {
 
 /* Runs statement id to completion (one that returns no rows).  Bind its
  * parameters first. */
-static int run(struct tl_store *st, enum stmt id, const char *what,
-               struct tl_error *err) {
+static int run(struct tl_store *st, enum stmt id, const char *what, struct tl_error *err) {
   sqlite3_stmt *s = st->stmt[id];
   int rc = sqlite3_step(s);
   int ret = rc == SQLITE_DONE ? 0 : sql_fail(st, rc, what, err);
@@ -376,8 +343,7 @@ static int text_room(sqlite3_stmt *s, int col, size_t *bytes) {
  * advances it and points *dst at the copy (NULL for SQL NULL).  Returns
  * SQLITE_INTERNAL if the text does not fit: the rows changed between the
  * two passes, which the read transaction rules out. */
-static int text_copy(sqlite3_stmt *s, int col, char **cursor, const char *end,
-                     const char **dst) {
+static int text_copy(sqlite3_stmt *s, int col, char **cursor, const char *end, const char **dst) {
   const char *t;
   size_t n;
   int rc = column_text(s, col, &t, &n);
@@ -414,8 +380,8 @@ typedef int row_fill_fn(sqlite3_stmt *s, void *elem, char **cursor, const char *
  * messages.  Returns 0 with *block (NULL when there are none) and *n, or a
  * negative code; s is done either way. */
 static int read_rows(struct tl_store *st, sqlite3_stmt *s, size_t elem_size, int text_from,
-                     int text_to, row_fill_fn *fill, const char *what, void **block,
-                     size_t *n, struct tl_error *err) {
+                     int text_to, row_fill_fn *fill, const char *what, void **block, size_t *n,
+                     struct tl_error *err) {
   size_t rows = 0, bytes = 0;
   char *mem = NULL;
   int rc = 0, sr;
@@ -479,23 +445,19 @@ static int ensure_file(const char *path, bool *created, struct tl_error *err) {
   *created = false;
   if (stat(path, &sb) == 0) {
     if (!S_ISREG(sb.st_mode))
-      return tl_fail(err, TL_EIO, "%s: cannot use as the cache: not a regular file",
-                     path);
+      return tl_fail(err, TL_EIO, "%s: cannot use as the cache: not a regular file", path);
     return 0;
   }
   if (errno != ENOENT)
-    return tl_fail(err, TL_EIO, "%s: cannot use as the cache: %s", path,
-                   strerror(errno));
+    return tl_fail(err, TL_EIO, "%s: cannot use as the cache: %s", path, strerror(errno));
   int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     if (errno == EEXIST) /* another process just made it */
       return 0;
-    return tl_fail(err, TL_EIO, "%s: cannot create the cache: %s", path,
-                   strerror(errno));
+    return tl_fail(err, TL_EIO, "%s: cannot create the cache: %s", path, strerror(errno));
   }
   if (close(fd) < 0)
-    return tl_fail(err, TL_EIO, "%s: cannot create the cache: %s", path,
-                   strerror(errno));
+    return tl_fail(err, TL_EIO, "%s: cannot create the cache: %s", path, strerror(errno));
   *created = true;
   return 0;
 }
@@ -512,8 +474,7 @@ static int set_aside(const char *path, const char *kind, char aside[PATH_MAX],
     int len = n == 1 ? snprintf(aside, PATH_MAX, "%s.%s-%lld", path, kind, now)
                      : snprintf(aside, PATH_MAX, "%s.%s-%lld-%d", path, kind, now, n);
     if (len < 0 || len >= PATH_MAX)
-      return tl_fail(err, TL_EIO, "%s: cannot set the cache aside: path too long",
-                     path);
+      return tl_fail(err, TL_EIO, "%s: cannot set the cache aside: path too long", path);
     found = true;
     for (int c = -1; c < (int)(sizeof companions / sizeof companions[0]); c++) {
       struct stat sb;
@@ -523,12 +484,11 @@ static int set_aside(const char *path, const char *kind, char aside[PATH_MAX],
     }
   }
   if (!found)
-    return tl_fail(err, TL_EIO, "%s: cannot set the cache aside: no free name like %s",
-                   path, aside);
+    return tl_fail(err, TL_EIO, "%s: cannot set the cache aside: no free name like %s", path,
+                   aside);
 
   if (rename(path, aside) < 0)
-    return tl_fail(err, TL_EIO, "%s: cannot rename it to %s: %s", path, aside,
-                   strerror(errno));
+    return tl_fail(err, TL_EIO, "%s: cannot rename it to %s: %s", path, aside, strerror(errno));
   for (size_t c = 0; c < sizeof companions / sizeof companions[0]; c++) {
     snprintf(from, sizeof from, "%s%s", path, companions[c]);
     snprintf(to, sizeof to, "%s%s", aside, companions[c]);
@@ -536,8 +496,7 @@ static int set_aside(const char *path, const char *kind, char aside[PATH_MAX],
       continue;
     /* it must not stay next to the new file; losing it is fine */
     if (unlink(from) < 0 && errno != ENOENT)
-      return tl_fail(err, TL_EIO, "%s: cannot move or remove %s: %s", path, from,
-                     strerror(errno));
+      return tl_fail(err, TL_EIO, "%s: cannot move or remove %s: %s", path, from, strerror(errno));
   }
   return 0;
 }
@@ -606,8 +565,7 @@ static void peek_header(const char *path, struct inspection *ins) {
     return;
   if (n < sizeof h || memcmp(h, HEADER_MAGIC, sizeof HEADER_MAGIC) != 0) {
     ins->verdict = VERDICT_CORRUPT;
-    snprintf(ins->why, sizeof ins->why,
-             "is not an SQLite database (%s)",
+    snprintf(ins->why, sizeof ins->why, "is not an SQLite database (%s)",
              n < sizeof h ? "shorter than an SQLite header" : "no SQLite header");
     return;
   }
@@ -626,8 +584,7 @@ static void peek_header(const char *path, struct inspection *ins) {
      * id in the transaction that made the tables */
     ins->verdict = VERDICT_FOREIGN;
     snprintf(ins->why, sizeof ins->why,
-             "is another program's SQLite database (no application_id, %u pages)",
-             (unsigned)pages);
+             "is another program's SQLite database (no application_id, %u pages)", (unsigned)pages);
   }
 }
 
@@ -652,8 +609,8 @@ static int query_int(sqlite3 *db, const char *sql, int *value) {
 /* A SQLite failure while checking the file: transient ones are errors for
  * the caller; anything else means the file cannot be used and is recorded
  * in ins as damage. */
-static int damaged(struct tl_store *st, int rc, const char *doing,
-                   struct inspection *ins, struct tl_error *err) {
+static int damaged(struct tl_store *st, int rc, const char *doing, struct inspection *ins,
+                   struct tl_error *err) {
   if (is_transient(rc))
     return sql_fail(st, rc, doing, err);
   ins->verdict = VERDICT_CORRUPT;
@@ -666,8 +623,7 @@ static int damaged(struct tl_store *st, int rc, const char *doing,
  * A file SQLite cannot open is recorded as damage in ins. */
 static int db_connect(struct tl_store *st, struct inspection *ins, struct tl_error *err) {
   int rc = sqlite3_open_v2(st->path, &st->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           NULL);
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (st->db == NULL)
     return tl_fail(err, TL_ENOMEM, "%s: out of memory opening the cache", st->path);
   if (rc != SQLITE_OK)
@@ -818,15 +774,13 @@ static bool same_text(sqlite3_stmt *a, sqlite3_stmt *b, int col) {
 /* Checks that st->db's schema is exactly what the migrations make: the
  * same objects with the same SQL as a fresh in-memory database built by
  * them.  A difference is recorded in ins as damage. */
-static int verify_schema(struct tl_store *st, struct inspection *ins,
-                         struct tl_error *err) {
+static int verify_schema(struct tl_store *st, struct inspection *ins, struct tl_error *err) {
   sqlite3 *ref = NULL;
   sqlite3_stmt *want = NULL, *have = NULL;
   int ret = 0;
 
   int rc = sqlite3_open_v2(":memory:", &ref,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           NULL);
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc == SQLITE_OK)
     rc = apply_migrations(ref, 0);
   if (rc == SQLITE_OK)
@@ -848,8 +802,7 @@ static int verify_schema(struct tl_store *st, struct inspection *ins,
     int h = sqlite3_step(have);
     if (w != SQLITE_ROW && w != SQLITE_DONE) {
       ret = tl_fail(err, w == SQLITE_NOMEM ? TL_ENOMEM : TL_EINTERNAL,
-                    "%s: cannot read the reference schema: %s", st->path,
-                    sqlite3_errmsg(ref));
+                    "%s: cannot read the reference schema: %s", st->path, sqlite3_errmsg(ref));
       goto done;
     }
     if (h != SQLITE_ROW && h != SQLITE_DONE) {
@@ -872,7 +825,9 @@ static int verify_schema(struct tl_store *st, struct inspection *ins,
     snprintf(ins->why, sizeof ins->why,
              "is damaged (its schema differs from version %d: %s %s \"%s\")",
              TL_STORE_SCHEMA_VERSION,
-             order < 0 ? "it lacks" : order > 0 ? "it has an unexpected" : "it changed",
+             order < 0   ? "it lacks"
+             : order > 0 ? "it has an unexpected"
+                         : "it changed",
              type != NULL ? (const char *)type : "?", name != NULL ? (const char *)name : "?");
     break;
   }
@@ -890,15 +845,15 @@ done:
  * consistency - right for a cache.  A file system without WAL support
  * keeps its rollback journal, which is slower but correct. */
 static int set_journal(struct tl_store *st, struct inspection *ins, struct tl_error *err) {
-  int rc = sqlite3_exec(st->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL",
-                        NULL, NULL, NULL);
+  int rc = sqlite3_exec(st->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", NULL,
+                        NULL, NULL);
   return rc == SQLITE_OK ? 0 : damaged(st, rc, "setting WAL mode", ins, err);
 }
 
 static int prepare_all(struct tl_store *st, struct tl_error *err) {
   for (int i = 0; i < STMT_COUNT; i++) {
-    int rc = sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                &st->stmt[i], NULL);
+    int rc =
+        sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i], NULL);
     if (rc != SQLITE_OK)
       return sql_fail(st, rc, "cannot prepare a statement", err);
   }
@@ -909,23 +864,17 @@ static int prepare_all(struct tl_store *st, struct tl_error *err) {
 
 static const char *aside_kind(enum verdict v) {
   switch (v) {
-  case VERDICT_FOREIGN:
-    return "foreign";
-  case VERDICT_NEWER:
-    return "newer";
-  default:
-    return "corrupt";
+  case VERDICT_FOREIGN: return "foreign";
+  case VERDICT_NEWER: return "newer";
+  default: return "corrupt";
   }
 }
 
 static enum tl_store_outcome rebuilt_outcome(enum verdict v) {
   switch (v) {
-  case VERDICT_FOREIGN:
-    return TL_STORE_REBUILT_FOREIGN;
-  case VERDICT_NEWER:
-    return TL_STORE_REBUILT_NEWER;
-  default:
-    return TL_STORE_REBUILT_CORRUPT;
+  case VERDICT_FOREIGN: return TL_STORE_REBUILT_FOREIGN;
+  case VERDICT_NEWER: return TL_STORE_REBUILT_NEWER;
+  default: return TL_STORE_REBUILT_CORRUPT;
   }
 }
 
@@ -935,8 +884,7 @@ static bool usable(const struct inspection *ins) {
 
 /* Opens, checks and if need be upgrades the file; on a usable file leaves
  * st->db open on it, else leaves it closed with the reason in ins. */
-static int open_checked(struct tl_store *st, struct inspection *ins,
-                        struct tl_error *err) {
+static int open_checked(struct tl_store *st, struct inspection *ins, struct tl_error *err) {
   ins->verdict = VERDICT_OK;
   ins->version = 0;
   ins->why[0] = '\0';
@@ -965,8 +913,8 @@ static int open_checked(struct tl_store *st, struct inspection *ins,
   return rc;
 }
 
-int tl_store_open(const char *path, struct tl_store **out,
-                  struct tl_store_open_report *report, struct tl_error *err) {
+int tl_store_open(const char *path, struct tl_store **out, struct tl_store_open_report *report,
+                  struct tl_error *err) {
   struct tl_store *st = NULL;
   struct inspection ins = {0}, first = {0};
   char aside[PATH_MAX] = "";
@@ -997,8 +945,7 @@ int tl_store_open(const char *path, struct tl_store **out,
     if (st->db != NULL)
       break;
     if (attempt > 0 || memory) {
-      rc = tl_fail(err, TL_EIO, "%s: a new cache fails its own checks: it %s", path,
-                   ins.why);
+      rc = tl_fail(err, TL_EIO, "%s: a new cache fails its own checks: it %s", path, ins.why);
       goto fail;
     }
     rc = set_aside(path, aside_kind(ins.verdict), aside, err);
@@ -1017,13 +964,13 @@ int tl_store_open(const char *path, struct tl_store **out,
     if (aside[0] != '\0') {
       report->outcome = rebuilt_outcome(first.verdict);
       snprintf(report->message, sizeof report->message,
-               "%s: the file %s; moved it to %s and started an empty cache", path,
-               first.why, aside);
+               "%s: the file %s; moved it to %s and started an empty cache", path, first.why,
+               aside);
     } else if (first.verdict == VERDICT_FRESH) {
       report->outcome = TL_STORE_CREATED;
       snprintf(report->message, sizeof report->message,
-               "%s: created a new cache (schema version %d)%s", path,
-               TL_STORE_SCHEMA_VERSION, created || memory ? "" : " in the empty file");
+               "%s: created a new cache (schema version %d)%s", path, TL_STORE_SCHEMA_VERSION,
+               created || memory ? "" : " in the empty file");
     } else if (first.version < TL_STORE_SCHEMA_VERSION) {
       report->outcome = TL_STORE_MIGRATED;
       snprintf(report->message, sizeof report->message,
@@ -1031,8 +978,8 @@ int tl_store_open(const char *path, struct tl_store **out,
                TL_STORE_SCHEMA_VERSION);
     } else {
       report->outcome = TL_STORE_OPENED;
-      snprintf(report->message, sizeof report->message,
-               "%s: opened the cache (schema version %d)", path, first.version);
+      snprintf(report->message, sizeof report->message, "%s: opened the cache (schema version %d)",
+               path, first.version);
     }
   }
   *out = st;
@@ -1058,18 +1005,14 @@ void tl_store_close(struct tl_store *st) {
 /* -------------------------------------------------------------- device */
 
 /* True if the array text[0..size) holds a NUL. */
-static bool terminated(const char *text, size_t size) {
-  return memchr(text, '\0', size) != NULL;
-}
+static bool terminated(const char *text, size_t size) { return memchr(text, '\0', size) != NULL; }
 
-int tl_store_device(struct tl_store *st, const struct tl_device_fp *fp,
-                    int64_t *device_id, struct tl_error *err) {
+int tl_store_device(struct tl_store *st, const struct tl_device_fp *fp, int64_t *device_id,
+                    struct tl_error *err) {
   if (st == NULL || fp == NULL || device_id == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_device: NULL argument");
-  if (!terminated(fp->cpu_model, sizeof fp->cpu_model) ||
-      !terminated(fp->blas, sizeof fp->blas))
-    return tl_fail(err, TL_EINVAL, "%s: device fingerprint text is not terminated",
-                   st->path);
+  if (!terminated(fp->cpu_model, sizeof fp->cpu_model) || !terminated(fp->blas, sizeof fp->blas))
+    return tl_fail(err, TL_EINVAL, "%s: device fingerprint text is not terminated", st->path);
   if (fp->cores < 0 || fp->max_freq_khz < 0 || fp->threads < 0)
     return tl_fail(err, TL_EINVAL,
                    "%s: device fingerprint has a negative number (cores %d, "
@@ -1081,8 +1024,8 @@ int tl_store_device(struct tl_store *st, const struct tl_device_fp *fp,
     return rc;
   /* add if new, then look up: one path for both cases */
   sqlite3_stmt *s = st->stmt[STMT_DEVICE_ADD];
-  int sr = bind(s, "tiiti", fp->cpu_model, (int64_t)fp->cores, fp->max_freq_khz,
-                fp->blas, (int64_t)fp->threads);
+  int sr = bind(s, "tiiti", fp->cpu_model, (int64_t)fp->cores, fp->max_freq_khz, fp->blas,
+                (int64_t)fp->threads);
   if (sr != SQLITE_OK) {
     rc = sql_fail(st, sr, "cannot add the device", err);
     stmt_done(s);
@@ -1136,8 +1079,8 @@ int tl_store_op_get(struct tl_store *st, int64_t device_id, const char *signatur
     out->runs = sqlite3_column_int64(s, 1);
     out->measured_at_s = sqlite3_column_int64(s, 2);
   } else if (sr == SQLITE_DONE) {
-    rc = tl_fail(err, TL_ENOENT, "%s: no latency for \"%s\" on device %lld", st->path,
-                 signature, (long long)device_id);
+    rc = tl_fail(err, TL_ENOENT, "%s: no latency for \"%s\" on device %lld", st->path, signature,
+                 (long long)device_id);
   } else {
     rc = sql_fail(st, sr, "cannot read an op latency", err);
   }
@@ -1145,9 +1088,8 @@ int tl_store_op_get(struct tl_store *st, int64_t device_id, const char *signatur
   return rc;
 }
 
-int tl_store_op_put_batch(struct tl_store *st, int64_t device_id,
-                          const struct tl_op_latency *rows, size_t n,
-                          struct tl_error *err) {
+int tl_store_op_put_batch(struct tl_store *st, int64_t device_id, const struct tl_op_latency *rows,
+                          size_t n, struct tl_error *err) {
   if (st == NULL || (rows == NULL && n > 0))
     return tl_fail(err, TL_EINVAL, "tl_store_op_put_batch: NULL argument");
   int rc = txn_begin_write(st, err);
@@ -1162,8 +1104,7 @@ int tl_store_op_put_batch(struct tl_store *st, int64_t device_id,
                    r->signature == NULL ? "no signature" : "a NaN median");
       goto fail;
     }
-    int sr = bind(s, "itdii", device_id, r->signature, r->median_us, r->runs,
-                  r->measured_at_s);
+    int sr = bind(s, "itdii", device_id, r->signature, r->median_us, r->runs, r->measured_at_s);
     if (sr == SQLITE_OK)
       sr = sqlite3_step(s);
     if (sr == SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -1186,8 +1127,8 @@ fail:
 }
 
 int tl_store_op_foreach(struct tl_store *st, int64_t device_id,
-                        int (*fn)(void *ctx, const struct tl_op_latency *row),
-                        void *ctx, struct tl_error *err) {
+                        int (*fn)(void *ctx, const struct tl_op_latency *row), void *ctx,
+                        struct tl_error *err) {
   if (st == NULL || fn == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_op_foreach: NULL argument");
   sqlite3_stmt *s = st->stmt[STMT_OP_ALL];
@@ -1218,17 +1159,15 @@ int tl_store_op_foreach(struct tl_store *st, int64_t device_id,
 
 /* ------------------------------------------------------------ subnets */
 
-int tl_store_accuracy_put(struct tl_store *st, const char *model_hash,
-                          uint64_t subnet_key, const char *calib_hash,
-                          const struct tl_subnet_accuracy *acc,
+int tl_store_accuracy_put(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
+                          const char *calib_hash, const struct tl_subnet_accuracy *acc,
                           struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || acc == NULL ||
-      acc->spec == NULL)
+  if (st == NULL || model_hash == NULL || calib_hash == NULL || acc == NULL || acc->spec == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_accuracy_put: NULL argument");
   if (isnan(acc->accuracy) || (acc->recalibrated != 0 && acc->recalibrated != 1))
     return tl_fail(err, TL_EINVAL,
-                   "%s: accuracy of \"%s\" must be a number and recalibrated 0 or 1",
-                   st->path, acc->spec);
+                   "%s: accuracy of \"%s\" must be a number and recalibrated 0 or 1", st->path,
+                   acc->spec);
 
   int rc = txn_begin_write(st, err);
   if (rc < 0)
@@ -1262,9 +1201,9 @@ fail:
   return rc;
 }
 
-int tl_store_accuracy_get(struct tl_store *st, const char *model_hash,
-                          uint64_t subnet_key, const char *calib_hash,
-                          struct tl_subnet_accuracy **out, struct tl_error *err) {
+int tl_store_accuracy_get(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
+                          const char *calib_hash, struct tl_subnet_accuracy **out,
+                          struct tl_error *err) {
   if (st == NULL || model_hash == NULL || calib_hash == NULL || out == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_accuracy_get: NULL argument");
   sqlite3_stmt *s = st->stmt[STMT_ACCURACY_GET];
@@ -1292,9 +1231,10 @@ int tl_store_accuracy_get(struct tl_store *st, const char *model_hash,
       acc->recalibrated = sqlite3_column_int(s, 3);
     }
   } else if (sr == SQLITE_DONE) {
-    rc = tl_fail(err, TL_ENOENT, "%s: no accuracy for subnet %016llx of model %s on "
-                 "calibration data %s", st->path, (unsigned long long)subnet_key,
-                 model_hash, calib_hash);
+    rc = tl_fail(err, TL_ENOENT,
+                 "%s: no accuracy for subnet %016llx of model %s on "
+                 "calibration data %s",
+                 st->path, (unsigned long long)subnet_key, model_hash, calib_hash);
   } else {
     rc = sql_fail(st, sr, "cannot read an accuracy", err);
   }
@@ -1307,8 +1247,7 @@ int tl_store_accuracy_get(struct tl_store *st, const char *model_hash,
 /* -------------------------------------------------------- BN statistics */
 
 int tl_store_bn_put(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                    const char *calib_hash, const void *data, size_t len,
-                    struct tl_error *err) {
+                    const char *calib_hash, const void *data, size_t len, struct tl_error *err) {
   if (st == NULL || model_hash == NULL || calib_hash == NULL || (data == NULL && len > 0))
     return tl_fail(err, TL_EINVAL, "tl_store_bn_put: NULL argument");
   sqlite3_stmt *s = st->stmt[STMT_BN_PUT];
@@ -1323,10 +1262,8 @@ int tl_store_bn_put(struct tl_store *st, const char *model_hash, uint64_t subnet
 }
 
 int tl_store_bn_get(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                    const char *calib_hash, void **data, size_t *len,
-                    struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || data == NULL ||
-      len == NULL)
+                    const char *calib_hash, void **data, size_t *len, struct tl_error *err) {
+  if (st == NULL || model_hash == NULL || calib_hash == NULL || data == NULL || len == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_bn_get: NULL argument");
   sqlite3_stmt *s = st->stmt[STMT_BN_GET];
   void *copy = NULL;
@@ -1341,14 +1278,15 @@ int tl_store_bn_get(struct tl_store *st, const char *model_hash, uint64_t subnet
     if (blob == NULL && n > 0)
       rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading BN statistics", st->path);
     else if ((copy = malloc(n > 0 ? n : 1)) == NULL)
-      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading %zu bytes of BN statistics",
-                   st->path, n);
+      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading %zu bytes of BN statistics", st->path,
+                   n);
     else if (n > 0)
       memcpy(copy, blob, n);
   } else if (sr == SQLITE_DONE) {
-    rc = tl_fail(err, TL_ENOENT, "%s: no BN statistics for subnet %016llx of model %s "
-                 "on calibration data %s", st->path, (unsigned long long)subnet_key,
-                 model_hash, calib_hash);
+    rc = tl_fail(err, TL_ENOENT,
+                 "%s: no BN statistics for subnet %016llx of model %s "
+                 "on calibration data %s",
+                 st->path, (unsigned long long)subnet_key, model_hash, calib_hash);
   } else {
     rc = sql_fail(st, sr, "cannot read BN statistics", err);
   }
@@ -1367,8 +1305,8 @@ int tl_store_bn_get(struct tl_store *st, const char *model_hash, uint64_t subnet
 /* Finds the id of the frontier row for the key: 0 and *found, or 0 and
  * !*found when there is none. */
 static int frontier_find(struct tl_store *st, const char *model_hash, int64_t device_id,
-                         const char *calib_hash, const char *space, int64_t *id,
-                         bool *found, struct tl_error *err) {
+                         const char *calib_hash, const char *space, int64_t *id, bool *found,
+                         struct tl_error *err) {
   sqlite3_stmt *s = st->stmt[STMT_FRONTIER_FIND];
   int rc = 0;
   *found = false;
@@ -1385,10 +1323,9 @@ static int frontier_find(struct tl_store *st, const char *model_hash, int64_t de
   return rc;
 }
 
-int tl_store_frontier_put(struct tl_store *st, const char *model_hash,
-                          int64_t device_id, const char *calib_hash, const char *space,
-                          const struct tl_frontier_entry *entries, size_t n,
-                          struct tl_error *err) {
+int tl_store_frontier_put(struct tl_store *st, const char *model_hash, int64_t device_id,
+                          const char *calib_hash, const char *space,
+                          const struct tl_frontier_entry *entries, size_t n, struct tl_error *err) {
   if (st == NULL || model_hash == NULL || calib_hash == NULL || space == NULL ||
       (entries == NULL && n > 0))
     return tl_fail(err, TL_EINVAL, "tl_store_frontier_put: NULL argument");
@@ -1467,12 +1404,11 @@ static int frontier_row(sqlite3_stmt *s, void *elem, char **cursor, const char *
   return sr == SQLITE_OK && e->spec == NULL ? ROW_NULL_TEXT : sr;
 }
 
-int tl_store_frontier_get(struct tl_store *st, const char *model_hash,
-                          int64_t device_id, const char *calib_hash, const char *space,
-                          struct tl_frontier_entry **entries, size_t *count,
-                          struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || space == NULL ||
-      entries == NULL || count == NULL)
+int tl_store_frontier_get(struct tl_store *st, const char *model_hash, int64_t device_id,
+                          const char *calib_hash, const char *space,
+                          struct tl_frontier_entry **entries, size_t *count, struct tl_error *err) {
+  if (st == NULL || model_hash == NULL || calib_hash == NULL || space == NULL || entries == NULL ||
+      count == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_frontier_get: NULL argument");
   sqlite3_stmt *s = st->stmt[STMT_FRONTIER_ENTRIES];
   struct tl_frontier_entry *block = NULL;
@@ -1500,8 +1436,7 @@ int tl_store_frontier_get(struct tl_store *st, const char *model_hash,
     stmt_done(s);
     goto fail;
   }
-  rc = read_rows(st, s, sizeof *block, 0, 0, frontier_row, "a frontier", (void **)&block, &n,
-                 err);
+  rc = read_rows(st, s, sizeof *block, 0, 0, frontier_row, "a frontier", (void **)&block, &n, err);
   if (rc < 0)
     goto fail;
   rc = txn_commit(st, err);
@@ -1519,16 +1454,18 @@ fail:
 
 /* -------------------------------------------------------------- events */
 
-int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev,
-                          int64_t *id, struct tl_error *err) {
+int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev, int64_t *id,
+                          struct tl_error *err) {
   if (st == NULL || ev == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_event_append: NULL argument");
   if (ev->model == NULL || ev->to_spec == NULL || ev->reason == NULL)
-    return tl_fail(err, TL_EINVAL, "%s: a switch event needs a model, a to_spec and a "
-                   "reason", st->path);
+    return tl_fail(err, TL_EINVAL,
+                   "%s: a switch event needs a model, a to_spec and a "
+                   "reason",
+                   st->path);
   sqlite3_stmt *s = st->stmt[STMT_EVENT_ADD];
-  int sr = bind(s, "ittttt", ev->time_ms, ev->model, ev->from_spec, ev->to_spec,
-                ev->reason, ev->state);
+  int sr =
+      bind(s, "ittttt", ev->time_ms, ev->model, ev->from_spec, ev->to_spec, ev->reason, ev->state);
   if (sr != SQLITE_OK) {
     int rc = sql_fail(st, sr, "cannot store a switch event", err);
     stmt_done(s);
@@ -1563,13 +1500,11 @@ static int event_row(sqlite3_stmt *s, void *elem, char **cursor, const char *end
 }
 
 int tl_store_event_last(struct tl_store *st, const char *model, int64_t max,
-                        struct tl_switch_event **events, size_t *count,
-                        struct tl_error *err) {
+                        struct tl_switch_event **events, size_t *count, struct tl_error *err) {
   if (st == NULL || events == NULL || count == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_event_last: NULL argument");
   if (max < 0)
-    return tl_fail(err, TL_EINVAL, "%s: cannot list %lld events", st->path,
-                   (long long)max);
+    return tl_fail(err, TL_EINVAL, "%s: cannot list %lld events", st->path, (long long)max);
   sqlite3_stmt *s = st->stmt[STMT_EVENT_LAST];
   struct tl_switch_event *block = NULL;
   size_t n = 0;
@@ -1583,8 +1518,7 @@ int tl_store_event_last(struct tl_store *st, const char *model, int64_t max,
     stmt_done(s);
     goto fail;
   }
-  rc = read_rows(st, s, sizeof *block, 2, 6, event_row, "switch events", (void **)&block, &n,
-                 err);
+  rc = read_rows(st, s, sizeof *block, 2, 6, event_row, "switch events", (void **)&block, &n, err);
   if (rc < 0)
     goto fail;
   rc = txn_commit(st, err);
@@ -1618,8 +1552,7 @@ int tl_store_event_trim(struct tl_store *st, int64_t keep, struct tl_error *err)
   if (st == NULL)
     return tl_fail(err, TL_EINVAL, "tl_store_event_trim: NULL argument");
   if (keep < 0)
-    return tl_fail(err, TL_EINVAL, "%s: cannot keep %lld events", st->path,
-                   (long long)keep);
+    return tl_fail(err, TL_EINVAL, "%s: cannot keep %lld events", st->path, (long long)keep);
   int sr = bind(st->stmt[STMT_EVENT_TRIM], "i", keep);
   if (sr != SQLITE_OK) {
     int rc = sql_fail(st, sr, "cannot trim switch events", err);

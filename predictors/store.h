@@ -98,8 +98,8 @@ struct tl_store_open_report {
  * writable, path is not a regular file, or a bad file cannot be renamed;
  * TL_EBUSY when another connection keeps the file locked; TL_ENOMEM;
  * TL_EINVAL for NULL arguments.  The message names path and the reason. */
-int tl_store_open(const char *path, struct tl_store **out,
-                  struct tl_store_open_report *report, struct tl_error *err);
+int tl_store_open(const char *path, struct tl_store **out, struct tl_store_open_report *report,
+                  struct tl_error *err);
 
 /* Closes st and frees it.  NULL is allowed.  Cannot fail: the cache's
  * writes were committed when the calls that made them returned. */
@@ -125,8 +125,8 @@ struct tl_device_fp {
  * store has not seen it.  Ids are positive and never change.  Returns
  * TL_EINVAL if a text field is not NUL-terminated in its array or a number
  * is negative. */
-int tl_store_device(struct tl_store *st, const struct tl_device_fp *fp,
-                    int64_t *device_id, struct tl_error *err);
+int tl_store_device(struct tl_store *st, const struct tl_device_fp *fp, int64_t *device_id,
+                    struct tl_error *err);
 
 /* ---------------------------------------------------------- op latency */
 
@@ -147,9 +147,8 @@ int tl_store_op_get(struct tl_store *st, int64_t device_id, const char *signatur
  * the same signature: all of them are stored or, on error, none.  Returns
  * TL_EINVAL for a NULL signature, a NaN median (SQLite cannot store NaN)
  * or a device_id that tl_store_device() did not give. */
-int tl_store_op_put_batch(struct tl_store *st, int64_t device_id,
-                          const struct tl_op_latency *rows, size_t n,
-                          struct tl_error *err);
+int tl_store_op_put_batch(struct tl_store *st, int64_t device_id, const struct tl_op_latency *rows,
+                          size_t n, struct tl_error *err);
 
 /* Calls fn(ctx, row) for every stored latency of device_id, in signature
  * order (byte order).  row and its signature are valid only during the
@@ -157,33 +156,32 @@ int tl_store_op_put_batch(struct tl_store *st, int64_t device_id,
  * the walk and is returned.  Returns 0 when the walk ends (also when there
  * are no rows). */
 int tl_store_op_foreach(struct tl_store *st, int64_t device_id,
-                        int (*fn)(void *ctx, const struct tl_op_latency *row),
-                        void *ctx, struct tl_error *err);
+                        int (*fn)(void *ctx, const struct tl_op_latency *row), void *ctx,
+                        struct tl_error *err);
 
 /* ------------------------------------------------------------ subnets */
 
 /* A subnet's top-1 accuracy measured on calibration data. */
 struct tl_subnet_accuracy {
-  const char *spec;  /* the subnet's canonical spec text */
-  double accuracy;   /* a fraction in [0, 1] */
-  int64_t images;    /* calibration images it was measured on */
-  int recalibrated;  /* 1 if BatchNorm was recalibrated first, else 0 */
+  const char *spec; /* the subnet's canonical spec text */
+  double accuracy;  /* a fraction in [0, 1] */
+  int64_t images;   /* calibration images it was measured on */
+  int recalibrated; /* 1 if BatchNorm was recalibrated first, else 0 */
 };
 
 /* Stores *acc for (model_hash, subnet_key, calib_hash), replacing what was
  * there; the spec text is kept per (model_hash, subnet_key).  Returns
  * TL_EINVAL for NULL strings, a NaN accuracy or recalibrated not 0 or 1. */
-int tl_store_accuracy_put(struct tl_store *st, const char *model_hash,
-                          uint64_t subnet_key, const char *calib_hash,
-                          const struct tl_subnet_accuracy *acc,
+int tl_store_accuracy_put(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
+                          const char *calib_hash, const struct tl_subnet_accuracy *acc,
                           struct tl_error *err);
 
 /* Sets *out to a malloc'd copy of what is stored for the key, spec text
  * included in the same block: free(*out) releases all.  Returns TL_ENOENT
  * if nothing is. */
-int tl_store_accuracy_get(struct tl_store *st, const char *model_hash,
-                          uint64_t subnet_key, const char *calib_hash,
-                          struct tl_subnet_accuracy **out, struct tl_error *err);
+int tl_store_accuracy_get(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
+                          const char *calib_hash, struct tl_subnet_accuracy **out,
+                          struct tl_error *err);
 
 /* -------------------------------------------------------- BN statistics */
 
@@ -191,25 +189,23 @@ int tl_store_accuracy_get(struct tl_store *st, const char *model_hash,
  * allowed) as the BatchNorm statistics of (model_hash, subnet_key,
  * calib_hash), replacing what was there. */
 int tl_store_bn_put(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                    const char *calib_hash, const void *data, size_t len,
-                    struct tl_error *err);
+                    const char *calib_hash, const void *data, size_t len, struct tl_error *err);
 
 /* Sets *data to a malloc'd copy of the stored bytes (never NULL, even for
  * len 0; the caller frees it) and *len to their count.  Returns TL_ENOENT
  * if nothing is stored. */
 int tl_store_bn_get(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                    const char *calib_hash, void **data, size_t *len,
-                    struct tl_error *err);
+                    const char *calib_hash, void **data, size_t *len, struct tl_error *err);
 
 /* ------------------------------------------------------------ frontier */
 
 /* One subnet of a frontier, with its predictions. */
 struct tl_frontier_entry {
-  const char *spec;     /* canonical spec text */
+  const char *spec; /* canonical spec text */
   uint64_t subnet_key;
   double predicted_ms;
   double predicted_mib;
-  double accuracy;      /* a fraction in [0, 1] */
+  double accuracy; /* a fraction in [0, 1] */
 };
 
 /* Replaces the frontier of (model_hash, device_id, calib_hash, space) by
@@ -217,37 +213,35 @@ struct tl_frontier_entry {
  * new one.  space is the canonical text of the search space's choices.
  * n may be 0 (a search that found nothing is remembered too).  Returns
  * TL_EINVAL for NULL strings, NaN numbers or an unknown device_id. */
-int tl_store_frontier_put(struct tl_store *st, const char *model_hash,
-                          int64_t device_id, const char *calib_hash, const char *space,
-                          const struct tl_frontier_entry *entries, size_t n,
-                          struct tl_error *err);
+int tl_store_frontier_put(struct tl_store *st, const char *model_hash, int64_t device_id,
+                          const char *calib_hash, const char *space,
+                          const struct tl_frontier_entry *entries, size_t n, struct tl_error *err);
 
 /* Sets *entries to a malloc'd array of the stored frontier in the order it
  * was put, spec texts in the same block (free(*entries) releases all), and
  * *count to its length.  A stored empty frontier gives *entries NULL and
  * *count 0.  Returns TL_ENOENT if no frontier was ever put for the key. */
-int tl_store_frontier_get(struct tl_store *st, const char *model_hash,
-                          int64_t device_id, const char *calib_hash, const char *space,
-                          struct tl_frontier_entry **entries, size_t *count,
-                          struct tl_error *err);
+int tl_store_frontier_get(struct tl_store *st, const char *model_hash, int64_t device_id,
+                          const char *calib_hash, const char *space,
+                          struct tl_frontier_entry **entries, size_t *count, struct tl_error *err);
 
 /* -------------------------------------------------------------- events */
 
 /* A switch of the active subnet, as the daemon logs it. */
 struct tl_switch_event {
-  int64_t id;            /* given by the store, increasing; never reused */
-  int64_t time_ms;       /* unix time in milliseconds */
+  int64_t id;      /* given by the store, increasing; never reused */
+  int64_t time_ms; /* unix time in milliseconds */
   const char *model;
   const char *from_spec; /* NULL when no subnet was active before */
   const char *to_spec;
   const char *reason;
-  const char *state;     /* the device state as JSON text, or NULL */
+  const char *state; /* the device state as JSON text, or NULL */
 };
 
 /* Appends *ev (its id is ignored) and sets *id (may be NULL) to the id it
  * got.  Returns TL_EINVAL if model, to_spec or reason is NULL. */
-int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev,
-                          int64_t *id, struct tl_error *err);
+int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev, int64_t *id,
+                          struct tl_error *err);
 
 /* Sets *events to a malloc'd array of the last max events appended (of
  * the model named, or of every model when model is NULL), newest first,
@@ -256,8 +250,7 @@ int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev,
  * *events is NULL).  "Last" is by append order, not by time_ms, which a
  * clock change can make go backwards.  Returns TL_EINVAL if max < 0. */
 int tl_store_event_last(struct tl_store *st, const char *model, int64_t max,
-                        struct tl_switch_event **events, size_t *count,
-                        struct tl_error *err);
+                        struct tl_switch_event **events, size_t *count, struct tl_error *err);
 
 /* Sets *count to the number of stored events. */
 int tl_store_event_count(struct tl_store *st, int64_t *count, struct tl_error *err);

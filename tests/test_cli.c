@@ -162,8 +162,8 @@ END_TEST
 
 START_TEST(run_json_lists_outputs_with_shape_top5_and_data) {
   struct result r;
-  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), model("tiny_cnn.input.npy"), "--json",
-                           NULL});
+  run(&r,
+      (const char *[]){"run", model("tiny_cnn.onnx"), model("tiny_cnn.input.npy"), "--json", NULL});
   ck_assert_msg(r.status == 0, "%s", r.err);
   json_error_t je;
   json_t *o = json_loads(r.out, 0, &je);
@@ -223,8 +223,8 @@ END_TEST
 
 START_TEST(unsupported_op_is_one_error_line) {
   struct result r;
-  run(&r, (const char *[]){"run", model("bad/unsupported_op.onnx"), model("tiny_cnn.input.npy"),
-                           NULL});
+  run(&r,
+      (const char *[]){"run", model("bad/unsupported_op.onnx"), model("tiny_cnn.input.npy"), NULL});
   assert_one_error_line(&r, "node \"relu1\" (Tanh)", "not supported");
   run(&r, (const char *[]){"bench", model("bad/unsupported_op.onnx"), NULL});
   assert_one_error_line(&r, "node \"relu1\" (Tanh)", "not supported");
@@ -299,8 +299,8 @@ START_TEST(eval_json_prints_one_object_per_subnet) {
   write_npy(tmp("y.npy"), TL_DTYPE_INT64, ys);
   struct result r;
   run(&r, (const char *[]){"eval", bundled, "--calib", tmp("x.npy"), tmp("y.npy"), "--subnet",
-                           "r=28 d=2,2,2 w=1,1,1", "--subnet", "w=.5,.5,.5 r=14 d=0,1,2",
-                           "--batch", "20", "--json", NULL});
+                           "r=28 d=2,2,2 w=1,1,1", "--subnet", "w=.5,.5,.5 r=14 d=0,1,2", "--batch",
+                           "20", "--json", NULL});
   ck_assert_msg(r.status == 0, "%s", r.err);
   char *line = strtok(r.out, "\n");
   const char *want[] = {"r=28 d=2,2,2 w=1,1,1", "r=14 d=0,1,2 w=.5,.5,.5"};
@@ -378,7 +378,8 @@ END_TEST
 
 START_TEST(space_options_set_the_choices) {
   struct result r;
-  run(&r, (const char *[]){"inspect", bundled, "--widths", ".5,1", "--res-steps=2", "--json", NULL});
+  run(&r,
+      (const char *[]){"inspect", bundled, "--widths", ".5,1", "--res-steps=2", "--json", NULL});
   ck_assert_msg(r.status == 0, "%s", r.err);
   json_t *o = json_loads(r.out, 0, NULL);
   ck_assert_ptr_nonnull(o);

@@ -455,15 +455,17 @@ END_TEST
 START_TEST(fifo_as_model_file_is_refused_without_blocking) {
   ck_assert_int_eq(mkfifo(tu_tmp_path("model.onnx"), 0600), 0);
   write_text(tu_tmp_path("c.yaml"), "models:\n"
-                                 "  - name: m\n"
-                                 "    path: model.onnx\n"
-                                 "    budget: {latency_p95_ms: 1}\n");
+                                    "  - name: m\n"
+                                    "    path: model.onnx\n"
+                                    "    budget: {latency_p95_ms: 1}\n");
   struct tl_config *cfg = SENTINEL;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_config_load(tu_tmp_path("c.yaml"), &cfg, &err), TL_EFORMAT);
   char want[PATH_MAX * 4];
-  snprintf(want, sizeof want, "%s/c.yaml:3:11: models[0].path: \"%s/model.onnx\" is not a "
-           "regular file", tu_tmpdir(), tu_tmpdir());
+  snprintf(want, sizeof want,
+           "%s/c.yaml:3:11: models[0].path: \"%s/model.onnx\" is not a "
+           "regular file",
+           tu_tmpdir(), tu_tmpdir());
   ck_assert_str_eq(err.msg, want);
   ck_assert_ptr_eq(cfg, SENTINEL);
 }

@@ -50,9 +50,9 @@ static const char *const variants[] = {
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 #define N_FILES (N_ARCHS * N_VARIANTS)
 
-#define SIDE 64        /* the corpus's input side */
+#define SIDE 64 /* the corpus's input side */
 #define N_CLASSES 10
-#define N_RANDOM 10    /* random subnets run per file */
+#define N_RANDOM 10 /* random subnets run per file */
 #define RANDOM_SEED 20240613u
 
 static char corpus_dir[PATH_MAX];
@@ -61,7 +61,7 @@ static int corpus_status = -1; /* make-corpus.py's exit status; -1: not run */
 
 struct corpus_file {
   const char *arch, *variant;
-  char name[96];              /* "resnet18.default.onnx", for messages */
+  char name[96]; /* "resnet18.default.onnx", for messages */
   char path[PATH_MAX + 128];
 };
 
@@ -104,8 +104,8 @@ static struct tl_graph *load(const struct corpus_file *f) {
 static struct tl_supernet *compile(const struct corpus_file *f, struct tl_graph *g) {
   struct tl_supernet *sn = NULL;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_supernet_build(g, NULL, &sn, &err) == 0, "%s: tl_supernet_build: %s",
-                f->name, err.msg);
+  ck_assert_msg(tl_supernet_build(g, NULL, &sn, &err) == 0, "%s: tl_supernet_build: %s", f->name,
+                err.msg);
   return sn;
 }
 
@@ -124,8 +124,7 @@ static struct tl_tensor read_npy(const struct corpus_file *f, const char *what) 
 }
 
 /* Plans spec, runs it on x and returns the output; the plan goes to *p. */
-static const struct tl_tensor *run_subnet(const struct corpus_file *f,
-                                          const struct tl_supernet *sn,
+static const struct tl_tensor *run_subnet(const struct corpus_file *f, const struct tl_supernet *sn,
                                           const struct tl_subnet_spec *spec,
                                           const struct tl_tensor *x, struct tl_plan **p) {
   char text[512];
@@ -284,9 +283,8 @@ static int node_named(const struct tl_graph *g, const char *name) {
 /* Fails unless every residual block of g with internal channels holds one
  * of the n width groups, given by the names of their producing and
  * consuming convs (as `source` reported them). */
-static void check_width_group_in_every_block(const struct corpus_file *f,
-                                             const struct tl_graph *g, int n,
-                                             const char *const *producer,
+static void check_width_group_in_every_block(const struct corpus_file *f, const struct tl_graph *g,
+                                             int n, const char *const *producer,
                                              const char *const *consumer, const char *source) {
   /* Width groups name their convs: names must say which node they mean.
    * (One assert at the end: each ck_assert costs a write to check.) */
@@ -317,8 +315,7 @@ static void check_width_group_in_every_block(const struct corpus_file *f,
   size_t used = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     const struct tl_node *add = &g->nodes[i];
-    if (add->op != TL_OP_ADD || add->n_in != 2 || !s.live[i] || add->in[0] < 0 ||
-        add->in[1] < 0)
+    if (add->op != TL_OP_ADD || add->n_in != 2 || !s.live[i] || add->in[0] < 0 || add->in[1] < 0)
       continue;
     int p0 = g->values[add->in[0]].producer, p1 = g->values[add->in[1]].producer;
     if (p0 < 0 || p1 < 0 || !s.live[p0] || !s.live[p1])
@@ -339,9 +336,10 @@ static void check_width_group_in_every_block(const struct corpus_file *f,
     if (has_group)
       continue;
     if (missing++ < 3 && used < sizeof list) {
-      int len = snprintf(list + used, sizeof list - used, "%sthe block closed by \"%s\" "
-                         "(internal channels \"%s\" -> \"%s\")", used ? "; " : "",
-                         add->name, g->nodes[c1].name, g->nodes[c2].name);
+      int len = snprintf(list + used, sizeof list - used,
+                         "%sthe block closed by \"%s\" "
+                         "(internal channels \"%s\" -> \"%s\")",
+                         used ? "; " : "", add->name, g->nodes[c1].name, g->nodes[c2].name);
       used += len > 0 ? (size_t)len : 0;
     }
   }
@@ -468,8 +466,7 @@ START_TEST(inspect_json_reports_elastic_depth_and_width_of_every_default_export)
   json_t *width = json_object_get(json_object_get(root, "elastic"), "width");
   json_t *groups = json_object_get(root, "width_groups");
   ck_assert_msg(json_is_boolean(depth) && json_is_boolean(width) && json_is_array(groups),
-                "%s: inspect --json has no elastic.depth, elastic.width or width_groups",
-                f.name);
+                "%s: inspect --json has no elastic.depth, elastic.width or width_groups", f.name);
   ck_assert_msg(json_is_true(depth), "%s: inspect --json reports no elastic depth", f.name);
   ck_assert_msg(json_is_true(width), "%s: inspect --json reports no elastic width", f.name);
 
@@ -547,8 +544,8 @@ START_TEST(smallest_and_random_subnets_run_to_finite_outputs) {
     tl_subnet_format(sn, &spec, text, sizeof text);
     struct tl_plan *p = NULL;
     const struct tl_tensor *y = run_subnet(&f, sn, &spec, &x, &p);
-    ck_assert_msg(tl_shape_numel(&y->shape) == N_CLASSES, "%s: subnet \"%s\": output %s",
-                  f.name, text, tl_shape_str(&y->shape, shape, sizeof shape));
+    ck_assert_msg(tl_shape_numel(&y->shape) == N_CLASSES, "%s: subnet \"%s\": output %s", f.name,
+                  text, tl_shape_str(&y->shape, shape, sizeof shape));
     for (int i = 0; i < N_CLASSES; i++)
       ck_assert_msg(isfinite(((const float *)y->data)[i]), "%s: subnet \"%s\": output %d is %g",
                     f.name, text, i, (double)((const float *)y->data)[i]);
@@ -636,8 +633,8 @@ int main(void) {
   tcase_add_loop_test(tc, every_export_has_elastic_depth_width_and_resolution, 0, N_FILES);
   tcase_add_loop_test(tc, every_default_export_has_a_width_group_in_every_block, 0,
                       N_ARCHS * N_DEFAULT_VARIANTS);
-  tcase_add_loop_test(tc, inspect_json_reports_elastic_depth_and_width_of_every_default_export,
-                      0, N_ARCHS * N_DEFAULT_VARIANTS);
+  tcase_add_loop_test(tc, inspect_json_reports_elastic_depth_and_width_of_every_default_export, 0,
+                      N_ARCHS * N_DEFAULT_VARIANTS);
   tcase_add_loop_test(tc, largest_subnet_matches_pytorch, 0, N_FILES);
   tcase_add_loop_test(tc, smallest_and_random_subnets_run_to_finite_outputs, 0, N_FILES);
   suite_add_tcase(s, tc);

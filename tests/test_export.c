@@ -29,9 +29,9 @@
 static char source_root[4096], build_root[4096];
 
 struct model {
-  const char *dir;  /* under the source root */
+  const char *dir; /* under the source root */
   const char *file;
-  int optional;     /* skipped when the tree does not have it */
+  int optional; /* skipped when the tree does not have it */
 };
 
 static const struct model models[] = {
@@ -141,8 +141,7 @@ START_TEST(exported_subnets_match_their_plans) {
     /* The fast kernels may pick another algorithm for a whole model
      * (Winograd) than for a view of the SuperNet. */
     struct compared fast = export_and_compare(sn, g, &specs[k], NULL, 0);
-    ck_assert_msg(fast.rel <= 1e-5, "%s %s: off by %g of max |y|", models[_i].file, text,
-                  fast.rel);
+    ck_assert_msg(fast.rel <= 1e-5, "%s %s: off by %g of max |y|", models[_i].file, text, fast.rel);
   }
   tl_supernet_free(sn);
   tl_graph_free(g);
@@ -232,9 +231,10 @@ START_TEST(exported_weights_are_exactly_what_the_subnet_reads) {
     const char *out = tu_tmp_path("subnet.onnx");
     ck_assert_msg(tl_subnet_export(sn, &specs[k], NULL, out, &err) == 0, "%s", err.msg);
     struct tl_graph *eg = tu_load(out);
-    ck_assert_msg(weights_read(eg) == params, "%s %s: %lld weights in the file, the plan "
-                  "reads %lld", models[_i].file, text, (long long)weights_read(eg),
-                  (long long)params);
+    ck_assert_msg(weights_read(eg) == params,
+                  "%s %s: %lld weights in the file, the plan "
+                  "reads %lld",
+                  models[_i].file, text, (long long)weights_read(eg), (long long)params);
     if (k == 1) /* the smallest: every block skipped */
       ck_assert_int_lt(eg->n_nodes, g->n_nodes);
     for (int i = 0; i < eg->n_nodes; i++) {

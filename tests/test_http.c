@@ -55,8 +55,7 @@ struct run {
 
 static const struct tl_http_limits default_limits = {8192, 1 << 20};
 
-static void snap_take(const struct tl_http_request *r, size_t end,
-                      struct snap *s) {
+static void snap_take(const struct tl_http_request *r, size_t end, struct snap *s) {
   memset(s, 0, sizeof *s);
   s->method = r->method;
   snprintf(s->method_name, sizeof s->method_name, "%s", r->method_name);
@@ -79,9 +78,8 @@ static void snap_take(const struct tl_http_request *r, size_t end,
 
 /* Feeds data (n bytes) to a new connection in chunks that end at the
  * offsets cuts[0..ncuts) (ascending) and at n. */
-static void run_chunks(const struct tl_http_limits *lim, const char *data,
-                       size_t n, const size_t *cuts, int ncuts,
-                       struct run *out) {
+static void run_chunks(const struct tl_http_limits *lim, const char *data, size_t n,
+                       const size_t *cuts, int ncuts, struct run *out) {
   struct tl_http_conn c;
   struct tl_error err = {{0}};
   memset(out, 0, sizeof *out);
@@ -122,56 +120,44 @@ static void run_chunks(const struct tl_http_limits *lim, const char *data,
   tl_http_conn_free(&c);
 }
 
-static void run_whole(const struct tl_http_limits *lim, const char *data,
-                      struct run *out) {
+static void run_whole(const struct tl_http_limits *lim, const char *data, struct run *out) {
   run_chunks(lim, data, strlen(data), NULL, 0, out);
 }
 
-static void assert_snaps_equal(const struct snap *a, const struct snap *b,
-                               const char *label) {
+static void assert_snaps_equal(const struct snap *a, const struct snap *b, const char *label) {
   ck_assert_msg(a->method == b->method, "%s: method", label);
   ck_assert_msg(strcmp(a->method_name, b->method_name) == 0, "%s", label);
   ck_assert_msg(a->http_minor == b->http_minor, "%s: version", label);
-  ck_assert_msg(strcmp(a->path, b->path) == 0, "%s: path %s vs %s", label,
-                a->path, b->path);
+  ck_assert_msg(strcmp(a->path, b->path) == 0, "%s: path %s vs %s", label, a->path, b->path);
   ck_assert_msg(strcmp(a->query, b->query) == 0, "%s: query", label);
-  ck_assert_msg(strcmp(a->content_type, b->content_type) == 0,
-                "%s: content type", label);
+  ck_assert_msg(strcmp(a->content_type, b->content_type) == 0, "%s: content type", label);
   ck_assert_msg(a->content_length == b->content_length, "%s: length", label);
   ck_assert_msg(a->inference_header_length == b->inference_header_length,
                 "%s: inference header length", label);
   ck_assert_msg(a->keep_alive == b->keep_alive, "%s: keep-alive", label);
   ck_assert_msg(a->chunked == b->chunked, "%s: chunked", label);
   ck_assert_msg(a->expect_continue == b->expect_continue, "%s: expect", label);
-  ck_assert_msg(a->body_len == b->body_len &&
-                    memcmp(a->body, b->body, a->body_len) == 0,
+  ck_assert_msg(a->body_len == b->body_len && memcmp(a->body, b->body, a->body_len) == 0,
                 "%s: body", label);
-  ck_assert_msg(a->end == b->end, "%s: ends at %zu vs %zu", label, a->end,
-                b->end);
+  ck_assert_msg(a->end == b->end, "%s: ends at %zu vs %zu", label, a->end, b->end);
 }
 
-static void assert_runs_equal(const struct run *a, const struct run *b,
-                              const char *label) {
-  ck_assert_msg(a->n_reqs == b->n_reqs, "%s: %d requests vs %d", label,
-                a->n_reqs, b->n_reqs);
+static void assert_runs_equal(const struct run *a, const struct run *b, const char *label) {
+  ck_assert_msg(a->n_reqs == b->n_reqs, "%s: %d requests vs %d", label, a->n_reqs, b->n_reqs);
   for (int i = 0; i < a->n_reqs; i++)
     assert_snaps_equal(&a->reqs[i], &b->reqs[i], label);
   ck_assert_msg(a->n_continues == b->n_continues, "%s: continues", label);
   for (int i = 0; i < a->n_continues; i++)
-    ck_assert_msg(a->continue_at[i] == b->continue_at[i], "%s: continue",
-                  label);
-  ck_assert_msg(a->rc == b->rc, "%s: rc %d vs %d (%s / %s)", label, a->rc,
-                b->rc, a->msg, b->msg);
+    ck_assert_msg(a->continue_at[i] == b->continue_at[i], "%s: continue", label);
+  ck_assert_msg(a->rc == b->rc, "%s: rc %d vs %d (%s / %s)", label, a->rc, b->rc, a->msg, b->msg);
   ck_assert_msg(a->status == b->status, "%s: status", label);
-  ck_assert_msg(strcmp(a->msg, b->msg) == 0, "%s: \"%s\" vs \"%s\"", label,
-                a->msg, b->msg);
+  ck_assert_msg(strcmp(a->msg, b->msg) == 0, "%s: \"%s\" vs \"%s\"", label, a->msg, b->msg);
 }
 
 /* Asserts that every split of stream into two chunks, and feeding it byte
  * by byte, gives what feeding it whole gives.  Failures must come out in
  * the chunk holding the byte that decided them. */
-static void assert_split_invariant(const struct tl_http_limits *lim,
-                                   const char *stream) {
+static void assert_split_invariant(const struct tl_http_limits *lim, const char *stream) {
   size_t n = strlen(stream);
   struct run *whole = malloc(sizeof *whole);
   struct run *part = malloc(sizeof *part);
@@ -197,15 +183,13 @@ static void assert_split_invariant(const struct tl_http_limits *lim,
 
 /* Asserts that the whole stream fails with code and status, and that the
  * message contains words. */
-static void expect_fail(const struct tl_http_limits *lim, const char *stream,
-                        int code, int status, const char *words) {
+static void expect_fail(const struct tl_http_limits *lim, const char *stream, int code, int status,
+                        const char *words) {
   struct run r;
   run_whole(lim, stream, &r);
-  ck_assert_msg(r.rc == code, "%s: rc %d (%s), want %d", stream, r.rc, r.msg,
-                code);
+  ck_assert_msg(r.rc == code, "%s: rc %d (%s), want %d", stream, r.rc, r.msg, code);
   ck_assert_int_eq(r.status, status);
-  ck_assert_msg(strstr(r.msg, words) != NULL, "\"%s\" lacks \"%s\"", r.msg,
-                words);
+  ck_assert_msg(strstr(r.msg, words) != NULL, "\"%s\" lacks \"%s\"", r.msg, words);
 }
 
 /* The header block of s: the bytes through the first blank line. */
@@ -219,8 +203,7 @@ static size_t head_len(const char *s) {
 
 START_TEST(get_request_fields_are_parsed) {
   struct run r;
-  run_whole(&default_limits,
-            "GET /v2/health/ready?verbose=1 HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+  run_whole(&default_limits, "GET /v2/health/ready?verbose=1 HTTP/1.1\r\nHost: x\r\n\r\n", &r);
   ck_assert_int_eq(r.rc, 0);
   ck_assert_int_eq(r.n_reqs, 1);
   const struct snap *s = &r.reqs[0];
@@ -305,9 +288,8 @@ END_TEST
 START_TEST(requests_split_at_every_byte_boundary_parse_identically) {
   assert_split_invariant(&default_limits, post_infer);
   assert_split_invariant(&default_limits, pipelined);
-  assert_split_invariant(&default_limits,
-                         "POST /x HTTP/1.1\r\nExpect: 100-continue\r\n"
-                         "Content-Length: 3\r\n\r\nabcGET /y HTTP/1.1\r\n\r\n");
+  assert_split_invariant(&default_limits, "POST /x HTTP/1.1\r\nExpect: 100-continue\r\n"
+                                          "Content-Length: 3\r\n\r\nabcGET /y HTTP/1.1\r\n\r\n");
 }
 END_TEST
 
@@ -343,8 +325,7 @@ START_TEST(header_at_the_limit_passes_and_one_byte_over_gives_431) {
   ck_assert_int_eq(r.status, 431);
   ck_assert_int_eq(r.n_reqs, 0);
   char want[128];
-  snprintf(want, sizeof want, "the request header is over the %zu-byte limit",
-           head - 1);
+  snprintf(want, sizeof want, "the request header is over the %zu-byte limit", head - 1);
   ck_assert_str_eq(r.msg, want);
 }
 END_TEST
@@ -368,8 +349,7 @@ END_TEST
 
 START_TEST(long_header_value_we_read_gives_431) {
   char req[600];
-  snprintf(req, sizeof req, "POST / HTTP/1.1\r\nContent-Type: %0300d\r\n\r\n",
-           7);
+  snprintf(req, sizeof req, "POST / HTTP/1.1\r\nContent-Type: %0300d\r\n\r\n", 7);
   expect_fail(&default_limits, req, TL_ERANGE, 431,
               "the Content-Type header is longer than 255 bytes");
   /* the same length in a header we do not read is fine */
@@ -390,8 +370,7 @@ START_TEST(oversized_body_gives_413_as_soon_as_content_length_is_read) {
   run_whole(&lim, head, &r);
   ck_assert_int_eq(r.rc, TL_ERANGE);
   ck_assert_int_eq(r.status, 413);
-  ck_assert_str_eq(r.msg,
-                   "the request body of 1000 bytes is over the 999-byte limit");
+  ck_assert_str_eq(r.msg, "the request body of 1000 bytes is over the 999-byte limit");
 
   /* at the limit, the parser waits for the body */
   lim.max_body_bytes = 1000;
@@ -400,9 +379,8 @@ START_TEST(oversized_body_gives_413_as_soon_as_content_length_is_read) {
   ck_assert_int_eq(r.n_reqs, 0);
 
   /* a length past int64 is over any limit, not a wrap-around */
-  expect_fail(&lim,
-              "POST / HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n",
-              TL_ERANGE, 413, "over the 1000-byte limit");
+  expect_fail(&lim, "POST / HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n", TL_ERANGE,
+              413, "over the 1000-byte limit");
 }
 END_TEST
 
@@ -429,30 +407,25 @@ START_TEST(body_buffer_is_sized_once_and_never_past_the_limit) {
   size_t used;
   ck_assert_int_eq(tl_http_conn_init(&c, &lim, NULL), 0);
   const char *head = "POST / HTTP/1.1\r\nContent-Length: 3000\r\n\r\n";
-  ck_assert_int_eq(tl_http_feed(&c, head, strlen(head), &used, NULL),
-                   TL_HTTP_NEED_MORE);
+  ck_assert_int_eq(tl_http_feed(&c, head, strlen(head), &used, NULL), TL_HTTP_NEED_MORE);
   /* allocated at once for the announced length */
   ck_assert_uint_eq(c.body_cap, 3000);
   static char body[3000];
   memset(body, 'z', sizeof body);
-  ck_assert_int_eq(tl_http_feed(&c, body, sizeof body, &used, NULL),
-                   TL_HTTP_REQUEST);
+  ck_assert_int_eq(tl_http_feed(&c, body, sizeof body, &used, NULL), TL_HTTP_REQUEST);
   ck_assert_uint_eq(c.body_cap, 3000);
 
   /* a chunked body of 5800 bytes grows by doubling but stops at 6000 */
   head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-  ck_assert_int_eq(tl_http_feed(&c, head, strlen(head), &used, NULL),
-                   TL_HTTP_NEED_MORE);
+  ck_assert_int_eq(tl_http_feed(&c, head, strlen(head), &used, NULL), TL_HTTP_NEED_MORE);
   for (int i = 0; i < 2; i++) {
     char chunk[3100];
     int k = snprintf(chunk, sizeof chunk, "b54\r\n");
     memset(chunk + k, 'y', 2900);
     memcpy(chunk + k + 2900, "\r\n", 2);
-    ck_assert_int_eq(tl_http_feed(&c, chunk, (size_t)k + 2902, &used, NULL),
-                     TL_HTTP_NEED_MORE);
+    ck_assert_int_eq(tl_http_feed(&c, chunk, (size_t)k + 2902, &used, NULL), TL_HTTP_NEED_MORE);
   }
-  ck_assert_int_eq(tl_http_feed(&c, "0\r\n\r\n", 5, &used, NULL),
-                   TL_HTTP_REQUEST);
+  ck_assert_int_eq(tl_http_feed(&c, "0\r\n\r\n", 5, &used, NULL), TL_HTTP_REQUEST);
   ck_assert_uint_eq(c.req.body_len, 5800);
   ck_assert_uint_eq(c.body_cap, 6000);
   tl_http_conn_free(&c);
@@ -506,21 +479,17 @@ START_TEST(long_target_gives_414) {
   memcpy(req, "GET /", 5);
   memset(req + 5, 'a', 1100);
   strcpy(req + 1105, " HTTP/1.1\r\n\r\n");
-  expect_fail(&default_limits, req, TL_ERANGE, 414,
-              "the request target is longer than 1023 bytes");
+  expect_fail(&default_limits, req, TL_ERANGE, 414, "the request target is longer than 1023 bytes");
 }
 END_TEST
 
 START_TEST(inference_header_length_must_be_one_count) {
-  expect_fail(&default_limits,
-              "POST / HTTP/1.1\r\nInference-Header-Content-Length: 12x\r\n\r\n",
-              TL_EFORMAT, 400,
-              "Inference-Header-Content-Length \"12x\" is not a byte count");
+  expect_fail(&default_limits, "POST / HTTP/1.1\r\nInference-Header-Content-Length: 12x\r\n\r\n",
+              TL_EFORMAT, 400, "Inference-Header-Content-Length \"12x\" is not a byte count");
   expect_fail(&default_limits,
               "POST / HTTP/1.1\r\nInference-Header-Content-Length: 1\r\n"
               "inference-header-content-length: 1\r\n\r\n",
-              TL_EFORMAT, 400,
-              "the Inference-Header-Content-Length header is repeated");
+              TL_EFORMAT, 400, "the Inference-Header-Content-Length header is repeated");
 }
 END_TEST
 
@@ -540,8 +509,7 @@ START_TEST(keep_alive_follows_version_and_connection_header) {
     struct run r;
     run_whole(&default_limits, cases[i].req, &r);
     ck_assert_msg(r.rc == 0 && r.n_reqs == 1, "%s: %s", cases[i].req, r.msg);
-    ck_assert_msg(r.reqs[0].keep_alive == cases[i].keep_alive, "%s",
-                  cases[i].req);
+    ck_assert_msg(r.reqs[0].keep_alive == cases[i].keep_alive, "%s", cases[i].req);
   }
 }
 END_TEST
@@ -550,8 +518,7 @@ START_TEST(data_after_connection_close_gives_400) {
   expect_fail(&default_limits,
               "GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n"
               "\r\n",
-              TL_EFORMAT, 400,
-              "data after a request that closed the connection");
+              TL_EFORMAT, 400, "data after a request that closed the connection");
 }
 END_TEST
 
@@ -589,8 +556,7 @@ START_TEST(expect_continue_is_reported_before_the_body) {
   struct tl_http_limits lim = {8192, 3};
   expect_fail(&lim, req, TL_ERANGE, 413, "over the 3-byte limit");
   /* nor without a body to wait for */
-  run_whole(&default_limits, "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            &r);
+  run_whole(&default_limits, "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", &r);
   ck_assert_int_eq(r.n_continues, 0);
   ck_assert_int_eq(r.n_reqs, 1);
 }
@@ -602,12 +568,10 @@ START_TEST(failed_connection_repeats_its_error) {
   size_t used;
   ck_assert_int_eq(tl_http_conn_init(&c, &default_limits, &err), 0);
   const char *bad = "GET / HTTP/2.0\r\n\r\n";
-  ck_assert_int_eq(tl_http_feed(&c, bad, strlen(bad), &used, &err),
-                   TL_EUNSUPPORTED);
+  ck_assert_int_eq(tl_http_feed(&c, bad, strlen(bad), &used, &err), TL_EUNSUPPORTED);
   ck_assert_int_eq(tl_http_conn_error_status(&c), 505);
   memset(&err, 0, sizeof err);
-  ck_assert_int_eq(tl_http_feed(&c, "GET / HTTP/1.1\r\n\r\n", 18, &used, &err),
-                   TL_EUNSUPPORTED);
+  ck_assert_int_eq(tl_http_feed(&c, "GET / HTTP/1.1\r\n\r\n", 18, &used, &err), TL_EUNSUPPORTED);
   ck_assert_str_eq(err.msg, "HTTP/2.0 is not supported; use HTTP/1.1");
   ck_assert_int_eq(tl_http_conn_error_status(&c), 505);
   tl_http_conn_free(&c);
@@ -632,8 +596,7 @@ START_TEST(take_body_moves_the_buffer_to_the_caller) {
   ck_assert_uint_eq(len, 0);
 
   size_t rest;
-  ck_assert_int_eq(tl_http_feed(&c, two + used, n - used, &rest, NULL),
-                   TL_HTTP_REQUEST);
+  ck_assert_int_eq(tl_http_feed(&c, two + used, n - used, &rest, NULL), TL_HTTP_REQUEST);
   ck_assert_uint_eq(used + rest, n);
   ck_assert_mem_eq(c.req.body, "de", 2);
   ck_assert_mem_eq(body, "abc", 3); /* ours, untouched */
@@ -737,8 +700,7 @@ START_TEST(response_refuses_header_injection_and_leaves_buffer) {
   struct tl_http_header evil[] = {{"X-A", "b\r\nSet-Cookie: x"}};
   struct tl_http_response r = {.status = 200, .headers = evil, .n_headers = 1};
   ck_assert_int_eq(tl_http_response_format(&out, &r, &err), TL_EINVAL);
-  ck_assert_str_eq(err.msg,
-                   "the value of response header X-A holds a line break");
+  ck_assert_str_eq(err.msg, "the value of response header X-A holds a line break");
   struct tl_http_header bad_name[] = {{"X A", "b"}};
   r.headers = bad_name;
   ck_assert_int_eq(tl_http_response_format(&out, &r, &err), TL_EINVAL);
@@ -762,11 +724,9 @@ START_TEST(interim_and_bodiless_statuses_carry_no_length) {
   ck_assert_uint_eq(out.len, strlen("HTTP/1.1 100 Continue\r\n\r\n"));
   ck_assert(memcmp(out.data, "HTTP/1.1 100 Continue\r\n\r\n", out.len) == 0);
   out.len = 0;
-  r = (struct tl_http_response){
-      .status = 204, .body = "x", .body_len = 1, .keep_alive = 1};
+  r = (struct tl_http_response){.status = 204, .body = "x", .body_len = 1, .keep_alive = 1};
   ck_assert_int_eq(tl_http_response_format(&out, &r, NULL), 0);
-  const char *want =
-      "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n";
+  const char *want = "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n";
   ck_assert_uint_eq(out.len, strlen(want));
   ck_assert(memcmp(out.data, want, out.len) == 0);
   tl_http_buf_free(&out);
@@ -780,8 +740,7 @@ START_TEST(status_reasons_come_from_the_table) {
   ck_assert_str_eq(tl_http_status_reason(405), "Method Not Allowed");
   ck_assert_str_eq(tl_http_status_reason(413), "Content Too Large");
   ck_assert_str_eq(tl_http_status_reason(414), "URI Too Long");
-  ck_assert_str_eq(tl_http_status_reason(431),
-                   "Request Header Fields Too Large");
+  ck_assert_str_eq(tl_http_status_reason(431), "Request Header Fields Too Large");
   ck_assert_str_eq(tl_http_status_reason(503), "Service Unavailable");
   ck_assert_str_eq(tl_http_status_reason(505), "HTTP Version Not Supported");
   ck_assert_str_eq(tl_http_status_reason(299), "Unknown");
@@ -819,8 +778,7 @@ static Suite *http_suite(void) {
   tcase_add_test(tc, header_at_the_limit_passes_and_one_byte_over_gives_431);
   tcase_add_test(tc, endless_header_gives_431_before_it_ends);
   tcase_add_test(tc, long_header_value_we_read_gives_431);
-  tcase_add_test(tc,
-                 oversized_body_gives_413_as_soon_as_content_length_is_read);
+  tcase_add_test(tc, oversized_body_gives_413_as_soon_as_content_length_is_read);
   tcase_add_test(tc, chunked_body_over_the_limit_gives_413);
   tcase_add_test(tc, body_buffer_is_sized_once_and_never_past_the_limit);
   tcase_add_test(tc, long_target_gives_414);

@@ -140,8 +140,8 @@ static void check_graph(const char *name) {
 }
 
 /* A test per generated graph: NAME_matches_reference runs NAME.onnx. */
-#define GRAPH_TEST(name)                                                     \
-  START_TEST(name##_matches_reference) { check_graph(#name); }              \
+#define GRAPH_TEST(name)                                                                           \
+  START_TEST(name##_matches_reference) { check_graph(#name); }                                     \
   END_TEST
 
 /* ---------------------------------------------------- conv (implicit GEMM) */
@@ -172,14 +172,25 @@ GRAPH_TEST(winograd_3x3_odd_15x13_c20)
 
 /* Every generated conv graph again with each lesser micro-kernel (AVX2,
  * SSE2), which this CPU would not otherwise pick; and with im2col+sgemm. */
-static const char *const conv_graphs[] = {
-    "conv3x3_s1_odd_sizes_bn_relu", "conv3x3_s1_c35_13x17_bias",  "conv3x3_s1_7x7_c96",
-    "conv3x3_s1_large_k_blocks",    "conv3x3_s2_p1_bias_clip",    "conv7x7_s2_p3_stem",
-    "conv1x1_s1_tail_add_relu",     "conv1x1_s1_many_blocks",     "conv1x1_s1_k300",
-    "conv1x1_s2_downsample",        "conv1x1_p1_padded",          "conv3x3_dilation2",
-    "conv3x3_asymmetric_pads",      "conv3x3_groups2",            "conv5x3_stride2x1",
-    "conv3x3_hardswish",            "conv3x3_hswish_pattern",     "winograd_3x3_odd_15x13_c20",
-    "conv1x1_hswish_pattern_swapped"};
+static const char *const conv_graphs[] = {"conv3x3_s1_odd_sizes_bn_relu",
+                                          "conv3x3_s1_c35_13x17_bias",
+                                          "conv3x3_s1_7x7_c96",
+                                          "conv3x3_s1_large_k_blocks",
+                                          "conv3x3_s2_p1_bias_clip",
+                                          "conv7x7_s2_p3_stem",
+                                          "conv1x1_s1_tail_add_relu",
+                                          "conv1x1_s1_many_blocks",
+                                          "conv1x1_s1_k300",
+                                          "conv1x1_s2_downsample",
+                                          "conv1x1_p1_padded",
+                                          "conv3x3_dilation2",
+                                          "conv3x3_asymmetric_pads",
+                                          "conv3x3_groups2",
+                                          "conv5x3_stride2x1",
+                                          "conv3x3_hardswish",
+                                          "conv3x3_hswish_pattern",
+                                          "winograd_3x3_odd_15x13_c20",
+                                          "conv1x1_hswish_pattern_swapped"};
 #define N_CONV_GRAPHS ((int)(sizeof conv_graphs / sizeof conv_graphs[0]))
 
 START_TEST(gemm_avx2_microkernel_matches_reference) {
@@ -278,14 +289,23 @@ static void check_model(const char *name);
 
 /* With two engine threads each kernel splits its work (channels, column
  * blocks, Winograd positions) and must still match the reference. */
-static const char *const threaded_graphs[] = {
-    "conv3x3_s1_odd_sizes_bn_relu",  "conv3x3_s1_7x7_c96",       "conv3x3_s1_large_k_blocks",
-    "conv7x7_s2_p3_stem",            "conv1x1_s1_tail_add_relu", "conv1x1_s1_many_blocks",
-    "conv1x1_s2_downsample",         "conv3x3_groups2",          "winograd_3x3_56x56_c64",
-    "winograd_3x3_14x14_c256_res",   "winograd_3x3_odd_15x13_c20",
-    "depthwise_3x3_stride2_relu",    "depthwise_channel_multiplier2",
-    "depthwise_5x5_stride1_hswish_pattern", "maxpool_3x3_s2_p1_17x17", "gemm_m1_transb1_bias1",
-    "se_block"};
+static const char *const threaded_graphs[] = {"conv3x3_s1_odd_sizes_bn_relu",
+                                              "conv3x3_s1_7x7_c96",
+                                              "conv3x3_s1_large_k_blocks",
+                                              "conv7x7_s2_p3_stem",
+                                              "conv1x1_s1_tail_add_relu",
+                                              "conv1x1_s1_many_blocks",
+                                              "conv1x1_s2_downsample",
+                                              "conv3x3_groups2",
+                                              "winograd_3x3_56x56_c64",
+                                              "winograd_3x3_14x14_c256_res",
+                                              "winograd_3x3_odd_15x13_c20",
+                                              "depthwise_3x3_stride2_relu",
+                                              "depthwise_channel_multiplier2",
+                                              "depthwise_5x5_stride1_hswish_pattern",
+                                              "maxpool_3x3_s2_p1_17x17",
+                                              "gemm_m1_transb1_bias1",
+                                              "se_block"};
 #define N_THREADED_GRAPHS ((int)(sizeof threaded_graphs / sizeof threaded_graphs[0]))
 
 START_TEST(kernels_split_over_two_threads_match_reference) {
@@ -319,8 +339,7 @@ static void check_expand_dw(const char *name, const char *kind, int threads) {
 }
 
 static const char *const expand_dw[][2] = {
-    {"expand_dw_3x3_stride2_fuses",
-     "Conv+BatchNormalization+Clip+Conv+BatchNormalization+Clip"},
+    {"expand_dw_3x3_stride2_fuses", "Conv+BatchNormalization+Clip+Conv+BatchNormalization+Clip"},
     {"expand_dw_5x5_hswish_fuses",
      "Conv+BatchNormalization+HardSigmoid+Mul+Conv+BatchNormalization+HardSigmoid+Mul"},
     {"expand_dw_3x3_bias_fuses", "Conv+BatchNormalization+Relu+Conv+Relu"}};
@@ -334,12 +353,11 @@ END_TEST
 /* ----------------------------------------------------------------- pools */
 
 static const char *const pool_graphs[] = {
-    "maxpool_3x3_s2_p1_17x17",     "maxpool_3x3_s2_p1_10x23",   "maxpool_2x2_s2_17x17",
-    "maxpool_2x2_s2_10x23",        "maxpool_3x3_s1_p1_17x17",   "maxpool_3x3_s1_p1_10x23",
-    "maxpool_3x3_s2_ceil_17x17",   "maxpool_3x3_s2_ceil_10x23", "maxpool_3x2_s1x2_asym_17x17",
-    "maxpool_3x2_s1x2_asym_10x23", "maxpool_3x3_dilation2_17x17",
-    "maxpool_3x3_dilation2_10x23", "maxpool_5x5_s3_p2_17x17",   "maxpool_5x5_s3_p2_10x23",
-    "avgpool_3x3_s2_p1"};
+    "maxpool_3x3_s2_p1_17x17",     "maxpool_3x3_s2_p1_10x23",     "maxpool_2x2_s2_17x17",
+    "maxpool_2x2_s2_10x23",        "maxpool_3x3_s1_p1_17x17",     "maxpool_3x3_s1_p1_10x23",
+    "maxpool_3x3_s2_ceil_17x17",   "maxpool_3x3_s2_ceil_10x23",   "maxpool_3x2_s1x2_asym_17x17",
+    "maxpool_3x2_s1x2_asym_10x23", "maxpool_3x3_dilation2_17x17", "maxpool_3x3_dilation2_10x23",
+    "maxpool_5x5_s3_p2_17x17",     "maxpool_5x5_s3_p2_10x23",     "avgpool_3x3_s2_p1"};
 #define N_POOL_GRAPHS ((int)(sizeof pool_graphs / sizeof pool_graphs[0]))
 
 START_TEST(maxpool_windows_match_reference) { check_graph(pool_graphs[_i]); }
@@ -422,8 +440,13 @@ static int hand_conv_run(const struct hand_conv *hc, int reference, const float 
       {.name = "strides", .type = TL_ATTR_INTS, .n = 2, .ints = (int64_t *)strides},
       {.name = "pads", .type = TL_ATTR_INTS, .n = 4, .ints = (int64_t *)pads},
       {.name = "group", .type = TL_ATTR_INT, .i = hc->group}};
-  struct tl_node node = {.name = "hand", .op_type = "Conv", .op = TL_OP_CONV,
-                         .n_in = 3, .n_out = 1, .n_attrs = 4, .attrs = attrs};
+  struct tl_node node = {.name = "hand",
+                         .op_type = "Conv",
+                         .op = TL_OP_CONV,
+                         .n_in = 3,
+                         .n_out = 1,
+                         .n_attrs = 4,
+                         .attrs = attrs};
   struct tl_graph g = {.path = "hand.onnx", .opset = 13};
   int in_val[3] = {0, 1, 2}, out_val[1] = {3};
   struct tl_tensor in[3] = {
@@ -431,10 +454,19 @@ static int hand_conv_run(const struct hand_conv *hc, int reference, const float 
       {TL_DTYPE_FLOAT32, {4, {hc->m, hc->c / hc->group, hc->k, hc->k}}, (void *)wbuf},
       {TL_DTYPE_FLOAT32, {1, {hc->m}}, (void *)bias}};
   struct tl_tensor out[1] = {{TL_DTYPE_FLOAT32, {0, {0}}, NULL}};
-  struct tl_step step = {.op = TL_OP_CONV, .n_in = 3, .n_out = 1, .in_val = in_val,
-                         .out_val = out_val, .in = in, .out = out};
-  struct tl_prep prep = {.g = &g, .node = &node, .step = &step, .plan = host,
-                         .reference = reference, .weight_ldw = ldw};
+  struct tl_step step = {.op = TL_OP_CONV,
+                         .n_in = 3,
+                         .n_out = 1,
+                         .in_val = in_val,
+                         .out_val = out_val,
+                         .in = in,
+                         .out = out};
+  struct tl_prep prep = {.g = &g,
+                         .node = &node,
+                         .step = &step,
+                         .plan = host,
+                         .reference = reference,
+                         .weight_ldw = ldw};
   ck_assert_int_eq(tl__prepare_conv(&prep), 0);
   ck_assert_int_eq(step.p.conv.ldw, ldw); /* the view: rows of a wider tensor */
   step.p.conv.act1.type = TL_ACT_RELU;
@@ -493,29 +525,29 @@ static int check_hand_conv(const struct hand_conv *hc, int64_t extra_ldw) {
 }
 
 START_TEST(conv3x3_reads_prefix_of_wider_weight_rows) {
-  const struct hand_conv hc = {.c = 11, .h = 9, .w = 10, .m = 13,
-                               .k = 3, .s = 1, .pad = 1, .group = 1};
+  const struct hand_conv hc = {
+      .c = 11, .h = 9, .w = 10, .m = 13, .k = 3, .s = 1, .pad = 1, .group = 1};
   ck_assert_int_ne(check_hand_conv(&hc, 13), TL_CONV_REF);
 }
 END_TEST
 
 START_TEST(conv1x1_reads_prefix_of_wider_weight_rows) {
-  const struct hand_conv hc = {.c = 24, .h = 7, .w = 7, .m = 19,
-                               .k = 1, .s = 1, .pad = 0, .group = 1};
+  const struct hand_conv hc = {
+      .c = 24, .h = 7, .w = 7, .m = 19, .k = 1, .s = 1, .pad = 0, .group = 1};
   ck_assert_int_ne(check_hand_conv(&hc, 13), TL_CONV_REF);
 }
 END_TEST
 
 START_TEST(conv3x3_stride2_reads_prefix_of_wider_weight_rows) {
-  const struct hand_conv hc = {.c = 5, .h = 12, .w = 13, .m = 9,
-                               .k = 3, .s = 2, .pad = 1, .group = 1};
+  const struct hand_conv hc = {
+      .c = 5, .h = 12, .w = 13, .m = 9, .k = 3, .s = 2, .pad = 1, .group = 1};
   ck_assert_int_ne(check_hand_conv(&hc, 13), TL_CONV_REF);
 }
 END_TEST
 
 START_TEST(depthwise_reads_weight_rows_through_stride) {
-  const struct hand_conv hc = {.c = 10, .h = 11, .w = 9, .m = 10,
-                               .k = 3, .s = 1, .pad = 1, .group = 10};
+  const struct hand_conv hc = {
+      .c = 10, .h = 11, .w = 9, .m = 10, .k = 3, .s = 1, .pad = 1, .group = 10};
   ck_assert_int_ne(check_hand_conv(&hc, 13), TL_CONV_REF);
 }
 END_TEST
@@ -536,8 +568,8 @@ END_TEST
 
 START_TEST(im2col_reads_prefix_of_wider_weight_rows) {
   setenv("TL_NO_IGEMM", "1", 1);
-  const struct hand_conv hc = {.c = 11, .h = 9, .w = 10, .m = 13,
-                               .k = 3, .s = 1, .pad = 1, .group = 1};
+  const struct hand_conv hc = {
+      .c = 11, .h = 9, .w = 10, .m = 13, .k = 3, .s = 1, .pad = 1, .group = 1};
   ck_assert_int_ne(check_hand_conv(&hc, 13), TL_CONV_REF);
 }
 END_TEST

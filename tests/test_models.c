@@ -45,8 +45,8 @@ static void ensure_models(void) {
   if (!missing)
     return;
   char cmd[9000];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/export-models.py' '%s'",
-           src ? src : ".", model_dir);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/export-models.py' '%s'", src ? src : ".",
+           model_dir);
   fprintf(stderr, "exporting models: %s\n", cmd);
   if (system(cmd) != 0)
     fprintf(stderr, "export failed; the tests below will say which files are missing\n");

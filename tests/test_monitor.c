@@ -80,9 +80,7 @@ static void fake_printf(const char *rel, const char *fmt, ...) {
   fake_write_bytes(rel, buf, (size_t)n);
 }
 
-static void fake_remove(const char *rel) {
-  ck_assert_int_eq(unlink(fake_path(rel)), 0);
-}
+static void fake_remove(const char *rel) { ck_assert_int_eq(unlink(fake_path(rel)), 0); }
 
 #define ONLINE "sys/devices/system/cpu/online"
 #define CPUFREQ(n, file) "sys/devices/system/cpu/cpu" #n "/cpufreq/" file
@@ -102,12 +100,10 @@ static void fake_remove(const char *rel) {
 
 /* The aggregate counters of /proc/stat, in ticks. */
 struct ticks {
-  unsigned long long user, nice, system, idle, iowait, irq, softirq, steal,
-      guest;
+  unsigned long long user, nice, system, idle, iowait, irq, softirq, steal, guest;
 };
 
-static const struct ticks stat_base = {10000, 200, 3000, 50000, 800,
-                                       100,   300, 40,   100};
+static const struct ticks stat_base = {10000, 200, 3000, 50000, 800, 100, 300, 40, 100};
 
 /* Writes a /proc/stat as a 2-CPU kernel does, the aggregate line t split
  * evenly over cpu0 and cpu1, with an intr line of intr_irqs counters. */
@@ -118,24 +114,26 @@ static void write_stat_intr(struct ticks t, int intr_irqs) {
     n += (size_t)snprintf(intr + n, sizeof intr - n, " %d", i % 7);
   intr[n] = '\0';
   char line0[256];
-  snprintf(line0, sizeof line0, "%llu %llu %llu %llu %llu %llu %llu %llu "
-           "%llu 0", t.user / 2, t.nice / 2, t.system / 2, t.idle / 2,
-           t.iowait / 2, t.irq / 2, t.softirq / 2, t.steal / 2, t.guest / 2);
+  snprintf(line0, sizeof line0,
+           "%llu %llu %llu %llu %llu %llu %llu %llu "
+           "%llu 0",
+           t.user / 2, t.nice / 2, t.system / 2, t.idle / 2, t.iowait / 2, t.irq / 2, t.softirq / 2,
+           t.steal / 2, t.guest / 2);
   char *buf = malloc(sizeof intr + 2048);
   ck_assert_ptr_nonnull(buf);
   int len = snprintf(buf, sizeof intr + 2048,
-      "cpu  %llu %llu %llu %llu %llu %llu %llu %llu %llu 0\n"
-      "cpu0 %s\n"
-      "cpu1 %s\n"
-      "intr 1234567%s\n"
-      "ctxt 98765432\n"
-      "btime 1700000000\n"
-      "processes 43210\n"
-      "procs_running 3\n"
-      "procs_blocked 1\n"
-      "softirq 765432 1 2345 6 7890 12 0 34 5678 9 1234\n",
-      t.user, t.nice, t.system, t.idle, t.iowait, t.irq, t.softirq, t.steal,
-      t.guest, line0, line0, intr);
+                     "cpu  %llu %llu %llu %llu %llu %llu %llu %llu %llu 0\n"
+                     "cpu0 %s\n"
+                     "cpu1 %s\n"
+                     "intr 1234567%s\n"
+                     "ctxt 98765432\n"
+                     "btime 1700000000\n"
+                     "processes 43210\n"
+                     "procs_running 3\n"
+                     "procs_blocked 1\n"
+                     "softirq 765432 1 2345 6 7890 12 0 34 5678 9 1234\n",
+                     t.user, t.nice, t.system, t.idle, t.iowait, t.irq, t.softirq, t.steal, t.guest,
+                     line0, line0, intr);
   fake_write_bytes(STAT, buf, (size_t)len);
   free(buf);
 }
@@ -143,8 +141,7 @@ static void write_stat_intr(struct ticks t, int intr_irqs) {
 static void write_stat(struct ticks t) { write_stat_intr(t, 40); }
 
 /* Writes proc/self/stat of a process that has run utime + stime ticks. */
-static void write_self_stat(unsigned long long utime,
-                            unsigned long long stime) {
+static void write_self_stat(unsigned long long utime, unsigned long long stime) {
   fake_printf(SELF_STAT,
               "4242 (tailord) S 1 4242 4242 0 -1 4194560 2000 0 0 0 %llu "
               "%llu 0 0 20 0 5 0 12345 123456789 4000 18446744073709551615 "
@@ -166,24 +163,23 @@ static struct ticks stat_later(struct ticks t) {
   return t;
 }
 
-static const char meminfo[] =
-    "MemTotal:       16303856 kB\n"
-    "MemFree:         8123456 kB\n"
-    "MemAvailable:    9876544 kB\n"
-    "Buffers:          234567 kB\n"
-    "Cached:          1876543 kB\n"
-    "SwapCached:            0 kB\n"
-    "Active:          4567890 kB\n"
-    "Inactive:        2345678 kB\n"
-    "SwapTotal:       1000444 kB\n"
-    "SwapFree:        1000444 kB\n"
-    "Dirty:               123 kB\n"
-    "Shmem:            345678 kB\n"
-    "HugePages_Total:       0\n"
-    "HugePages_Free:        0\n"
-    "Hugepagesize:       2048 kB\n"
-    "DirectMap4k:      345678 kB\n"
-    "DirectMap2M:    16384000 kB\n";
+static const char meminfo[] = "MemTotal:       16303856 kB\n"
+                              "MemFree:         8123456 kB\n"
+                              "MemAvailable:    9876544 kB\n"
+                              "Buffers:          234567 kB\n"
+                              "Cached:          1876543 kB\n"
+                              "SwapCached:            0 kB\n"
+                              "Active:          4567890 kB\n"
+                              "Inactive:        2345678 kB\n"
+                              "SwapTotal:       1000444 kB\n"
+                              "SwapFree:        1000444 kB\n"
+                              "Dirty:               123 kB\n"
+                              "Shmem:            345678 kB\n"
+                              "HugePages_Total:       0\n"
+                              "HugePages_Free:        0\n"
+                              "Hugepagesize:       2048 kB\n"
+                              "DirectMap4k:      345678 kB\n"
+                              "DirectMap2M:    16384000 kB\n";
 
 /* A whole tree as a 2-CPU Debian 12 box shows it to tailord running as a
  * systemd service with CPUQuota=50% and MemoryMax=256M. */
@@ -475,11 +471,15 @@ START_TEST(freq_averages_online_cpus_only) {
   const int online[] = {0, 1, 2, 3, 6};
   for (int i = 0; i < 5; i++) {
     char rel[128];
-    snprintf(rel, sizeof rel, "sys/devices/system/cpu/cpu%d/cpufreq/"
-                              "scaling_cur_freq", online[i]);
+    snprintf(rel, sizeof rel,
+             "sys/devices/system/cpu/cpu%d/cpufreq/"
+             "scaling_cur_freq",
+             online[i]);
     fake_printf(rel, "%d\n", 1000000 + 100000 * i);
-    snprintf(rel, sizeof rel, "sys/devices/system/cpu/cpu%d/cpufreq/"
-                              "cpuinfo_max_freq", online[i]);
+    snprintf(rel, sizeof rel,
+             "sys/devices/system/cpu/cpu%d/cpufreq/"
+             "cpuinfo_max_freq",
+             online[i]);
     fake_write(rel, "2000000\n");
   }
   /* cpu4 is offline: its files must not count */
@@ -571,14 +571,13 @@ START_TEST(cgroup_v2_takes_tightest_limit_of_ancestors) {
 END_TEST
 
 /* As systemd 247 on Debian 11 (hybrid) lays it out. */
-static const char cgroup_v1[] =
-    "12:pids:/system.slice/tailord.service\n"
-    "11:cpu,cpuacct:/system.slice/tailord.service\n"
-    "10:memory:/system.slice/tailord.service\n"
-    "9:cpuset:/\n"
-    "8:devices:/system.slice/tailord.service\n"
-    "1:name=systemd:/system.slice/tailord.service\n"
-    "0::/system.slice/tailord.service\n";
+static const char cgroup_v1[] = "12:pids:/system.slice/tailord.service\n"
+                                "11:cpu,cpuacct:/system.slice/tailord.service\n"
+                                "10:memory:/system.slice/tailord.service\n"
+                                "9:cpuset:/\n"
+                                "8:devices:/system.slice/tailord.service\n"
+                                "1:name=systemd:/system.slice/tailord.service\n"
+                                "0::/system.slice/tailord.service\n";
 
 START_TEST(cgroup_v1_quota_and_memory_limit) {
   fake_write(SELF_CGROUP, cgroup_v1);
@@ -609,8 +608,7 @@ START_TEST(cgroup_v1_no_quota_and_huge_limit_mean_unlimited) {
   fake_write(CG "cpu/" SERVICE "cpu.cfs_period_us", "100000\n");
   fake_write(CG "cpu,cpuacct/" SERVICE "cpu.cfs_quota_us", "10000\n");
   fake_write(CG "cpu,cpuacct/" SERVICE "cpu.cfs_period_us", "100000\n");
-  fake_write(CG "memory/" SERVICE "memory.limit_in_bytes",
-             "9223372036854771712\n");
+  fake_write(CG "memory/" SERVICE "memory.limit_in_bytes", "9223372036854771712\n");
   struct tl_monitor *m = open_fake();
   struct tl_device_state s;
   tl_monitor_sample(m, &s);
@@ -728,10 +726,8 @@ START_TEST(missing_files_leave_every_field_unknown) {
     ck_assert(!s.has_cpu_share);
   }
   char buf[TL_DEVICE_STATE_JSON_MAX], want[64];
-  snprintf(want, sizeof want, "{\"monotonic_ns\":%llu}",
-           (unsigned long long)s.monotonic_ns);
-  ck_assert_uint_eq(tl_device_state_format(&s, buf, sizeof buf),
-                    strlen(want));
+  snprintf(want, sizeof want, "{\"monotonic_ns\":%llu}", (unsigned long long)s.monotonic_ns);
+  ck_assert_uint_eq(tl_device_state_format(&s, buf, sizeof buf), strlen(want));
   ck_assert_str_eq(buf, want);
   tl_monitor_close(m);
 }
@@ -754,7 +750,7 @@ END_TEST
 static const struct {
   const char *rel;
   const char *text;
-  size_t len; /* 0: strlen(text) */
+  size_t len;  /* 0: strlen(text) */
   size_t flag; /* offsetof the has_ flag */
 } malformed[] = {
 #define F(field) offsetof(struct tl_device_state, field)
@@ -770,7 +766,10 @@ static const struct {
     {CUR0, "-1200000\n", 0, F(has_freq)},
     {CUR0, "99999999999999999999999\n", 0, F(has_freq)},
     {CUR0, "1200000 kHz\n", 0, F(has_freq)},
-    {CUR0, "1200\0" "000\n", 9, F(has_freq)},
+    {CUR0,
+     "1200\0"
+     "000\n",
+     9, F(has_freq)},
     {MAX0, "0\n", 0, F(has_freq)},
     {MAX0, "max\n", 0, F(has_freq)},
     {STAT, "", 0, F(has_cpu_busy)},
@@ -778,8 +777,7 @@ static const struct {
     {STAT, "cpu  1 2 3\n", 0, F(has_cpu_busy)},
     {STAT, "cpu  -1 0 0 0\n", 0, F(has_cpu_busy)},
     {STAT, "cpu  99999999999999999999 0 0 0\n", 0, F(has_cpu_busy)},
-    {STAT, "cpu  18446744073709551615 18446744073709551615 0 0\n", 0,
-     F(has_cpu_busy)},
+    {STAT, "cpu  18446744073709551615 18446744073709551615 0 0\n", 0, F(has_cpu_busy)},
     {STAT, "cpu0 1 2 3 4 5 6 7 8 0 0\nintr 1 2 3\n", 0, F(has_cpu_busy)},
     {STAT, "cpu  1 2 3 4\nprocs_running lots\n", 0, F(has_procs_running)},
     {STAT, "cpu  1 2 3 4\nprocs_running -3\n", 0, F(has_procs_running)},
@@ -792,13 +790,11 @@ static const struct {
     {LOADAVG, "2. 1.17 0.49 3/93 7473\n", 0, F(has_load1)},
     {LOADAVG, "2,11 1.17 0.49 3/93 7473\n", 0, F(has_load1)},
     {LOADAVG, "-2.11 1.17 0.49 3/93 7473\n", 0, F(has_load1)},
-    {MEMINFO, "MemTotal:  lots kB\nMemAvailable:  1 kB\n", 0,
-     F(has_mem_total)},
+    {MEMINFO, "MemTotal:  lots kB\nMemAvailable:  1 kB\n", 0, F(has_mem_total)},
     {MEMINFO, "MemTotal:  18014398509481984 kB\n", 0, F(has_mem_total)},
     {MEMINFO, "MemTotal:  16303856\n", 0, F(has_mem_total)},
     {MEMINFO, "MemTotal:  16303856 MB\n", 0, F(has_mem_total)},
-    {MEMINFO, "MemTotal:  1 kB\nMemAvailable:  99999999999999999999 kB\n", 0,
-     F(has_mem_available)},
+    {MEMINFO, "MemTotal:  1 kB\nMemAvailable:  99999999999999999999 kB\n", 0, F(has_mem_available)},
     {MEMINFO, "MemTotal:  1 kB\nMemFree:  1 kB\n", 0, F(has_mem_available)},
     {CG SERVICE "cpu.max", "half 100000\n", 0, F(has_cgroup_cpu)},
     {CG SERVICE "cpu.max", "50000 0\n", 0, F(has_cgroup_cpu)},
@@ -814,11 +810,9 @@ static const struct {
     {SELF_CGROUP, "garbage\n", 0, F(has_cgroup_cpu)},
     {SELF_CGROUP, "0::system.slice/tailord.service\n", 0, F(has_cgroup_cpu)},
     {SELF_CGROUP, "", 0, F(has_cgroup_mem_max)},
-    {PSI_CPU, "some avg10=x avg60=3.43 avg300=3.22 total=1\n", 0,
-     F(has_psi_cpu)},
+    {PSI_CPU, "some avg10=x avg60=3.43 avg300=3.22 total=1\n", 0, F(has_psi_cpu)},
     {PSI_CPU, "", 0, F(has_psi_cpu)},
-    {PSI_CPU, "full avg10=1.00 avg60=0.00 avg300=0.00 total=0\n", 0,
-     F(has_psi_cpu)},
+    {PSI_CPU, "full avg10=1.00 avg60=0.00 avg300=0.00 total=0\n", 0, F(has_psi_cpu)},
     {PSI_CPU, "some avg60=1.00 total=0\n", 0, F(has_psi_cpu)},
     {PSI_MEM, "some avg10=1.2.3 avg60=0.00\n", 0, F(has_psi_mem)},
 #undef F
@@ -841,18 +835,15 @@ START_TEST(malformed_file_makes_its_field_unknown) {
   write_stat(t);
   write_self_stat(300, 100);
   tl_monitor_sample(m, &s);
-  ck_assert_msg(flag_of(&s, malformed[_i].flag),
-                "row %d: known before the file is spoilt", _i);
+  ck_assert_msg(flag_of(&s, malformed[_i].flag), "row %d: known before the file is spoilt", _i);
   /* ...and on the next one, with the file spoilt, its field is not. */
   write_stat(stat_later(t));
   write_self_stat(450, 150);
-  size_t len = malformed[_i].len ? malformed[_i].len
-                                 : strlen(malformed[_i].text);
+  size_t len = malformed[_i].len ? malformed[_i].len : strlen(malformed[_i].text);
   fake_write_bytes(malformed[_i].rel, malformed[_i].text, len);
   tl_monitor_sample(m, &s);
-  ck_assert_msg(!flag_of(&s, malformed[_i].flag),
-                "row %d: %s holding \"%s\" gave a known value", _i,
-                malformed[_i].rel, malformed[_i].text);
+  ck_assert_msg(!flag_of(&s, malformed[_i].flag), "row %d: %s holding \"%s\" gave a known value",
+                _i, malformed[_i].rel, malformed[_i].text);
   ck_assert(s.has_load1 || strcmp(malformed[_i].rel, LOADAVG) == 0);
   tl_monitor_close(m);
 }
@@ -888,16 +879,14 @@ START_TEST(format_writes_known_fields_only) {
   s.cpu_share = 2.0 / 3;
   s.cpu_share_load = 0.75;
   s.cpu_share_threads = 2;
-  const char *want =
-      "{\"monotonic_ns\":123456789,\"online_cpus\":2,"
-      "\"freq_cur_khz\":1500000,\"freq_max_khz\":2400000,"
-      "\"freq_ratio\":0.625,\"cpu_busy\":0.75,\"procs_running\":3,"
-      "\"mem_total_bytes\":16695148544,\"cgroup_cpu_quota_cores\":\"max\","
-      "\"cgroup_mem_max_bytes\":268435456,\"psi_cpu_some_avg10\":7.85,"
-      "\"cpu_share\":0.6666666667,\"cpu_share_load\":0.75,\"cpu_share_threads\":2}";
+  const char *want = "{\"monotonic_ns\":123456789,\"online_cpus\":2,"
+                     "\"freq_cur_khz\":1500000,\"freq_max_khz\":2400000,"
+                     "\"freq_ratio\":0.625,\"cpu_busy\":0.75,\"procs_running\":3,"
+                     "\"mem_total_bytes\":16695148544,\"cgroup_cpu_quota_cores\":\"max\","
+                     "\"cgroup_mem_max_bytes\":268435456,\"psi_cpu_some_avg10\":7.85,"
+                     "\"cpu_share\":0.6666666667,\"cpu_share_load\":0.75,\"cpu_share_threads\":2}";
   char buf[TL_DEVICE_STATE_JSON_MAX];
-  ck_assert_uint_eq(tl_device_state_format(&s, buf, sizeof buf),
-                    strlen(want));
+  ck_assert_uint_eq(tl_device_state_format(&s, buf, sizeof buf), strlen(want));
   ck_assert_str_eq(buf, want);
 
   /* limited and unlimited the other way round */
@@ -919,8 +908,7 @@ START_TEST(format_reports_full_length_when_cut_short) {
   const char *want = "{\"monotonic_ns\":42,\"load1\":2.11}";
   char buf[8];
   memset(buf, 'x', sizeof buf);
-  ck_assert_uint_eq(tl_device_state_format(&s, buf, sizeof buf),
-                    strlen(want));
+  ck_assert_uint_eq(tl_device_state_format(&s, buf, sizeof buf), strlen(want));
   ck_assert_str_eq(buf, "{\"monot");
   ck_assert_uint_eq(tl_device_state_format(&s, NULL, 0), strlen(want));
 }
@@ -939,8 +927,7 @@ START_TEST(format_of_extreme_values_fits_the_documented_maximum) {
   s.cgroup_mem_current_bytes = UINT64_MAX;
   s.online_cpus = s.cpu_share_threads = INT_MIN;
   s.freq_cur_khz = s.freq_max_khz = s.freq_ratio = -1.2345678912e307;
-  s.cpu_busy = s.cpu_self = s.load1 = s.cgroup_cpu_quota_cores =
-      -1.2345678901234567e-300;
+  s.cpu_busy = s.cpu_self = s.load1 = s.cgroup_cpu_quota_cores = -1.2345678901234567e-300;
   s.psi_cpu_some_avg10 = s.psi_mem_some_avg10 = s.cpu_share = s.cpu_share_load = -1e300;
   char buf[TL_DEVICE_STATE_JSON_MAX];
   size_t n = tl_device_state_format(&s, buf, sizeof buf);
@@ -967,17 +954,11 @@ START_TEST(format_of_a_sample_is_valid_json_with_its_values) {
   json_t *j = json_loads(buf, 0, &jerr);
   ck_assert_msg(j != NULL, "%s: %s", jerr.text, buf);
   ck_assert_uint_eq(json_object_size(j), 19); /* every field is known */
-  ck_assert_double_eq(json_number_value(json_object_get(j, "freq_ratio")),
-                      0.625);
-  ck_assert_double_eq(json_number_value(json_object_get(j, "cpu_busy")),
-                      0.75);
-  ck_assert_double_eq(
-      json_number_value(json_object_get(j, "cgroup_cpu_quota_cores")), 0.5);
-  ck_assert_int_eq(
-      json_integer_value(json_object_get(j, "mem_available_bytes")),
-      9876544ll * 1024);
-  ck_assert_double_eq(
-      json_number_value(json_object_get(j, "psi_cpu_some_avg10")), 7.85);
+  ck_assert_double_eq(json_number_value(json_object_get(j, "freq_ratio")), 0.625);
+  ck_assert_double_eq(json_number_value(json_object_get(j, "cpu_busy")), 0.75);
+  ck_assert_double_eq(json_number_value(json_object_get(j, "cgroup_cpu_quota_cores")), 0.5);
+  ck_assert_int_eq(json_integer_value(json_object_get(j, "mem_available_bytes")), 9876544ll * 1024);
+  ck_assert_double_eq(json_number_value(json_object_get(j, "psi_cpu_some_avg10")), 7.85);
   json_decref(j);
   tl_monitor_close(m);
 }
@@ -1002,11 +983,8 @@ START_TEST(real_root_samples_without_failing) {
   ck_assert(b.has_online_cpus);
   ck_assert_int_eq(b.online_cpus, sysconf(_SC_NPROCESSORS_ONLN));
   /* Machines without a cpufreq driver (most VMs) have no frequency. */
-  bool cpufreq =
-      access("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", R_OK) ==
-          0 &&
-      access("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", R_OK) ==
-          0;
+  bool cpufreq = access("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", R_OK) == 0 &&
+                 access("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", R_OK) == 0;
   ck_assert_int_eq(b.has_freq, cpufreq);
   if (b.has_freq)
     ck_assert(b.freq_ratio > 0);
@@ -1037,8 +1015,7 @@ static Suite *monitor_suite(void) {
   add_fake_root(tc);
   tcase_add_test(tc, sample_parses_every_field_of_a_realistic_tree);
   tcase_add_test(tc, busy_share_counts_guest_time_once);
-  tcase_add_test(tc,
-                 busy_share_unknown_when_no_tick_passed_or_counters_went_back);
+  tcase_add_test(tc, busy_share_unknown_when_no_tick_passed_or_counters_went_back);
   tcase_add_test(tc, busy_share_restarts_after_an_unreadable_stat);
   tcase_add_test(tc, long_intr_line_is_skipped_and_later_lines_read);
   tcase_add_test(tc, files_without_trailing_newline_are_read);
@@ -1065,8 +1042,7 @@ static Suite *monitor_suite(void) {
   tc = tcase_create("cpu_share");
   add_fake_root(tc);
   tcase_add_test(tc, cpu_share_is_fair_share_of_cores_left_by_others);
-  tcase_add_test(tc,
-                 cpu_share_counts_all_busy_time_as_others_without_self_stat);
+  tcase_add_test(tc, cpu_share_counts_all_busy_time_as_others_without_self_stat);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("unknown");

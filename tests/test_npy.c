@@ -30,8 +30,8 @@
 
 /* A .npy image: version major.0, header dict exactly as given (no padding:
  * readers must not need it), then data_len bytes of data.  malloc'd. */
-static unsigned char *make_npy(int major, const char *dict, const void *data,
-                               size_t data_len, size_t *len) {
+static unsigned char *make_npy(int major, const char *dict, const void *data, size_t data_len,
+                               size_t *len) {
   size_t dict_len = strlen(dict);
   size_t off = major == 1 ? 10 : 12;
   unsigned char *buf = malloc(off + dict_len + data_len + 1);
@@ -57,15 +57,13 @@ static void assert_words(const char *msg, ...) {
   va_list ap;
   va_start(ap, msg);
   for (const char *w; (w = va_arg(ap, const char *)) != NULL;)
-    ck_assert_msg(strstr(msg, w) != NULL, "message \"%s\" lacks \"%s\"", msg,
-                  w);
+    ck_assert_msg(strstr(msg, w) != NULL, "message \"%s\" lacks \"%s\"", msg, w);
   va_end(ap);
 }
 
 /* Parses a version 1.0 image of dict + data_len zero bytes as "x.npy" and
  * asserts it fails with code; the message is left in *err. */
-static void expect_parse_fail(const char *dict, size_t data_len, int code,
-                              struct tl_error *err) {
+static void expect_parse_fail(const char *dict, size_t data_len, int code, struct tl_error *err) {
   static const unsigned char zeros[64];
   size_t len;
   ck_assert_uint_le(data_len, sizeof zeros);
@@ -73,16 +71,16 @@ static void expect_parse_fail(const char *dict, size_t data_len, int code,
   struct tl_tensor out;
   memset(err, 0, sizeof *err);
   int rc = tl_npy_parse(buf, len, "x.npy", &out, err);
-  ck_assert_msg(rc == code, "%s: got %d (%s), want %d (%s): %s", dict, rc,
-                tl_strerror(rc), code, tl_strerror(code), err->msg);
+  ck_assert_msg(rc == code, "%s: got %d (%s), want %d (%s): %s", dict, rc, tl_strerror(rc), code,
+                tl_strerror(code), err->msg);
   ck_assert_msg(strncmp(err->msg, "x.npy: ", 7) == 0,
                 "message \"%s\" does not start with the file name", err->msg);
   free(buf);
 }
 
 /* Parses a version 1.0 image of dict + data and asserts success. */
-static struct tl_tensor expect_parse_ok(int major, const char *dict,
-                                        const void *data, size_t data_len) {
+static struct tl_tensor expect_parse_ok(int major, const char *dict, const void *data,
+                                        size_t data_len) {
   size_t len;
   unsigned char *buf = make_npy(major, dict, data, data_len, &len);
   struct tl_tensor out;
@@ -100,25 +98,20 @@ static void fill_pattern(enum tl_dtype dtype, void *data, int64_t n) {
     switch (dtype) {
     case TL_DTYPE_FLOAT32: ((float *)data)[i] = (float)i * -1.5f + 0.25f; break;
     case TL_DTYPE_UINT8: ((uint8_t *)data)[i] = (uint8_t)(i * 37 + 1); break;
-    case TL_DTYPE_INT32:
-      ((int32_t *)data)[i] = (int32_t)(i * -100003 - 7);
-      break;
-    case TL_DTYPE_INT64:
-      ((int64_t *)data)[i] = (int64_t)i * -1000000000007LL + 3;
-      break;
+    case TL_DTYPE_INT32: ((int32_t *)data)[i] = (int32_t)(i * -100003 - 7); break;
+    case TL_DTYPE_INT64: ((int64_t *)data)[i] = (int64_t)i * -1000000000007LL + 3; break;
     default: ck_abort_msg("no pattern for %s", tl_dtype_name(dtype));
     }
   }
 }
 
-static const char golden_dict[] =
-    "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+static const char golden_dict[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
 static const float golden_data[6] = {0, 1, 2, 3, 4, 5};
 
 /* ------------------------------------------------------------ round trip */
 
-static const enum tl_dtype roundtrip_dtypes[] = {
-    TL_DTYPE_FLOAT32, TL_DTYPE_UINT8, TL_DTYPE_INT32, TL_DTYPE_INT64};
+static const enum tl_dtype roundtrip_dtypes[] = {TL_DTYPE_FLOAT32, TL_DTYPE_UINT8, TL_DTYPE_INT32,
+                                                 TL_DTYPE_INT64};
 
 /* Loop test over roundtrip_dtypes: scalar, 1-D and 4-D each come back with
  * the same dtype, shape and bytes. */
@@ -153,8 +146,7 @@ START_TEST(roundtrip_preserves_dtype_shape_and_bytes) {
     size_t len;
     unsigned char *file = tu_read_bytes(path, &len);
     struct tl_tensor parsed;
-    ck_assert_msg(tl_npy_parse(file, len, path, &parsed, &err) == 0, "%s",
-                  err.msg);
+    ck_assert_msg(tl_npy_parse(file, len, path, &parsed, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(parsed.dtype, dtype);
     ck_assert(tl_shape_equal(&parsed.shape, &t.shape));
     ck_assert_mem_eq(parsed.data, t.data, nbytes);
@@ -169,8 +161,7 @@ END_TEST
 
 START_TEST(roundtrip_zero_element_array_reads_null_data) {
   int64_t dims[] = {0, 3};
-  struct tl_tensor t = {.dtype = TL_DTYPE_FLOAT32,
-                        .shape = tl_shape_make(2, dims), .data = NULL};
+  struct tl_tensor t = {.dtype = TL_DTYPE_FLOAT32, .shape = tl_shape_make(2, dims), .data = NULL};
   struct tl_error err = {{0}};
   const char *path = tu_tmp_path("empty.npy");
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
@@ -221,43 +212,36 @@ END_TEST
 
 /* np.save("g.npy", np.arange(6, dtype=np.float32).reshape(2, 3)) */
 static const unsigned char numpy_2x3_f32[152] = {
-    0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 0x01, 0x00, 0x76, 0x00, 0x7b, 0x27,
-    0x64, 0x65, 0x73, 0x63, 0x72, 0x27, 0x3a, 0x20, 0x27, 0x3c, 0x66, 0x34,
-    0x27, 0x2c, 0x20, 0x27, 0x66, 0x6f, 0x72, 0x74, 0x72, 0x61, 0x6e, 0x5f,
-    0x6f, 0x72, 0x64, 0x65, 0x72, 0x27, 0x3a, 0x20, 0x46, 0x61, 0x6c, 0x73,
-    0x65, 0x2c, 0x20, 0x27, 0x73, 0x68, 0x61, 0x70, 0x65, 0x27, 0x3a, 0x20,
-    0x28, 0x32, 0x2c, 0x20, 0x33, 0x29, 0x2c, 0x20, 0x7d, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x0a, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0x40,
+    0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 0x01, 0x00, 0x76, 0x00, 0x7b, 0x27, 0x64, 0x65, 0x73, 0x63,
+    0x72, 0x27, 0x3a, 0x20, 0x27, 0x3c, 0x66, 0x34, 0x27, 0x2c, 0x20, 0x27, 0x66, 0x6f, 0x72, 0x74,
+    0x72, 0x61, 0x6e, 0x5f, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x27, 0x3a, 0x20, 0x46, 0x61, 0x6c, 0x73,
+    0x65, 0x2c, 0x20, 0x27, 0x73, 0x68, 0x61, 0x70, 0x65, 0x27, 0x3a, 0x20, 0x28, 0x32, 0x2c, 0x20,
+    0x33, 0x29, 0x2c, 0x20, 0x7d, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x0a,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0x40,
     0x00, 0x00, 0x80, 0x40, 0x00, 0x00, 0xa0, 0x40,
 };
 
 /* np.lib.format.write_array(f, np.arange(6, dtype=np.int32).reshape(2, 3),
  *                           version=(2, 0)) */
 static const unsigned char numpy_v2_2x3_i32[152] = {
-    0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 0x02, 0x00, 0x74, 0x00, 0x00, 0x00,
-    0x7b, 0x27, 0x64, 0x65, 0x73, 0x63, 0x72, 0x27, 0x3a, 0x20, 0x27, 0x3c,
-    0x69, 0x34, 0x27, 0x2c, 0x20, 0x27, 0x66, 0x6f, 0x72, 0x74, 0x72, 0x61,
-    0x6e, 0x5f, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x27, 0x3a, 0x20, 0x46, 0x61,
-    0x6c, 0x73, 0x65, 0x2c, 0x20, 0x27, 0x73, 0x68, 0x61, 0x70, 0x65, 0x27,
-    0x3a, 0x20, 0x28, 0x32, 0x2c, 0x20, 0x33, 0x29, 0x2c, 0x20, 0x7d, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x0a, 0x00, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
+    0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 0x02, 0x00, 0x74, 0x00, 0x00, 0x00, 0x7b, 0x27, 0x64, 0x65,
+    0x73, 0x63, 0x72, 0x27, 0x3a, 0x20, 0x27, 0x3c, 0x69, 0x34, 0x27, 0x2c, 0x20, 0x27, 0x66, 0x6f,
+    0x72, 0x74, 0x72, 0x61, 0x6e, 0x5f, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x27, 0x3a, 0x20, 0x46, 0x61,
+    0x6c, 0x73, 0x65, 0x2c, 0x20, 0x27, 0x73, 0x68, 0x61, 0x70, 0x65, 0x27, 0x3a, 0x20, 0x28, 0x32,
+    0x2c, 0x20, 0x33, 0x29, 0x2c, 0x20, 0x7d, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x0a,
+    0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
     0x04, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00,
 };
 
 START_TEST(write_matches_numpy_bytes_for_2x3_float32) {
   int64_t dims[] = {2, 3};
-  struct tl_tensor t = {TL_DTYPE_FLOAT32, tl_shape_make(2, dims),
-                        (void *)golden_data};
+  struct tl_tensor t = {TL_DTYPE_FLOAT32, tl_shape_make(2, dims), (void *)golden_data};
   struct tl_error err = {{0}};
   const char *path = tu_tmp_path("golden.npy");
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
@@ -283,45 +267,49 @@ static const struct {
   int len;
 } numpy_headers[] = {
     /* np.int64(7) */
-    {TL_DTYPE_INT64, 0, {0},
-     "{'descr': '<i8', 'fortran_order': False, 'shape': (), }", 62, 128},
+    {TL_DTYPE_INT64, 0, {0}, "{'descr': '<i8', 'fortran_order': False, 'shape': (), }", 62, 128},
     /* np.arange(5, dtype=np.uint8) */
-    {TL_DTYPE_UINT8, 1, {5},
-     "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", 60, 128},
+    {TL_DTYPE_UINT8, 1, {5}, "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", 60, 128},
     /* np.zeros((3, 1, 2, 1, 1, 0, 1, 12345678901), np.int32) */
-    {TL_DTYPE_INT32, 8, {3, 1, 2, 1, 1, 0, 1, 12345678901LL},
+    {TL_DTYPE_INT32,
+     8,
+     {3, 1, 2, 1, 1, 0, 1, 12345678901LL},
      "{'descr': '<i4', 'fortran_order': False, 'shape': "
      "(3, 1, 2, 1, 1, 0, 1, 12345678901), }",
-     30, 128},
+     30,
+     128},
     /* np.lib.format.write_array_header_1_0() of this float32 shape: dict and
      * growth room end exactly on 128 bytes, so numpy adds a whole block */
-    {TL_DTYPE_FLOAT32, 8, {0, 1000, 1000, 1000, 1000, 1000, 1000, 100},
+    {TL_DTYPE_FLOAT32,
+     8,
+     {0, 1000, 1000, 1000, 1000, 1000, 1000, 100},
      "{'descr': '<f4', 'fortran_order': False, 'shape': "
      "(0, 1000, 1000, 1000, 1000, 1000, 1000, 100), }",
-     84, 192},
+     84,
+     192},
     /* the same, one digit shorter: one space short of a block, so pad 1 */
-    {TL_DTYPE_FLOAT32, 8, {0, 1000, 1000, 1000, 1000, 1000, 100, 100},
+    {TL_DTYPE_FLOAT32,
+     8,
+     {0, 1000, 1000, 1000, 1000, 1000, 100, 100},
      "{'descr': '<f4', 'fortran_order': False, 'shape': "
      "(0, 1000, 1000, 1000, 1000, 1000, 100, 100), }",
-     21, 128},
+     21,
+     128},
 };
 
 /* Loop test over numpy_headers. */
 START_TEST(write_matches_numpy_header_padding_for_other_shapes) {
   int64_t zero = 0;
   struct tl_tensor t = {numpy_headers[_i].dtype,
-                        tl_shape_make(numpy_headers[_i].ndim,
-                                      numpy_headers[_i].dims),
-                        &zero};
+                        tl_shape_make(numpy_headers[_i].ndim, numpy_headers[_i].dims), &zero};
   struct tl_error err = {{0}};
   const char *path = tu_tmp_path("header.npy");
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
 
   char want[256];
   int hlen = numpy_headers[_i].len - 10;
-  int n = snprintf(want, sizeof want, "\x93NUMPY%c%c%c%c%s%*s\n", 1, 0,
-                   hlen & 0xff, hlen >> 8, numpy_headers[_i].dict,
-                   numpy_headers[_i].pad, "");
+  int n = snprintf(want, sizeof want, "\x93NUMPY%c%c%c%c%s%*s\n", 1, 0, hlen & 0xff, hlen >> 8,
+                   numpy_headers[_i].dict, numpy_headers[_i].pad, "");
   ck_assert_int_eq(n, numpy_headers[_i].len);
   size_t len;
   unsigned char *got = tu_read_bytes(path, &len);
@@ -350,8 +338,7 @@ START_TEST(read_accepts_version_2_header) {
   static const int32_t want[6] = {0, 1, 2, 3, 4, 5};
   struct tl_tensor t;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_npy_parse(numpy_v2_2x3_i32, sizeof numpy_v2_2x3_i32,
-                             "v2.npy", &t, &err) == 0,
+  ck_assert_msg(tl_npy_parse(numpy_v2_2x3_i32, sizeof numpy_v2_2x3_i32, "v2.npy", &t, &err) == 0,
                 "%s", err.msg);
   ck_assert_int_eq(t.dtype, TL_DTYPE_INT32);
   ck_assert_int_eq(t.shape.ndim, 2);
@@ -368,8 +355,7 @@ START_TEST(read_accepts_version_3_header) {
   buf[6] = 3; /* 3.0 differs from 2.0 only in allowing UTF-8 in the header */
   struct tl_tensor t;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_npy_parse(buf, sizeof buf, "v3.npy", &t, &err) == 0, "%s",
-                err.msg);
+  ck_assert_msg(tl_npy_parse(buf, sizeof buf, "v3.npy", &t, &err) == 0, "%s", err.msg);
   ck_assert_int_eq(t.dtype, TL_DTYPE_INT32);
   ck_assert_int_eq(t.shape.ndim, 2);
   free(t.data);
@@ -385,8 +371,7 @@ START_TEST(read_accepts_keys_in_any_order) {
       "{'shape': (2, 3), 'descr': '<f4', 'fortran_order': False, }",
   };
   for (size_t i = 0; i < sizeof dicts / sizeof dicts[0]; i++) {
-    struct tl_tensor t =
-        expect_parse_ok(1, dicts[i], golden_data, sizeof golden_data);
+    struct tl_tensor t = expect_parse_ok(1, dicts[i], golden_data, sizeof golden_data);
     ck_assert_int_eq(t.dtype, TL_DTYPE_FLOAT32);
     ck_assert_int_eq(t.shape.ndim, 2);
     ck_assert_int_eq(t.shape.dims[0], 2);
@@ -410,8 +395,7 @@ START_TEST(read_accepts_whitespace_trailing_commas_and_double_quotes) {
       "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 3L), }",
   };
   for (size_t i = 0; i < sizeof dicts / sizeof dicts[0]; i++) {
-    struct tl_tensor t =
-        expect_parse_ok(1, dicts[i], golden_data, sizeof golden_data);
+    struct tl_tensor t = expect_parse_ok(1, dicts[i], golden_data, sizeof golden_data);
     ck_assert_int_eq(t.shape.ndim, 2);
     ck_assert_int_eq(t.shape.dims[0], 2);
     ck_assert_int_eq(t.shape.dims[1], 3);
@@ -422,17 +406,17 @@ END_TEST
 
 START_TEST(read_accepts_scalar_and_1d_shapes) {
   int64_t v = -42;
-  struct tl_tensor t = expect_parse_ok(
-      1, "{'descr': '<i8', 'fortran_order': False, 'shape': ( ), }", &v,
-      sizeof v);
+  struct tl_tensor t =
+      expect_parse_ok(1, "{'descr': '<i8', 'fortran_order': False, 'shape': ( ), }", &v, sizeof v);
   ck_assert_int_eq(t.dtype, TL_DTYPE_INT64);
   ck_assert_int_eq(t.shape.ndim, 0);
   ck_assert_int_eq(*(int64_t *)t.data, -42);
   free(t.data);
 
   int32_t five[5] = {1, 2, 3, 4, 5};
-  t = expect_parse_ok(1, "{'descr': '<i4', 'fortran_order': False, "
-                         "'shape': (5,), }",
+  t = expect_parse_ok(1,
+                      "{'descr': '<i4', 'fortran_order': False, "
+                      "'shape': (5,), }",
                       five, sizeof five);
   ck_assert_int_eq(t.dtype, TL_DTYPE_INT32);
   ck_assert_int_eq(t.shape.ndim, 1);
@@ -464,13 +448,11 @@ START_TEST(read_rejects_bad_magic) {
   static const unsigned char zip[] = "PK\x03\x04 not numpy at all";
   struct tl_tensor t;
   struct tl_error err = {{0}};
-  ck_assert_int_eq(tl_npy_parse(zip, sizeof zip, "x.npy", &t, &err),
-                   TL_EFORMAT);
+  ck_assert_int_eq(tl_npy_parse(zip, sizeof zip, "x.npy", &t, &err), TL_EFORMAT);
   assert_words(err.msg, "x.npy", "not a .npy file", "bad magic", NULL);
 
   /* shorter than the magic and not a prefix of it */
-  ck_assert_int_eq(tl_npy_parse("\x93NUMPX", 6, "x.npy", &t, &err),
-                   TL_EFORMAT);
+  ck_assert_int_eq(tl_npy_parse("\x93NUMPX", 6, "x.npy", &t, &err), TL_EFORMAT);
   assert_words(err.msg, "bad magic", NULL);
 }
 END_TEST
@@ -483,8 +465,7 @@ START_TEST(read_rejects_empty_and_preamble_only_files) {
   ck_assert_int_eq(tl_npy_parse(NULL, 0, "x.npy", &t, &err), TL_EFORMAT);
 
   /* the magic and version, cut before the header length */
-  ck_assert_int_eq(tl_npy_parse("\x93NUMPY\x01\x00\x76", 9, "x.npy", &t, &err),
-                   TL_EFORMAT);
+  ck_assert_int_eq(tl_npy_parse("\x93NUMPY\x01\x00\x76", 9, "x.npy", &t, &err), TL_EFORMAT);
   assert_words(err.msg, "x.npy", "truncated", "preamble", NULL);
   ck_assert_int_eq(tl_npy_parse("\x93NUM", 4, "x.npy", &t, &err), TL_EFORMAT);
   assert_words(err.msg, "truncated", NULL);
@@ -500,8 +481,7 @@ START_TEST(read_rejects_unknown_format_versions) {
     buf[7] = versions[i][1];
     struct tl_tensor t;
     struct tl_error err = {{0}};
-    ck_assert_int_eq(tl_npy_parse(buf, sizeof buf, "x.npy", &t, &err),
-                     TL_EUNSUPPORTED);
+    ck_assert_int_eq(tl_npy_parse(buf, sizeof buf, "x.npy", &t, &err), TL_EUNSUPPORTED);
     assert_words(err.msg, "x.npy", "version", "1.0, 2.0 and 3.0", NULL);
   }
 }
@@ -509,8 +489,8 @@ END_TEST
 
 START_TEST(read_rejects_float64_naming_supported_dtypes) {
   struct tl_error err;
-  expect_parse_fail("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
-                    16, TL_EUNSUPPORTED, &err);
+  expect_parse_fail("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16,
+                    TL_EUNSUPPORTED, &err);
   ck_assert_str_eq(err.msg, "x.npy: dtype '<f8' (float64) is not supported; "
                             "use float32, uint8, int32 or int64");
 }
@@ -521,22 +501,18 @@ static const struct {
   const char *descr;
   const char *name;
 } other_dtypes[] = {
-    {"|b1", "(bool)"},         {"|i1", "(int8)"},
-    {"<f2", "(float16)"},      {"<i2", "(int16)"},
-    {"<u2", "(uint16)"},       {"<u4", "(uint32)"},
-    {"<u8", "(uint64)"},       {"<c8", "(complex64)"},
-    {"<c16", "(complex128)"},  {"<f16", "(float128)"},
-    {"<U2", "(str)"},          {"|S3", "(bytes)"},
-    {"|V4", "(void)"},         {"|O", "(object)"},
-    {"<M8[ns]", "(datetime64)"}, {"<m8[s]", "(timedelta64)"},
-    {"float32", "'float32'"},  {"", "''"},
+    {"|b1", "(bool)"},           {"|i1", "(int8)"},        {"<f2", "(float16)"},
+    {"<i2", "(int16)"},          {"<u2", "(uint16)"},      {"<u4", "(uint32)"},
+    {"<u8", "(uint64)"},         {"<c8", "(complex64)"},   {"<c16", "(complex128)"},
+    {"<f16", "(float128)"},      {"<U2", "(str)"},         {"|S3", "(bytes)"},
+    {"|V4", "(void)"},           {"|O", "(object)"},       {"<M8[ns]", "(datetime64)"},
+    {"<m8[s]", "(timedelta64)"}, {"float32", "'float32'"}, {"", "''"},
 };
 
 /* Loop test over other_dtypes. */
 START_TEST(read_rejects_other_dtypes_with_their_numpy_name) {
   char dict[128];
-  snprintf(dict, sizeof dict,
-           "{'descr': '%s', 'fortran_order': False, 'shape': (1,), }",
+  snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (1,), }",
            other_dtypes[_i].descr);
   struct tl_error err;
   expect_parse_fail(dict, 0, TL_EUNSUPPORTED, &err);
@@ -549,8 +525,7 @@ START_TEST(read_rejects_big_endian_data) {
   static const char *const descrs[] = {">f4", ">i4", ">i8"};
   for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++) {
     char dict[128], fix[32];
-    snprintf(dict, sizeof dict,
-             "{'descr': '%s', 'fortran_order': False, 'shape': (1,), }",
+    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (1,), }",
              descrs[i]);
     snprintf(fix, sizeof fix, "astype('<%s')", descrs[i] + 1);
     struct tl_error err;
@@ -559,8 +534,8 @@ START_TEST(read_rejects_big_endian_data) {
   }
   /* numpy never writes '=' (native order), but its meaning is the host's */
   struct tl_error err;
-  expect_parse_fail("{'descr': '=f4', 'fortran_order': False, 'shape': (1,), }",
-                    4, TL_EUNSUPPORTED, &err);
+  expect_parse_fail("{'descr': '=f4', 'fortran_order': False, 'shape': (1,), }", 4, TL_EUNSUPPORTED,
+                    &err);
   assert_words(err.msg, "native-order dtype '=f4'", "astype('<f4')", NULL);
 }
 END_TEST
@@ -576,9 +551,8 @@ END_TEST
 
 START_TEST(read_rejects_fortran_order) {
   struct tl_error err;
-  expect_parse_fail(
-      "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 24,
-      TL_EUNSUPPORTED, &err);
+  expect_parse_fail("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 24,
+                    TL_EUNSUPPORTED, &err);
   ck_assert_str_eq(err.msg, "x.npy: fortran_order arrays are not supported; "
                             "save with np.ascontiguousarray");
 }
@@ -586,18 +560,16 @@ END_TEST
 
 START_TEST(read_rejects_truncated_data_with_sizes) {
   struct tl_error err;
-  expect_parse_fail(
-      "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 28, 28), }",
-      60, TL_EFORMAT, &err);
-  assert_words(err.msg, "x.npy: truncated", "1x3x28x28 float32",
-               "9408 bytes of data", "has 60", NULL);
+  expect_parse_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 28, 28), }", 60,
+                    TL_EFORMAT, &err);
+  assert_words(err.msg, "x.npy: truncated", "1x3x28x28 float32", "9408 bytes of data", "has 60",
+               NULL);
 }
 END_TEST
 
 START_TEST(read_rejects_truncated_header) {
   size_t len;
-  unsigned char *buf = make_npy(1, golden_dict, golden_data,
-                                sizeof golden_data, &len);
+  unsigned char *buf = make_npy(1, golden_dict, golden_data, sizeof golden_data, &len);
   struct tl_tensor t;
   struct tl_error err = {{0}};
   /* cut in the middle of the dict */
@@ -613,10 +585,9 @@ END_TEST
 
 START_TEST(read_rejects_trailing_bytes) {
   struct tl_error err;
-  expect_parse_fail("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }",
-                    12, TL_EFORMAT, &err);
-  assert_words(err.msg, "x.npy", "4 trailing bytes", "2 int32", "8 bytes",
-               NULL);
+  expect_parse_fail("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", 12, TL_EFORMAT,
+                    &err);
+  assert_words(err.msg, "x.npy", "4 trailing bytes", "2 int32", "8 bytes", NULL);
 }
 END_TEST
 
@@ -625,15 +596,14 @@ START_TEST(read_rejects_more_than_max_dims) {
   expect_parse_fail("{'descr': '<f4', 'fortran_order': False, "
                     "'shape': (1, 1, 1, 1, 1, 1, 1, 1, 1), }",
                     4, TL_EUNSUPPORTED, &err);
-  assert_words(err.msg, "x.npy", "more than 8 dimensions", "not supported",
-               NULL);
+  assert_words(err.msg, "x.npy", "more than 8 dimensions", "not supported", NULL);
 
   /* exactly TL_MAX_DIMS is fine */
   float v = 3;
-  struct tl_tensor t = expect_parse_ok(
-      1, "{'descr': '<f4', 'fortran_order': False, "
-         "'shape': (1, 1, 1, 1, 1, 1, 1, 1), }",
-      &v, sizeof v);
+  struct tl_tensor t = expect_parse_ok(1,
+                                       "{'descr': '<f4', 'fortran_order': False, "
+                                       "'shape': (1, 1, 1, 1, 1, 1, 1, 1), }",
+                                       &v, sizeof v);
   ck_assert_int_eq(t.shape.ndim, TL_MAX_DIMS);
   free(t.data);
 }
@@ -654,8 +624,7 @@ START_TEST(read_rejects_overflowing_dims) {
   expect_parse_fail("{'descr': '<f4', 'fortran_order': False, "
                     "'shape': (9223372036854775808,), }",
                     0, TL_EFORMAT, &err);
-  assert_words(err.msg, "9223372036854775808", "does not fit in 64 bits",
-               NULL);
+  assert_words(err.msg, "9223372036854775808", "does not fit in 64 bits", NULL);
   /* dims that fit but whose product does not */
   expect_parse_fail("{'descr': '<f4', 'fortran_order': False, "
                     "'shape': (4294967296, 4294967296), }",
@@ -693,35 +662,22 @@ static const struct {
     {"{'descr': '<f4', 'fortran_order': False, 'shape': [2]}", "tuple"},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': 2}", "tuple"},
     {"{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", "True or False"},
-    {"{'descr': '<f4', 'fortran_order': Falsey, 'shape': (2,)}",
-     "True or False"},
+    {"{'descr': '<f4', 'fortran_order': Falsey, 'shape': (2,)}", "True or False"},
     {"{'descr': <f4, 'fortran_order': False, 'shape': (2,)}", "quoted dtype"},
-    {"{'descr': '<f4\\'', 'fortran_order': False, 'shape': (2,)}",
-     "escaped string"},
-    {"{'descr': '<f4, 'fortran_order': False, 'shape': (2,)}",
-     "expected ',' or '}'"},
-    {"{'descr': '<f4' 'fortran_order': False, 'shape': (2,)}",
-     "expected ',' or '}'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,) ",
-     "expected ',' or '}'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} x",
-     "after the closing '}'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}}",
-     "after the closing '}'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,,)}",
-     "expected a dimension"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (,)}",
-     "expected a dimension"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2 3)}",
-     "expected ',' or ')'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1.5,)}",
-     "expected ',' or ')'"},
+    {"{'descr': '<f4\\'', 'fortran_order': False, 'shape': (2,)}", "escaped string"},
+    {"{'descr': '<f4, 'fortran_order': False, 'shape': (2,)}", "expected ',' or '}'"},
+    {"{'descr': '<f4' 'fortran_order': False, 'shape': (2,)}", "expected ',' or '}'"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,) ", "expected ',' or '}'"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} x", "after the closing '}'"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}}", "after the closing '}'"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,,)}", "expected a dimension"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (,)}", "expected a dimension"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2 3)}", "expected ',' or ')'"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1.5,)}", "expected ',' or ')'"},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,", "dimension"},
     {"{descr: '<f4', 'fortran_order': False, 'shape': (2,)}", "quoted key"},
-    {"{'descr' '<f4', 'fortran_order': False, 'shape': (2,)}",
-     "expected ':'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,),,}",
-     "quoted key"},
+    {"{'descr' '<f4', 'fortran_order': False, 'shape': (2,)}", "expected ':'"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,),,}", "quoted key"},
 };
 
 /* Loop test over malformed. */
@@ -733,8 +689,7 @@ START_TEST(read_rejects_malformed_header) {
 END_TEST
 
 START_TEST(read_rejects_nul_in_header) {
-  static const char dict[] =
-      "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }\0";
+  static const char dict[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }\0";
   unsigned char buf[10 + sizeof dict - 1 + 8];
   size_t hlen = sizeof dict - 1; /* the NUL is part of the header */
   memcpy(buf, "\x93NUMPY\x01\x00", 8);
@@ -744,8 +699,7 @@ START_TEST(read_rejects_nul_in_header) {
   memset(buf + 10 + hlen, 0, 8);
   struct tl_tensor t;
   struct tl_error err = {{0}};
-  ck_assert_int_eq(tl_npy_parse(buf, sizeof buf, "x.npy", &t, &err),
-                   TL_EFORMAT);
+  ck_assert_int_eq(tl_npy_parse(buf, sizeof buf, "x.npy", &t, &err), TL_EFORMAT);
   assert_words(err.msg, "after the closing '}'", NULL);
 }
 END_TEST
@@ -760,12 +714,10 @@ START_TEST(read_rejects_oversized_header) {
   dict[hlen - 1] = '\n';
   dict[hlen] = '\0';
   size_t len;
-  unsigned char *buf =
-      make_npy(2, dict, golden_data, sizeof golden_data, &len);
+  unsigned char *buf = make_npy(2, dict, golden_data, sizeof golden_data, &len);
   struct tl_tensor t;
   struct tl_error err = {{0}};
-  ck_assert_int_eq(tl_npy_parse(buf, len, "x.npy", &t, &err),
-                   TL_EUNSUPPORTED);
+  ck_assert_int_eq(tl_npy_parse(buf, len, "x.npy", &t, &err), TL_EUNSUPPORTED);
   assert_words(err.msg, "x.npy", "header of 20000 bytes", NULL);
   free(buf);
   free(dict);
@@ -778,9 +730,8 @@ START_TEST(read_failure_leaves_output_untouched) {
   memcpy(&before, &t, sizeof t);
   struct tl_error err;
   size_t len;
-  unsigned char *buf = make_npy(
-      1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
-      golden_data, 20, &len);
+  unsigned char *buf = make_npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+                                golden_data, 20, &len);
   ck_assert_int_eq(tl_npy_parse(buf, len, "x.npy", &t, &err), TL_EFORMAT);
   ck_assert_mem_eq(&t, &before, sizeof t);
   free(buf);
@@ -794,8 +745,7 @@ START_TEST(parse_rejects_null_arguments_and_names_unnamed_buffers) {
   struct tl_tensor t;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_npy_parse(NULL, 10, "x.npy", &t, &err), TL_EINVAL);
-  ck_assert_int_eq(tl_npy_parse(numpy_2x3_f32, sizeof numpy_2x3_f32, "x.npy",
-                                NULL, &err),
+  ck_assert_int_eq(tl_npy_parse(numpy_2x3_f32, sizeof numpy_2x3_f32, "x.npy", NULL, &err),
                    TL_EINVAL);
   ck_assert_int_eq(tl_npy_read(NULL, &t, &err), TL_EINVAL);
   ck_assert_int_eq(tl_npy_read("x.npy", NULL, &err), TL_EINVAL);
@@ -833,8 +783,7 @@ START_TEST(read_truncated_file_reports_sizes) {
   struct tl_tensor t;
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_npy_read(path, &t, &err), TL_EFORMAT);
-  assert_words(err.msg, path, "truncated", "2x3 float32", "24 bytes of data",
-               "has 19", NULL);
+  assert_words(err.msg, path, "truncated", "2x3 float32", "24 bytes of data", "has 19", NULL);
 
   /* cut inside the header: the file's size is checked before reading it */
   tu_write_bytes(path, numpy_2x3_f32, 40);
@@ -894,8 +843,7 @@ START_TEST(write_rejects_unsupported_dtype) {
   struct tl_error err = {{0}};
   const char *path = tu_tmp_path("f16.npy");
   ck_assert_int_eq(tl_npy_write(path, &t, &err), TL_EUNSUPPORTED);
-  assert_words(err.msg, path, "float16", "float32, uint8, int32 or int64",
-               NULL);
+  assert_words(err.msg, path, "float16", "float32, uint8, int32 or int64", NULL);
   ck_assert_int_eq(tu_count_entries(tu_tmpdir()), 0);
 }
 END_TEST
@@ -929,8 +877,7 @@ static Suite *npy_suite(void) {
   tc = tcase_create("roundtrip");
   tu_add_tmpdir(tc, "npy");
   tcase_add_loop_test(tc, roundtrip_preserves_dtype_shape_and_bytes, 0,
-                      (int)(sizeof roundtrip_dtypes /
-                            sizeof roundtrip_dtypes[0]));
+                      (int)(sizeof roundtrip_dtypes / sizeof roundtrip_dtypes[0]));
   tcase_add_test(tc, roundtrip_zero_element_array_reads_null_data);
   tcase_add_test(tc, write_replaces_existing_file_and_leaves_no_temp_files);
   tcase_add_test(tc, write_gives_new_file_mode_0666_less_umask);
@@ -939,8 +886,7 @@ static Suite *npy_suite(void) {
   tc = tcase_create("numpy");
   tu_add_tmpdir(tc, "npy");
   tcase_add_test(tc, write_matches_numpy_bytes_for_2x3_float32);
-  tcase_add_loop_test(tc,
-                      write_matches_numpy_header_padding_for_other_shapes, 0,
+  tcase_add_loop_test(tc, write_matches_numpy_header_padding_for_other_shapes, 0,
                       (int)(sizeof numpy_headers / sizeof numpy_headers[0]));
   tcase_add_test(tc, read_accepts_numpy_2x3_float32_bytes);
   tcase_add_test(tc, read_accepts_version_2_header);

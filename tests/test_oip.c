@@ -49,9 +49,8 @@ static int code_from_name(const char *name) {
   static const struct {
     const char *name;
     int code;
-  } codes[] = {{"FORMAT", TL_EFORMAT}, {"SHAPE", TL_ESHAPE},
-               {"DTYPE", TL_EDTYPE},   {"RANGE", TL_ERANGE},
-               {"NOMEM", TL_ENOMEM},   {"INVAL", TL_EINVAL}};
+  } codes[] = {{"FORMAT", TL_EFORMAT}, {"SHAPE", TL_ESHAPE}, {"DTYPE", TL_EDTYPE},
+               {"RANGE", TL_ERANGE},   {"NOMEM", TL_ENOMEM}, {"INVAL", TL_EINVAL}};
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
     if (strcmp(codes[i].name, name) == 0)
       return codes[i].code;
@@ -78,8 +77,8 @@ static void shape_str(const struct tl_shape *s, char *out) {
 
 /* One line of r, in the corpus's "input:"/"output:"/parameter form, the
  * k'th of those the expect file lists; "" when there is none. */
-static void describe(const struct tl_oip_request *r, const char *key, int k,
-                     char *out, size_t size) {
+static void describe(const struct tl_oip_request *r, const char *key, int k, char *out,
+                     size_t size) {
   out[0] = '\0';
   if (strcmp(key, "input") == 0 && k < r->n_inputs) {
     const struct tl_oip_input *in = &r->inputs[k];
@@ -88,13 +87,11 @@ static void describe(const struct tl_oip_request *r, const char *key, int k,
     ck_assert_ptr_nonnull(hx);
     shape_str(&in->shape, sh);
     hex(in->data, in->nbytes, hx);
-    snprintf(out, size, "%s %s %s %s %s", in->name,
-             tl_oip_dtype_name(in->dtype), sh, in->binary ? "binary" : "json",
-             hx);
+    snprintf(out, size, "%s %s %s %s %s", in->name, tl_oip_dtype_name(in->dtype), sh,
+             in->binary ? "binary" : "json", hx);
     free(hx);
   } else if (strcmp(key, "output") == 0 && k < r->n_outputs) {
-    snprintf(out, size, "%s %s", r->outputs[k].name,
-             r->outputs[k].binary ? "binary" : "json");
+    snprintf(out, size, "%s %s", r->outputs[k].name, r->outputs[k].binary ? "binary" : "json");
   } else if (strcmp(key, "id") == 0) {
     snprintf(out, size, "%s", r->id ? r->id : "(none)");
   } else if (strcmp(key, "timeout_us") == 0) {
@@ -110,9 +107,8 @@ static void describe(const struct tl_oip_request *r, const char *key, int k,
 
 /* Parses body (len bytes) copied to an address with the given offset from
  * a malloc'd (16-aligned) one. */
-static int parse_at(const char *body, size_t len, size_t offset,
-                    int64_t json_len, struct tl_oip_request *r,
-                    struct tl_error *err, char **keep) {
+static int parse_at(const char *body, size_t len, size_t offset, int64_t json_len,
+                    struct tl_oip_request *r, struct tl_error *err, char **keep) {
   char *buf = malloc(len + offset + 1);
   ck_assert_ptr_nonnull(buf);
   memcpy(buf + offset, body, len);
@@ -121,8 +117,8 @@ static int parse_at(const char *body, size_t len, size_t offset,
 }
 
 /* Checks one corpus case; appends a line to report for each mismatch. */
-static void corpus_case(const char *dir, const char *name, int good,
-                        char *report, size_t size, int *cases) {
+static void corpus_case(const char *dir, const char *name, int good, char *report, size_t size,
+                        int *cases) {
   char path[8192];
   size_t len, elen;
   snprintf(path, sizeof path, "%s/%s.body", dir, name);
@@ -136,10 +132,10 @@ static void corpus_case(const char *dir, const char *name, int good,
   if (hl != NULL)
     json_len = strtoll(hl + 15, NULL, 10);
 
-#define MISMATCH(...)                                                          \
-  do {                                                                         \
-    size_t at_ = strlen(report);                                               \
-    snprintf(report + at_, size - at_, __VA_ARGS__);                           \
+#define MISMATCH(...)                                                                              \
+  do {                                                                                             \
+    size_t at_ = strlen(report);                                                                   \
+    snprintf(report + at_, size - at_, __VA_ARGS__);                                               \
   } while (0)
 
   for (size_t offset = 0; offset < 2; offset++) {
@@ -162,20 +158,17 @@ static void corpus_case(const char *dir, const char *name, int good,
       const char *key = line, *val = colon + 2;
       if (strcmp(key, "status") == 0) {
         if (tl_oip_error_status(rc) != atoi(val))
-          MISMATCH("%s@%zu: status %d, want %s (%s)\n", name, offset,
-                   tl_oip_error_status(rc), val, err.msg);
+          MISMATCH("%s@%zu: status %d, want %s (%s)\n", name, offset, tl_oip_error_status(rc), val,
+                   err.msg);
       } else if (strcmp(key, "code") == 0) {
         if (rc != code_from_name(val))
-          MISMATCH("%s@%zu: code %d (%s), want %s\n", name, offset, rc,
-                   tl_strerror(rc), val);
+          MISMATCH("%s@%zu: code %d (%s), want %s\n", name, offset, rc, tl_strerror(rc), val);
       } else if (strcmp(key, "error") == 0) {
         if (strcmp(err.msg, val) != 0)
-          MISMATCH("%s@%zu: message \"%s\", want \"%s\"\n", name, offset,
-                   err.msg, val);
+          MISMATCH("%s@%zu: message \"%s\", want \"%s\"\n", name, offset, err.msg, val);
       } else if (strcmp(key, "error-contains") == 0) {
         if (strstr(err.msg, val) == NULL)
-          MISMATCH("%s@%zu: message \"%s\" lacks \"%s\"\n", name, offset,
-                   err.msg, val);
+          MISMATCH("%s@%zu: message \"%s\" lacks \"%s\"\n", name, offset, err.msg, val);
       } else if (strcmp(key, "header-length") == 0) {
         continue;
       } else if (rc == 0) {
@@ -187,15 +180,14 @@ static void corpus_case(const char *dir, const char *name, int good,
         char got[4096];
         describe(&r, key, k, got, sizeof got);
         if (strcmp(got, val) != 0)
-          MISMATCH("%s@%zu: %s \"%s\", want \"%s\"\n", name, offset, key, got,
-                   val);
+          MISMATCH("%s@%zu: %s \"%s\", want \"%s\"\n", name, offset, key, got, val);
       }
     }
     free(copy);
     if (good && rc == 0) {
       if (counts[0] != r.n_inputs || counts[1] != r.n_outputs)
-        MISMATCH("%s@%zu: %d inputs and %d outputs, want %d and %d\n", name,
-                 offset, r.n_inputs, r.n_outputs, counts[0], counts[1]);
+        MISMATCH("%s@%zu: %d inputs and %d outputs, want %d and %d\n", name, offset, r.n_inputs,
+                 r.n_outputs, counts[0], counts[1]);
       /* every tensor aligned for its type; JSON ones in the request's
        * allocation, UINT8 binary ones (never misaligned) in the body */
       for (int i = 0; i < r.n_inputs; i++) {
@@ -203,11 +195,9 @@ static void corpus_case(const char *dir, const char *name, int good,
         size_t a = tl_dtype_size(in->dtype);
         if ((uintptr_t)in->data % a != 0)
           MISMATCH("%s@%zu: input %d misaligned\n", name, offset, i);
-        int inside = (const char *)in->data >= buf &&
-                     (const char *)in->data < buf + len + offset;
+        int inside = (const char *)in->data >= buf && (const char *)in->data < buf + len + offset;
         if (!in->binary && inside)
-          MISMATCH("%s@%zu: JSON input %d points into the body\n", name, offset,
-                   i);
+          MISMATCH("%s@%zu: JSON input %d points into the body\n", name, offset, i);
         if (in->binary && a == 1 && in->nbytes > 0 && !inside)
           MISMATCH("%s@%zu: UINT8 input %d was copied\n", name, offset, i);
       }
@@ -311,8 +301,8 @@ END_TEST
 
 /* Builds a binary request body: JSON then payload, at offset from a
  * 16-aligned allocation; returns the allocation. */
-static char *binary_body(const char *json, const void *payload, size_t n,
-                         size_t offset, char **body, size_t *len) {
+static char *binary_body(const char *json, const void *payload, size_t n, size_t offset,
+                         char **body, size_t *len) {
   size_t j = strlen(json);
   char *buf = malloc(offset + j + n + 1);
   ck_assert_ptr_nonnull(buf);
@@ -336,8 +326,7 @@ START_TEST(binary_tensors_point_into_the_body_when_aligned) {
     char *buf = binary_body(json, payload, sizeof payload, offset, &body, &len);
     struct tl_oip_request r;
     struct tl_error err = {{0}};
-    ck_assert_msg(tl_oip_parse_infer(body, len, (int64_t)j, &r, &err) == 0,
-                  "%s", err.msg);
+    ck_assert_msg(tl_oip_parse_infer(body, len, (int64_t)j, &r, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(r.n_inputs, 1);
     ck_assert_int_eq(r.inputs[0].binary, 1);
     ck_assert_uint_eq(r.inputs[0].nbytes, sizeof payload);
@@ -354,13 +343,12 @@ START_TEST(binary_tensors_point_into_the_body_when_aligned) {
 END_TEST
 
 START_TEST(binary_inputs_are_taken_in_input_order) {
-  const char *json =
-      "{\"inputs\":["
-      "{\"name\":\"a\",\"shape\":[2],\"datatype\":\"UINT8\","
-      "\"parameters\":{\"binary_data_size\":2}},"
-      "{\"name\":\"b\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[-3]},"
-      "{\"name\":\"c\",\"shape\":[1,1],\"datatype\":\"INT64\","
-      "\"parameters\":{\"binary_data_size\":8}}]}";
+  const char *json = "{\"inputs\":["
+                     "{\"name\":\"a\",\"shape\":[2],\"datatype\":\"UINT8\","
+                     "\"parameters\":{\"binary_data_size\":2}},"
+                     "{\"name\":\"b\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[-3]},"
+                     "{\"name\":\"c\",\"shape\":[1,1],\"datatype\":\"INT64\","
+                     "\"parameters\":{\"binary_data_size\":8}}]}";
   unsigned char payload[10] = {7, 9};
   int64_t c = -123456789012345LL;
   memcpy(payload + 2, &c, 8);
@@ -369,9 +357,7 @@ START_TEST(binary_inputs_are_taken_in_input_order) {
   char *buf = binary_body(json, payload, sizeof payload, 0, &body, &len);
   struct tl_oip_request r;
   struct tl_error err = {{0}};
-  ck_assert_msg(
-      tl_oip_parse_infer(body, len, (int64_t)strlen(json), &r, &err) == 0, "%s",
-      err.msg);
+  ck_assert_msg(tl_oip_parse_infer(body, len, (int64_t)strlen(json), &r, &err) == 0, "%s", err.msg);
   ck_assert_int_eq(r.n_inputs, 3);
   ck_assert_mem_eq(r.inputs[0].data, payload, 2);
   ck_assert_int_eq(((const int64_t *)r.inputs[1].data)[0], -3);
@@ -472,8 +458,7 @@ static char *many_tensors(int n, int outputs) {
   if (outputs) {
     at += (size_t)snprintf(s + at, size - at, ",\"outputs\":[");
     for (int i = 0; i < n; i++)
-      at += (size_t)snprintf(s + at, size - at, "%s{\"name\":\"y%d\"}",
-                             i ? "," : "", i);
+      at += (size_t)snprintf(s + at, size - at, "%s{\"name\":\"y%d\"}", i ? "," : "", i);
     at += (size_t)snprintf(s + at, size - at, "]");
   }
   snprintf(s + at, size - at, "}");
@@ -487,18 +472,15 @@ START_TEST(tensor_counts_are_bounded) {
     char *json = many_tensors(TL_OIP_TENSORS_MAX, outputs);
     parse_ok(json, &r);
     ck_assert_int_eq(outputs ? r.n_outputs : r.n_inputs, TL_OIP_TENSORS_MAX);
-    ck_assert_str_eq(outputs ? r.outputs[63].name : r.inputs[63].name,
-                     outputs ? "y63" : "x63");
+    ck_assert_str_eq(outputs ? r.outputs[63].name : r.inputs[63].name, outputs ? "y63" : "x63");
     tl_oip_request_free(&r);
     free(json);
     json = many_tensors(TL_OIP_TENSORS_MAX + 1, outputs);
-    ck_assert_int_eq(tl_oip_parse_infer(json, strlen(json), -1, &r, &err),
-                     TL_ERANGE);
-    ck_assert_str_eq(err.msg,
-                     outputs ? "the request names 65 outputs; at most 64 are "
-                               "accepted"
-                             : "the request has 65 inputs; at most 64 are "
-                               "accepted");
+    ck_assert_int_eq(tl_oip_parse_infer(json, strlen(json), -1, &r, &err), TL_ERANGE);
+    ck_assert_str_eq(err.msg, outputs ? "the request names 65 outputs; at most 64 are "
+                                        "accepted"
+                                      : "the request has 65 inputs; at most 64 are "
+                                        "accepted");
     free(json);
   }
 }
@@ -535,9 +517,8 @@ END_TEST
 /* Finite floats of every kind: zeros, denormals, the extremes, values with
  * no short decimal form, and bit patterns from a fixed generator. */
 static size_t test_floats(float *out, size_t max) {
-  static const float fixed[] = {0.0f,        -0.0f,       1.0f,     -1.0f,
-                                0.1f,        1.0f / 3,    FLT_MAX,  -FLT_MAX,
-                                FLT_MIN,     1e-45f,      3e-44f,   FLT_EPSILON,
+  static const float fixed[] = {0.0f,        -0.0f,       1.0f,     -1.0f,   0.1f,   1.0f / 3,
+                                FLT_MAX,     -FLT_MAX,    FLT_MIN,  1e-45f,  3e-44f, FLT_EPSILON,
                                 16777217.0f, 123456.789f, 2.5e-38f, 6.02e23f};
   size_t n = 0;
   for (; n < sizeof fixed / sizeof fixed[0]; n++)
@@ -567,16 +548,14 @@ START_TEST(response_json_floats_read_back_bit_exact) {
   json_error_t je;
   json_t *root = json_loadb(body.data, body.len, 0, &je);
   ck_assert_msg(root != NULL, "%s", je.text);
-  ck_assert_str_eq(json_string_value(json_object_get(root, "model_name")),
-                   "tiny");
+  ck_assert_str_eq(json_string_value(json_object_get(root, "model_name")), "tiny");
   ck_assert_str_eq(json_string_value(json_object_get(root, "id")), "req-1");
-  ck_assert_str_eq(json_string_value(json_object_get(
-                       json_object_get(root, "parameters"), "subnet")),
-                   "r=24 d=2,1");
+  ck_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(root, "parameters"), "subnet")),
+      "r=24 d=2,1");
   json_t *out0 = json_array_get(json_object_get(root, "outputs"), 0);
   ck_assert_str_eq(json_string_value(json_object_get(out0, "name")), "logits");
-  ck_assert_str_eq(json_string_value(json_object_get(out0, "datatype")),
-                   "FP32");
+  ck_assert_str_eq(json_string_value(json_object_get(out0, "datatype")), "FP32");
   json_t *shape = json_object_get(out0, "shape");
   ck_assert_int_eq(json_integer_value(json_array_get(shape, 0)), 2);
   ck_assert_int_eq(json_integer_value(json_array_get(shape, 1)), (int)n / 2);
@@ -625,14 +604,13 @@ START_TEST(response_binary_outputs_follow_the_json_in_order) {
   ck_assert_mem_eq(body.data + body.json_len, a, sizeof a);
   ck_assert_mem_eq(body.data + body.json_len + sizeof a, c, sizeof c);
 
-  const char *want =
-      "{\"model_name\":\"m\",\"id\":\"7\",\"parameters\":{\"subnet\":\"r=8\"},"
-      "\"outputs\":[{\"name\":\"a\",\"datatype\":\"FP32\",\"shape\":[3],"
-      "\"parameters\":{\"binary_data_size\":12}},"
-      "{\"name\":\"b\",\"datatype\":\"FP32\",\"shape\":[1,2],"
-      "\"data\":[0.25,4.0]},"
-      "{\"name\":\"c\",\"datatype\":\"FP32\",\"shape\":[2],"
-      "\"parameters\":{\"binary_data_size\":8}}]}";
+  const char *want = "{\"model_name\":\"m\",\"id\":\"7\",\"parameters\":{\"subnet\":\"r=8\"},"
+                     "\"outputs\":[{\"name\":\"a\",\"datatype\":\"FP32\",\"shape\":[3],"
+                     "\"parameters\":{\"binary_data_size\":12}},"
+                     "{\"name\":\"b\",\"datatype\":\"FP32\",\"shape\":[1,2],"
+                     "\"data\":[0.25,4.0]},"
+                     "{\"name\":\"c\",\"datatype\":\"FP32\",\"shape\":[2],"
+                     "\"parameters\":{\"binary_data_size\":8}}]}";
   ck_assert_uint_eq(body.json_len, strlen(want));
   ck_assert(memcmp(body.data, want, body.json_len) == 0);
   tl_oip_body_free(&body);
@@ -714,18 +692,16 @@ END_TEST
 
 START_TEST(model_metadata_exact_json) {
   const char *versions[] = {"1"};
-  struct tl_oip_tensor_meta in = {
-      "input", TL_DTYPE_FLOAT32, {4, {-1, 1, 28, 28}}};
+  struct tl_oip_tensor_meta in = {"input", TL_DTYPE_FLOAT32, {4, {-1, 1, 28, 28}}};
   struct tl_oip_tensor_meta out = {"logits", TL_DTYPE_FLOAT32, {2, {-1, 10}}};
   struct tl_oip_model_meta m = {"fmnist", versions, 1, NULL, &in, 1, &out, 1};
   struct tl_oip_body body;
   struct tl_error err = {{0}};
   ck_assert_msg(tl_oip_model_metadata(&m, &body, &err) == 0, "%s", err.msg);
-  const char *want =
-      "{\"name\":\"fmnist\",\"versions\":[\"1\"],\"platform\":"
-      "\"tailor_supernet\",\"inputs\":[{\"name\":\"input\",\"datatype\":"
-      "\"FP32\",\"shape\":[-1,1,28,28]}],\"outputs\":[{\"name\":\"logits\","
-      "\"datatype\":\"FP32\",\"shape\":[-1,10]}]}";
+  const char *want = "{\"name\":\"fmnist\",\"versions\":[\"1\"],\"platform\":"
+                     "\"tailor_supernet\",\"inputs\":[{\"name\":\"input\",\"datatype\":"
+                     "\"FP32\",\"shape\":[-1,1,28,28]}],\"outputs\":[{\"name\":\"logits\","
+                     "\"datatype\":\"FP32\",\"shape\":[-1,10]}]}";
   ck_assert_uint_eq(body.len, strlen(want));
   ck_assert(memcmp(body.data, want, body.len) == 0);
   tl_oip_body_free(&body);
@@ -759,10 +735,8 @@ static const struct {
     {"GET", "/v2/health/live", 0, TL_OIP_ROUTE_HEALTH_LIVE, "", ""},
     {"GET", "/v2/health/ready", 0, TL_OIP_ROUTE_HEALTH_READY, "", ""},
     {"GET", "/v2/models/fmnist", 0, TL_OIP_ROUTE_MODEL_METADATA, "fmnist", ""},
-    {"GET", "/v2/models/fmnist/ready", 0, TL_OIP_ROUTE_MODEL_READY, "fmnist",
-     ""},
-    {"POST", "/v2/models/res.net-50_v1/infer", 0, TL_OIP_ROUTE_MODEL_INFER,
-     "res.net-50_v1", ""},
+    {"GET", "/v2/models/fmnist/ready", 0, TL_OIP_ROUTE_MODEL_READY, "fmnist", ""},
+    {"POST", "/v2/models/res.net-50_v1/infer", 0, TL_OIP_ROUTE_MODEL_INFER, "res.net-50_v1", ""},
     {"GET", "/metrics", 0, TL_OIP_ROUTE_METRICS, "", ""},
     {"GET", "/v2/models/m/subnets", 0, TL_OIP_ROUTE_MODEL_SUBNETS, "m", ""},
     {"GET", "/v2/models/m/state", 0, TL_OIP_ROUTE_MODEL_STATE, "m", ""},
@@ -789,10 +763,9 @@ static const struct {
 START_TEST(routes_match_the_table) {
   struct tl_oip_route_match m;
   struct tl_error err = {{0}};
-  int rc = tl_oip_route_match(route_cases[_i].method, route_cases[_i].path, &m,
-                              &err);
-  ck_assert_msg(rc == route_cases[_i].rc, "%s %s: %d (%s)",
-                route_cases[_i].method, route_cases[_i].path, rc, err.msg);
+  int rc = tl_oip_route_match(route_cases[_i].method, route_cases[_i].path, &m, &err);
+  ck_assert_msg(rc == route_cases[_i].rc, "%s %s: %d (%s)", route_cases[_i].method,
+                route_cases[_i].path, rc, err.msg);
   if (rc == 0) {
     ck_assert_int_eq(m.route, route_cases[_i].route);
     ck_assert_str_eq(m.model, route_cases[_i].model);
@@ -810,10 +783,8 @@ START_TEST(route_errors_say_why) {
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_oip_route_match("GET", "/v2/nope", &m, &err), TL_ENOENT);
   ck_assert_str_eq(err.msg, "no such endpoint: /v2/nope");
-  ck_assert_int_eq(tl_oip_route_match("GET", "/v2/models/m/infer", &m, &err),
-                   TL_EUNSUPPORTED);
-  ck_assert_str_eq(err.msg,
-                   "GET is not allowed on /v2/models/m/infer; use POST");
+  ck_assert_int_eq(tl_oip_route_match("GET", "/v2/models/m/infer", &m, &err), TL_EUNSUPPORTED);
+  ck_assert_str_eq(err.msg, "GET is not allowed on /v2/models/m/infer; use POST");
 
   char path[400] = "/v2/models/";
   memset(path + 11, 'n', 255);
@@ -841,8 +812,7 @@ static Suite *oip_suite(void) {
   Suite *s = suite_create("oip");
   TCase *tc = tcase_create("corpus");
   tcase_add_test(tc, corpus_good_requests_parse_to_expected_tensors);
-  tcase_add_test(tc,
-                 corpus_bad_requests_fail_with_expected_status_and_sentence);
+  tcase_add_test(tc, corpus_bad_requests_fail_with_expected_status_and_sentence);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("requests");

@@ -29,9 +29,20 @@ static const char *const folders[] = {"node", "pytorch-converted", "pytorch-oper
                                       "real"};
 
 /* Ops whose plain 2-D float cases must all pass, never be skipped. */
-static const char *const required_ops[] = {
-    "Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm",
-    "Softmax", "Relu", "Clip", "Add", "Mul", "Concat", "Flatten", "Reshape"};
+static const char *const required_ops[] = {"Conv",
+                                           "BatchNormalization",
+                                           "MaxPool",
+                                           "AveragePool",
+                                           "GlobalAveragePool",
+                                           "Gemm",
+                                           "Softmax",
+                                           "Relu",
+                                           "Clip",
+                                           "Add",
+                                           "Mul",
+                                           "Concat",
+                                           "Flatten",
+                                           "Reshape"};
 
 struct outcome {
   int passed, failed, skipped;
@@ -151,8 +162,8 @@ static int compare(const struct tl_tensor *got, const struct tl_tensor *want, ch
       }
     } else {
       size_t es = tl_dtype_size(want->dtype);
-      if (memcmp((const char *)got->data + i * (int64_t)es, (const char *)want->data + i * (int64_t)es,
-                 es) != 0) {
+      if (memcmp((const char *)got->data + i * (int64_t)es,
+                 (const char *)want->data + i * (int64_t)es, es) != 0) {
         snprintf(why, size, "element %lld differs", (long long)i);
         return 0;
       }

@@ -161,8 +161,8 @@ START_TEST(memory_prediction_is_the_plans_own_layout) {
                      (int64_t)(tl_plan_arena_bytes(plan) + tl_plan_scratch_bytes(plan)));
     ck_assert_int_eq(p.weight_bytes, params * 4);
     ck_assert_int_eq(p.io_bytes, (28 * 28 + 10) * 4); /* 1x1x28x28 in, 1x10 out */
-    ck_assert(fabs(p.mem_mib - (double)(p.weight_bytes + p.arena_bytes + p.io_bytes) /
-                                   (1 << 20)) < 1e-9);
+    ck_assert(fabs(p.mem_mib - (double)(p.weight_bytes + p.arena_bytes + p.io_bytes) / (1 << 20)) <
+              1e-9);
     tl_plan_free(plan);
   }
   tl_op_table_free(t);
@@ -356,8 +356,7 @@ START_TEST(bn_stats_round_trip_and_reject_damage) {
   struct tl_subnet_spec spec;
   tl_subnet_smallest(f.sn, &spec);
   struct tl_bn_stats *bn = NULL, *back = NULL;
-  ck_assert_msg(tl_subnet_recalibrate(f.sn, &spec, &data, 200, 100, &bn, &err) == 0, "%s",
-                err.msg);
+  ck_assert_msg(tl_subnet_recalibrate(f.sn, &spec, &data, 200, 100, &bn, &err) == 0, "%s", err.msg);
   void *blob = NULL;
   size_t len = 0;
   ck_assert_int_eq(tl_bn_stats_serialize(f.sn, bn, &blob, &len, &err), 0);
@@ -392,9 +391,12 @@ END_TEST
 
 /* ---------------------------------------------------- search and cache */
 
-static const struct tl_search_options small_search = {
-    .k = 4, .est_images = 300, .recalib_images = 200, .final_recalib = 200, .candidates = 8,
-    .batch = 100};
+static const struct tl_search_options small_search = {.k = 4,
+                                                      .est_images = 300,
+                                                      .recalib_images = 200,
+                                                      .final_recalib = 200,
+                                                      .candidates = 8,
+                                                      .batch = 100};
 
 START_TEST(a_stopped_search_returns_canceled_and_stores_nothing) {
   struct fixture f = load();
@@ -411,9 +413,9 @@ START_TEST(a_stopped_search_returns_canceled_and_stores_nothing) {
   so.stop = &stop;
   struct tl_frontier_member *fr = NULL;
   int n = 0;
-  ck_assert_int_eq(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &so, &quick_profile, NULL, &fr,
-                                      &n, NULL, &err),
-                   TL_ECANCELED);
+  ck_assert_int_eq(
+      tl_frontier_obtain(f.sn, f.g, st, dev, &data, &so, &quick_profile, NULL, &fr, &n, NULL, &err),
+      TL_ECANCELED);
   ck_assert_ptr_null(fr);
   int cached = -1;
   ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &small_search, &cached, &err), 0);
@@ -441,8 +443,8 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
   struct tl_frontier_member *fr = NULL;
   int n = 0;
   struct tl_frontier_report rep;
-  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &small_search, &quick_profile,
-                                   NULL, &fr, &n, &rep, &err) == 0,
+  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &small_search, &quick_profile, NULL,
+                                   &fr, &n, &rep, &err) == 0,
                 "%s", err.msg);
   ck_assert_int_eq(rep.cached, 0);
   ck_assert_int_gt(rep.profiled_signatures, 0);
@@ -462,8 +464,8 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
   ck_assert_int_eq(tl_store_open(path, &st, NULL, &err), 0);
   struct tl_frontier_member *again = NULL;
   int n2 = 0;
-  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &small_search, &quick_profile,
-                                   NULL, &again, &n2, &rep, &err) == 0,
+  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &small_search, &quick_profile, NULL,
+                                   &again, &n2, &rep, &err) == 0,
                 "%s", err.msg);
   ck_assert_int_eq(rep.cached, 1);
   ck_assert_int_eq(rep.profiled_signatures, 0);
@@ -479,8 +481,7 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
   /* What the daemon asks before it serves: the same search is cached;
    * another k, or more images, is another frontier, searched anew. */
   int cached = 0;
-  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &small_search, &cached, &err),
-                   0);
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &small_search, &cached, &err), 0);
   ck_assert_int_eq(cached, n);
   struct tl_search_options other = small_search;
   other.k = 3;
@@ -503,8 +504,8 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
   ck_assert_int_eq(tl_store_device(st, &fp, &dev, &err), 0);
   struct tl_search_options tiny = small_search;
   tiny.k = 2;
-  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &tiny, &quick_profile, NULL, &fr,
-                                   &n, &rep, &err) == 0,
+  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &tiny, &quick_profile, NULL, &fr, &n,
+                                   &rep, &err) == 0,
                 "%s", err.msg);
   ck_assert_int_eq(rep.cached, 0);
   ck_assert_int_gt(rep.profiled_signatures, 0);
@@ -745,8 +746,7 @@ int main(void) {
   struct stat st;
   if (stat(calib_y, &st) != 0) {
     char cmd[3 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/make-calib.py' '%s/data'", src,
-             build);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/make-calib.py' '%s/data'", src, build);
     if (system(cmd) != 0) {
       fprintf(stderr, "test_predictors: `%s` failed\n", cmd);
       return 1;

@@ -137,8 +137,7 @@ START_TEST(fresh_file_gets_schema_version_in_wal_mode_and_mode_0600) {
   ck_assert_int_eq(sqlite_int(path, "PRAGMA user_version"), TL_STORE_SCHEMA_VERSION);
   ck_assert_int_eq(sqlite_int(path, "PRAGMA application_id"), TL_STORE_APPLICATION_ID);
   /* WAL is a property of the file: it stays after close */
-  ck_assert_int_eq(sqlite_int(path, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"),
-                   1);
+  ck_assert_int_eq(sqlite_int(path, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
 }
 END_TEST
 
@@ -262,8 +261,7 @@ START_TEST(commits_left_in_the_wal_by_a_killed_process_are_kept) {
   }
   int status = 0;
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x",
-                status);
+  ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x", status);
   char wal[PATH_MAX + 8];
   snprintf(wal, sizeof wal, "%s-wal", path);
   ck_assert(file_exists(wal));
@@ -399,8 +397,7 @@ END_TEST
 START_TEST(op_put_batch_is_all_or_nothing) {
   struct tl_store *st = open_ok(":memory:", NULL);
   int64_t dev = device_of(st);
-  struct tl_op_latency rows[] = {
-      {"a", 1, 1, 1}, {"b", 2, 1, 1}, {"c", NAN, 1, 1}, {"d", 4, 1, 1}};
+  struct tl_op_latency rows[] = {{"a", 1, 1, 1}, {"b", 2, 1, 1}, {"c", NAN, 1, 1}, {"d", 4, 1, 1}};
   struct tl_error err = {{0}};
   ck_assert_int_eq(tl_store_op_put_batch(st, dev, rows, 4, &err), TL_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.msg, "row 2"));
@@ -480,25 +477,19 @@ END_TEST
 
 START_TEST(accuracy_round_trips_with_keys_above_2_pow_53) {
   struct tl_store *st = open_ok(tu_tmp_path("cache.db"), NULL);
-  const uint64_t keys[] = {((uint64_t)1 << 53) + 1, ((uint64_t)1 << 63) + 5, UINT64_MAX,
-                           0};
+  const uint64_t keys[] = {((uint64_t)1 << 53) + 1, ((uint64_t)1 << 63) + 5, UINT64_MAX, 0};
   for (size_t i = 0; i < 4; i++) {
     char spec[32];
     snprintf(spec, sizeof spec, "r=%zu", i);
-    struct tl_subnet_accuracy acc = {spec, 0.1 * (double)(i + 1), 100 + (int64_t)i,
-                                     (int)(i % 2)};
-    ck_assert_int_eq(tl_store_accuracy_put(st, "abcdef0123456789", keys[i], "c1", &acc,
-                                           NULL),
-                     0);
+    struct tl_subnet_accuracy acc = {spec, 0.1 * (double)(i + 1), 100 + (int64_t)i, (int)(i % 2)};
+    ck_assert_int_eq(tl_store_accuracy_put(st, "abcdef0123456789", keys[i], "c1", &acc, NULL), 0);
   }
   for (size_t i = 0; i < 4; i++) {
     struct tl_subnet_accuracy *got = NULL;
     char spec[32];
     snprintf(spec, sizeof spec, "r=%zu", i);
     double want = 0.1 * (double)(i + 1);
-    ck_assert_int_eq(tl_store_accuracy_get(st, "abcdef0123456789", keys[i], "c1", &got,
-                                           NULL),
-                     0);
+    ck_assert_int_eq(tl_store_accuracy_get(st, "abcdef0123456789", keys[i], "c1", &got, NULL), 0);
     ck_assert_str_eq(got->spec, spec);
     ck_assert_mem_eq(&got->accuracy, &want, sizeof want);
     ck_assert_int_eq(got->images, 100 + (int64_t)i);
@@ -512,8 +503,7 @@ START_TEST(accuracy_round_trips_with_keys_above_2_pow_53) {
                    TL_ENOENT);
   ck_assert_ptr_nonnull(strstr(err.msg, "0020000000000001"));
   ck_assert_int_eq(tl_store_accuracy_get(st, "other", keys[0], "c1", &got, NULL), TL_ENOENT);
-  ck_assert_int_eq(tl_store_accuracy_get(st, "abcdef0123456789", keys[0] + 1, "c1", &got,
-                                         NULL),
+  ck_assert_int_eq(tl_store_accuracy_get(st, "abcdef0123456789", keys[0] + 1, "c1", &got, NULL),
                    TL_ENOENT);
   ck_assert_ptr_eq(got, (struct tl_subnet_accuracy *)0x1);
   tl_store_close(st);
@@ -588,8 +578,8 @@ END_TEST
 
 /* ------------------------------------------------------------ frontier */
 
-static void assert_frontier(struct tl_store *st, int64_t dev,
-                            const struct tl_frontier_entry *want, size_t n) {
+static void assert_frontier(struct tl_store *st, int64_t dev, const struct tl_frontier_entry *want,
+                            size_t n) {
   struct tl_frontier_entry *got = NULL;
   size_t count = 99;
   struct tl_error err = {{0}};
@@ -634,8 +624,7 @@ START_TEST(frontier_put_replaces_the_old_list) {
   ck_assert_int_eq(tl_store_frontier_put(st, "m", dev, "c", space, bad, 2, &err), TL_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.msg, "entry 1"));
   assert_frontier(st, dev, second, 2);
-  ck_assert_int_eq(tl_store_frontier_put(st, "m", dev + 9, "c", space, second, 2, &err),
-                   TL_EINVAL);
+  ck_assert_int_eq(tl_store_frontier_put(st, "m", dev + 9, "c", space, second, 2, &err), TL_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.msg, "device"));
 
   /* an empty frontier is stored, and differs from none */
@@ -643,8 +632,7 @@ START_TEST(frontier_put_replaces_the_old_list) {
   assert_frontier(st, dev, NULL, 0);
   struct tl_frontier_entry *got = (struct tl_frontier_entry *)0x1;
   size_t count = 99;
-  ck_assert_int_eq(tl_store_frontier_get(st, "m", dev, "c", "d=1", &got, &count, &err),
-                   TL_ENOENT);
+  ck_assert_int_eq(tl_store_frontier_get(st, "m", dev, "c", "d=1", &got, &count, &err), TL_ENOENT);
   ck_assert_ptr_nonnull(strstr(err.msg, "no frontier"));
   ck_assert_ptr_eq(got, (struct tl_frontier_entry *)0x1);
   ck_assert_uint_eq(count, 99);
@@ -661,7 +649,7 @@ START_TEST(events_come_newest_first_and_up_to_the_limit) {
   for (int i = 0; i < 5; i++) {
     snprintf(to[i], sizeof to[i], "r=%d", 16 + 4 * i);
     struct tl_switch_event ev = {
-        .id = 999, /* ignored */
+        .id = 999,                                 /* ignored */
         .time_ms = 1700000000000 + 1000 * (5 - i), /* time may go backwards */
         .model = "mnv2",
         .from_spec = i == 0 ? NULL : to[i - 1],
@@ -778,15 +766,14 @@ END_TEST
 /* Opens path, which holds a bad file with the given bytes, and checks that
  * it was set aside as kind with those bytes intact and that the new cache
  * is empty, usable and reopens as is. */
-static void assert_set_aside(const char *path, const char *kind,
-                             enum tl_store_outcome outcome, const unsigned char *bytes,
-                             size_t len, struct tl_store_open_report *rep) {
+static void assert_set_aside(const char *path, const char *kind, enum tl_store_outcome outcome,
+                             const unsigned char *bytes, size_t len,
+                             struct tl_store_open_report *rep) {
   struct tl_store *st = open_ok(path, rep);
   ck_assert_int_eq(rep->outcome, outcome);
   char prefix[PATH_MAX + 32];
   snprintf(prefix, sizeof prefix, "%s.%s-", path, kind);
-  ck_assert_msg(strncmp(rep->aside_path, prefix, strlen(prefix)) == 0, "aside %s",
-                rep->aside_path);
+  ck_assert_msg(strncmp(rep->aside_path, prefix, strlen(prefix)) == 0, "aside %s", rep->aside_path);
   ck_assert_ptr_nonnull(strstr(rep->message, rep->aside_path));
   ck_assert_ptr_nonnull(strstr(rep->message, "started an empty cache"));
 
@@ -886,8 +873,7 @@ START_TEST(newer_schema_version_is_set_aside) {
   free(bytes);
   ck_assert_int_eq(rep.found_version, TL_STORE_SCHEMA_VERSION + 1);
   ck_assert_ptr_nonnull(strstr(rep.message, "newer tailor"));
-  ck_assert_int_eq(sqlite_int(rep.aside_path, "PRAGMA user_version"),
-                   TL_STORE_SCHEMA_VERSION + 1);
+  ck_assert_int_eq(sqlite_int(rep.aside_path, "PRAGMA user_version"), TL_STORE_SCHEMA_VERSION + 1);
 }
 END_TEST
 

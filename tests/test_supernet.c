@@ -28,8 +28,8 @@ static char model_dir[4096], data_dir[4096];
 struct expect {
   const char *name;
   int stages;
-  int blocks[8];     /* skippable blocks per stage */
-  int width_groups;  /* total */
+  int blocks[8];    /* skippable blocks per stage */
+  int width_groups; /* total */
 };
 
 /* What the graphs hold: ResNets' identity blocks after each stage's
@@ -62,8 +62,8 @@ static void ensure_models(void) {
   if (exists(probe))
     return;
   char cmd[9000];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/export-models.py' '%s'",
-           src ? src : ".", model_dir);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/export-models.py' '%s'", src ? src : ".",
+           model_dir);
   if (system(cmd) != 0)
     fprintf(stderr, "model export failed\n");
 }
@@ -73,7 +73,6 @@ static struct tl_graph *load(const char *dir, const char *name) {
   snprintf(path, sizeof path, "%s/%s", dir, name);
   return tu_load(path);
 }
-
 
 /* The largest difference between y and ref, relative to max |ref|; the
  * shapes must agree. */
@@ -148,8 +147,7 @@ START_TEST(largest_subnet_reproduces_the_model_and_random_subnets_run) {
     tl_subnet_random(sn, &seed, &spec);
     char text[512];
     tl_subnet_format(sn, &spec, text, sizeof text);
-    ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s %s: %s", name, text,
-                  err.msg);
+    ck_assert_msg(tl_subnet_plan(sn, &spec, NULL, &p, &err) == 0, "%s %s: %s", name, text, err.msg);
     memcpy(tl_plan_input(p, 0)->data, x.data, in_bytes);
     tl_plan_run(p);
     const struct tl_tensor *y = tl_plan_output(p, 0);
@@ -373,8 +371,8 @@ END_TEST
 
 /* Runs spec of sn on the .npy input in data_dir and returns the largest
  * difference from the .npy reference there, relative to max |ref|. */
-static double subnet_error(const struct tl_supernet *sn, const char *spec_text,
-                           const char *input, const char *want) {
+static double subnet_error(const struct tl_supernet *sn, const char *spec_text, const char *input,
+                           const char *want) {
   struct tl_error err = {{0}};
   struct tl_subnet_spec spec;
   ck_assert_msg(tl_subnet_parse(sn, spec_text, &spec, &err) == 0, "%s", err.msg);
@@ -475,7 +473,6 @@ START_TEST(model_with_nothing_elastic_is_refused) {
 }
 END_TEST
 
-
 /* Random images for a model with c channels of side x side. */
 static void random_calib(struct tl_calib *data, int n, int c, int side) {
   memset(data, 0, sizeof *data);
@@ -508,8 +505,7 @@ START_TEST(convs_without_bn_are_recalibrated_and_the_full_model_maps_to_itself) 
   struct tl_bn_stats *full = NULL, *half = NULL;
   /* One batch: each batch is mapped by its own statistics, so only then
    * is the full model's map exactly the identity. */
-  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 64, &full, &err) == 0, "%s",
-                err.msg);
+  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 64, &full, &err) == 0, "%s", err.msg);
   int convs = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     const int spatial = strcmp(g->nodes[i].name, "r") != 0 && strcmp(g->nodes[i].name, "e") != 0;
@@ -531,8 +527,7 @@ START_TEST(convs_without_bn_are_recalibrated_and_the_full_model_maps_to_itself) 
   ck_assert_int_eq(convs, 6); /* all but the gate's two */
   /* A subnet's map is not the identity, and it round-trips. */
   ck_assert_int_eq(tl_subnet_parse(sn, "r=6 d=1 w=.5", &spec, &err), 0);
-  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 32, &half, &err) == 0, "%s",
-                err.msg);
+  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 32, &half, &err) == 0, "%s", err.msg);
   const int s0 = 0; /* the stem conv, first node after the loader */
   ck_assert_str_eq(g->nodes[s0].name, "s");
   ck_assert_ptr_nonnull(half->mean[s0]);
@@ -594,8 +589,8 @@ START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
       ck_assert_int_eq(tl_subnet_parse(sn, specs[i], &spec, &err), 0);
       ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &calib, 1000, 100, &bn, &err) == 0, "%s",
                     err.msg);
-      ck_assert_msg(tl_subnet_accuracy(sn, &spec, bn, &val, 0, 0, 100, &acc[f][i], &err) == 0,
-                    "%s", err.msg);
+      ck_assert_msg(tl_subnet_accuracy(sn, &spec, bn, &val, 0, 0, 100, &acc[f][i], &err) == 0, "%s",
+                    err.msg);
       tl_bn_stats_free(bn);
     }
     tl_supernet_free(sn);
@@ -608,7 +603,6 @@ START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
   tl_calib_free(&calib);
 }
 END_TEST
-
 
 /* Recalibrating on one batch and evaluating that batch with the new
  * statistics is what train-mode BN computes on it. */

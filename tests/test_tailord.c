@@ -75,10 +75,10 @@ static int64_t labels[N_IMAGES];
 static struct {
   int ok;
   char why[2048];
-  int provisional_seen;   /* ready while the search still ran */
-  int partial_seen;       /* a partial frontier served before the final one */
+  int provisional_seen; /* ready while the search still ran */
+  int partial_seen;     /* a partial frontier served before the final one */
   double search_wait_s;
-  int n;                  /* the searched frontier */
+  int n; /* the searched frontier */
   double ms[64];
   double acc[64];
   char spec[64][256];
@@ -349,8 +349,8 @@ static int request(const char *sock, const char *method, const char *path, const
                                    "%s %s HTTP/1.1\r\nHost: tailord\r\n%sContent-Length: "
                                    "%zu\r\n\r\n",
                                    method, path, headers != NULL ? headers : "", blen)
-                        : asprintf(&head, "%s %s HTTP/1.1\r\nHost: tailord\r\n%s\r\n", method,
-                                   path, headers != NULL ? headers : "");
+                        : asprintf(&head, "%s %s HTTP/1.1\r\nHost: tailord\r\n%s\r\n", method, path,
+                                   headers != NULL ? headers : "");
   if (hn < 0)
     abort();
   /* The server may answer before it has read everything (413, 503 to a
@@ -379,8 +379,8 @@ static json_t *post_json(const char *sock, const char *path, json_t *body, int *
   char *text = json_dumps(body, JSON_COMPACT);
   ck_assert_ptr_nonnull(text);
   struct resp r;
-  int rc = request(sock, "POST", path, "Content-Type: application/json\r\n", text, strlen(text),
-                   &r);
+  int rc =
+      request(sock, "POST", path, "Content-Type: application/json\r\n", text, strlen(text), &r);
   free(text);
   if (rc != 0)
     return NULL;
@@ -450,10 +450,11 @@ static void config_text(const struct daemon *d, const struct opts *o, const char
            "    search:\n      k: %d\n      images: 100\n      candidates: %d\n"
            "    budget:\n      latency_p95_ms: %.9g\n      margin: %g\n"
            "      hysteresis_ms: %d\n",
-           d->sock, db, o->workers, o->interval_ms, d->root, o->max_connections,
-           o->max_body_bytes, o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x,
-           o->unlabelled ? "" : "      y: ", o->unlabelled ? "" : calib_y, o->unlabelled ? "" : "\n",
-           o->search_k, o->search_candidates, o->budget_ms, o->margin, o->hysteresis_ms);
+           d->sock, db, o->workers, o->interval_ms, d->root, o->max_connections, o->max_body_bytes,
+           o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x,
+           o->unlabelled ? "" : "      y: ", o->unlabelled ? "" : calib_y,
+           o->unlabelled ? "" : "\n", o->search_k, o->search_candidates, o->budget_ms, o->margin,
+           o->hysteresis_ms);
 }
 
 /* Prepares a directory, its fake tree and config; does not start. */
@@ -592,8 +593,8 @@ static json_t *infer_body(int image, int fp32, json_t *parameters) {
   for (int i = 0; i < 784; i++)
     json_array_append_new(data, fp32 ? json_real((double)((float)images[image][i] * (float)SCALE))
                                      : json_integer(images[image][i]));
-  json_t *b = json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}]}", "inputs", "name", "input", "shape", 1,
-                        1, 28, 28, "datatype", fp32 ? "FP32" : "UINT8", "data", data);
+  json_t *b = json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}]}", "inputs", "name", "input", "shape", 1, 1,
+                        28, 28, "datatype", fp32 ? "FP32" : "UINT8", "data", data);
   ck_assert_ptr_nonnull(b);
   if (parameters != NULL)
     json_object_set_new(b, "parameters", parameters);
@@ -614,8 +615,8 @@ static const char *logits_of(json_t *resp, float out[10]) {
   ck_assert_int_eq(json_array_size(data), 10);
   for (int i = 0; i < 10; i++)
     out[i] = (float)json_number_value(json_array_get(data, (size_t)i));
-  const char *subnet = json_string_value(json_object_get(json_object_get(resp, "parameters"),
-                                                         "subnet"));
+  const char *subnet =
+      json_string_value(json_object_get(json_object_get(resp, "parameters"), "subnet"));
   ck_assert_ptr_nonnull(subnet);
   return subnet;
 }
@@ -768,10 +769,9 @@ START_TEST(health_and_metadata_answer) {
   ck_assert(json_is_false(json_object_get(v, "degraded")));
   ck_assert(json_is_false(json_object_get(v, "pinned")));
   ck_assert(json_number_value(json_object_get(v, "correction")) > 0);
-  ck_assert(json_number_value(
-                json_object_get(json_object_get(v, "budget"), "latency_p95_ms")) == 10000);
-  ck_assert(json_number_value(
-                json_object_get(json_object_get(v, "device"), "freq_ratio")) == 1);
+  ck_assert(json_number_value(json_object_get(json_object_get(v, "budget"), "latency_p95_ms")) ==
+            10000);
+  ck_assert(json_number_value(json_object_get(json_object_get(v, "device"), "freq_ratio")) == 1);
   json_decref(v);
   daemon_stop_ok(&d);
 }
@@ -849,21 +849,20 @@ START_TEST(binary_infer_equals_json_infer_bit_for_bit) {
              "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: %d\r\n",
              jl);
     struct resp rr;
-    ck_assert_int_eq(request(d.sock, "POST", "/v2/models/fmnist/infer", hdr, bin,
-                             (size_t)jl + sizeof x, &rr),
-                     0);
+    ck_assert_int_eq(
+        request(d.sock, "POST", "/v2/models/fmnist/infer", hdr, bin, (size_t)jl + sizeof x, &rr),
+        0);
     free(bin);
     ck_assert_int_eq(rr.status, 200);
     ck_assert_uint_eq(rr.len - rr.json_len, sizeof want);
     json_t *meta = json_loadb(rr.body, rr.json_len, 0, NULL);
     ck_assert_ptr_nonnull(meta);
-    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(meta, "parameters"),
-                                                       "subnet")),
-                     subnet);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(meta, "parameters"), "subnet")), subnet);
     json_t *o0 = json_array_get(json_object_get(meta, "outputs"), 0);
-    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(o0, "parameters"),
-                                                        "binary_data_size")),
-                     (json_int_t)sizeof want);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(o0, "parameters"), "binary_data_size")),
+        (json_int_t)sizeof want);
     json_decref(meta);
     ck_assert_int_eq(memcmp(rr.body + rr.json_len, want, sizeof want), 0);
     resp_free(&rr);
@@ -878,11 +877,10 @@ END_TEST
 static void expect_error(const struct daemon *d, const char *path, const char *body, int want,
                          const char *needle) {
   struct resp r;
-  ck_assert_int_eq(request(d->sock, "POST", path, "Content-Type: application/json\r\n", body,
-                           strlen(body), &r),
-                   0);
-  ck_assert_msg(r.status == want, "%s %s: got %d, want %d: %s", path, body, r.status, want,
-                r.body);
+  ck_assert_int_eq(
+      request(d->sock, "POST", path, "Content-Type: application/json\r\n", body, strlen(body), &r),
+      0);
+  ck_assert_msg(r.status == want, "%s %s: got %d, want %d: %s", path, body, r.status, want, r.body);
   json_t *v = json_loadb(r.body, r.len, 0, NULL);
   const char *msg = json_string_value(json_object_get(v, "error"));
   ck_assert_msg(msg != NULL, "no error member in %s", r.body);
@@ -947,8 +945,7 @@ START_TEST(bad_requests_get_their_status_and_a_json_error) {
   ck_assert_ptr_nonnull(strstr(r.body, "\"error\""));
   resp_free(&r);
   /* 413 as soon as the Content-Length is over the limit */
-  ck_assert_int_eq(request(d.sock, "POST", infer, "Content-Length: 1000000\r\n", NULL, 0, &r),
-                   0);
+  ck_assert_int_eq(request(d.sock, "POST", infer, "Content-Length: 1000000\r\n", NULL, 0, &r), 0);
   ck_assert_int_eq(r.status, 413);
   ck_assert_ptr_nonnull(strstr(r.body, "\"error\""));
   resp_free(&r);
@@ -1098,8 +1095,7 @@ START_TEST(metrics_show_counters_histograms_and_gauges) {
   ck_assert(metric(m, "tailor_requests_total{route=\"health_ready\",code=\"200\"}") >= 1);
   ck_assert(metric(m, "tailor_switches_total{model=\"fmnist\",reason=\"start\"}") == 1);
   ck_assert(metric(m, "tailor_request_duration_seconds_count{model=\"fmnist\"}") == 3);
-  ck_assert(metric(m, "tailor_request_duration_seconds_bucket{model=\"fmnist\",le=\"+Inf\"}") ==
-            3);
+  ck_assert(metric(m, "tailor_request_duration_seconds_bucket{model=\"fmnist\",le=\"+Inf\"}") == 3);
   ck_assert(metric(m, "tailor_queue_duration_seconds_count{model=\"fmnist\"}") == 3);
   ck_assert(metric(m, "tailor_compute_duration_seconds_sum{model=\"fmnist\"}") > 0);
   ck_assert_ptr_nonnull(strstr(m, "# TYPE tailor_request_duration_seconds histogram"));
@@ -1641,8 +1637,8 @@ START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {
       snprintf(id, sizeof id, "r%d-%d", round, i);
       ck_assert_int_eq(binary_infer(&c, "fmnist", image, id, &r), 0);
       ck_assert_int_eq(r.status, 200);
-      ck_assert_msg(storm_parse(&r, id, subnet, sizeof subnet, logits, why, sizeof why) == 0,
-                    "%s", why);
+      ck_assert_msg(storm_parse(&r, id, subnet, sizeof subnet, logits, why, sizeof why) == 0, "%s",
+                    why);
       resp_free(&r);
       served++;
       if (ref_subnet[image][0] == '\0') {
@@ -2002,8 +1998,7 @@ START_TEST(a_full_queue_answers_503) {
   ck_assert_int_eq(write_all(c2.fd, head, (size_t)hn), 0);
   ck_assert_int_eq(write_all(c2.fd, text, strlen(text)), 0);
   wait_metric(&d, "tailor_queue_requests", 1);
-  ck_assert_int_eq(request(d.sock, "POST", "/v2/models/fmnist/infer", NULL, text, strlen(text),
-                           &r),
+  ck_assert_int_eq(request(d.sock, "POST", "/v2/models/fmnist/infer", NULL, text, strlen(text), &r),
                    0);
   ck_assert_int_eq(r.status, 503);
   ck_assert_ptr_nonnull(strstr(r.body, "queue is full"));
@@ -2034,8 +2029,8 @@ START_TEST(nothing_fits_serves_the_fastest_degraded) {
   ck_assert_int_eq(status, 200);
   ck_assert(json_is_true(json_object_get(st, "degraded")));
   ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
-  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(st, "reason")),
-                               "no subnet meets the budget"));
+  ck_assert_ptr_nonnull(
+      strstr(json_string_value(json_object_get(st, "reason")), "no subnet meets the budget"));
   json_decref(st);
   json_t *b = infer_body(3, 0, NULL);
   json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
@@ -2199,8 +2194,8 @@ START_TEST(check_flag_reports_every_error_and_exits_1) {
   ck_assert_int_eq(wait_exit(pid, 60), 1);
   char *out = read_text(log);
   const char *want[] = {"bad.yaml:1:10: workers: 0 is out of range",
-                        "bad.yaml:2:1: unknown key \"log_levl\"", "bad.yaml:5:11:",
-                        "bad.yaml:6:30:"};
+                        "bad.yaml:2:1: unknown key \"log_levl\"",
+                        "bad.yaml:5:11:", "bad.yaml:6:30:"};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     ck_assert_msg(strstr(out, want[i]) != NULL, "no \"%s\" in:\n%s", want[i], out);
   /* one line per error, each "tailord: <file>:..." */
@@ -2356,9 +2351,7 @@ static void write_images(const char *path, int first, int n, int fp32) {
       }
     }
   }
-  struct tl_tensor t = {fp32 ? TL_DTYPE_FLOAT32 : TL_DTYPE_UINT8,
-                        {4, {n, 1, 28, 28}},
-                        data};
+  struct tl_tensor t = {fp32 ? TL_DTYPE_FLOAT32 : TL_DTYPE_UINT8, {4, {n, 1, 28, 28}}, data};
   struct tl_error err = {{0}};
   ck_assert_msg(tl_npy_write(path, &t, &err) == 0, "%s", err.msg);
   free(data);
@@ -2588,8 +2581,7 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
   }
   ck_assert_int_eq(total, 200);
   m = get_metrics(&d);
-  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") ==
-            before + 200);
+  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") == before + 200);
   free(m);
 
   /* the trace: one line per request, agreeing with the summary */
@@ -2612,8 +2604,8 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
     const char *sn = json_string_value(json_object_get(e, "subnet"));
     ck_assert_msg(sn != NULL && is_frontier_member(sn), "trace line %d: subnet %s", lines + 1,
                   sn != NULL ? sn : "null");
-    json_object_set_new(tally, sn, json_integer(json_integer_value(json_object_get(tally, sn)) +
-                                                1));
+    json_object_set_new(tally, sn,
+                        json_integer(json_integer_value(json_object_get(tally, sn)) + 1));
     json_decref(e);
   }
   ck_assert_int_eq(lines, 200);
@@ -2638,8 +2630,8 @@ START_TEST(tailorctl_infer_classifies_like_the_json_route) {
     ck_assert_ptr_nonnull(e);
     json_int_t i = json_integer_value(json_object_get(e, "i"));
     double due = json_number_value(json_object_get(e, "due_ms"));
-    ck_assert_msg(fabs(due - 10.0 * (double)i) < 1e-6, "request %lld due at %g ms",
-                  (long long)i, due);
+    ck_assert_msg(fabs(due - 10.0 * (double)i) < 1e-6, "request %lld due at %g ms", (long long)i,
+                  due);
     ck_assert(json_number_value(json_object_get(e, "sent_ms")) >= due - 1e-3);
     json_decref(e);
   }
@@ -2774,10 +2766,8 @@ START_TEST(tailorctl_says_what_is_wrong_and_exits_1) {
   ctl_free(&r);
   json_t *models = json_object_get(v, "models");
   ck_assert_int_eq(json_array_size(models), 2);
-  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(models, 0), "model")),
-                   "alpha");
-  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(models, 1), "model")),
-                   "beta");
+  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(models, 0), "model")), "alpha");
+  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(models, 1), "model")), "beta");
   json_decref(v);
   ctl(&r, d.sock, "subnets", "--model", "beta", "--json", NULL);
   v = ctl_json(&r);
@@ -2927,14 +2917,14 @@ START_TEST(events_list_the_last_switches_newest_first) {
   snprintf(l1, sizeof l1, "  %s -> %s  (pinned by a client)\n", warm.spec[top], warm.spec[0]);
   snprintf(l2, sizeof l2, "  %s -> %s  (pinned by a client)\n", warm.spec[0], warm.spec[1]);
   const char *p1 = strstr(r.out, l1), *p2 = strstr(r.out, l2);
-  ck_assert_msg(p1 != NULL && p2 != NULL && p1 < p2, "not the two pins, oldest first:\n%s",
-                r.out);
+  ck_assert_msg(p1 != NULL && p2 != NULL && p1 < p2, "not the two pins, oldest first:\n%s", r.out);
   ctl_free(&r);
   json_decref(v);
 
   /* any other query is 400 with a JSON error; an unknown model 404 */
-  const char *bad[] = {"limit=0",  "limit=1001", "limit=-1", "limit=",      "limit=2x",
-                       "limit=abc", "count=2",   "limit=2&limit=3", "limit=99999999999999999999"};
+  const char *bad[] = {"limit=0", "limit=1001",      "limit=-1",
+                       "limit=",  "limit=2x",        "limit=abc",
+                       "count=2", "limit=2&limit=3", "limit=99999999999999999999"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     json_t *e = events_of(&d, "switches", bad[i], &status);
     ck_assert_msg(status == 400, "?%s: %d", bad[i], status);
@@ -3131,15 +3121,14 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
       break;
     if (now_s() - t_top > 30) {
       stop_load(l, 2);
-      ck_abort_msg("not on the top member within 30 s of a steady load, budget %g ms",
-                   o.budget_ms);
+      ck_abort_msg("not on the top member within 30 s of a steady load, budget %g ms", o.budget_ms);
     }
     sleep_ms(o.interval_ms);
   }
   for (int k = 0; k < 6; k++) {
     json_t *st = state_with_feedback(&d, "wait");
-    e0 = fmin(e0, json_number_value(
-                      json_object_get(json_object_get(st, "feedback"), "waiting_p95_ms")));
+    e0 = fmin(
+        e0, json_number_value(json_object_get(json_object_get(st, "feedback"), "waiting_p95_ms")));
     corr = json_number_value(json_object_get(st, "correction"));
     json_decref(st);
     sleep_ms(o.interval_ms);
@@ -3167,8 +3156,10 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
   int to = member_of(a);
   free(a);
   stop_load(l, 2);
-  fprintf(stderr, "feedback: moved down %.0f ms after a %.3g ms wait was injected (interval %d "
-          "ms, e0 %.3g ms)\n", down_ms, wait_ms, o.interval_ms, e0);
+  fprintf(stderr,
+          "feedback: moved down %.0f ms after a %.3g ms wait was injected (interval %d "
+          "ms, e0 %.3g ms)\n",
+          down_ms, wait_ms, o.interval_ms, e0);
   ck_assert_msg(to >= 0 && warm.ms[to] < warm.ms[top], "moved to member %d", to);
   /* How fast is for the benchmarks (a test on a shared machine does not
    * time); the figure printed above is two intervals on a quiet one. */
@@ -3265,8 +3256,10 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   ck_assert(json_is_null(json_object_get(json_object_get(st, "feedback"), "over")));
   json_decref(st);
   stop_load(l, 2);
-  fprintf(stderr, "feedback: degraded %.0f ms after a 30 ms wait began, cleared %.0f ms after it "
-          "ended (interval %d ms)\n", on_ms, off_ms, o.interval_ms);
+  fprintf(stderr,
+          "feedback: degraded %.0f ms after a 30 ms wait began, cleared %.0f ms after it "
+          "ended (interval %d ms)\n",
+          on_ms, off_ms, o.interval_ms);
   /* (timing is the benchmarks' to judge; see the figures printed) */
   ck_assert_msg(on_ms < 20 * o.interval_ms, "degraded after %.0f ms", on_ms);
   ck_assert_msg(off_ms < 20 * o.interval_ms, "cleared after %.0f ms", off_ms);
@@ -3275,8 +3268,8 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   ck_assert(metric(m, "tailor_over_budget_info{model=\"infeasible\",part=\"queue\"}") == -1);
   free(m);
   ev = events_of(&d, "infeasible", "limit=1", &status);
-  const char *r =
-      json_string_value(json_object_get(json_array_get(json_object_get(ev, "events"), 0), "reason"));
+  const char *r = json_string_value(
+      json_object_get(json_array_get(json_object_get(ev, "events"), 0), "reason"));
   ck_assert_msg(r != NULL && strncmp(r, "no longer degraded: ", 20) == 0, "last event: %s",
                 r ? r : "(none)");
   json_decref(ev);
@@ -3389,13 +3382,12 @@ START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
   /* no requests: no demand, so the quota moves nothing */
   json_t *st = wait_samples(&d, "quota", 10);
   json_t *load = json_object_get(st, "load");
-  ck_assert_msg(json_number_value(json_object_get(load, "quota_cores")) == 0.01,
-                "load: %s", json_dumps(load, JSON_COMPACT));
+  ck_assert_msg(json_number_value(json_object_get(load, "quota_cores")) == 0.01, "load: %s",
+                json_dumps(load, JSON_COMPACT));
   ck_assert(json_number_value(json_object_get(load, "rate_per_s")) == 0);
   ck_assert(json_number_value(json_object_get(load, "overhead_ms")) >= 0);
   ck_assert(json_number_value(
-                json_object_get(json_object_get(st, "device"), "cgroup_cpu_quota_cores")) ==
-            0.01);
+                json_object_get(json_object_get(st, "device"), "cgroup_cpu_quota_cores")) == 0.01);
   ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[top]);
   ck_assert(json_is_false(json_object_get(st, "degraded")));
   json_decref(st);
@@ -3453,8 +3445,8 @@ START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
   const char *reason = json_string_value(json_object_get(down, "reason"));
   ck_assert_msg(reason != NULL && strncmp(reason, "CPU quota at risk: ", 19) == 0, "reason: %s",
                 reason ? reason : "(none)");
-  ck_assert(json_number_value(json_object_get(json_object_get(down, "state"),
-                                              "cgroup_cpu_quota_cores")) == 0.01);
+  ck_assert(json_number_value(
+                json_object_get(json_object_get(down, "state"), "cgroup_cpu_quota_cores")) == 0.01);
   json_decref(ev);
 
   /* the quota lifted under the same load: up only after the hysteresis */
@@ -3486,8 +3478,8 @@ START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
   ck_assert((now_s() - t0) * 1e3 >= o.hysteresis_ms);
   atomic_store(&l.stop, 1);
   ck_assert_int_eq(pthread_join(l.thread, NULL), 0);
-  ck_assert_msg(l.broken == 0 && l.not_200 == 0, "%ld without an answer, %ld not 200: %s",
-                l.broken, l.not_200, l.first_problem);
+  ck_assert_msg(l.broken == 0 && l.not_200 == 0, "%ld without an answer, %ld not 200: %s", l.broken,
+                l.not_200, l.first_problem);
   ck_assert(atomic_load(&l.answered) > 0);
 
   /* the move up is in the events, the hysteresis after the quota went */
@@ -3508,9 +3500,9 @@ START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
   ck_assert_msg(up_ms + 1 >= lifted_ms + o.hysteresis_ms,
                 "moved up %lld ms after the quota was lifted, before the %d ms hysteresis",
                 (long long)(up_ms - lifted_ms), o.hysteresis_ms);
-  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(up, "state"),
-                                                     "cgroup_cpu_quota_cores")),
-                   "max");
+  ck_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(up, "state"), "cgroup_cpu_quota_cores")),
+      "max");
   json_decref(ev);
   daemon_stop_ok(&d);
 }
@@ -3588,8 +3580,8 @@ static void warm_up(void) {
     free(log);
     return;
   }
-  fprintf(stderr, "test_tailord: first start searched a frontier of %d subnets in %.1f s\n",
-          warm.n, warm.search_wait_s);
+  fprintf(stderr, "test_tailord: first start searched a frontier of %d subnets in %.1f s\n", warm.n,
+          warm.search_wait_s);
   warm.ok = 1;
 }
 
@@ -3641,8 +3633,7 @@ static int make_calibration(const char *full_x, const char *full_y) {
     return -1;
   }
   if (x.dtype != TL_DTYPE_UINT8 || x.shape.ndim != 4 || x.shape.dims[0] < CALIB_IMAGES ||
-      x.shape.dims[1] * x.shape.dims[2] * x.shape.dims[3] != 784 ||
-      y.dtype != TL_DTYPE_INT64) {
+      x.shape.dims[1] * x.shape.dims[2] * x.shape.dims[3] != 784 || y.dtype != TL_DTYPE_INT64) {
     fprintf(stderr, "test_tailord: %s is not the Fashion-MNIST calibration set\n", full_x);
     return -1;
   }
@@ -3673,8 +3664,8 @@ int main(void) {
   struct stat sb;
   if (stat(full_y, &sb) != 0) {
     char cmd[3 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/make-calib.py' '%s/data'",
-             source_root, build_root);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/make-calib.py' '%s/data'", source_root,
+             build_root);
     if (system(cmd) != 0) {
       fprintf(stderr, "test_tailord: `%s` failed\n", cmd);
       return 1;

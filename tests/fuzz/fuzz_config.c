@@ -80,8 +80,8 @@ static void check_whole(const struct tl_config *cfg) {
   for (int i = 0; i < cfg->n_models; i++) {
     const struct tl_config_model *m = &cfg->models[i];
     if (m->name == NULL || m->path == NULL || m->path[0] != '/' ||
-        (m->calibration.x == NULL) != (m->calibration.y == NULL) ||
-        m->space.widths.n < 1 || m->space.widths.n > TL_CONFIG_MAX_WIDTHS)
+        (m->calibration.x == NULL) != (m->calibration.y == NULL) || m->space.widths.n < 1 ||
+        m->space.widths.n > TL_CONFIG_MAX_WIDTHS)
       fuzz_die("model %d loaded with a member missing", i);
   }
 }

@@ -356,8 +356,7 @@ static unsigned next(struct script *s) { return s->p < s->end ? *s->p++ : 0; }
 
 /* The body of an inference request for the model's input, into buf:
  * JSON, or JSON and the tensor after it (*json_len set). */
-static size_t infer_body(char *buf, size_t size, unsigned flags, unsigned extra,
-                         long *json_len) {
+static size_t infer_body(char *buf, size_t size, unsigned flags, unsigned extra, long *json_len) {
   const char *const subnets[] = {NULL, d.spec_first, d.spec_last, "r=1 d=9 w=.3"};
   int64_t n = flags & F_BATCH ? 2 : 1;
   int64_t numel = n * d.chw[0] * d.chw[1] * d.chw[2];
@@ -374,12 +373,12 @@ static size_t infer_body(char *buf, size_t size, unsigned flags, unsigned extra,
   size_t len = (size_t)snprintf(buf, size,
                                 "{\"id\": \"%u\", %s\"inputs\": [{\"name\": \"%s\", "
                                 "\"shape\": [%lld, %lld, %lld, %lld], \"datatype\": \"FP32\", ",
-                                extra, params, d.input_name, (long long)n,
-                                (long long)d.chw[0], (long long)d.chw[1], (long long)d.chw[2]);
+                                extra, params, d.input_name, (long long)n, (long long)d.chw[0],
+                                (long long)d.chw[1], (long long)d.chw[2]);
   if (flags & F_BINARY) {
-    len += (size_t)snprintf(buf + len, size - len,
-                            "\"parameters\": {\"binary_data_size\": %lld}}]}",
-                            (long long)numel * 4);
+    len +=
+        (size_t)snprintf(buf + len, size - len, "\"parameters\": {\"binary_data_size\": %lld}}]}",
+                         (long long)numel * 4);
     *json_len = (long)len;
     memset(buf + len, 0, (size_t)numel * 4);
     return len + (size_t)numel * 4;
@@ -396,17 +395,18 @@ static size_t infer_body(char *buf, size_t size, unsigned flags, unsigned extra,
 /* Appends a request for target with body (n bytes), framed as flags say;
  * json_len >= 0 sends Inference-Header-Content-Length; length_delta makes
  * Content-Length lie. */
-static void append_request(struct client *c, unsigned flags, const char *method,
-                           const char *target, const char *body, size_t n, long json_len,
-                           int length_delta) {
+static void append_request(struct client *c, unsigned flags, const char *method, const char *target,
+                           const char *body, size_t n, long json_len, int length_delta) {
   appendf(c, "%s %s HTTP/1.%d\r\nHost: fuzz\r\n", method, target, flags & F_HTTP10 ? 0 : 1);
   if (flags & F_CLOSE)
     appendf(c, "Connection: close\r\n");
   else if (flags & F_HTTP10)
     appendf(c, "Connection: keep-alive\r\n");
   if (json_len >= 0)
-    appendf(c, "Inference-Header-Content-Length: %ld\r\nContent-Type: "
-               "application/octet-stream\r\n", json_len);
+    appendf(c,
+            "Inference-Header-Content-Length: %ld\r\nContent-Type: "
+            "application/octet-stream\r\n",
+            json_len);
   else if (body != NULL)
     appendf(c, "Content-Type: application/json\r\n");
   if (body == NULL) {
