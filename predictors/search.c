@@ -944,6 +944,8 @@ cut_short: /* the time budget came: the front measured on the subset */
     goto done;
   }
 found:
+  if (s->o.progress != NULL) /* fewer evaluations than planned may have done */
+    s->o.progress(s->o.ctx, "frontier", n_front, n_front, 1.0);
   s->rep.seconds = tl_now_s() - t0;
   if (rep)
     *rep = s->rep;
