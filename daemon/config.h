@@ -54,6 +54,8 @@ struct tl_config_limits {
   size_t max_header_bytes; /* one request's HTTP header block */
   size_t max_body_bytes;   /* one request's body */
   int idle_timeout_ms;     /* a keep-alive connection with no request */
+  int request_timeout_ms;  /* from a request's first byte (or the connection's
+                              start) to its last */
   int queue_depth;         /* inference requests waiting for a worker */
 };
 

@@ -436,6 +436,11 @@ void tl_http_conn_free(struct tl_http_conn *c) {
   c->req.body_len = 0;
 }
 
+int tl_http_conn_mid_request(const struct tl_http_conn *c) {
+  return (c->state == CONN_READING || c->state == CONN_CONTINUE) &&
+         (c->header_bytes > 0 || !c->in_headers);
+}
+
 int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n, size_t *used,
                  struct tl_error *err) {
   if (c == NULL || used == NULL || (buf == NULL && n > 0))

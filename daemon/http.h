@@ -177,6 +177,10 @@ int tl_http_feed(struct tl_http_conn *c, const char *buf, size_t n, size_t *used
  * 500, 505), or 0 when c has not failed. */
 int tl_http_conn_error_status(const struct tl_http_conn *c);
 
+/* 1 when c holds part of a request: bytes of it were fed and it is not
+ * complete yet. */
+int tl_http_conn_mid_request(const struct tl_http_conn *c);
+
 /* Moves the current request's body out of c: returns the malloc'd buffer
  * (caller frees it with free()) and sets *len; c->req.body becomes NULL and
  * the next body gets a new buffer.  Returns NULL with *len 0 when the

@@ -413,6 +413,10 @@ static double s_conns(const struct tl_metrics *m, int *has) {
   (void)has;
   return m->server.connections;
 }
+static double s_evicted(const struct tl_metrics *m, int *has) {
+  (void)has;
+  return (double)m->server.evicted;
+}
 static double s_waiting(const struct tl_metrics *m, int *has) {
   (void)has;
   return m->server.queue_waiting;
@@ -505,6 +509,10 @@ static const struct family families[] = {
     {"tailor_device_memory_pressure_ratio", "gauge", "Memory pressure stall, some avg10.",
      emit_global, NULL, 0, d_psi_mem},
     {"tailor_connections", "gauge", "Open client connections.", emit_global, NULL, 0, s_conns},
+    {"tailor_connections_evicted_total", "counter",
+     "Connections stalled in a request that were closed (408) to admit a new one at the "
+     "connection limit.",
+     emit_global, NULL, 0, s_evicted},
     {"tailor_queue_requests", "gauge", "Inference requests waiting for a worker.", emit_global,
      NULL, 0, s_waiting},
     {"tailor_running_requests", "gauge", "Inference requests running on workers.", emit_global,

@@ -109,6 +109,7 @@ void tl_metrics_device(struct tl_metrics *m, const struct tl_device_state *s);
 
 struct tl_metrics_server {
   int connections;
+  uint64_t evicted; /* stalled connections closed to admit others */
   int queue_waiting;
   int queue_running;
   int ready;

@@ -120,6 +120,8 @@ struct conn {
   struct infer_job *job; /* in flight; what is read meanwhile waits in pending */
   int close_deferred;    /* closing, its handles wait for the job's worker */
   uint64_t answered_ns;  /* when its last inference answer went out; 0 none */
+  uint64_t request_ns;   /* when the request being read began (its first
+                            byte, or the connection); 0: between requests */
   size_t feed_left;      /* bytes read after the request being handled */
   struct tl_http_conn http;
   char *pending; /* bytes read after the request in flight */
@@ -134,6 +136,7 @@ struct tl_server {
   struct tl_config_limits limits;
   struct conn *conns; /* counted ones and rejected ones, all open */
   int n_conns;        /* counted: not rejected */
+  uint64_t n_evicted; /* stalled connections closed to admit others */
   int n_allocated;    /* connection structs not yet freed */
   int listening;
   int draining;
@@ -359,18 +362,75 @@ static void conn_close(struct conn *c) {
   conn_close_handles(c);
 }
 
-static void on_idle(uv_timer_t *t) {
-  struct conn *c = t->data;
-  if (c->job == NULL && c->writes == 0) {
-    tl__log(&c->srv->env.log, 7, "closing a connection idle for %d ms",
-            c->srv->limits.idle_timeout_ms);
-    conn_close(c);
-  }
+/* A stalled request is answered 408 and its connection closed. */
+static void close_stalled(struct conn *c, const char *why) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "the request did not arrive whole within %d ms%s",
+           c->srv->limits.request_timeout_ms, why);
+  c->route = -1;
+  send_error(c, 408, msg, 0);
+  read_stop(c);
 }
 
+static void on_idle(uv_timer_t *t) {
+  struct conn *c = t->data;
+  if (c->job != NULL || c->writes != 0 || c->closing || c->close_after_write)
+    return;
+  if (c->request_ns != 0) {
+    tl__log(&c->srv->env.log, 7, "closing a connection whose request took over %d ms",
+            c->srv->limits.request_timeout_ms);
+    close_stalled(c, "");
+    return;
+  }
+  tl__log(&c->srv->env.log, 7, "closing a connection idle for %d ms",
+          c->srv->limits.idle_timeout_ms);
+  conn_close(c);
+}
+
+/* Starts c's timer: the idle timeout between requests; within one, what
+ * is left of the request timeout since its start (slow bytes do not
+ * extend it). */
 static void idle_restart(struct conn *c) {
-  if (!c->closing)
-    uv_timer_start(&c->idle, on_idle, (uint64_t)c->srv->limits.idle_timeout_ms, 0);
+  if (c->closing)
+    return;
+  uint64_t ms = (uint64_t)c->srv->limits.idle_timeout_ms;
+  if (c->request_ns != 0) {
+    uint64_t end = c->request_ns + (uint64_t)c->srv->limits.request_timeout_ms * 1000000u;
+    uint64_t now = tl_now_ns();
+    ms = end > now ? (end - now + 999999) / 1000000 : 0;
+  }
+  uv_timer_start(&c->idle, on_idle, ms, 0);
+}
+
+/* At the connection limit: the counted connection stalled longest in a
+ * request (at least EVICT_MIN_NS, or half the request timeout when that is
+ * less), answered 408 and no longer counted, so that a new one can take
+ * its place.  A connection between requests, or with one being answered,
+ * is never taken.  Returns 1 when one made room. */
+#define EVICT_MIN_NS 1000000000u
+static int evict_stalled(struct tl_server *s) {
+  uint64_t min = (uint64_t)s->limits.request_timeout_ms * 500000u;
+  min = min < EVICT_MIN_NS ? min : EVICT_MIN_NS;
+  const uint64_t now = tl_now_ns();
+  struct conn *victim = NULL;
+  for (struct conn *c = s->conns; c != NULL; c = c->next) {
+    if (c->rejected || c->closing || c->close_after_write || c->job != NULL || c->writes != 0 ||
+        c->request_ns == 0 || now - c->request_ns < min)
+      continue;
+    if (victim == NULL || c->request_ns < victim->request_ns)
+      victim = c;
+  }
+  if (victim == NULL)
+    return 0;
+  tl__log(&s->env.log, 6,
+          "every connection is taken: closing one stalled in its request for %.0f "
+          "ms to admit a new one",
+          (double)(now - victim->request_ns) / 1e6);
+  victim->rejected = 1; /* no longer counted */
+  s->n_conns--;
+  s->n_evicted++;
+  close_stalled(victim, " (closed to make room for another client)");
+  return 1;
 }
 
 /* Runs the done of every job whose answer a worker already wrote, if
@@ -515,7 +575,11 @@ static void conn_feed(struct conn *c, const char *data, size_t n) {
   while (n > 0 && !c->closing && !c->close_after_write) {
     size_t used = 0;
     struct tl_error err = {{0}};
+    if (c->request_ns == 0)
+      c->request_ns = tl_now_ns(); /* these bytes begin a request */
     int ev = tl_http_feed(&c->http, data, n, &used, &err);
+    if (ev == TL_HTTP_REQUEST)
+      c->request_ns = 0;
     if (ev >= 0) {
       data += used;
       n -= used;
@@ -535,6 +599,10 @@ static void conn_feed(struct conn *c, const char *data, size_t n) {
 static void conn_resume(struct conn *c) {
   if (c->closing || c->close_after_write)
     return;
+  /* a worker that had the connection may have read part of the next
+   * request: its time counts from now */
+  if (c->request_ns == 0 && tl_http_conn_mid_request(&c->http))
+    c->request_ns = tl_now_ns();
   size_t n = c->pending_len;
   c->pending_len = 0;
   if (n > 0)
@@ -581,7 +649,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (s->conns != NULL)
     s->conns->prev = c;
   s->conns = c;
-  c->rejected = s->n_conns >= s->limits.max_connections || s->draining;
+  c->rejected = s->draining || (s->n_conns >= s->limits.max_connections && !evict_stalled(s));
   if (!c->rejected)
     s->n_conns++;
   if ((e = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
@@ -602,6 +670,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     conn_close(c);
     return;
   }
+  c->request_ns = tl_now_ns(); /* its first request's time starts now */
   idle_restart(c);
   read_start(c);
 }
@@ -1111,6 +1180,7 @@ static void route_metrics(struct conn *c, const struct tl_oip_route_match *m, in
   struct tl_runtime *rt = *s->env.current;
   struct tl_metrics_server ms = {
       .connections = s->n_conns,
+      .evicted = s->n_evicted,
       .queue_waiting = tl_workers_waiting(s->env.workers),
       .queue_running = tl_workers_running(s->env.workers),
       .ready = tl_runtime_ready(rt),

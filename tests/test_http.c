@@ -259,6 +259,28 @@ static const char pipelined[] =
     "Content-Type: text/trailing\r\nX-Trailer: x\r\n\r\n"
     "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n";
 
+/* What the server's request timeout relies on: whether the parser holds
+ * part of a request, before, during and after one, and during a body. */
+START_TEST(mid_request_is_known_between_bytes) {
+  struct tl_http_conn c;
+  struct tl_error err = {{0}};
+  ck_assert_int_eq(tl_http_conn_init(&c, &default_limits, &err), 0);
+  ck_assert_int_eq(tl_http_conn_mid_request(&c), 0);
+  static const char req[] = "POST /v2/x HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody";
+  const size_t head = sizeof req - 1 - 4;
+  size_t used = 0;
+  ck_assert_int_eq(tl_http_feed(&c, req, 5, &used, &err), TL_HTTP_NEED_MORE);
+  ck_assert_int_eq(tl_http_conn_mid_request(&c), 1);
+  ck_assert_int_eq(tl_http_feed(&c, req + 5, head - 5 + 2, &used, &err), TL_HTTP_NEED_MORE);
+  ck_assert_int_eq(tl_http_conn_mid_request(&c), 1); /* the body is coming */
+  ck_assert_int_eq(tl_http_feed(&c, req + head + 2, 2, &used, &err), TL_HTTP_REQUEST);
+  ck_assert_int_eq(tl_http_conn_mid_request(&c), 0);
+  ck_assert_int_eq(tl_http_feed(&c, req, 1, &used, &err), TL_HTTP_NEED_MORE);
+  ck_assert_int_eq(tl_http_conn_mid_request(&c), 1); /* the next one began */
+  tl_http_conn_free(&c);
+}
+END_TEST
+
 START_TEST(pipelined_requests_come_out_one_at_a_time_in_order) {
   struct run r;
   run_whole(&default_limits, pipelined, &r);
@@ -761,6 +783,7 @@ static Suite *http_suite(void) {
   tcase_add_test(tc, get_request_fields_are_parsed);
   tcase_add_test(tc, post_fields_and_body_are_parsed);
   tcase_add_test(tc, pipelined_requests_come_out_one_at_a_time_in_order);
+  tcase_add_test(tc, mid_request_is_known_between_bytes);
   tcase_add_test(tc, absolute_and_asterisk_targets_give_a_path);
   tcase_add_test(tc, keep_alive_follows_version_and_connection_header);
   tcase_add_test(tc, expect_continue_is_reported_before_the_body);

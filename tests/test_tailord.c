@@ -406,6 +406,7 @@ struct opts {
   int search_candidates;
   int interval_ms; /* the monitor's */
   int unlabelled;  /* calibration images without labels */
+  int request_timeout_ms;
 };
 
 static void opts_default(struct opts *o) {
@@ -416,6 +417,7 @@ static void opts_default(struct opts *o) {
   o->hysteresis_ms = 1000;
   o->max_connections = 16;
   o->idle_timeout_ms = 30000;
+  o->request_timeout_ms = 10000;
   o->max_body_bytes = 16 << 20;
   o->workers = 2;
   o->queue_depth = 64;
@@ -441,6 +443,7 @@ static void config_text(const struct daemon *d, const struct opts *o, const char
            "workers: %d\nthreads: 1\nlog_level: debug\n"
            "monitor:\n  interval_ms: %d\n  root: %s\n"
            "limits:\n  max_connections: %d\n  max_body_bytes: %ld\n  idle_timeout_ms: %d\n"
+           "  request_timeout_ms: %d\n"
            "  queue_depth: %d\n"
            "models:\n"
            "  - name: %s\n"
@@ -451,8 +454,8 @@ static void config_text(const struct daemon *d, const struct opts *o, const char
            "    budget:\n      latency_p95_ms: %.9g\n      margin: %g\n"
            "      hysteresis_ms: %d\n",
            d->sock, db, o->workers, o->interval_ms, d->root, o->max_connections, o->max_body_bytes,
-           o->idle_timeout_ms, o->queue_depth, o->model_name, source_root, calib_x,
-           o->unlabelled ? "" : "      y: ", o->unlabelled ? "" : calib_y,
+           o->idle_timeout_ms, o->request_timeout_ms, o->queue_depth, o->model_name, source_root,
+           calib_x, o->unlabelled ? "" : "      y: ", o->unlabelled ? "" : calib_y,
            o->unlabelled ? "" : "\n", o->search_k, o->search_candidates, o->budget_ms, o->margin,
            o->hysteresis_ms);
 }
@@ -1915,6 +1918,68 @@ START_TEST(limits_on_connections_and_idle_time) {
   ck_assert_int_eq(request(d.sock, "GET", "/v2/health/live", NULL, NULL, 0, &r), 0);
   ck_assert_int_eq(r.status, 200);
   resp_free(&r);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+/* Clients that send their request slowly (slowloris) cannot hold the
+ * connections others need: at the limit, the one stalled longest in its
+ * request is answered 408 and makes room, and a request that does not
+ * arrive whole within request_timeout_ms is answered 408 whatever its
+ * bytes trickle. */
+START_TEST(slow_senders_cannot_hold_the_connections) {
+  struct opts o;
+  opts_default(&o);
+  o.max_connections = 8;
+  o.request_timeout_ms = 3000;
+  struct daemon d;
+  daemon_start(&d, &o);
+  static const char part[] = "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Type: app";
+  struct client slow[8];
+  for (int i = 0; i < 8; i++) {
+    slow[i] = (struct client){.fd = unix_connect(d.sock)};
+    ck_assert_int_ge(slow[i].fd, 0);
+    ck_assert_int_eq(write_all(slow[i].fd, part, sizeof part - 1), 0);
+  }
+  sleep_ms(1300); /* stalled for over a second: they may be taken */
+  /* Every connection is taken by a slow sender, yet each client that
+   * opens one per request is served. */
+  for (int k = 0; k < 16; k++) {
+    struct resp r;
+    ck_assert_int_eq(request(d.sock, "GET", "/v2/health/live", NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 200, "request %d: %d %s", k, r.status, r.body);
+    resp_free(&r);
+  }
+  for (int i = 0; i < 8; i++) {
+    struct resp r;
+    ck_assert_int_eq(client_read(&slow[i], &r), 0);
+    /* taken to make room, or (once the room was there) timed out */
+    ck_assert_int_eq(r.status, 408);
+    ck_assert_msg(strstr(r.body, "did not arrive whole") != NULL, "%s", r.body);
+    resp_free(&r);
+    client_close(&slow[i]);
+  }
+  char *m = get_metrics(&d);
+  ck_assert(metric(m, "tailor_connections_evicted_total") >= 1);
+  free(m);
+
+  /* Alone, a request trickling a byte at a time still ends at the
+   * timeout, counted from its first byte. */
+  struct client one = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(one.fd, 0);
+  double t0 = now_s();
+  for (int i = 0; i < 6; i++) {
+    ck_assert_int_eq(write_all(one.fd, part + i, 1), 0);
+    sleep_ms(400);
+  }
+  struct resp r;
+  ck_assert_int_eq(client_read(&one, &r), 0);
+  double waited = now_s() - t0;
+  ck_assert_int_eq(r.status, 408);
+  ck_assert_msg(strstr(r.body, "within 3000 ms") != NULL, "%s", r.body);
+  ck_assert_msg(waited > 2.5 && waited < 20, "408 after %.2f s", waited);
+  resp_free(&r);
+  client_close(&one);
   daemon_stop_ok(&d);
 }
 END_TEST
@@ -3607,6 +3672,7 @@ static Suite *tailord_suite(void) {
   tcase_add_test(tc, requests_that_would_miss_the_deadline_are_shed_at_once);
   tcase_add_test(tc, a_broken_config_on_sighup_keeps_the_old_one_serving);
   tcase_add_test(tc, limits_on_connections_and_idle_time);
+  tcase_add_test(tc, slow_senders_cannot_hold_the_connections);
   tcase_add_test(tc, a_full_queue_answers_503);
   tcase_add_test(tc, nothing_fits_serves_the_fastest_degraded);
   tcase_add_test(tc, a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after);
