@@ -115,7 +115,8 @@ struct conn {
   int writes;            /* writes in flight */
   int reading;           /* uv_read_start in effect */
   int eof;               /* the peer sent no more */
-  int rejected;          /* over max_connections: not counted, 503 then close */
+  int rejected;          /* not counted: refused over max_connections (503), or
+                            taken to make room (408); closes after the answer */
   int route;             /* of the request being answered, for metrics; -1 none */
   struct infer_job *job; /* in flight; what is read meanwhile waits in pending */
   int close_deferred;    /* closing, its handles wait for the job's worker */
