@@ -729,6 +729,10 @@ static void on_search_partial(void *ctx, struct tl_frontier_member *f, int n) {
   struct search_progress *p = ctx;
   struct tl_rt_frontier *rf = NULL;
   struct tl_error err = {{0}};
+  if (atomic_load(&p->b->cancel) != 0) { /* stopping: no plans to build now */
+    tl_frontier_free(f, n);
+    return;
+  }
   if (p->rt != NULL && frontier_build(p->m, f, n, 0, 1, p->b->env.workers, &rf, &err) == 0) {
     tl__log(&p->b->env.log, 6, "%s: the search found a better frontier of %d subnets on the way",
             p->m->cfg.name, n);

@@ -200,9 +200,13 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g, s
   }
   struct tl_profile_report prep = {0};
   struct tl_search_report srep = {0};
+  /* the search's stop also stops the profiling before it */
+  struct tl_profile_options po = profile != NULL ? *profile : (struct tl_profile_options){0};
+  if (po.stop == NULL && search != NULL)
+    po.stop = search->stop;
   rc = tl_latency_load(st, device_id, t, NULL, err);
   if (rc == 0)
-    rc = tl_latency_profile(sn, profile, t, &prep, err);
+    rc = tl_latency_profile(sn, &po, t, &prep, err);
   if (rc == 0 && prep.new_signatures > 0)
     rc = tl_latency_save(st, device_id, t, 8, err);
   if (rc == 0)

@@ -413,6 +413,10 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
         break; /* a space this varied cannot be covered this way */
       tl_subnet_random(sn, &seed, &spec);
     }
+    if (o.stop != NULL && atomic_load(o.stop) != 0) {
+      rc = tl_fail(err, TL_ECANCELED, "profiling was stopped");
+      goto fail;
+    }
     rc = build_plan(sn, &spec, &plan, err);
     if (rc != 0)
       goto fail;
@@ -467,6 +471,10 @@ int tl_latency_profile(const struct tl_supernet *sn, const struct tl_profile_opt
     }
     for (int oi = 0; oi < n_list; oi++) {
       const int i = order[oi];
+      if (o.stop != NULL && atomic_load(o.stop) != 0) {
+        rc = tl_fail(err, TL_ECANCELED, "profiling was stopped");
+        goto fail;
+      }
       rc = build_plan(sn, &list[i], &plan, err);
       if (rc != 0)
         goto fail;

@@ -30,6 +30,7 @@
 #define TL_LATENCY_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -93,6 +94,9 @@ struct tl_profile_options {
    * signatures measured, and the plans to time in all. */
   void (*progress)(void *ctx, int plans, int signatures, int planned);
   void *ctx;
+  /* May be NULL.  Once it reads nonzero, profiling stops before its next
+   * plan (built or timed) with TL_ECANCELED, adding nothing to the table. */
+  const atomic_int *stop;
 };
 
 struct tl_profile_report {

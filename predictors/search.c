@@ -90,6 +90,8 @@ static int measure(struct search *s, const struct tl_subnet_spec *spec, int64_t 
   if (images <= 0 || images > n)
     images = n;
   int rc = tl_subnet_recalibrate(s->sn, spec, s->calib, recalib, s->o.batch, &bn, err);
+  if (rc == 0 && s->o.stop != NULL && atomic_load(s->o.stop) != 0)
+    rc = tl_fail(err, TL_ECANCELED, "the search was stopped");
   if (rc == 0)
     rc = tl_subnet_accuracy(s->sn, spec, bn, s->calib, n - images, images, s->o.batch, acc, err);
   if (rc == 0 && bn_out != NULL)
@@ -428,8 +430,11 @@ static int predict_pool(struct search *s, struct cand **out, int *n_out, struct 
         break;
       m++;
     }
-    if (i % 256 == 0)
+    if (i % 256 == 0) {
       progress(s, "predict", i, n, 0);
+      if (s->o.stop != NULL && atomic_load(s->o.stop) != 0)
+        rc = tl_fail(err, TL_ECANCELED, "the search was stopped");
+    }
   }
   progress(s, "predict", n, n, 0);
   if (rc != 0) {
@@ -744,8 +749,9 @@ static int front_members(struct search *s, struct tl_frontier_member **out, int 
 /* Gives opts->partial the measured front when it changed since the last
  * one given (more measurements only ever improve it). */
 static int give_partial(struct search *s, uint64_t *last, struct tl_error *err) {
-  if (s->o.partial == NULL || atomic_load(&s->timed_out))
-    return 0;
+  if (s->o.partial == NULL || atomic_load(&s->timed_out) ||
+      (s->o.stop != NULL && atomic_load(s->o.stop) != 0))
+    return 0; /* (a stopped search ends at its next evaluation) */
   struct tl_frontier_member *f = NULL;
   int n = 0;
   uint64_t key = 0;
