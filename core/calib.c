@@ -317,23 +317,33 @@ static int64_t top1(const float *logits, int64_t classes) {
   return best;
 }
 
-/* A plan of spec for batches of `batch` images of data whose output is
- * (batch, classes): *classes gets the class count. */
-static int classifier_plan(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
-                           const struct tl_bn_stats *bn, const struct tl_calib *data, int batch,
-                           struct tl_plan **out, int64_t *classes, struct tl_error *err) {
+/* The top-1 class of spec (statistics bn, NULL: the model's own) for
+ * images [first, first + count) of data, run in batches of `batch`, into
+ * out[0..count). */
+static int classify(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
+                    const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
+                    int64_t count, int batch, int64_t *out, struct tl_error *err) {
   struct tl_plan *p = NULL;
   struct tl_subnet_plan_options po = {.batch = batch, .bn = bn};
   int rc = data_plan(sn, spec, &po, data, &p, err);
   if (rc != 0)
     return rc;
   const struct tl_tensor *y = tl_plan_output(p, 0);
-  *classes = y->shape.ndim == 2 ? y->shape.dims[1] : 0;
-  if (*classes < 1 || y->shape.dims[0] != batch) {
+  const int64_t classes = y->shape.ndim == 2 ? y->shape.dims[1] : 0;
+  if (classes < 1 || y->shape.dims[0] != batch) {
     tl_plan_free(p);
     return tl_fail(err, TL_ESHAPE, "top-1 needs a model output of shape (batch, classes)");
   }
-  *out = p;
+  float *in = tl_plan_input(p, 0)->data;
+  const float *logits = y->data;
+  for (int64_t at = 0; at < count; at += batch) {
+    int64_t now = count - at < batch ? count - at : batch;
+    fill_batch(data, first + at, now, in, batch);
+    tl_plan_run(p);
+    for (int64_t b = 0; b < now; b++)
+      out[at + b] = top1(logits + b * classes, classes);
+  }
+  tl_plan_free(p);
   return 0;
 }
 
@@ -352,24 +362,17 @@ int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec
     return tl_fail(err, TL_EINVAL,
                    "the calibration data has no labels: take the largest subnet's answers "
                    "for them first");
-  struct tl_plan *p = NULL;
-  int64_t classes;
-  int rc = classifier_plan(sn, spec, bn, data, batch, &p, &classes, err);
-  if (rc != 0)
-    return rc;
-  float *in = tl_plan_input(p, 0)->data;
-  const float *logits = tl_plan_output(p, 0)->data;
+  int64_t *got = malloc((size_t)count * sizeof *got);
+  if (got == NULL)
+    return tl_fail(err, TL_ENOMEM, "out of memory");
+  int rc = classify(sn, spec, bn, data, first, count, batch, got, err);
   int64_t right = 0;
-  for (int64_t at = 0; at < count; at += batch) {
-    int64_t now = count - at < batch ? count - at : batch;
-    fill_batch(data, first + at, now, in, batch);
-    tl_plan_run(p);
-    for (int64_t b = 0; b < now; b++)
-      right += top1(logits + b * classes, classes) == data->labels[first + at + b];
-  }
-  tl_plan_free(p);
-  *acc = (double)right / (double)count;
-  return 0;
+  for (int64_t i = 0; i < count && rc == 0; i++)
+    right += got[i] == data->labels[first + i];
+  free(got);
+  if (rc == 0)
+    *acc = (double)right / (double)count;
+  return rc;
 }
 
 const char *tl_calib_metric(const struct tl_calib *c) {
@@ -389,23 +392,11 @@ int tl_calib_agreement_labels(const struct tl_supernet *sn, struct tl_calib *c, 
     return tl_fail(err, TL_ENOMEM, "out of memory");
   struct tl_subnet_spec full;
   tl_subnet_largest(sn, &full);
-  struct tl_plan *p = NULL;
-  int64_t classes;
-  int rc = classifier_plan(sn, &full, NULL, c, batch, &p, &classes, err);
+  int rc = classify(sn, &full, NULL, c, 0, c->n, batch, labels, err);
   if (rc != 0) {
     free(labels);
     return rc;
   }
-  float *in = tl_plan_input(p, 0)->data;
-  const float *logits = tl_plan_output(p, 0)->data;
-  for (int64_t at = 0; at < c->n; at += batch) {
-    int64_t now = c->n - at < batch ? c->n - at : batch;
-    fill_batch(c, at, now, in, batch);
-    tl_plan_run(p);
-    for (int64_t b = 0; b < now; b++)
-      labels[at + b] = top1(logits + b * classes, classes);
-  }
-  tl_plan_free(p);
   c->labels = labels;
   return 0;
 }

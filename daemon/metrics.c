@@ -270,40 +270,36 @@ static void emit_hist(FILE *f, const struct tl_metrics *m, const struct family *
   }
 }
 
-static void emit_active(FILE *f, const struct tl_metrics *m, const struct family *fam) {
+/* An info family: per model with gauges, `{model="...",<label>="text"} 1`
+ * where text(series) is not NULL. */
+static void emit_info(FILE *f, const struct tl_metrics *m, const struct family *fam,
+                      const char *label, const char *(*text)(const struct model_series *s)) {
   for (int i = 0; i < m->n_models; i++) {
-    if (!m->models[i].has_gauges)
+    const char *v = m->models[i].has_gauges ? text(&m->models[i]) : NULL;
+    if (v == NULL)
       continue;
     fprintf(f, "%s{model=\"", fam->name);
     put_label(f, m->models[i].name);
-    fputs("\",subnet=\"", f);
-    put_label(f, m->models[i].subnet);
+    fprintf(f, "\",%s=\"", label);
+    put_label(f, v);
     fputs("\"} 1\n", f);
   }
+}
+
+static const char *active_text(const struct model_series *s) { return s->subnet; }
+static const char *over_text(const struct model_series *s) { return s->g.over; }
+static const char *metric_text(const struct model_series *s) { return s->g.accuracy_metric; }
+
+static void emit_active(FILE *f, const struct tl_metrics *m, const struct family *fam) {
+  emit_info(f, m, fam, "subnet", active_text);
 }
 
 static void emit_over(FILE *f, const struct tl_metrics *m, const struct family *fam) {
-  for (int i = 0; i < m->n_models; i++) {
-    if (!m->models[i].has_gauges || m->models[i].g.over == NULL)
-      continue;
-    fprintf(f, "%s{model=\"", fam->name);
-    put_label(f, m->models[i].name);
-    fputs("\",part=\"", f);
-    put_label(f, m->models[i].g.over);
-    fputs("\"} 1\n", f);
-  }
+  emit_info(f, m, fam, "part", over_text);
 }
 
 static void emit_accuracy_metric(FILE *f, const struct tl_metrics *m, const struct family *fam) {
-  for (int i = 0; i < m->n_models; i++) {
-    if (!m->models[i].has_gauges || m->models[i].g.accuracy_metric == NULL)
-      continue;
-    fprintf(f, "%s{model=\"", fam->name);
-    put_label(f, m->models[i].name);
-    fputs("\",metric=\"", f);
-    put_label(f, m->models[i].g.accuracy_metric);
-    fputs("\"} 1\n", f);
-  }
+  emit_info(f, m, fam, "metric", metric_text);
 }
 
 static void emit_model_gauge(FILE *f, const struct tl_metrics *m, const struct family *fam) {
