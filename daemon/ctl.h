@@ -17,6 +17,9 @@
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void usage(FILE *f);
 long parse_count(const char *opt, const char *s, long min, long max);
+/* A number > 0 and <= max for option opt, `what` it counts ("seconds");
+ * exits with usage status and a line saying so otherwise. */
+double parse_positive(const char *opt, const char *what, const char *s, double max);
 /* After getopt took "--calib X": the file after X (Y), from argv[optind]. */
 /* --calib X.npy [Y.npy]: the labels file after the images, when the next
  * argument is one (it ends in .npy); NULL when there is none. */

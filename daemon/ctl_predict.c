@@ -345,15 +345,7 @@ int cmd_search(int argc, char **argv) {
     case 'S': scale = parse_scale(optarg); break;
     case 'j': as_json = 1; break;
     case 'J': jobs = (int)parse_count("--jobs", optarg, 1, 64); break;
-    case 'T': {
-      char *end;
-      time_budget = strtod(optarg, &end);
-      if (*end || end == optarg || !(time_budget > 0) || time_budget > 1e7) {
-        fprintf(stderr, "tailorctl: --time-budget needs seconds, > 0, not \"%s\"\n", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    }
+    case 'T': time_budget = parse_positive("--time-budget", "seconds", optarg, 1e7); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_USAGE;
     }

@@ -909,16 +909,7 @@ int cmd_infer(int argc, char **argv) {
       }
       break;
     }
-    case 'r': {
-      char *end;
-      rate = strtod(optarg, &end);
-      if (*end || end == optarg || !(rate > 0 && rate <= 1e6)) {
-        fprintf(stderr, "tailorctl: --rate needs requests per second, > 0 and <= 1e6, not \"%s\"\n",
-                optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    }
+    case 'r': rate = parse_positive("--rate", "requests per second", optarg, 1e6); break;
     default:
       if (common_opt(&t, c, &as_json) != 0) {
         usage(stderr);

@@ -149,6 +149,16 @@ long parse_count(const char *opt, const char *s, long min, long max) {
   return v;
 }
 
+double parse_positive(const char *opt, const char *what, const char *s, double max) {
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || end == s || !(v > 0 && v <= max)) {
+    fprintf(stderr, "tailorctl: %s needs %s, > 0 and <= %g, not \"%s\"\n", opt, what, max, s);
+    exit(EXIT_USAGE);
+  }
+  return v;
+}
+
 const char *take_labels_file(int argc, char **argv) {
   if (optind >= argc || argv[optind][0] == '-')
     return NULL;
