@@ -169,11 +169,20 @@ static struct tl_bn_stats *stats_new(const struct tl_graph *g) {
   return s;
 }
 
+static int stopped(const atomic_int *stop, struct tl_plan *p, struct tl_error *err) {
+  if (stop == NULL || atomic_load(stop) == 0)
+    return 0;
+  tl_plan_free(p);
+  return tl_fail(err, TL_ECANCELED, "stopped");
+}
+
 /* Runs spec in collect mode over n_batches batches of data; *out is the
- * plan holding the sums.  conv_ref as in tl_subnet_plan_options. */
+ * plan holding the sums.  conv_ref as in tl_subnet_plan_options; stop as
+ * in tl_subnet_recalibrate(). */
 static int collect(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                    const struct tl_calib *data, int64_t n_batches, int batch,
-                   const struct tl_bn_stats *conv_ref, struct tl_plan **out, struct tl_error *err) {
+                   const struct tl_bn_stats *conv_ref, const atomic_int *stop, struct tl_plan **out,
+                   struct tl_error *err) {
   struct tl_plan *p = NULL;
   struct tl_subnet_plan_options po = {.batch = batch, .collect_bn = 1, .conv_ref = conv_ref};
   int rc = data_plan(sn, spec, &po, data, &p, err);
@@ -181,6 +190,8 @@ static int collect(const struct tl_supernet *sn, const struct tl_subnet_spec *sp
     return rc;
   float *in = tl_plan_input(p, 0)->data;
   for (int64_t b = 0; b < n_batches; b++) {
+    if ((rc = stopped(stop, p, err)) != 0)
+      return rc;
     fill_batch(data, b * batch, batch, in, batch);
     tl_plan_run(p);
   }
@@ -258,6 +269,7 @@ struct ref_args {
   const struct tl_calib *data;
   int64_t n_batches;
   int batch;
+  const atomic_int *stop;
 };
 
 /* The full model's statistics on the recalibration images. */
@@ -267,7 +279,7 @@ static int measure_ref(const struct tl_supernet *sn, void *arg, struct tl_bn_sta
   struct tl_subnet_spec full;
   tl_subnet_largest(sn, &full);
   struct tl_plan *p = NULL;
-  int rc = collect(sn, &full, a->data, a->n_batches, a->batch, NULL, &p, err);
+  int rc = collect(sn, &full, a->data, a->n_batches, a->batch, NULL, a->stop, &p, err);
   if (rc != 0)
     return rc;
   rc = stats_from_plan(tl__supernet_graph(sn), p, NULL, stats);
@@ -277,7 +289,7 @@ static int measure_ref(const struct tl_supernet *sn, void *arg, struct tl_bn_sta
 
 int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                           const struct tl_calib *data, int64_t images, int batch,
-                          struct tl_bn_stats **out, struct tl_error *err) {
+                          const atomic_int *stop, struct tl_bn_stats **out, struct tl_error *err) {
   const struct tl_graph *g = tl__supernet_graph(sn);
   if (batch <= 0)
     batch = 64;
@@ -296,12 +308,12 @@ int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_s
                                  (size_t)(n_batches * batch * per) * tl_dtype_size(data->x.dtype));
     key = tl_hash_bytes(key, &data->scale, sizeof data->scale);
     key = tl_hash_bytes(key, &batch, sizeof batch);
-    struct ref_args a = {data, n_batches, batch};
+    struct ref_args a = {data, n_batches, batch, stop};
     if ((rc = tl__supernet_conv_ref(sn, key, measure_ref, &a, &ref, err)) != 0)
       return rc;
   }
   struct tl_plan *p = NULL;
-  if ((rc = collect(sn, spec, data, n_batches, batch, ref, &p, err)) != 0)
+  if ((rc = collect(sn, spec, data, n_batches, batch, ref, stop, &p, err)) != 0)
     return rc;
   rc = stats_from_plan(g, p, ref, out);
   tl_plan_free(p);
@@ -319,10 +331,11 @@ static int64_t top1(const float *logits, int64_t classes) {
 
 /* The top-1 class of spec (statistics bn, NULL: the model's own) for
  * images [first, first + count) of data, run in batches of `batch`, into
- * out[0..count). */
+ * out[0..count); stop as in tl_subnet_recalibrate(). */
 static int classify(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                     const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
-                    int64_t count, int batch, int64_t *out, struct tl_error *err) {
+                    int64_t count, int batch, const atomic_int *stop, int64_t *out,
+                    struct tl_error *err) {
   struct tl_plan *p = NULL;
   struct tl_subnet_plan_options po = {.batch = batch, .bn = bn};
   int rc = data_plan(sn, spec, &po, data, &p, err);
@@ -337,6 +350,8 @@ static int classify(const struct tl_supernet *sn, const struct tl_subnet_spec *s
   float *in = tl_plan_input(p, 0)->data;
   const float *logits = y->data;
   for (int64_t at = 0; at < count; at += batch) {
+    if ((rc = stopped(stop, p, err)) != 0)
+      return rc;
     int64_t now = count - at < batch ? count - at : batch;
     fill_batch(data, first + at, now, in, batch);
     tl_plan_run(p);
@@ -349,7 +364,8 @@ static int classify(const struct tl_supernet *sn, const struct tl_subnet_spec *s
 
 int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                        const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
-                       int64_t count, int batch, double *acc, struct tl_error *err) {
+                       int64_t count, int batch, const atomic_int *stop, double *acc,
+                       struct tl_error *err) {
   if (batch <= 0)
     batch = 64;
   if (first < 0 || first > data->n)
@@ -365,7 +381,7 @@ int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec
   int64_t *got = malloc((size_t)count * sizeof *got);
   if (got == NULL)
     return tl_fail(err, TL_ENOMEM, "out of memory");
-  int rc = classify(sn, spec, bn, data, first, count, batch, got, err);
+  int rc = classify(sn, spec, bn, data, first, count, batch, stop, got, err);
   int64_t right = 0;
   for (int64_t i = 0; i < count && rc == 0; i++)
     right += got[i] == data->labels[first + i];
@@ -380,7 +396,7 @@ const char *tl_calib_metric(const struct tl_calib *c) {
 }
 
 int tl_calib_agreement_labels(const struct tl_supernet *sn, struct tl_calib *c, int batch,
-                              struct tl_error *err) {
+                              const atomic_int *stop, struct tl_error *err) {
   if (!c->agreement || c->labels != NULL)
     return 0;
   if (batch <= 0)
@@ -392,7 +408,7 @@ int tl_calib_agreement_labels(const struct tl_supernet *sn, struct tl_calib *c, 
     return tl_fail(err, TL_ENOMEM, "out of memory");
   struct tl_subnet_spec full;
   tl_subnet_largest(sn, &full);
-  int rc = classify(sn, &full, NULL, c, 0, c->n, batch, labels, err);
+  int rc = classify(sn, &full, NULL, c, 0, c->n, batch, stop, labels, err);
   if (rc != 0) {
     free(labels);
     return rc;

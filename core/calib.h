@@ -28,6 +28,7 @@
  * accuracies and statistics key on it with the data. */
 #define TL_RECALIB_VERSION 2
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,7 +60,7 @@ void tl_calib_free(struct tl_calib *c);
  * data or when already done.  The name to report such accuracies by is
  * tl_calib_metric(). */
 int tl_calib_agreement_labels(const struct tl_supernet *sn, struct tl_calib *c, int batch,
-                              struct tl_error *err);
+                              const atomic_int *stop, struct tl_error *err);
 
 /* What accuracies on c are: "top-1", or "agreement" (with the largest
  * subnet) for data without labels.  A static string. */
@@ -68,10 +69,11 @@ const char *tl_calib_metric(const struct tl_calib *c);
 /* Recalibrates spec's BatchNorm statistics on the first `images` images of
  * data (0 = all; only whole batches are used) in batches of `batch`.
  * *out gets statistics for every BN node of the subnet (free with
- * tl_bn_stats_free()). */
+ * tl_bn_stats_free()).  When *stop (may be NULL) becomes nonzero, it
+ * returns TL_ECANCELED at its next batch. */
 int tl_subnet_recalibrate(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                           const struct tl_calib *data, int64_t images, int batch,
-                          struct tl_bn_stats **out, struct tl_error *err);
+                          const atomic_int *stop, struct tl_bn_stats **out, struct tl_error *err);
 
 void tl_bn_stats_free(struct tl_bn_stats *s);
 
@@ -87,9 +89,11 @@ int tl_bn_stats_deserialize(const struct tl_supernet *sn, const void *data, size
 /* Top-1 accuracy (a fraction) of spec with statistics bn (NULL: the
  * model's own) over images [first, first + count) of data (count 0 = to
  * the end); for data without labels, its agreement with the largest
- * subnet (TL_EINVAL until tl_calib_agreement_labels()). */
+ * subnet (TL_EINVAL until tl_calib_agreement_labels()).  Stops as
+ * tl_subnet_recalibrate() does. */
 int tl_subnet_accuracy(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                        const struct tl_bn_stats *bn, const struct tl_calib *data, int64_t first,
-                       int64_t count, int batch, double *acc, struct tl_error *err);
+                       int64_t count, int batch, const atomic_int *stop, double *acc,
+                       struct tl_error *err);
 
 #endif

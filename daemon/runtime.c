@@ -818,7 +818,8 @@ static int frontier_provisional(struct tl_rt_builder *b, struct tl_rt_model *m,
   if (rc == 0 && m->has_calib) {
     int64_t images = m->calib.n < 500 ? m->calib.n : 500;
     int batch = images < 100 ? (int)images : 100;
-    rc = tl_subnet_recalibrate(m->sn, &two[0].spec, &m->calib, images, batch, &two[0].bn, err);
+    rc = tl_subnet_recalibrate(m->sn, &two[0].spec, &m->calib, images, batch, &b->cancel,
+                               &two[0].bn, err);
   }
   if (rc == 0)
     rc = frontier_build(m, two, 2, 1, 0, b->env.workers, out, err);
@@ -1099,11 +1100,12 @@ int tl_rt_builder_stop(struct tl_rt_builder *b) {
   b->jobs = b->jobs_tail = NULL;
   pthread_cond_broadcast(&b->cond);
   /* A job that just posted its last event is finishing its bookkeeping,
-   * and a search stops at its next subnet evaluation: give them a
-   * moment. */
+   * and a search stops at its next batch of images (one batch of the
+   * largest subnet can take seconds on a slow box under a sanitizer):
+   * give them a moment. */
   struct timespec until;
   clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 2;
+  until.tv_sec += 5;
   while (b->running && pthread_cond_timedwait(&b->cond, &b->lock, &until) == 0)
     ;
   int running = b->running;

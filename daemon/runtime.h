@@ -322,11 +322,11 @@ int tl_rt_builder_submit(struct tl_rt_builder *b, const struct tl_config *cfg, u
                          struct tl_error *err);
 
 /* Stops the builder: drops queued jobs, tells a running search to stop
- * (it does before its next subnet evaluation), waits for the thread when
- * it is idle (or becomes so within 2 s) and closes the loop handle (b is
+ * (it does at its next batch of images), waits for the thread when
+ * it is idle (or becomes so within 5 s) and closes the loop handle (b is
  * freed in the close callback, so run the loop after).  Returns 0, or
  * TL_EBUSY when a job is still running after that (a plan being built,
- * one long evaluation): the builder is then left alone (the caller exits
+ * one long batch): the builder is then left alone (the caller exits
  * without freeing it). */
 int tl_rt_builder_stop(struct tl_rt_builder *b);
 

@@ -1051,7 +1051,7 @@ static int cmd_eval(int argc, char **argv) {
   struct tl_error err = {{0}};
   struct tl_calib data, rdata;
   if (tl_calib_load(calib_x, calib_y, scale, &data, &err) != 0 ||
-      tl_calib_agreement_labels(sn, &data, batch, &err) != 0)
+      tl_calib_agreement_labels(sn, &data, batch, NULL, &err) != 0)
     die("%s", err.msg);
   memset(&rdata, 0, sizeof rdata);
   if (recalib != NULL) {
@@ -1076,10 +1076,10 @@ static int cmd_eval(int argc, char **argv) {
   for (int i = 0; i < n; i++) {
     struct tl_bn_stats *bn = NULL;
     if (recalib != NULL &&
-        tl_subnet_recalibrate(sn, &specs[i], &rdata, recalib_images, 100, &bn, &err) != 0)
+        tl_subnet_recalibrate(sn, &specs[i], &rdata, recalib_images, 100, NULL, &bn, &err) != 0)
       die("%s", err.msg);
     double acc;
-    if (tl_subnet_accuracy(sn, &specs[i], bn, &data, 0, 0, batch, &acc, &err) != 0)
+    if (tl_subnet_accuracy(sn, &specs[i], bn, &data, 0, 0, batch, NULL, &acc, &err) != 0)
       die("%s", err.msg);
     int64_t macs, params;
     if (tl_subnet_cost(sn, &specs[i], &macs, &params, &err) != 0)
@@ -1165,7 +1165,7 @@ static int cmd_export(int argc, char **argv) {
     int batch = rdata.n < 100 ? (int)rdata.n : 100;
     if (batch < 1)
       die("%s: no images", recalib);
-    if (tl_subnet_recalibrate(sn, &spec, &rdata, recalib_images, batch, &bn, &err) != 0)
+    if (tl_subnet_recalibrate(sn, &spec, &rdata, recalib_images, batch, NULL, &bn, &err) != 0)
       die("%s", err.msg);
     free(rdata.x.data);
   }

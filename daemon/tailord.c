@@ -361,7 +361,7 @@ static void on_drained(void *ctx) {
   tl_server_free(d->server);
   d->server = NULL;
   if (tl_rt_builder_stop(d->builder) == TL_EBUSY) {
-    /* Still busy 2 s after being told to stop (one long evaluation, a
+    /* Still busy 5 s after being told to stop (a long batch, a
      * plan being built): exit without it.  The cache stays consistent
      * (each write is a transaction). */
     LOG(5, "exiting while a frontier search runs; it starts again next time");

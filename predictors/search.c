@@ -89,11 +89,12 @@ static int measure(struct search *s, const struct tl_subnet_spec *spec, int64_t 
   int64_t n = s->calib->n;
   if (images <= 0 || images > n)
     images = n;
-  int rc = tl_subnet_recalibrate(s->sn, spec, s->calib, recalib, s->o.batch, &bn, err);
+  int rc = tl_subnet_recalibrate(s->sn, spec, s->calib, recalib, s->o.batch, s->o.stop, &bn, err);
   if (rc == 0 && s->o.stop != NULL && atomic_load(s->o.stop) != 0)
     rc = tl_fail(err, TL_ECANCELED, "the search was stopped");
   if (rc == 0)
-    rc = tl_subnet_accuracy(s->sn, spec, bn, s->calib, n - images, images, s->o.batch, acc, err);
+    rc = tl_subnet_accuracy(s->sn, spec, bn, s->calib, n - images, images, s->o.batch, s->o.stop,
+                            acc, err);
   if (rc == 0 && bn_out != NULL)
     *bn_out = bn;
   else
@@ -790,8 +791,8 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   struct tl_calib agree = *calib;
   agree.labels = NULL;
   if (calib->agreement && calib->labels == NULL) {
-    int rc =
-        tl_calib_agreement_labels(sn, &agree, opts && opts->batch > 0 ? opts->batch : 100, err);
+    int rc = tl_calib_agreement_labels(sn, &agree, opts && opts->batch > 0 ? opts->batch : 100,
+                                       opts ? opts->stop : NULL, err);
     if (rc != 0) {
       free(s);
       return rc;

@@ -75,9 +75,8 @@ struct tl_search_options {
   void (*partial)(void *ctx, struct tl_frontier_member *f, int n);
   void *ctx;
   /* May be NULL.  Once it reads nonzero (another thread sets it), the
-   * search stops with TL_ECANCELED before its next subnet evaluation
-   * (or the accuracy of the one being recalibrated, or the next 256
-   * latency predictions). */
+   * search stops with TL_ECANCELED before its next batch of images
+   * (recalibration or accuracy) or its next 256 latency predictions. */
   const atomic_int *stop;
 };
 

@@ -180,7 +180,7 @@ START_TEST(exported_recalibrated_subnets_match_their_plans) {
     tl_subnet_format(sn, &specs[k], text, sizeof text);
     struct tl_bn_stats *bn = NULL;
     struct tl_error err = {{0}};
-    ck_assert_msg(tl_subnet_recalibrate(sn, &specs[k], &data, 16, 8, &bn, &err) == 0, "%s",
+    ck_assert_msg(tl_subnet_recalibrate(sn, &specs[k], &data, 16, 8, NULL, &bn, &err) == 0, "%s",
                   err.msg);
     struct compared ref = export_and_compare(sn, g, &specs[k], bn, 1);
     ck_assert_msg(ref.rel <= 1e-5, "%s %s recalibrated, reference kernels: off by %g",

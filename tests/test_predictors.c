@@ -42,12 +42,33 @@ struct fixture {
   struct tl_supernet *sn;
 };
 
-static struct fixture load(void) {
+static struct fixture load_space(const struct tl_supernet_options *o) {
   struct fixture f = {0};
   struct tl_error err = {{0}};
   ck_assert_msg(tl_onnx_load(model_path, &f.g, &err) == 0, "%s", err.msg);
-  ck_assert_msg(tl_supernet_build(f.g, NULL, &f.sn, &err) == 0, "%s", err.msg);
+  ck_assert_msg(tl_supernet_build(f.g, o, &f.sn, &err) == 0, "%s", err.msg);
   return f;
+}
+
+static struct fixture load(void) { return load_space(NULL); }
+
+/* The space the searches below run in: every dimension still elastic, but
+ * two widths and three resolutions (tailord's tests use it too), so that
+ * a search takes seconds, not minutes, under a sanitizer. */
+static struct fixture load_small(void) {
+  const struct tl_supernet_options o = {.n_widths = 2, .widths = {.5f, 1.f}, .res_steps = 2};
+  return load_space(&o);
+}
+
+/* The first n images of the calibration data (labelled unless
+ * unlabelled): a search's cost grows with the images its frontier is
+ * measured on, and 500 tell the subnets apart. */
+static void load_calib(struct tl_calib *c, int64_t n, int unlabelled) {
+  struct tl_error err = {{0}};
+  ck_assert_msg(tl_calib_load(calib_x, unlabelled ? NULL : calib_y, 0, c, &err) == 0, "%s",
+                err.msg);
+  ck_assert_int_ge(c->n, n);
+  c->n = c->x.shape.dims[0] = n;
 }
 
 static void unload(struct fixture *f) {
@@ -356,7 +377,8 @@ START_TEST(bn_stats_round_trip_and_reject_damage) {
   struct tl_subnet_spec spec;
   tl_subnet_smallest(f.sn, &spec);
   struct tl_bn_stats *bn = NULL, *back = NULL;
-  ck_assert_msg(tl_subnet_recalibrate(f.sn, &spec, &data, 200, 100, &bn, &err) == 0, "%s", err.msg);
+  ck_assert_msg(tl_subnet_recalibrate(f.sn, &spec, &data, 200, 100, NULL, &bn, &err) == 0, "%s",
+                err.msg);
   void *blob = NULL;
   size_t len = 0;
   ck_assert_int_eq(tl_bn_stats_serialize(f.sn, bn, &blob, &len, &err), 0);
@@ -372,9 +394,19 @@ START_TEST(bn_stats_round_trip_and_reject_damage) {
   }
   ck_assert_int_gt(nodes, 0);
   double a1, a2;
-  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &spec, bn, &data, 0, 500, 100, &a1, &err), 0);
-  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &spec, back, &data, 0, 500, 100, &a2, &err), 0);
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &spec, bn, &data, 0, 500, 100, NULL, &a1, &err), 0);
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &spec, back, &data, 0, 500, 100, NULL, &a2, &err), 0);
   ck_assert(a1 == a2);
+  /* Told to stop: canceled at the next batch, nothing returned. */
+  atomic_int stop = 1;
+  struct tl_bn_stats *none = NULL;
+  ck_assert_int_eq(tl_subnet_recalibrate(f.sn, &spec, &data, 200, 100, &stop, &none, &err),
+                   TL_ECANCELED);
+  ck_assert_ptr_null(none);
+  double a3 = -1;
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &spec, bn, &data, 0, 500, 100, &stop, &a3, &err),
+                   TL_ECANCELED);
+  ck_assert(a3 == -1);
   struct tl_bn_stats *bad = NULL;
   ck_assert_int_eq(tl_bn_stats_deserialize(f.sn, blob, len - 1, &bad, &err), TL_EFORMAT);
   ck_assert_int_eq(tl_bn_stats_deserialize(f.sn, blob, 8, &bad, &err), TL_EFORMAT);
@@ -392,17 +424,17 @@ END_TEST
 /* ---------------------------------------------------- search and cache */
 
 static const struct tl_search_options small_search = {.k = 4,
-                                                      .est_images = 300,
-                                                      .recalib_images = 200,
-                                                      .final_recalib = 200,
+                                                      .est_images = 100,
+                                                      .recalib_images = 100,
+                                                      .final_recalib = 100,
                                                       .candidates = 8,
-                                                      .batch = 100};
+                                                      .batch = 50};
 
 START_TEST(a_stopped_search_returns_canceled_and_stores_nothing) {
-  struct fixture f = load();
+  struct fixture f = load_small();
   struct tl_calib data;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &data, &err) == 0, "%s", err.msg);
+  load_calib(&data, 500, 0);
   struct tl_store *st = NULL;
   ck_assert_int_eq(tl_store_open(":memory:", &st, NULL, &err), 0);
   struct tl_device_fp fp = {.cpu_model = "test cpu", .cores = 2, .blas = "test", .threads = 1};
@@ -427,10 +459,10 @@ START_TEST(a_stopped_search_returns_canceled_and_stores_nothing) {
 END_TEST
 
 START_TEST(frontier_is_sorted_pareto_and_cached) {
-  struct fixture f = load();
+  struct fixture f = load_small();
   struct tl_calib data;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &data, &err) == 0, "%s", err.msg);
+  load_calib(&data, 500, 0);
   char dir[] = "/tmp/test_predictors.XXXXXX", path[PATH_MAX];
   ck_assert_ptr_nonnull(mkdtemp(dir));
   snprintf(path, sizeof path, "%s/cache.db", dir);
@@ -493,7 +525,8 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
   ck_assert_int_eq(cached, 0);
   tl_store_close(st);
 
-  /* Garbage written over the cache: set aside, rebuilt, searched again. */
+  /* Garbage written over the cache: set aside and rebuilt empty, so the
+   * frontier is searched again. */
   FILE *fh = fopen(path, "w");
   ck_assert_ptr_nonnull(fh);
   fputs("this is not a database, it is a test's garbage\n", fh);
@@ -502,14 +535,8 @@ START_TEST(frontier_is_sorted_pareto_and_cached) {
   ck_assert_int_eq(tl_store_open(path, &st, &orep, &err), 0);
   ck_assert_int_eq(orep.outcome, TL_STORE_REBUILT_CORRUPT);
   ck_assert_int_eq(tl_store_device(st, &fp, &dev, &err), 0);
-  struct tl_search_options tiny = small_search;
-  tiny.k = 2;
-  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &tiny, &quick_profile, NULL, &fr, &n,
-                                   &rep, &err) == 0,
-                "%s", err.msg);
-  ck_assert_int_eq(rep.cached, 0);
-  ck_assert_int_gt(rep.profiled_signatures, 0);
-  tl_frontier_free(fr, n);
+  ck_assert_int_eq(tl_frontier_cached(f.sn, f.g, st, dev, &data, &small_search, &cached, &err), 0);
+  ck_assert_int_eq(cached, 0);
   tl_store_close(st);
   char cmd[PATH_MAX + 32];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -523,10 +550,10 @@ END_TEST
  * frontier (members, their accuracies, their statistics) and the work
  * done must be what one thread finds, whatever the threads' order. */
 START_TEST(search_on_threads_finds_what_one_thread_finds) {
-  struct fixture f = load();
+  struct fixture f = load_small();
   struct tl_calib data;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &data, &err) == 0, "%s", err.msg);
+  load_calib(&data, 500, 0);
   struct tl_op_table *t = profiled(&f);
   struct tl_frontier_member *one = NULL, *three = NULL;
   int n1 = 0, n3 = 0;
@@ -586,10 +613,10 @@ static void count_partial(void *ctx, struct tl_frontier_member *f, int n) {
 /* The search is anytime: it hands over each better frontier on the way,
  * and a time budget ends it with the best front measured so far. */
 START_TEST(search_gives_partial_frontiers_and_keeps_a_time_budget) {
-  struct fixture f = load();
+  struct fixture f = load_small();
   struct tl_calib data;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &data, &err) == 0, "%s", err.msg);
+  load_calib(&data, 500, 0);
   struct tl_op_table *t = profiled(&f);
   struct partials p = {.sorted = 1};
   struct tl_search_options so = small_search;
@@ -643,11 +670,11 @@ END_TEST
  * search runs on such data as on labelled data, and its frontier is
  * cached apart from a labelled one. */
 START_TEST(unlabelled_data_measures_agreement_and_keys_apart) {
-  struct fixture f = load();
+  struct fixture f = load_small();
   struct tl_calib labelled, un;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_calib_load(calib_x, calib_y, 0, &labelled, &err) == 0, "%s", err.msg);
-  ck_assert_msg(tl_calib_load(calib_x, NULL, 0, &un, &err) == 0, "%s", err.msg);
+  load_calib(&labelled, 500, 0);
+  load_calib(&un, 500, 1);
   ck_assert_int_eq(labelled.agreement, 0);
   ck_assert_str_eq(tl_calib_metric(&labelled), "top-1");
   ck_assert_int_eq(un.agreement, 1);
@@ -659,7 +686,8 @@ START_TEST(unlabelled_data_measures_agreement_and_keys_apart) {
   tl_subnet_largest(f.sn, &big);
   tl_subnet_smallest(f.sn, &small);
   double acc = -1;
-  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &un, 0, 500, 100, &acc, &err), TL_EINVAL);
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &un, 0, 500, 100, NULL, &acc, &err),
+                   TL_EINVAL);
   ck_assert_msg(strstr(err.msg, "no labels") != NULL, "%s", err.msg);
 
   /* The search labels its own copy: the caller's data stays unlabelled. */
@@ -688,15 +716,17 @@ START_TEST(unlabelled_data_measures_agreement_and_keys_apart) {
   ck_assert_int_eq(cached, 0); /* a labelled search is another frontier */
   tl_store_close(st);
 
-  ck_assert_int_eq(tl_calib_agreement_labels(f.sn, &un, 100, &err), 0);
+  ck_assert_int_eq(tl_calib_agreement_labels(f.sn, &un, 100, NULL, &err), 0);
   ck_assert_ptr_nonnull(un.labels);
-  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &un, 0, 0, 100, &acc, &err), 0);
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &un, 0, 0, 100, NULL, &acc, &err), 0);
   ck_assert(acc == 1.0);
   double small_agree, small_top1, big_top1;
-  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &small, NULL, &un, 0, 0, 100, &small_agree, &err), 0);
-  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &small, NULL, &labelled, 0, 0, 100, &small_top1, &err),
+  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &small, NULL, &un, 0, 0, 100, NULL, &small_agree, &err),
                    0);
-  ck_assert_int_eq(tl_subnet_accuracy(f.sn, &big, NULL, &labelled, 0, 0, 100, &big_top1, &err), 0);
+  ck_assert_int_eq(
+      tl_subnet_accuracy(f.sn, &small, NULL, &labelled, 0, 0, 100, NULL, &small_top1, &err), 0);
+  ck_assert_int_eq(
+      tl_subnet_accuracy(f.sn, &big, NULL, &labelled, 0, 0, 100, NULL, &big_top1, &err), 0);
   ck_assert(small_agree < 1.0);
   /* Agreement differs from accuracy by at most where the largest errs. */
   ck_assert_msg(fabs(small_agree - small_top1) <= 1 - big_top1 + 1e-9,

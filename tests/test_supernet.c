@@ -505,7 +505,8 @@ START_TEST(convs_without_bn_are_recalibrated_and_the_full_model_maps_to_itself) 
   struct tl_bn_stats *full = NULL, *half = NULL;
   /* One batch: each batch is mapped by its own statistics, so only then
    * is the full model's map exactly the identity. */
-  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 64, &full, &err) == 0, "%s", err.msg);
+  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 64, NULL, &full, &err) == 0, "%s",
+                err.msg);
   int convs = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     const int spatial = strcmp(g->nodes[i].name, "r") != 0 && strcmp(g->nodes[i].name, "e") != 0;
@@ -527,7 +528,8 @@ START_TEST(convs_without_bn_are_recalibrated_and_the_full_model_maps_to_itself) 
   ck_assert_int_eq(convs, 6); /* all but the gate's two */
   /* A subnet's map is not the identity, and it round-trips. */
   ck_assert_int_eq(tl_subnet_parse(sn, "r=6 d=1 w=.5", &spec, &err), 0);
-  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 32, &half, &err) == 0, "%s", err.msg);
+  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, 64, 32, NULL, &half, &err) == 0, "%s",
+                err.msg);
   const int s0 = 0; /* the stem conv, first node after the loader */
   ck_assert_str_eq(g->nodes[s0].name, "s");
   ck_assert_ptr_nonnull(half->mean[s0]);
@@ -587,10 +589,10 @@ START_TEST(folded_bn_recalibrates_to_the_accuracy_of_kept_bn) {
       struct tl_subnet_spec spec;
       struct tl_bn_stats *bn = NULL;
       ck_assert_int_eq(tl_subnet_parse(sn, specs[i], &spec, &err), 0);
-      ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &calib, 1000, 100, &bn, &err) == 0, "%s",
+      ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &calib, 1000, 100, NULL, &bn, &err) == 0, "%s",
                     err.msg);
-      ck_assert_msg(tl_subnet_accuracy(sn, &spec, bn, &val, 0, 0, 100, &acc[f][i], &err) == 0, "%s",
-                    err.msg);
+      ck_assert_msg(tl_subnet_accuracy(sn, &spec, bn, &val, 0, 0, 100, NULL, &acc[f][i], &err) == 0,
+                    "%s", err.msg);
       tl_bn_stats_free(bn);
     }
     tl_supernet_free(sn);
@@ -616,7 +618,7 @@ START_TEST(recalibrated_statistics_match_the_batch_they_came_from) {
   tl_subnet_largest(sn, &spec);
   struct tl_bn_stats *bn = NULL;
   struct tl_error err = {{0}};
-  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, N, N, &bn, &err) == 0, "%s", err.msg);
+  ck_assert_msg(tl_subnet_recalibrate(sn, &spec, &data, N, N, NULL, &bn, &err) == 0, "%s", err.msg);
   /* Train-mode BN over the batch (collect plan) vs eval mode with the
    * recalibrated statistics: the same logits up to var's n/(n-1). */
   struct tl_plan *train = NULL, *eval = NULL;
