@@ -53,7 +53,8 @@
 #include "testutil.h"
 
 /* How long a daemon may take to be ready with a cached frontier, and the
- * first start to finish its search (sanitizer builds are slow). */
+ * first start to finish its search, in a release build (every wait below
+ * stretches by wait_s()). */
 #define READY_DEADLINE_S 120
 #define SEARCH_DEADLINE_S 400
 #define CALIB_IMAGES 200
@@ -91,6 +92,10 @@ static double now_s(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+/* A deadline of s seconds in a release build, stretched for a slower one
+ * (a sanitizer's, an emulator's): tu_time_scale(). */
+static double wait_s(double s) { return s * tu_time_scale(); }
 
 static int64_t realtime_ms(void) {
   struct timespec ts;
@@ -503,7 +508,7 @@ static int wait_exit(pid_t pid, double deadline_s) {
       return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     if (w < 0)
       return -3;
-    if (now_s() - t0 > deadline_s)
+    if (now_s() - t0 > wait_s(deadline_s))
       return -2;
     sleep_ms(20);
   }
@@ -529,7 +534,7 @@ static void daemon_wait_ready(struct daemon *d, double deadline_s) {
       char *log = read_text(d->log);
       ck_abort_msg("tailord exited before it was ready; its log:\n%s", log);
     }
-    if (now_s() - t0 > deadline_s) {
+    if (now_s() - t0 > wait_s(deadline_s)) {
       char *log = read_text(d->log);
       ck_abort_msg("tailord was not ready within %.0f s; its log:\n%s", deadline_s, log);
     }
@@ -1145,7 +1150,7 @@ START_TEST(unlabelled_calibration_is_searched_and_reported_as_agreement) {
         json_is_false(json_object_get(s, "partial")))
       break;
     json_decref(s);
-    ck_assert_msg(now_s() - t0 < SEARCH_DEADLINE_S, "no searched frontier");
+    ck_assert_msg(now_s() - t0 < wait_s(SEARCH_DEADLINE_S), "no searched frontier");
     sleep_ms(100);
   }
   json_t *list = json_object_get(s, "subnets");
@@ -1229,7 +1234,8 @@ END_TEST
 /* ------------------------------------------------------ hot-swap storm */
 
 /* 20 000 requests from 8 clients while a ninth pins another frontier
- * member every 10 ms.  Every request must get one answer, 200, from a
+ * member every 10 ms (a quarter of them in a sanitizer's build, whose
+ * time scale is 4: tu_time_scale()).  Every request must get one answer, 200, from a
  * frontier member, with the logits that member gives alone for that
  * image.  A member's plans run one image the same way whichever worker
  * holds them (one engine thread each, no reduction order that depends on
@@ -1237,7 +1243,7 @@ END_TEST
  *
  * However fast the machine, the storm spans at least STORM_MIN_PINS pins:
  * a client sends its request k (from 0) only after (k + 1) *
- * STORM_MIN_PINS / STORM_PER_CLIENT pins.  A client on a 2-core machine
+ * STORM_MIN_PINS / per_client pins.  A client on a 2-core machine
  * hardly ever waits for that (the storm takes seconds); one on a machine
  * that answers 20 000 requests in under a second would. */
 
@@ -1254,6 +1260,7 @@ struct storm {
   float ref[STORM_MEMBERS][STORM_IMAGES][10]; /* member i's logits alone */
   atomic_int clients_running;                 /* the pinner stops at 0 */
   atomic_int pins_tried;                      /* by the pinner, so far */
+  int per_client;                             /* requests each client sends */
 };
 
 /* What one client thread saw; read by the test after the join. */
@@ -1392,14 +1399,14 @@ static void *storm_client_main(void *arg) {
   const struct storm *s = sc->s;
   struct client c = {.fd = unix_connect(s->d->sock)};
   int last = -1;
-  for (int k = 0; k < STORM_PER_CLIENT; k++) {
+  for (int k = 0; k < s->per_client; k++) {
     if (c.fd < 0) {
-      sc->dropped += STORM_PER_CLIENT - k;
+      sc->dropped += s->per_client - k;
       storm_note(sc->first_problem, sizeof sc->first_problem, "client %d: cannot connect",
                  sc->index);
       break;
     }
-    while (atomic_load(&s->pins_tried) < (k + 1) * STORM_MIN_PINS / STORM_PER_CLIENT)
+    while (atomic_load(&s->pins_tried) < (k + 1) * STORM_MIN_PINS / s->per_client)
       sleep_ms(1);
     char id[32], subnet[sizeof warm.spec[0]], why[512];
     snprintf(id, sizeof id, "c%d-%d", sc->index, k);
@@ -1501,6 +1508,7 @@ START_TEST(hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names) {
   static struct storm s; /* the references are too big for the stack */
   memset(&s, 0, sizeof s);
   s.d = &d;
+  s.per_client = (int)fmax(STORM_PER_CLIENT / tu_time_scale(), 100);
   /* the searched frontier, from the cache (three members here) */
   int status = 0;
   json_t *list = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
@@ -1566,13 +1574,13 @@ START_TEST(hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names) {
                   "wrong logits; the first: %s",
                   i, sc->dropped, sc->not_200, sc->malformed, sc->unknown_subnet, sc->wrong_logits,
                   sc->first_problem);
-    ck_assert_int_eq(sc->answered, STORM_PER_CLIENT);
+    ck_assert_int_eq(sc->answered, s.per_client);
     answered += sc->answered;
     changes += sc->changes;
     for (int m = 0; m < s.n; m++)
       served[m] += sc->served[m];
   }
-  ck_assert_int_eq(answered, STORM_CLIENTS * STORM_PER_CLIENT);
+  ck_assert_int_eq(answered, STORM_CLIENTS * s.per_client);
   ck_assert_msg(pinner.failed == 0, "%d pins failed; the first: %s", pinner.failed,
                 pinner.first_problem);
   int members_seen = 0;
@@ -1753,7 +1761,7 @@ START_TEST(adaptation_moves_down_at_once_and_up_after_the_hysteresis) {
     if (strcmp(a, warm.spec[top]) != 0)
       break;
     free(a);
-    ck_assert_msg(now_s() - t0 < 20, "no switch within 20 s of the frequency halving");
+    ck_assert_msg(now_s() - t0 < wait_s(20), "no switch within 20 s of the frequency halving");
     sleep_ms(10);
   }
   double down_s = now_s() - t0;
@@ -1777,7 +1785,7 @@ START_TEST(adaptation_moves_down_at_once_and_up_after_the_hysteresis) {
     if (strcmp(a, warm.spec[top]) == 0)
       break;
     free(a);
-    ck_assert_msg(now_s() - t0 < 30, "no move back up within 30 s of the recovery");
+    ck_assert_msg(now_s() - t0 < wait_s(30), "no move back up within 30 s of the recovery");
     sleep_ms(20);
   }
   free(a);
@@ -1837,7 +1845,7 @@ START_TEST(a_broken_config_on_sighup_keeps_the_old_one_serving) {
   kill(d.pid, SIGHUP);
   double t0 = now_s();
   while (!log_has(&d, "keeping the running configuration")) {
-    ck_assert_msg(now_s() - t0 < 30, "the reload was not reported");
+    ck_assert_msg(now_s() - t0 < wait_s(30), "the reload was not reported");
     sleep_ms(50);
   }
   char want[PATH_MAX + 64];
@@ -1871,7 +1879,7 @@ START_TEST(a_broken_config_on_sighup_keeps_the_old_one_serving) {
       ck_assert(budget == 5000);
       break;
     }
-    ck_assert_msg(now_s() - t0 < READY_DEADLINE_S, "no new generation after the reload");
+    ck_assert_msg(now_s() - t0 < wait_s(READY_DEADLINE_S), "no new generation after the reload");
     sleep_ms(50);
   }
   r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
@@ -2025,7 +2033,7 @@ static void wait_metric(const struct daemon *d, const char *series, double want)
     free(m);
     if (v >= want)
       return;
-    ck_assert_msg(now_s() - t0 < 60, "%s never reached %g", series, want);
+    ck_assert_msg(now_s() - t0 < wait_s(60), "%s never reached %g", series, want);
     sleep_ms(1);
   }
 }
@@ -2222,7 +2230,7 @@ START_TEST(sigterm_during_the_first_search_stops_it_and_exits_0) {
   daemon_launch(&d);
   daemon_wait_ready(&d, READY_DEADLINE_S);
   double t0 = now_s();
-  while (!log_has(&d, "searching the frontier in the background") && now_s() - t0 < 60)
+  while (!log_has(&d, "searching the frontier in the background") && now_s() - t0 < wait_s(60))
     sleep_ms(20);
   ck_assert_msg(log_has(&d, "searching the frontier in the background"), "no search started");
   sleep_ms(300); /* into its evaluations */
@@ -3039,7 +3047,7 @@ static json_t *wait_samples(const struct daemon *d, const char *model, int n) {
     if (seen >= n)
       return st;
     json_decref(st);
-    ck_assert_msg(now_s() - t0 < 120, "fewer than %d samples in 120 s", n);
+    ck_assert_msg(now_s() - t0 < wait_s(120), "fewer than %d samples in 120 s", n);
     sleep_ms(10);
   }
 }
@@ -3124,7 +3132,7 @@ static json_t *state_with_feedback(const struct daemon *d, const char *model) {
         json_is_number(json_object_get(fb, "waiting_p95_ms")))
       return st;
     json_decref(st);
-    ck_assert_msg(now_s() - t0 < 20, "no feedback within 20 s of a steady load");
+    ck_assert_msg(now_s() - t0 < wait_s(20), "no feedback within 20 s of a steady load");
     sleep_ms(10);
   }
 }
@@ -3159,8 +3167,10 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
   /* A budget far above what the top member needs, so that other work on
    * the machine does not move it down before the test does; then the
    * wait injected is long, and a longer interval keeps enough requests
-   * (two clients on two workers) in its window. */
-  o.budget_ms = 20;
+   * (two clients on two workers) in its window.  (A sanitizer's build on
+   * a slow machine computes the top member in tens of ms: the budget
+   * keeps its room there too.) */
+  o.budget_ms = fmax(20, 10 * warm.ms[top]);
   o.margin = 0;
   /* Short, so that a move down the machine's other work causes before the
    * test looks is undone; a wait that keeps the top member over the budget
@@ -3184,9 +3194,10 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
     json_decref(st);
     if (at_top)
       break;
-    if (now_s() - t_top > 30) {
+    if (now_s() - t_top > wait_s(30)) {
       stop_load(l, 2);
-      ck_abort_msg("not on the top member within 30 s of a steady load, budget %g ms", o.budget_ms);
+      ck_abort_msg("not on the top member within %.0f s of a steady load, budget %g ms", wait_s(30),
+                   o.budget_ms);
     }
     sleep_ms(o.interval_ms);
   }
@@ -3209,11 +3220,11 @@ START_TEST(waiting_not_compute_grows_and_the_controller_moves_down) {
     if (strcmp(a, warm.spec[top]) != 0)
       break;
     free(a);
-    if (now_s() - t0 > 10) {
+    if (now_s() - t0 > wait_s(10)) {
       stop_load(l, 2);
-      ck_abort_msg("no switch within 10 s of a %.3g ms wait (e0 %.3g ms, top %.3g ms, fastest "
+      ck_abort_msg("no switch within %.0f s of a %.3g ms wait (e0 %.3g ms, top %.3g ms, fastest "
                    "%.3g ms, budget %g ms)",
-                   wait_ms, e0, c_top, c_fast, o.budget_ms);
+                   wait_s(10), wait_ms, e0, c_top, c_fast, o.budget_ms);
     }
     sleep_ms(2);
   }
@@ -3258,9 +3269,9 @@ static json_t *wait_degraded(const struct daemon *d, const char *model, int want
     if (json_is_true(json_object_get(st, "degraded")) == want)
       return st;
     json_decref(st);
-    if (now_s() - t0 > 10) {
+    if (now_s() - t0 > wait_s(10)) {
       stop_load(l, n);
-      ck_abort_msg("%s: degraded not %d within 10 s", model, want);
+      ck_abort_msg("%s: degraded not %d within %.0f s", model, want, wait_s(10));
     }
     sleep_ms(2);
   }
@@ -3275,9 +3286,11 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   struct opts o;
   opts_default(&o);
   o.model_name = "infeasible";
-  /* (a budget other work on the machine does not break by itself, and an
-   * interval whose window holds enough of the slow requests) */
-  o.budget_ms = 10;
+  /* (a budget other work on the machine does not break by itself, even
+   * in a sanitizer's build, and an interval whose window holds enough of
+   * the slow requests) */
+  o.budget_ms = fmax(10, 5 * warm.ms[warm.n - 1]);
+  const double wait_ms = 3 * o.budget_ms; /* what no member can meet */
   o.margin = 0;
   o.hysteresis_ms = 600000;
   o.interval_ms = 200;
@@ -3288,7 +3301,7 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   start_load(l, 2, &d, "infeasible");
   json_decref(state_with_feedback(&d, "infeasible"));
   double t0 = now_s();
-  set_delay_us(delay, 30000);
+  set_delay_us(delay, (long)(wait_ms * 1e3));
   json_t *st = wait_degraded(&d, "infeasible", 1, l, 2);
   double on_ms = (now_s() - t0) * 1e3;
   ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
@@ -3301,7 +3314,8 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   char *m = get_metrics(&d);
   ck_assert(metric(m, "tailor_degraded{model=\"infeasible\"}") == 1);
   ck_assert(metric(m, "tailor_over_budget_info{model=\"infeasible\",part=\"queue\"}") == 1);
-  ck_assert(metric(m, "tailor_served_latency_p95_seconds{model=\"infeasible\"}") > 0.010);
+  ck_assert(metric(m, "tailor_served_latency_p95_seconds{model=\"infeasible\"}") >
+            o.budget_ms / 1e3);
   free(m);
   int status = 0;
   json_t *ev = events_of(&d, "infeasible", "limit=5", &status);
@@ -3322,9 +3336,9 @@ START_TEST(an_infeasible_budget_is_reported_and_clears) {
   json_decref(st);
   stop_load(l, 2);
   fprintf(stderr,
-          "feedback: degraded %.0f ms after a 30 ms wait began, cleared %.0f ms after it "
+          "feedback: degraded %.0f ms after a %.0f ms wait began, cleared %.0f ms after it "
           "ended (interval %d ms)\n",
-          on_ms, off_ms, o.interval_ms);
+          on_ms, wait_ms, off_ms, o.interval_ms);
   /* (timing is the benchmarks' to judge; see the figures printed) */
   ck_assert_msg(on_ms < 20 * o.interval_ms, "degraded after %.0f ms", on_ms);
   ck_assert_msg(off_ms < 20 * o.interval_ms, "cleared after %.0f ms", off_ms);
@@ -3478,7 +3492,7 @@ START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
     free(a);
     if (moved)
       break;
-    if (now_s() - t0 > 60) {
+    if (now_s() - t0 > wait_s(60)) {
       atomic_store(&l.stop, 1);
       pthread_join(l.thread, NULL);
       ck_abort_msg("no switch within 60 s of a steady load under a quota of 0.01 cores "
@@ -3533,7 +3547,7 @@ START_TEST(a_cpu_quota_bounds_throughput_not_latency) {
       ck_assert(no_quota);
       break;
     }
-    if (now_s() - t0 > 60) {
+    if (now_s() - t0 > wait_s(60)) {
       atomic_store(&l.stop, 1);
       pthread_join(l.thread, NULL);
       ck_abort_msg("no move back up within 60 s of lifting the quota");
@@ -3626,7 +3640,7 @@ static void warm_up(void) {
     }
     json_decref(s);
     int st;
-    if (waitpid(d.pid, &st, WNOHANG) == d.pid || now_s() - t0 > SEARCH_DEADLINE_S) {
+    if (waitpid(d.pid, &st, WNOHANG) == d.pid || now_s() - t0 > wait_s(SEARCH_DEADLINE_S)) {
       char *log = read_text(d.log);
       snprintf(warm.why, sizeof warm.why, "no searched frontier; log:\n%s", log);
       free(log);

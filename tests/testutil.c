@@ -125,6 +125,13 @@ int tu_emulated(void) {
   return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
 }
 
+double tu_time_scale(void) {
+  const char *e = getenv("CK_TIMEOUT_MULTIPLIER");
+  char *end = NULL;
+  double v = e != NULL ? strtod(e, &end) : 1;
+  return e != NULL && end != e && *end == '\0' && v >= 1 ? v : 1;
+}
+
 int tu_run(Suite *s) {
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -43,6 +43,13 @@ int tu_roots(const char *suite, char *source, char *build);
  * exactly what it asserts natively. */
 int tu_emulated(void);
 
+/* How many times slower than a release build on a quiet machine the
+ * suite is expected to run: $CK_TIMEOUT_MULTIPLIER (check's own, which
+ * scripts/test sets for the sanitizer and emulated runs), 1 when unset.
+ * Deadlines a test waits by (a daemon's readiness, a metric, a switch)
+ * stretch by it; what a test asserts does not change. */
+double tu_time_scale(void);
+
 /* The model at path, or the test fails with the loader's sentence. */
 struct tl_graph *tu_load(const char *path);
 
