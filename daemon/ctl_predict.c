@@ -26,8 +26,10 @@
 #include "calib.h"
 #include "frontier.h"
 #include "plan.h"
+#include "profile.h"
 #include "search.h"
 #include "store.h"
+#include "transfer.h"
 
 /* --db, else $TAILOR_DB, else $XDG_CACHE_HOME/tailor/cache.db (or
  * ~/.cache/tailor/cache.db), creating the folder. */

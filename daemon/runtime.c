@@ -25,6 +25,7 @@
 #include "device.h"
 #include "frontier.h"
 #include "onnx.h"
+#include "profile.h"
 #include "search.h"
 #include "store.h"
 

@@ -20,6 +20,7 @@
 #include "calib.h"
 #include "error.h"
 #include "latency.h"
+#include "profile.h"
 #include "search.h"
 #include "store.h"
 #include "supernet.h"

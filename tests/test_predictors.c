@@ -27,9 +27,11 @@
 #include "latency.h"
 #include "onnx.h"
 #include "plan.h"
+#include "profile.h"
 #include "search.h"
 #include "store.h"
 #include "supernet.h"
+#include "transfer.h"
 #include "testutil.h"
 
 static char model_path[PATH_MAX];
