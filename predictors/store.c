@@ -1,6 +1,10 @@
 /*
- * store.c - the SQLite cache: schema, migrations, checks on open, and every
- * query tailor makes.  No other file holds SQL.
+ * store.c - the SQLite cache: schema, migrations, checks on open, the
+ * device rows, and the statements prepared on opening.  The store's other
+ * files hold its other queries: store_latency.c (op latencies),
+ * store_frontier.c (subnets, accuracies, BN statistics, frontiers) and
+ * store_event.c (switch events), over the helpers of store_stmt.c.  No
+ * other file holds SQL.
  *
  * The schema is written only as migrations, an ordered table of SQL steps:
  * version 1 creates everything, and a later version is one more row.  The
@@ -22,12 +26,9 @@
  */
 #include "store.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "store_internal.h"
 
 /* ----------------------------------------------------------- migrations */
 
@@ -129,308 +132,13 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == TL_STORE_SCHEMA_VERSI
 
 /* ----------------------------------------------------------- statements */
 
-/* XX(name, sql): every statement the store runs after opening. */
-#define STMT_TABLE(XX)                                                                             \
-  XX(BEGIN_READ, "BEGIN")                                                                          \
-  XX(BEGIN_WRITE, "BEGIN IMMEDIATE")                                                               \
-  XX(COMMIT, "COMMIT")                                                                             \
-  XX(ROLLBACK, "ROLLBACK")                                                                         \
-  XX(DEVICE_ADD, "INSERT INTO device (cpu_model, cores, max_freq_khz, blas, threads)"              \
-                 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING")                            \
-  XX(DEVICE_FIND, "SELECT id FROM device WHERE cpu_model = ?1 AND cores = ?2"                      \
-                  " AND max_freq_khz = ?3 AND blas = ?4 AND threads = ?5")                         \
-  XX(OP_GET, "SELECT median_us, runs, measured_at FROM op_latency"                                 \
-             " WHERE device_id = ?1 AND signature = ?2")                                           \
-  XX(OP_PUT, "INSERT INTO op_latency (device_id, signature, median_us, runs,"                      \
-             " measured_at) VALUES (?1, ?2, ?3, ?4, ?5)"                                           \
-             " ON CONFLICT (device_id, signature) DO UPDATE SET"                                   \
-             " median_us = excluded.median_us, runs = excluded.runs,"                              \
-             " measured_at = excluded.measured_at")                                                \
-  XX(OP_ALL, "SELECT signature, median_us, runs, measured_at FROM op_latency"                      \
-             " WHERE device_id = ?1 ORDER BY signature")                                           \
-  XX(SUBNET_PUT, "INSERT INTO subnet (model_hash, subnet_key, spec) VALUES (?1, ?2, ?3)"           \
-                 " ON CONFLICT (model_hash, subnet_key) DO UPDATE SET"                             \
-                 " spec = excluded.spec")                                                          \
-  XX(ACCURACY_PUT, "INSERT INTO accuracy (model_hash, subnet_key, calib_hash, accuracy,"           \
-                   " images, recalibrated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"                        \
-                   " ON CONFLICT (model_hash, subnet_key, calib_hash) DO UPDATE SET"               \
-                   " accuracy = excluded.accuracy, images = excluded.images,"                      \
-                   " recalibrated = excluded.recalibrated")                                        \
-  XX(ACCURACY_GET, "SELECT s.spec, a.accuracy, a.images, a.recalibrated"                           \
-                   " FROM accuracy AS a JOIN subnet AS s USING (model_hash, subnet_key)"           \
-                   " WHERE a.model_hash = ?1 AND a.subnet_key = ?2 AND a.calib_hash = ?3")         \
-  XX(BN_PUT, "INSERT INTO bn_stats (model_hash, subnet_key, calib_hash, data)"                     \
-             " VALUES (?1, ?2, ?3, ?4)"                                                            \
-             " ON CONFLICT (model_hash, subnet_key, calib_hash) DO UPDATE SET"                     \
-             " data = excluded.data")                                                              \
-  XX(BN_GET, "SELECT data FROM bn_stats"                                                           \
-             " WHERE model_hash = ?1 AND subnet_key = ?2 AND calib_hash = ?3")                     \
-  XX(FRONTIER_ADD, "INSERT INTO frontier (model_hash, device_id, calib_hash, space)"               \
-                   " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                              \
-  XX(FRONTIER_FIND, "SELECT id FROM frontier WHERE model_hash = ?1 AND device_id = ?2"             \
-                    " AND calib_hash = ?3 AND space = ?4")                                         \
-  XX(FRONTIER_CLEAR, "DELETE FROM frontier_entry WHERE frontier_id = ?1")                          \
-  XX(FRONTIER_ENTRY_ADD, "INSERT INTO frontier_entry (frontier_id, position, spec, subnet_key,"    \
-                         " predicted_ms, predicted_mib, accuracy)"                                 \
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                   \
-  XX(FRONTIER_ENTRIES, "SELECT spec, subnet_key, predicted_ms, predicted_mib, accuracy"            \
-                       " FROM frontier_entry WHERE frontier_id = ?1 ORDER BY position")            \
-  XX(EVENT_ADD, "INSERT INTO event (time_ms, model, from_spec, to_spec, reason, state)"            \
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                                \
-  XX(EVENT_LAST, "SELECT id, time_ms, model, from_spec, to_spec, reason, state"                    \
-                 " FROM event WHERE ?1 IS NULL OR model = ?1"                                      \
-                 " ORDER BY id DESC LIMIT ?2")                                                     \
-  XX(EVENT_COUNT, "SELECT count(*) FROM event")                                                    \
-  XX(EVENT_TRIM, "DELETE FROM event WHERE id <= (SELECT id FROM event"                             \
-                 " ORDER BY id DESC LIMIT 1 OFFSET ?1)")
-
-enum stmt {
-#define STMT_ENUM(name, sql) STMT_##name,
-  STMT_TABLE(STMT_ENUM)
-#undef STMT_ENUM
-      STMT_COUNT
-};
-
+/* The text of every statement of STMT_TABLE (store_internal.h), prepared
+ * when the store opens. */
 static const char *const stmt_sql[STMT_COUNT] = {
 #define STMT_SQL(name, sql) [STMT_##name] = sql,
     STMT_TABLE(STMT_SQL)
 #undef STMT_SQL
 };
-
-struct tl_store {
-  sqlite3 *db;
-  char *path; /* for messages; ":memory:" for a memory cache */
-  sqlite3_stmt *stmt[STMT_COUNT];
-};
-
-/* --------------------------------------------------------------- errors */
-
-/* The TL_E* code for a SQLite result code. */
-static int code_of(int sqlite_rc) {
-  switch (sqlite_rc & 0xff) {
-  case SQLITE_NOMEM: return TL_ENOMEM;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED: return TL_EBUSY;
-  case SQLITE_CORRUPT:
-  case SQLITE_NOTADB: return TL_EFORMAT;
-  case SQLITE_CONSTRAINT: return TL_EINVAL;
-  default: return TL_EIO;
-  }
-}
-
-/* Errors that say nothing about the file itself: waiting longer or having
- * memory would have worked, so they must never get a file set aside. */
-static bool is_transient(int sqlite_rc) {
-  int primary = sqlite_rc & 0xff;
-  return primary == SQLITE_NOMEM || primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
-}
-
-/* Fills err with "path: what: sqlite's message" and returns the code.
- * Call before resetting the statement that failed. */
-static int sql_fail(struct tl_store *st, int sqlite_rc, const char *what, struct tl_error *err) {
-  /* codes made up here rather than by SQLite have no message in the
-   * connection: use the code's own text */
-  bool from_db = (sqlite3_errcode(st->db) & 0xff) == (sqlite_rc & 0xff);
-  return tl_fail(err, code_of(sqlite_rc), "%s: %s: %s", st->path, what,
-                 from_db ? sqlite3_errmsg(st->db) : sqlite3_errstr(sqlite_rc));
-}
-
-/* ------------------------------------------------------------- helpers */
-
-/* Binds the arguments after types to parameters 1, 2, ... of s, one per
- * letter: 'i' int64_t, 'k' uint64_t (stored as the int64 with the same
- * bits), 'd' double, 't' const char * (NULL binds NULL), 'b' const void *
- * then size_t.  Strings and blobs are bound without copies; they must
- * outlive the statement's use.  Returns a SQLite code. */
-static int bind(sqlite3_stmt *s, const char *types, ...) {
-  va_list ap;
-  int rc = SQLITE_OK;
-  va_start(ap, types);
-  for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
-    int idx = i + 1;
-    switch (types[i]) {
-    case 'i': rc = sqlite3_bind_int64(s, idx, va_arg(ap, int64_t)); break;
-    case 'k': rc = sqlite3_bind_int64(s, idx, (sqlite3_int64)va_arg(ap, uint64_t)); break;
-    case 'd': rc = sqlite3_bind_double(s, idx, va_arg(ap, double)); break;
-    case 't': {
-      const char *t = va_arg(ap, const char *);
-      rc = t != NULL ? sqlite3_bind_text(s, idx, t, -1, SQLITE_STATIC) : sqlite3_bind_null(s, idx);
-      break;
-    }
-    case 'b': {
-      const void *p = va_arg(ap, const void *);
-      size_t n = va_arg(ap, size_t);
-      /* a NULL pointer would bind SQL NULL, not an empty blob */
-      rc = sqlite3_bind_blob64(s, idx, n > 0 ? p : "", n, SQLITE_STATIC);
-      break;
-    }
-    default: assert(!"bad bind type"); rc = SQLITE_MISUSE;
-    }
-  }
-  va_end(ap);
-  return rc;
-}
-
-/* Makes s ready for its next use.  sqlite3_reset() repeats the error of
- * the last step, which the caller has already handled; clearing bindings
- * cannot fail. */
-static void stmt_done(sqlite3_stmt *s) {
-  (void)sqlite3_reset(s);
-  (void)sqlite3_clear_bindings(s);
-}
-
-/* Runs statement id to completion (one that returns no rows).  Bind its
- * parameters first. */
-static int run(struct tl_store *st, enum stmt id, const char *what, struct tl_error *err) {
-  sqlite3_stmt *s = st->stmt[id];
-  int rc = sqlite3_step(s);
-  int ret = rc == SQLITE_DONE ? 0 : sql_fail(st, rc, what, err);
-  stmt_done(s);
-  return ret;
-}
-
-static int txn_begin_write(struct tl_store *st, struct tl_error *err) {
-  return run(st, STMT_BEGIN_WRITE, "cannot start a transaction", err);
-}
-
-static int txn_begin_read(struct tl_store *st, struct tl_error *err) {
-  return run(st, STMT_BEGIN_READ, "cannot start a transaction", err);
-}
-
-static int txn_commit(struct tl_store *st, struct tl_error *err) {
-  return run(st, STMT_COMMIT, "cannot commit", err);
-}
-
-/* Undoes the open transaction, if any (a failed COMMIT may already have
- * rolled back).  Called on failure paths, whose error is already in err: a
- * failing ROLLBACK has nothing to add, and SQLite rolls back on its own
- * when the connection's next transaction starts or it closes. */
-static void txn_abort(struct tl_store *st) {
-  if (sqlite3_get_autocommit(st->db))
-    return;
-  sqlite3_stmt *s = st->stmt[STMT_ROLLBACK];
-  (void)sqlite3_step(s);
-  stmt_done(s);
-}
-
-/* Column col of s as text: *text, or NULL for SQL NULL, and its length.
- * Returns a SQLite code (SQLITE_NOMEM if the text could not be had). */
-static int column_text(sqlite3_stmt *s, int col, const char **text, size_t *len) {
-  if (sqlite3_column_type(s, col) == SQLITE_NULL) {
-    *text = NULL;
-    *len = 0;
-    return SQLITE_OK;
-  }
-  const unsigned char *t = sqlite3_column_text(s, col); /* before _bytes() */
-  if (t == NULL)
-    return SQLITE_NOMEM;
-  *text = (const char *)t;
-  *len = (size_t)sqlite3_column_bytes(s, col);
-  return SQLITE_OK;
-}
-
-/* Adds the room column col's text needs in a result block to *bytes. */
-static int text_room(sqlite3_stmt *s, int col, size_t *bytes) {
-  const char *t;
-  size_t n;
-  int rc = column_text(s, col, &t, &n);
-  if (rc == SQLITE_OK && t != NULL)
-    *bytes += n + 1;
-  return rc;
-}
-
-/* Copies column col's text to *cursor (which must stay below end),
- * advances it and points *dst at the copy (NULL for SQL NULL).  Returns
- * SQLITE_INTERNAL if the text does not fit: the rows changed between the
- * two passes, which the read transaction rules out. */
-static int text_copy(sqlite3_stmt *s, int col, char **cursor, const char *end, const char **dst) {
-  const char *t;
-  size_t n;
-  int rc = column_text(s, col, &t, &n);
-  if (rc != SQLITE_OK)
-    return rc;
-  if (t == NULL) {
-    *dst = NULL;
-    return SQLITE_OK;
-  }
-  if ((size_t)(end - *cursor) < n + 1)
-    return SQLITE_INTERNAL;
-  memcpy(*cursor, t, n);
-  (*cursor)[n] = '\0';
-  *dst = *cursor;
-  *cursor += n + 1;
-  return SQLITE_OK;
-}
-
-/* A required (NOT NULL) text column that came back NULL: damage. */
-static int null_text(struct tl_store *st, const char *what, struct tl_error *err) {
-  return tl_fail(err, TL_EFORMAT, "%s: %s: a required text is NULL", st->path, what);
-}
-
-/* Copies one row of s into the struct at elem, its texts to *cursor
- * (below end; see text_copy).  Returns SQLITE_OK, an SQLite error, or
- * ROW_NULL_TEXT when a required text is NULL. */
-typedef int row_fill_fn(sqlite3_stmt *s, void *elem, char **cursor, const char *end);
-#define ROW_NULL_TEXT (-1)
-
-/* The rows of s (bound, not yet stepped) as one malloc'd block: n structs
- * of elem_size, then their texts (columns text_from..text_to).  Two
- * passes, one to size the block and one to fill it; the caller's read
- * transaction keeps the rows the same in between.  what names the rows in
- * messages.  Returns 0 with *block (NULL when there are none) and *n, or a
- * negative code; s is done either way. */
-static int read_rows(struct tl_store *st, sqlite3_stmt *s, size_t elem_size, int text_from,
-                     int text_to, row_fill_fn *fill, const char *what, void **block, size_t *n,
-                     struct tl_error *err) {
-  size_t rows = 0, bytes = 0;
-  char *mem = NULL;
-  int rc = 0, sr;
-  while ((sr = sqlite3_step(s)) == SQLITE_ROW) {
-    rows++;
-    int tr = SQLITE_OK;
-    for (int col = text_from; col <= text_to && tr == SQLITE_OK; col++)
-      tr = text_room(s, col, &bytes);
-    if (tr != SQLITE_OK) {
-      sr = tr;
-      break;
-    }
-  }
-  if (sr == SQLITE_DONE && rows > 0) {
-    (void)sqlite3_reset(s); /* repeats the DONE; the bindings stay */
-    mem = malloc(rows * elem_size + bytes);
-    if (mem == NULL) {
-      stmt_done(s);
-      return tl_fail(err, TL_ENOMEM, "%s: out of memory reading %zu %s", st->path, rows, what);
-    }
-    char *cursor = mem + rows * elem_size;
-    const char *end = cursor + bytes;
-    size_t i = 0;
-    while ((sr = sqlite3_step(s)) == SQLITE_ROW && i < rows) {
-      sr = fill(s, mem + i++ * elem_size, &cursor, end);
-      if (sr == ROW_NULL_TEXT) {
-        rc = null_text(st, what, err);
-        break;
-      }
-      if (sr != SQLITE_OK)
-        break;
-    }
-    if (rc == 0 && (sr == SQLITE_ROW || i != rows))
-      sr = SQLITE_INTERNAL; /* the rows changed between the passes */
-  }
-  if (rc == 0 && sr != SQLITE_DONE) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "cannot read %s", what);
-    rc = sql_fail(st, sr, msg, err);
-  }
-  stmt_done(s);
-  if (rc < 0) {
-    free(mem);
-    return rc;
-  }
-  *block = mem;
-  *n = rows;
-  return 0;
-}
 
 /* ---------------------------------------------------------------- files */
 
@@ -611,8 +319,8 @@ static int query_int(sqlite3 *db, const char *sql, int *value) {
  * in ins as damage. */
 static int damaged(struct tl_store *st, int rc, const char *doing, struct inspection *ins,
                    struct tl_error *err) {
-  if (is_transient(rc))
-    return sql_fail(st, rc, doing, err);
+  if (tl__store_is_transient(rc))
+    return tl__store_sql_fail(st, rc, doing, err);
   ins->verdict = VERDICT_CORRUPT;
   snprintf(ins->why, sizeof ins->why, "is damaged or not a database (%s: %s)", doing,
            st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -638,7 +346,7 @@ static int db_connect(struct tl_store *st, struct inspection *ins, struct tl_err
   if (rc == SQLITE_OK)
     rc = sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
   if (rc != SQLITE_OK)
-    return sql_fail(st, rc, "cannot set up the connection", err);
+    return tl__store_sql_fail(st, rc, "cannot set up the connection", err);
   /* SQLite silently opens a file it may not write read-only */
   if (sqlite3_db_readonly(st->db, "main") == 1) {
     ins->verdict = VERDICT_CORRUPT;
@@ -701,7 +409,7 @@ static int inspect(struct tl_store *st, struct inspection *ins, struct tl_error 
   if (rc == SQLITE_ROW) {
     const char *t;
     size_t n;
-    rc = column_text(s, 0, &t, &n);
+    rc = tl__store_column_text(s, 0, &t, &n);
     if (rc == SQLITE_OK && (t == NULL || strcmp(t, "ok") != 0)) {
       ins->verdict = VERDICT_CORRUPT;
       snprintf(ins->why, sizeof ins->why, "is damaged (PRAGMA quick_check: %s)",
@@ -855,7 +563,7 @@ static int prepare_all(struct tl_store *st, struct tl_error *err) {
     int rc =
         sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i], NULL);
     if (rc != SQLITE_OK)
-      return sql_fail(st, rc, "cannot prepare a statement", err);
+      return tl__store_sql_fail(st, rc, "cannot prepare a statement", err);
   }
   return 0;
 }
@@ -906,7 +614,7 @@ static int open_checked(struct tl_store *st, struct inspection *ins, struct tl_e
   if (rc == 0 && usable(ins)) {
     int sr = sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
     if (sr != SQLITE_OK)
-      rc = sql_fail(st, sr, "cannot set up the connection", err);
+      rc = tl__store_sql_fail(st, sr, "cannot set up the connection", err);
   }
   if ((rc < 0 || !usable(ins)) && st->db != NULL)
     db_disconnect(st);
@@ -1019,26 +727,26 @@ int tl_store_device(struct tl_store *st, const struct tl_device_fp *fp, int64_t 
                    "max_freq_khz %lld, threads %d)",
                    st->path, fp->cores, (long long)fp->max_freq_khz, fp->threads);
 
-  int rc = txn_begin_write(st, err);
+  int rc = tl__store_txn_begin_write(st, err);
   if (rc < 0)
     return rc;
   /* add if new, then look up: one path for both cases */
   sqlite3_stmt *s = st->stmt[STMT_DEVICE_ADD];
-  int sr = bind(s, "tiiti", fp->cpu_model, (int64_t)fp->cores, fp->max_freq_khz, fp->blas,
-                (int64_t)fp->threads);
+  int sr = tl__store_bind(s, "tiiti", fp->cpu_model, (int64_t)fp->cores, fp->max_freq_khz, fp->blas,
+                          (int64_t)fp->threads);
   if (sr != SQLITE_OK) {
-    rc = sql_fail(st, sr, "cannot add the device", err);
-    stmt_done(s);
+    rc = tl__store_sql_fail(st, sr, "cannot add the device", err);
+    tl__store_stmt_done(s);
     goto fail;
   }
-  rc = run(st, STMT_DEVICE_ADD, "cannot add the device", err);
+  rc = tl__store_run(st, STMT_DEVICE_ADD, "cannot add the device", err);
   if (rc < 0)
     goto fail;
 
   s = st->stmt[STMT_DEVICE_FIND];
   int64_t id = 0;
-  sr = bind(s, "tiiti", fp->cpu_model, (int64_t)fp->cores, fp->max_freq_khz, fp->blas,
-            (int64_t)fp->threads);
+  sr = tl__store_bind(s, "tiiti", fp->cpu_model, (int64_t)fp->cores, fp->max_freq_khz, fp->blas,
+                      (int64_t)fp->threads);
   if (sr == SQLITE_OK)
     sr = sqlite3_step(s);
   if (sr == SQLITE_ROW)
@@ -1046,518 +754,18 @@ int tl_store_device(struct tl_store *st, const struct tl_device_fp *fp, int64_t 
   else if (sr == SQLITE_DONE)
     rc = tl_fail(err, TL_EINTERNAL, "%s: the device just added is not found", st->path);
   else
-    rc = sql_fail(st, sr, "cannot look the device up", err);
-  stmt_done(s);
+    rc = tl__store_sql_fail(st, sr, "cannot look the device up", err);
+  tl__store_stmt_done(s);
   if (rc < 0)
     goto fail;
 
-  rc = txn_commit(st, err);
+  rc = tl__store_txn_commit(st, err);
   if (rc < 0)
     goto fail;
   *device_id = id;
   return 0;
 
 fail:
-  txn_abort(st);
+  tl__store_txn_abort(st);
   return rc;
-}
-
-/* ---------------------------------------------------------- op latency */
-
-int tl_store_op_get(struct tl_store *st, int64_t device_id, const char *signature,
-                    struct tl_op_latency *out, struct tl_error *err) {
-  if (st == NULL || signature == NULL || out == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_op_get: NULL argument");
-  sqlite3_stmt *s = st->stmt[STMT_OP_GET];
-  int rc = 0;
-  int sr = bind(s, "it", device_id, signature);
-  if (sr == SQLITE_OK)
-    sr = sqlite3_step(s);
-  if (sr == SQLITE_ROW) {
-    out->signature = signature;
-    out->median_us = sqlite3_column_double(s, 0);
-    out->runs = sqlite3_column_int64(s, 1);
-    out->measured_at_s = sqlite3_column_int64(s, 2);
-  } else if (sr == SQLITE_DONE) {
-    rc = tl_fail(err, TL_ENOENT, "%s: no latency for \"%s\" on device %lld", st->path, signature,
-                 (long long)device_id);
-  } else {
-    rc = sql_fail(st, sr, "cannot read an op latency", err);
-  }
-  stmt_done(s);
-  return rc;
-}
-
-int tl_store_op_put_batch(struct tl_store *st, int64_t device_id, const struct tl_op_latency *rows,
-                          size_t n, struct tl_error *err) {
-  if (st == NULL || (rows == NULL && n > 0))
-    return tl_fail(err, TL_EINVAL, "tl_store_op_put_batch: NULL argument");
-  int rc = txn_begin_write(st, err);
-  if (rc < 0)
-    return rc;
-  sqlite3_stmt *s = st->stmt[STMT_OP_PUT];
-  for (size_t i = 0; i < n; i++) {
-    const struct tl_op_latency *r = &rows[i];
-    /* checked as they come: a bad row undoes the rows before it */
-    if (r->signature == NULL || isnan(r->median_us)) {
-      rc = tl_fail(err, TL_EINVAL, "%s: op latency row %zu has %s", st->path, i,
-                   r->signature == NULL ? "no signature" : "a NaN median");
-      goto fail;
-    }
-    int sr = bind(s, "itdii", device_id, r->signature, r->median_us, r->runs, r->measured_at_s);
-    if (sr == SQLITE_OK)
-      sr = sqlite3_step(s);
-    if (sr == SQLITE_CONSTRAINT_FOREIGNKEY)
-      rc = tl_fail(err, TL_EINVAL, "%s: device %lld is not in the cache", st->path,
-                   (long long)device_id);
-    else if (sr != SQLITE_DONE)
-      rc = sql_fail(st, sr, "cannot store op latencies", err);
-    stmt_done(s);
-    if (rc < 0)
-      goto fail;
-  }
-  rc = txn_commit(st, err);
-  if (rc < 0)
-    goto fail;
-  return 0;
-
-fail:
-  txn_abort(st);
-  return rc;
-}
-
-int tl_store_op_foreach(struct tl_store *st, int64_t device_id,
-                        int (*fn)(void *ctx, const struct tl_op_latency *row), void *ctx,
-                        struct tl_error *err) {
-  if (st == NULL || fn == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_op_foreach: NULL argument");
-  sqlite3_stmt *s = st->stmt[STMT_OP_ALL];
-  int rc = 0;
-  int sr = bind(s, "i", device_id);
-  while (sr == SQLITE_OK && (sr = sqlite3_step(s)) == SQLITE_ROW) {
-    struct tl_op_latency row;
-    size_t len;
-    sr = column_text(s, 0, &row.signature, &len);
-    if (sr != SQLITE_OK)
-      break;
-    if (row.signature == NULL) {
-      rc = null_text(st, "reading op latencies", err);
-      break;
-    }
-    row.median_us = sqlite3_column_double(s, 1);
-    row.runs = sqlite3_column_int64(s, 2);
-    row.measured_at_s = sqlite3_column_int64(s, 3);
-    rc = fn(ctx, &row);
-    if (rc != 0)
-      break;
-  }
-  if (rc == 0 && sr != SQLITE_DONE)
-    rc = sql_fail(st, sr, "cannot read op latencies", err);
-  stmt_done(s);
-  return rc;
-}
-
-/* ------------------------------------------------------------ subnets */
-
-int tl_store_accuracy_put(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                          const char *calib_hash, const struct tl_subnet_accuracy *acc,
-                          struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || acc == NULL || acc->spec == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_accuracy_put: NULL argument");
-  if (isnan(acc->accuracy) || (acc->recalibrated != 0 && acc->recalibrated != 1))
-    return tl_fail(err, TL_EINVAL,
-                   "%s: accuracy of \"%s\" must be a number and recalibrated 0 or 1", st->path,
-                   acc->spec);
-
-  int rc = txn_begin_write(st, err);
-  if (rc < 0)
-    return rc;
-  int sr = bind(st->stmt[STMT_SUBNET_PUT], "tkt", model_hash, subnet_key, acc->spec);
-  if (sr == SQLITE_OK) {
-    rc = run(st, STMT_SUBNET_PUT, "cannot store a subnet", err);
-  } else {
-    rc = sql_fail(st, sr, "cannot store a subnet", err);
-    stmt_done(st->stmt[STMT_SUBNET_PUT]);
-  }
-  if (rc < 0)
-    goto fail;
-  sr = bind(st->stmt[STMT_ACCURACY_PUT], "tktdii", model_hash, subnet_key, calib_hash,
-            acc->accuracy, acc->images, (int64_t)acc->recalibrated);
-  if (sr == SQLITE_OK) {
-    rc = run(st, STMT_ACCURACY_PUT, "cannot store an accuracy", err);
-  } else {
-    rc = sql_fail(st, sr, "cannot store an accuracy", err);
-    stmt_done(st->stmt[STMT_ACCURACY_PUT]);
-  }
-  if (rc < 0)
-    goto fail;
-  rc = txn_commit(st, err);
-  if (rc < 0)
-    goto fail;
-  return 0;
-
-fail:
-  txn_abort(st);
-  return rc;
-}
-
-int tl_store_accuracy_get(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                          const char *calib_hash, struct tl_subnet_accuracy **out,
-                          struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || out == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_accuracy_get: NULL argument");
-  sqlite3_stmt *s = st->stmt[STMT_ACCURACY_GET];
-  struct tl_subnet_accuracy *acc = NULL;
-  int rc = 0;
-  int sr = bind(s, "tkt", model_hash, subnet_key, calib_hash);
-  if (sr == SQLITE_OK)
-    sr = sqlite3_step(s);
-  if (sr == SQLITE_ROW) {
-    const char *spec;
-    size_t len;
-    sr = column_text(s, 0, &spec, &len);
-    if (sr != SQLITE_OK) {
-      rc = sql_fail(st, sr, "cannot read an accuracy", err);
-    } else if (spec == NULL) {
-      rc = null_text(st, "reading an accuracy", err);
-    } else if ((acc = malloc(sizeof *acc + len + 1)) == NULL) {
-      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading an accuracy", st->path);
-    } else {
-      char *text = (char *)(acc + 1);
-      memcpy(text, spec, len + 1);
-      acc->spec = text;
-      acc->accuracy = sqlite3_column_double(s, 1);
-      acc->images = sqlite3_column_int64(s, 2);
-      acc->recalibrated = sqlite3_column_int(s, 3);
-    }
-  } else if (sr == SQLITE_DONE) {
-    rc = tl_fail(err, TL_ENOENT,
-                 "%s: no accuracy for subnet %016llx of model %s on "
-                 "calibration data %s",
-                 st->path, (unsigned long long)subnet_key, model_hash, calib_hash);
-  } else {
-    rc = sql_fail(st, sr, "cannot read an accuracy", err);
-  }
-  stmt_done(s);
-  if (rc == 0)
-    *out = acc;
-  return rc;
-}
-
-/* -------------------------------------------------------- BN statistics */
-
-int tl_store_bn_put(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                    const char *calib_hash, const void *data, size_t len, struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || (data == NULL && len > 0))
-    return tl_fail(err, TL_EINVAL, "tl_store_bn_put: NULL argument");
-  sqlite3_stmt *s = st->stmt[STMT_BN_PUT];
-  int sr = bind(s, "tktb", model_hash, subnet_key, calib_hash, data, len);
-  if (sr != SQLITE_OK) {
-    int rc = sql_fail(st, sr, "cannot store BN statistics", err);
-    stmt_done(s);
-    return rc;
-  }
-  /* one statement: atomic without a transaction of our own */
-  return run(st, STMT_BN_PUT, "cannot store BN statistics", err);
-}
-
-int tl_store_bn_get(struct tl_store *st, const char *model_hash, uint64_t subnet_key,
-                    const char *calib_hash, void **data, size_t *len, struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || data == NULL || len == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_bn_get: NULL argument");
-  sqlite3_stmt *s = st->stmt[STMT_BN_GET];
-  void *copy = NULL;
-  size_t n = 0;
-  int rc = 0;
-  int sr = bind(s, "tkt", model_hash, subnet_key, calib_hash);
-  if (sr == SQLITE_OK)
-    sr = sqlite3_step(s);
-  if (sr == SQLITE_ROW) {
-    const void *blob = sqlite3_column_blob(s, 0); /* NULL for 0 bytes */
-    n = (size_t)sqlite3_column_bytes(s, 0);
-    if (blob == NULL && n > 0)
-      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading BN statistics", st->path);
-    else if ((copy = malloc(n > 0 ? n : 1)) == NULL)
-      rc = tl_fail(err, TL_ENOMEM, "%s: out of memory reading %zu bytes of BN statistics", st->path,
-                   n);
-    else if (n > 0)
-      memcpy(copy, blob, n);
-  } else if (sr == SQLITE_DONE) {
-    rc = tl_fail(err, TL_ENOENT,
-                 "%s: no BN statistics for subnet %016llx of model %s "
-                 "on calibration data %s",
-                 st->path, (unsigned long long)subnet_key, model_hash, calib_hash);
-  } else {
-    rc = sql_fail(st, sr, "cannot read BN statistics", err);
-  }
-  stmt_done(s);
-  if (rc < 0) {
-    free(copy);
-    return rc;
-  }
-  *data = copy;
-  *len = n;
-  return 0;
-}
-
-/* ------------------------------------------------------------ frontier */
-
-/* Finds the id of the frontier row for the key: 0 and *found, or 0 and
- * !*found when there is none. */
-static int frontier_find(struct tl_store *st, const char *model_hash, int64_t device_id,
-                         const char *calib_hash, const char *space, int64_t *id, bool *found,
-                         struct tl_error *err) {
-  sqlite3_stmt *s = st->stmt[STMT_FRONTIER_FIND];
-  int rc = 0;
-  *found = false;
-  int sr = bind(s, "titt", model_hash, device_id, calib_hash, space);
-  if (sr == SQLITE_OK)
-    sr = sqlite3_step(s);
-  if (sr == SQLITE_ROW) {
-    *id = sqlite3_column_int64(s, 0);
-    *found = true;
-  } else if (sr != SQLITE_DONE) {
-    rc = sql_fail(st, sr, "cannot look a frontier up", err);
-  }
-  stmt_done(s);
-  return rc;
-}
-
-int tl_store_frontier_put(struct tl_store *st, const char *model_hash, int64_t device_id,
-                          const char *calib_hash, const char *space,
-                          const struct tl_frontier_entry *entries, size_t n, struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || space == NULL ||
-      (entries == NULL && n > 0))
-    return tl_fail(err, TL_EINVAL, "tl_store_frontier_put: NULL argument");
-  int rc = txn_begin_write(st, err);
-  if (rc < 0)
-    return rc;
-
-  sqlite3_stmt *s = st->stmt[STMT_FRONTIER_ADD];
-  int sr = bind(s, "titt", model_hash, device_id, calib_hash, space);
-  if (sr == SQLITE_OK)
-    sr = sqlite3_step(s);
-  if (sr == SQLITE_CONSTRAINT_FOREIGNKEY)
-    rc = tl_fail(err, TL_EINVAL, "%s: device %lld is not in the cache", st->path,
-                 (long long)device_id);
-  else if (sr != SQLITE_DONE)
-    rc = sql_fail(st, sr, "cannot store a frontier", err);
-  stmt_done(s);
-  if (rc < 0)
-    goto fail;
-
-  int64_t id = 0;
-  bool found;
-  rc = frontier_find(st, model_hash, device_id, calib_hash, space, &id, &found, err);
-  if (rc == 0 && !found)
-    rc = tl_fail(err, TL_EINTERNAL, "%s: the frontier just added is not found", st->path);
-  if (rc < 0)
-    goto fail;
-
-  sr = bind(st->stmt[STMT_FRONTIER_CLEAR], "i", id);
-  if (sr == SQLITE_OK) {
-    rc = run(st, STMT_FRONTIER_CLEAR, "cannot replace a frontier", err);
-  } else {
-    rc = sql_fail(st, sr, "cannot replace a frontier", err);
-    stmt_done(st->stmt[STMT_FRONTIER_CLEAR]);
-  }
-  if (rc < 0)
-    goto fail;
-
-  s = st->stmt[STMT_FRONTIER_ENTRY_ADD];
-  for (size_t i = 0; i < n; i++) {
-    const struct tl_frontier_entry *e = &entries[i];
-    if (e->spec == NULL || isnan(e->predicted_ms) || isnan(e->predicted_mib) ||
-        isnan(e->accuracy)) {
-      rc = tl_fail(err, TL_EINVAL, "%s: frontier entry %zu has %s", st->path, i,
-                   e->spec == NULL ? "no spec" : "a NaN number");
-      goto fail;
-    }
-    sr = bind(s, "iitkddd", id, (int64_t)i, e->spec, e->subnet_key, e->predicted_ms,
-              e->predicted_mib, e->accuracy);
-    if (sr == SQLITE_OK)
-      sr = sqlite3_step(s);
-    if (sr != SQLITE_DONE)
-      rc = sql_fail(st, sr, "cannot store a frontier", err);
-    stmt_done(s);
-    if (rc < 0)
-      goto fail;
-  }
-  rc = txn_commit(st, err);
-  if (rc < 0)
-    goto fail;
-  return 0;
-
-fail:
-  txn_abort(st);
-  return rc;
-}
-
-/* One row of STMT_FRONTIER_ENTRIES (a row_fill_fn). */
-static int frontier_row(sqlite3_stmt *s, void *elem, char **cursor, const char *end) {
-  struct tl_frontier_entry *e = elem;
-  int sr = text_copy(s, 0, cursor, end, &e->spec);
-  e->subnet_key = (uint64_t)sqlite3_column_int64(s, 1);
-  e->predicted_ms = sqlite3_column_double(s, 2);
-  e->predicted_mib = sqlite3_column_double(s, 3);
-  e->accuracy = sqlite3_column_double(s, 4);
-  return sr == SQLITE_OK && e->spec == NULL ? ROW_NULL_TEXT : sr;
-}
-
-int tl_store_frontier_get(struct tl_store *st, const char *model_hash, int64_t device_id,
-                          const char *calib_hash, const char *space,
-                          struct tl_frontier_entry **entries, size_t *count, struct tl_error *err) {
-  if (st == NULL || model_hash == NULL || calib_hash == NULL || space == NULL || entries == NULL ||
-      count == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_frontier_get: NULL argument");
-  sqlite3_stmt *s = st->stmt[STMT_FRONTIER_ENTRIES];
-  struct tl_frontier_entry *block = NULL;
-  size_t n = 0;
-  int64_t id = 0;
-  bool found;
-
-  int rc = txn_begin_read(st, err);
-  if (rc < 0)
-    return rc;
-  rc = frontier_find(st, model_hash, device_id, calib_hash, space, &id, &found, err);
-  if (rc < 0)
-    goto fail;
-  if (!found) {
-    rc = tl_fail(err, TL_ENOENT,
-                 "%s: no frontier for model %s on device %lld with calibration "
-                 "data %s and space \"%s\"",
-                 st->path, model_hash, (long long)device_id, calib_hash, space);
-    goto fail;
-  }
-
-  int sr = bind(s, "i", id);
-  if (sr != SQLITE_OK) {
-    rc = sql_fail(st, sr, "cannot read a frontier", err);
-    stmt_done(s);
-    goto fail;
-  }
-  rc = read_rows(st, s, sizeof *block, 0, 0, frontier_row, "a frontier", (void **)&block, &n, err);
-  if (rc < 0)
-    goto fail;
-  rc = txn_commit(st, err);
-  if (rc < 0)
-    goto fail;
-  *entries = block;
-  *count = n;
-  return 0;
-
-fail:
-  txn_abort(st);
-  free(block);
-  return rc;
-}
-
-/* -------------------------------------------------------------- events */
-
-int tl_store_event_append(struct tl_store *st, const struct tl_switch_event *ev, int64_t *id,
-                          struct tl_error *err) {
-  if (st == NULL || ev == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_event_append: NULL argument");
-  if (ev->model == NULL || ev->to_spec == NULL || ev->reason == NULL)
-    return tl_fail(err, TL_EINVAL,
-                   "%s: a switch event needs a model, a to_spec and a "
-                   "reason",
-                   st->path);
-  sqlite3_stmt *s = st->stmt[STMT_EVENT_ADD];
-  int sr =
-      bind(s, "ittttt", ev->time_ms, ev->model, ev->from_spec, ev->to_spec, ev->reason, ev->state);
-  if (sr != SQLITE_OK) {
-    int rc = sql_fail(st, sr, "cannot store a switch event", err);
-    stmt_done(s);
-    return rc;
-  }
-  int rc = run(st, STMT_EVENT_ADD, "cannot store a switch event", err);
-  if (rc < 0)
-    return rc;
-  if (id != NULL)
-    *id = sqlite3_last_insert_rowid(st->db);
-  return 0;
-}
-
-/* Reads the event row s is on into *e, strings into the block. */
-/* One row of STMT_EVENT_LAST (a row_fill_fn). */
-static int event_row(sqlite3_stmt *s, void *elem, char **cursor, const char *end) {
-  struct tl_switch_event *e = elem;
-  e->id = sqlite3_column_int64(s, 0);
-  e->time_ms = sqlite3_column_int64(s, 1);
-  int sr = text_copy(s, 2, cursor, end, &e->model);
-  if (sr == SQLITE_OK)
-    sr = text_copy(s, 3, cursor, end, &e->from_spec);
-  if (sr == SQLITE_OK)
-    sr = text_copy(s, 4, cursor, end, &e->to_spec);
-  if (sr == SQLITE_OK)
-    sr = text_copy(s, 5, cursor, end, &e->reason);
-  if (sr == SQLITE_OK)
-    sr = text_copy(s, 6, cursor, end, &e->state);
-  if (sr == SQLITE_OK && (e->model == NULL || e->to_spec == NULL || e->reason == NULL))
-    return ROW_NULL_TEXT;
-  return sr;
-}
-
-int tl_store_event_last(struct tl_store *st, const char *model, int64_t max,
-                        struct tl_switch_event **events, size_t *count, struct tl_error *err) {
-  if (st == NULL || events == NULL || count == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_event_last: NULL argument");
-  if (max < 0)
-    return tl_fail(err, TL_EINVAL, "%s: cannot list %lld events", st->path, (long long)max);
-  sqlite3_stmt *s = st->stmt[STMT_EVENT_LAST];
-  struct tl_switch_event *block = NULL;
-  size_t n = 0;
-
-  int rc = txn_begin_read(st, err);
-  if (rc < 0)
-    return rc;
-  int sr = bind(s, "ti", model, max);
-  if (sr != SQLITE_OK) {
-    rc = sql_fail(st, sr, "cannot read switch events", err);
-    stmt_done(s);
-    goto fail;
-  }
-  rc = read_rows(st, s, sizeof *block, 2, 6, event_row, "switch events", (void **)&block, &n, err);
-  if (rc < 0)
-    goto fail;
-  rc = txn_commit(st, err);
-  if (rc < 0)
-    goto fail;
-  *events = block;
-  *count = n;
-  return 0;
-
-fail:
-  txn_abort(st);
-  free(block);
-  return rc;
-}
-
-int tl_store_event_count(struct tl_store *st, int64_t *count, struct tl_error *err) {
-  if (st == NULL || count == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_event_count: NULL argument");
-  sqlite3_stmt *s = st->stmt[STMT_EVENT_COUNT];
-  int rc = 0;
-  int sr = sqlite3_step(s);
-  if (sr == SQLITE_ROW)
-    *count = sqlite3_column_int64(s, 0);
-  else
-    rc = sql_fail(st, sr, "cannot count switch events", err);
-  stmt_done(s);
-  return rc;
-}
-
-int tl_store_event_trim(struct tl_store *st, int64_t keep, struct tl_error *err) {
-  if (st == NULL)
-    return tl_fail(err, TL_EINVAL, "tl_store_event_trim: NULL argument");
-  if (keep < 0)
-    return tl_fail(err, TL_EINVAL, "%s: cannot keep %lld events", st->path, (long long)keep);
-  int sr = bind(st->stmt[STMT_EVENT_TRIM], "i", keep);
-  if (sr != SQLITE_OK) {
-    int rc = sql_fail(st, sr, "cannot trim switch events", err);
-    stmt_done(st->stmt[STMT_EVENT_TRIM]);
-    return rc;
-  }
-  return run(st, STMT_EVENT_TRIM, "cannot trim switch events", err);
 }

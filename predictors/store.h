@@ -6,7 +6,9 @@
  * latency of every op signature, the accuracy and BatchNorm statistics of
  * subnets measured on the operator's calibration data, the frontier a
  * search found, and the daemon's switch events.  All SQL of tailor lives in
- * store.c.
+ * the store's files: store.c (opening, migrations, devices), store_stmt.c
+ * (running statements), store_latency.c, store_frontier.c and
+ * store_event.c.
  *
  * The file is a cache, never a source of truth: one that is damaged, is not
  * a database, belongs to another program or was written by a newer tailor
