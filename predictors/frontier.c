@@ -10,6 +10,14 @@
 #include "clock.h"
 #include "hash.h"
 
+void tl_frontier_free(struct tl_frontier_member *f, int n) {
+  if (f == NULL)
+    return;
+  for (int i = 0; i < n; i++)
+    tl_bn_stats_free(f[i].bn);
+  free(f);
+}
+
 void tl_frontier_calib_hash(const struct tl_calib *c, char out[17]) {
   uint64_t h = TL_HASH_INIT;
   h = tl_hash_bytes(h, c->x.data, (size_t)tl_shape_numel(&c->x.shape) * tl_dtype_size(c->x.dtype));

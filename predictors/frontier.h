@@ -25,6 +25,17 @@
 #include "store.h"
 #include "supernet.h"
 
+struct tl_frontier_member {
+  struct tl_subnet_spec spec;
+  double predicted_ms;
+  double predicted_mib;
+  double accuracy;        /* top-1 on all the calibration data, recalibrated */
+  struct tl_bn_stats *bn; /* its recalibrated statistics; owned */
+};
+
+/* Frees the n members of f and their statistics; NULL is allowed. */
+void tl_frontier_free(struct tl_frontier_member *f, int n);
+
 struct tl_frontier_report {
   int cached;              /* 1: loaded, nothing measured */
   int profiled_signatures; /* latency table entries measured now */

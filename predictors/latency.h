@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "device.h"
 #include "error.h"
 #include "op_table.h"
 #include "supernet.h"
@@ -41,14 +42,6 @@ struct tl_prediction {
 int tl_latency_predict(const struct tl_supernet *sn, const struct tl_op_table *t,
                        const struct tl_subnet_spec *spec, struct tl_prediction *out,
                        struct tl_error *err);
-
-/* The device's state as the daemon sees it.  A field <= 0 is unknown and
- * taken as 1. */
-struct tl_device_scale {
-  double freq_ratio; /* current / maximum CPU frequency */
-  double cpu_share;  /* share of our cores left to us (quota, other load) */
-  double correction; /* online factor: served latency / predicted */
-};
 
 /* base_ms under state s: base / freq_ratio / cpu_share * correction, each
  * factor clamped to [0.05, 20] so one bad reading cannot run away. */

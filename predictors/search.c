@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "frontier.h"
 #include "hash.h"
 
 struct cand {
@@ -765,14 +766,6 @@ static int give_partial(struct search *s, uint64_t *last, struct tl_error *err) 
   s->rep.partials++;
   s->o.partial(s->o.ctx, f, n);
   return 0;
-}
-
-void tl_frontier_free(struct tl_frontier_member *f, int n) {
-  if (f == NULL)
-    return;
-  for (int i = 0; i < n; i++)
-    tl_bn_stats_free(f[i].bn);
-  free(f);
 }
 
 int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,

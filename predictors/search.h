@@ -45,6 +45,7 @@
  * for what the new search would find. */
 #define TL_SEARCH_VERSION 3
 
+/* A member of the frontier a search finds: see frontier.h. */
 struct tl_frontier_member;
 
 struct tl_search_options {
@@ -80,14 +81,6 @@ struct tl_search_options {
   const atomic_int *stop;
 };
 
-struct tl_frontier_member {
-  struct tl_subnet_spec spec;
-  double predicted_ms;
-  double predicted_mib;
-  double accuracy;        /* top-1 on all the calibration data, recalibrated */
-  struct tl_bn_stats *bn; /* its recalibrated statistics; owned */
-};
-
 struct tl_search_report {
   int evaluated; /* subnet evaluations on calibration data, all steps */
   int predicted; /* subnets whose latency was predicted */
@@ -105,7 +98,5 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
               const struct tl_calib *calib, const struct tl_search_options *opts,
               struct tl_frontier_member **out, int *n, struct tl_search_report *rep,
               struct tl_error *err);
-
-void tl_frontier_free(struct tl_frontier_member *f, int n);
 
 #endif

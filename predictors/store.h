@@ -46,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device.h"
 #include "error.h"
 
 /* The schema version this code writes (PRAGMA user_version).  Files with a
@@ -109,21 +110,7 @@ void tl_store_close(struct tl_store *st);
 
 /* -------------------------------------------------------------- device */
 
-#define TL_DEVICE_TEXT_MAX 128
-
-/* What makes op latencies measured on one box valid on another: the same
- * CPU, the same core count and top frequency, the same BLAS and the same
- * executor threads.  Two fingerprints are the same device only when every
- * field is equal. */
-struct tl_device_fp {
-  char cpu_model[TL_DEVICE_TEXT_MAX]; /* /proc/cpuinfo "model name" */
-  int cores;                          /* online CPUs */
-  int64_t max_freq_khz;               /* cpuinfo_max_freq; 0 if unknown */
-  char blas[TL_DEVICE_TEXT_MAX];      /* e.g. "OpenBLAS 0.3.21" */
-  int threads;                        /* threads the executor runs with */
-};
-
-/* Sets *device_id to the id of the device fp describes, adding it if the
+/* Sets *device_id to the id of the device fp (device.h) describes, adding it if the
  * store has not seen it.  Ids are positive and never change.  Returns
  * TL_EINVAL if a text field is not NUL-terminated in its array or a number
  * is negative. */
