@@ -13,6 +13,10 @@
  * measurements of a step are independent and run on o.threads threads at
  * once (eval_all); what a step measures never depends on how they were
  * spread, so the frontier is the same for any number of threads.
+ *
+ * The measured front (Pareto front, thinning to k, the frontiers given
+ * before the last) is in search_front.c; the two share the candidates
+ * and the search's state through search_internal.h.
  */
 #include "search.h"
 
@@ -24,46 +28,7 @@
 
 #include "clock.h"
 #include "frontier.h"
-#include "hash.h"
-
-struct cand {
-  struct tl_subnet_spec spec;
-  uint64_t key;
-  double ms;              /* predicted latency */
-  double mib;             /* predicted memory */
-  int ri;                 /* index of its resolution in info.res */
-  double drop;            /* sum of its depth and width drops measured in step 1 */
-  double est;             /* estimated accuracy */
-  double acc;             /* measured on the subset (or, for finalists, on all), or -1 */
-  int fit;                /* its measurement may be fitted (see fit_estimate) */
-  struct tl_bn_stats *bn; /* statistics of its last measurement: owned by
-                           * s->seen for the subset's, by fin for all */
-};
-
-struct search {
-  const struct tl_supernet *sn;
-  const struct tl_op_table *t;
-  const struct tl_calib *calib;
-  struct tl_search_options o;
-  struct tl_supernet_info info;
-  struct tl_search_report rep;
-  /* step 1: drops[dimension][choice] of accuracy from the largest */
-  double base;
-  double res_drop[TL_SN_MAX_CHOICES];
-  double depth_drop[TL_SN_MAX_STAGES][TL_SN_MAX_CHOICES];
-  double width_drop[TL_SN_MAX_STAGES][TL_SN_MAX_CHOICES];
-  /* the estimate at resolution info.res[r]: fit_a[r] - fit_b[r] * drop */
-  double fit_a[TL_SN_MAX_CHOICES];
-  double fit_b[TL_SN_MAX_CHOICES];
-  /* every subnet measured on the subset, in the order measured */
-  struct cand *seen;
-  int n_seen, cap_seen;
-  /* time: the budget's end (tl_now_s(); 0: none), and whether it came */
-  double deadline;
-  atomic_int timed_out;
-  int planned;         /* evaluations the whole search expects, for progress */
-  double best_partial; /* area under the last partial frontier given */
-};
+#include "search_internal.h"
 
 /* Progress of a phase; `evaluated` counts this phase's evaluations done
  * so far beyond s->rep.evaluated. */
@@ -72,11 +37,6 @@ static void progress(struct search *s, const char *phase, int done, int total, i
     return;
   double overall = s->planned > 0 ? (double)(s->rep.evaluated + evaluated) / s->planned : 0;
   s->o.progress(s->o.ctx, phase, done, total, overall < 1 ? overall : 1);
-}
-
-static int cmp_cand_ms(const void *a, const void *b) {
-  double x = ((const struct cand *)a)->ms, y = ((const struct cand *)b)->ms;
-  return (x > y) - (x < y);
 }
 
 /* Accuracy of spec after recalibrating on `recalib` images, measured on
@@ -443,7 +403,7 @@ static int predict_pool(struct search *s, struct cand **out, int *n_out, struct 
     free(c);
     return rc;
   }
-  qsort(c, (size_t)m, sizeof *c, cmp_cand_ms);
+  qsort(c, (size_t)m, sizeof *c, tl__search_cmp_cand_ms);
   *out = c;
   *n_out = m;
   return 0;
@@ -494,69 +454,6 @@ static int pick_candidates(const struct search *s, const struct cand *c, int n, 
   return k;
 }
 
-/* -------------------------------------------------- the measured front */
-
-/* Pareto front in (ms, acc) of c[0..n) sorted by ms, into front; returns
- * its size. */
-static int pareto(const struct cand *c, int n, struct cand *front) {
-  int m = 0;
-  double best = -1;
-  for (int i = 0; i < n; i++) {
-    if (c[i].acc <= best)
-      continue;
-    /* an equally fast one that is more accurate replaces the last */
-    if (m > 0 && c[i].ms <= front[m - 1].ms)
-      m--;
-    front[m++] = c[i];
-    best = c[i].acc;
-  }
-  return m;
-}
-
-/* At most k of front[0..m) (sorted by ms), spread over the log-latency
- * range: the fastest and the most accurate always, then one at a time the
- * one nearest the middle of the widest gap between those kept that has
- * any inside, so that no stretch of the range is left bare while others
- * are crowded.  Returns the count, or -1 when out of memory. */
-static int thin(struct cand *front, int m, int k) {
-  if (m <= k)
-    return m;
-  char *keep = calloc((size_t)m, 1);
-  if (keep == NULL)
-    return -1;
-  keep[m - 1] = 1;
-  int n = 1;
-  if (k >= 2)
-    keep[0] = 1, n = 2;
-  while (n < k) {
-    int pick = -1;
-    double widest = -1;
-    for (int a = 0, b = 1; b < m; b++) {
-      if (!keep[b])
-        continue;
-      double lo = log(front[a].ms), hi = log(front[b].ms);
-      if (b - a > 1 && hi - lo > widest) {
-        widest = hi - lo;
-        pick = a + 1;
-        for (int i = a + 2; i < b; i++)
-          if (fabs(log(front[i].ms) - (lo + hi) / 2) < fabs(log(front[pick].ms) - (lo + hi) / 2))
-            pick = i;
-      }
-      a = b;
-    }
-    if (pick < 0)
-      break;
-    keep[pick] = 1;
-    n++;
-  }
-  n = 0;
-  for (int i = 0; i < m; i++)
-    if (keep[i])
-      front[n++] = front[i];
-  free(keep);
-  return n;
-}
-
 /* -------------------------------------------- step 3: local refinement */
 
 /* Subnets one step from spec in one dimension (a resolution, or one
@@ -589,19 +486,6 @@ static int cmp_cand_est_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-/* The measured front of s->seen (sorted by ms) into front; returns its
- * size, or -1 when out of memory. */
-static int seen_front(struct search *s, struct cand *front) {
-  struct cand *c = malloc((size_t)(s->n_seen > 0 ? s->n_seen : 1) * sizeof *c);
-  if (c == NULL)
-    return -1;
-  memcpy(c, s->seen, (size_t)s->n_seen * sizeof *c);
-  qsort(c, (size_t)s->n_seen, sizeof *c, cmp_cand_ms);
-  int n = pareto(c, s->n_seen, front);
-  free(c);
-  return n;
-}
-
 /* Even fitted, the estimate misses how particular dimensions interact.
  * One round: the unmeasured neighbours of the measured front, within its
  * latency range, best estimates first, up to budget of them measured. */
@@ -609,7 +493,7 @@ static int refine(struct search *s, int budget, struct tl_error *err) {
   struct cand *front = malloc((size_t)s->n_seen * sizeof *front);
   int nb_max = 2 + 4 * s->info.n_stages;
   struct tl_subnet_spec *nb = malloc((size_t)nb_max * sizeof *nb);
-  int nf = front && nb ? seen_front(s, front) : -1;
+  int nf = front && nb ? tl__search_seen_front(s, front) : -1;
   struct cand *next = nf > 0 ? malloc((size_t)nf * (size_t)nb_max * sizeof *next) : NULL;
   if (nf < 0 || (nf > 0 && next == NULL)) {
     free(front);
@@ -650,10 +534,10 @@ static int refine(struct search *s, int budget, struct tl_error *err) {
  * a point of each other cannot be told apart, so the one that looks best
  * at a latency is not always the best there. */
 static int pick_finalists(struct search *s, int k, int want, double margin, struct cand *out) {
-  int nf = seen_front(s, out);
+  int nf = tl__search_seen_front(s, out);
   if (nf < 0)
     return -1;
-  nf = thin(out, nf, k < want ? k : want);
+  nf = tl__search_thin(out, nf, k < want ? k : want);
   struct cand *c = nf >= 0 ? malloc((size_t)s->n_seen * sizeof *c) : NULL;
   int *alt = nf >= 0 ? malloc((size_t)(nf > 0 ? nf : 1) * sizeof *alt) : NULL;
   if (c == NULL || alt == NULL) {
@@ -662,7 +546,7 @@ static int pick_finalists(struct search *s, int k, int want, double margin, stru
     return -1;
   }
   memcpy(c, s->seen, (size_t)s->n_seen * sizeof *c);
-  qsort(c, (size_t)s->n_seen, sizeof *c, cmp_cand_ms);
+  qsort(c, (size_t)s->n_seen, sizeof *c, tl__search_cmp_cand_ms);
   /* c[i].est becomes its gap to the most accurate at its latency or
    * below; alt[j] the one with the smallest gap in (out[j-1], out[j]] */
   for (int j = 0; j < nf; j++)
@@ -692,80 +576,8 @@ static int pick_finalists(struct search *s, int k, int want, double margin, stru
   }
   free(c);
   free(alt);
-  qsort(out, (size_t)m, sizeof *out, cmp_cand_ms);
+  qsort(out, (size_t)m, sizeof *out, tl__search_cmp_cand_ms);
   return m;
-}
-
-/* ------------------------------------------ frontiers before the last */
-
-/* A copy of statistics (NULL for NULL). */
-static int stats_dup(const struct tl_supernet *sn, const struct tl_bn_stats *src,
-                     struct tl_bn_stats **out, struct tl_error *err) {
-  *out = NULL;
-  if (src == NULL)
-    return 0;
-  void *blob = NULL;
-  size_t len = 0;
-  int rc = tl_bn_stats_serialize(sn, src, &blob, &len, err);
-  if (rc == 0)
-    rc = tl_bn_stats_deserialize(sn, blob, len, out, err);
-  free(blob);
-  return rc;
-}
-
-/* The measured front of s->seen cut to k, as members with copies of
- * their statistics (accuracies on the subset).  *key gets a hash of the
- * members' subnets. */
-static int front_members(struct search *s, struct tl_frontier_member **out, int *n_out,
-                         uint64_t *key, struct tl_error *err) {
-  struct cand *front = malloc((size_t)(s->n_seen > 0 ? s->n_seen : 1) * sizeof *front);
-  int n = front != NULL ? seen_front(s, front) : -1;
-  if (n >= 0)
-    n = thin(front, n, s->o.k);
-  struct tl_frontier_member *f = n > 0 ? calloc((size_t)n, sizeof *f) : NULL;
-  if (n < 0 || (n > 0 && f == NULL)) {
-    free(front);
-    return tl_fail(err, TL_ENOMEM, "search: out of memory");
-  }
-  uint64_t h = TL_HASH_INIT;
-  int rc = 0;
-  for (int i = 0; i < n && rc == 0; i++) {
-    f[i] = (struct tl_frontier_member){.spec = front[i].spec,
-                                       .predicted_ms = front[i].ms,
-                                       .predicted_mib = front[i].mib,
-                                       .accuracy = front[i].acc};
-    rc = stats_dup(s->sn, front[i].bn, &f[i].bn, err);
-    h = tl_hash_bytes(h, &front[i].key, sizeof front[i].key);
-  }
-  free(front);
-  if (rc != 0) {
-    tl_frontier_free(f, n);
-    return rc;
-  }
-  *out = f;
-  *n_out = n;
-  *key = h;
-  return 0;
-}
-
-/* Gives opts->partial the measured front when it changed since the last
- * one given (more measurements only ever improve it). */
-static int give_partial(struct search *s, uint64_t *last, struct tl_error *err) {
-  if (s->o.partial == NULL || atomic_load(&s->timed_out) ||
-      (s->o.stop != NULL && atomic_load(s->o.stop) != 0))
-    return 0; /* (a stopped search ends at its next evaluation) */
-  struct tl_frontier_member *f = NULL;
-  int n = 0;
-  uint64_t key = 0;
-  int rc = front_members(s, &f, &n, &key, err);
-  if (rc != 0 || n == 0 || key == *last) {
-    tl_frontier_free(f, n);
-    return rc;
-  }
-  *last = key;
-  s->rep.partials++;
-  s->o.partial(s->o.ctx, f, n);
-  return 0;
 }
 
 int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
@@ -779,6 +591,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   s->sn = sn;
   s->t = t;
   s->calib = calib;
+  /* -- labels, options, and room for what is measured -- */
   /* Without labels, the largest subnet's answers are the labels, here
    * for this search only (the caller's data stays as it was). */
   struct tl_calib agree = *calib;
@@ -833,6 +646,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   uint64_t last_partial = 0;
   if (s->seen == NULL)
     goto nomem;
+  /* -- step 1: the estimate, and the pool of predicted subnets -- */
   rc = estimate_drops(s, err);
   if (rc == 0 && atomic_load(&s->timed_out))
     goto cut_short;
@@ -848,6 +662,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   if (pick == NULL || fin == NULL)
     goto nomem;
 
+  /* -- step 2: candidates measured -- */
   /* Step 2: a few subnets of each resolution along its own estimated
    * front, for the estimate's fit; then, with the fitted estimate, the
    * candidates near the front of the whole space. */
@@ -872,18 +687,20 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
     rc = measure_all(s, pick, n_pick, "measure", err);
   }
   if (rc == 0)
-    rc = give_partial(s, &last_partial, err);
+    rc = tl__search_give_partial(s, &last_partial, err);
+  /* -- step 3: local refinement -- */
   for (int r = 0; r < rounds && rc == 0 && !atomic_load(&s->timed_out); r++) {
     fit_estimate(s);
     rc = refine(s, budget, err);
     if (rc == 0)
-      rc = give_partial(s, &last_partial, err);
+      rc = tl__search_give_partial(s, &last_partial, err);
   }
   if (rc != 0)
     goto done;
   if (atomic_load(&s->timed_out))
     goto cut_short;
 
+  /* -- step 4: the finalists, and the frontier -- */
   /* Step 4: the finalists recalibrated and measured on all the
    * calibration data; their front, cut to k, is the frontier. */
   n_fin = pick_finalists(s, s->o.k, s->o.finalists, 0.005, fin);
@@ -910,7 +727,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   struct cand *front = malloc((size_t)(n_fin > 0 ? n_fin : 1) * sizeof *front);
   if (front == NULL)
     goto nomem;
-  n_front = thin(front, pareto(fin, n_fin, front), s->o.k);
+  n_front = tl__search_thin(front, tl__search_pareto(fin, n_fin, front), s->o.k);
   assert(n_front != 0); /* there is always a finalist, and the front of one is it */
   f = n_front > 0 ? calloc((size_t)n_front, sizeof *f) : NULL;
   if (f == NULL) {
@@ -930,11 +747,12 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   free(front);
   goto found;
 
+/* -- the end: the frontier, or the front measured so far -- */
 cut_short: /* the time budget came: the front measured on the subset */
   s->rep.complete = 0;
   {
     uint64_t key;
-    if ((rc = front_members(s, &f, &n_front, &key, err)) != 0)
+    if ((rc = tl__search_front_members(s, &f, &n_front, &key, err)) != 0)
       goto done;
   }
   if (n_front == 0) {
