@@ -156,6 +156,7 @@ struct tl_server {
    * only when it sleeps) */
   uv_prepare_t collect;
   int collecting;
+  int collect_open; /* its handle is not closed yet: s is not freed before */
   /* Load shedding: EWMA of the time a worker spends on one inference
    * request (pickup to answer), in ms; 0 until one is seen. */
   double service_ms;
@@ -177,7 +178,8 @@ struct write_req {
 };
 
 static void maybe_drained(struct tl_server *s) {
-  if (s->draining && s->n_allocated == 0 && s->listener_closed && s->drained != NULL) {
+  if (s->draining && s->n_allocated == 0 && s->listener_closed && !s->collect_open &&
+      s->drained != NULL) {
     void (*done)(void *) = s->drained;
     s->drained = NULL;
     done(s->drained_ctx);
@@ -1508,6 +1510,15 @@ static void apply_limits(struct tl_server *s, const struct tl_config_limits *lim
 
 static void on_prepare(uv_prepare_t *h) { collect_answered(h->data); }
 
+/* In one pass of the loop the listener's close (and the last
+ * connection's) may run before this handle's: the drained callback, which
+ * frees the server this handle lives in, waits for this one too. */
+static void on_collect_closed(uv_handle_t *h) {
+  struct tl_server *s = h->data;
+  s->collect_open = 0;
+  maybe_drained(s);
+}
+
 static void free_on_close(uv_handle_t *h) {
   struct tl_server *s = h->data;
   free(s->path);
@@ -1556,9 +1567,10 @@ int tl_server_start(const struct tl_server_env *env, const struct tl_config_sock
    * when a worker sleeps or a client sends */
   if (uv_prepare_init(env->loop, &s->collect) == 0) {
     s->collect.data = s;
+    s->collect_open = 1;
     s->collecting = uv_prepare_start(&s->collect, on_prepare) == 0;
     if (!s->collecting)
-      uv_close((uv_handle_t *)&s->collect, NULL);
+      uv_close((uv_handle_t *)&s->collect, on_collect_closed);
   }
   *out = s;
   return 0;
@@ -1582,7 +1594,7 @@ void tl_server_drain(struct tl_server *s, void (*done)(void *ctx), void *ctx) {
   s->drained_ctx = ctx;
   if (s->collecting) { /* closed with the listener, before s is freed */
     s->collecting = 0;
-    uv_close((uv_handle_t *)&s->collect, NULL);
+    uv_close((uv_handle_t *)&s->collect, on_collect_closed);
   }
   if (s->listening) {
     s->listening = 0;
