@@ -47,7 +47,7 @@ struct model_series {
   char name[TL_CONFIG_NAME_MAX + 1];
   struct hist total, queue, compute;
   uint64_t switches[TL_SWITCH_COUNT];
-  uint64_t shed; /* requests answered 503 at once, see server.c */
+  uint64_t shed; /* requests answered 503 at once, see server_infer.c */
   int has_gauges;
   struct tl_metrics_model g;   /* g.subnet unused: see subnet */
   char subnet[TL_RT_SPEC_MAX]; /* the active subnet's spec */

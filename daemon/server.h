@@ -15,7 +15,7 @@
  * error is a JSON body {"error": "..."} with its status; nothing a client
  * sends can stop the daemon.
  *
- * Loop thread only, but for two things (server.c): the worker that ran an
+ * Loop thread only, but for two things (server_infer.c): the worker that ran an
  * inference request writes the answer to the connection's socket itself
  * when the loop allowed it at submit ("direct answers"), and a client
  * that sends its next request as soon as it has an answer, alone in

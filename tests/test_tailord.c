@@ -1626,7 +1626,7 @@ static int text_request(struct client *c, const char *text, struct resp *r) {
 }
 
 /* A client that sends each request as soon as it has the answer is
- * served by the worker that holds its connection (a lease, server.c);
+ * served by the worker that holds its connection (a lease, server_infer.c);
  * whatever else comes on that connection goes back to the loop, and
  * every answer comes in order. */
 START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {

@@ -1,6 +1,6 @@
 /*
  * fuzz_server.c - the daemon's request path, whole and in one process: the
- * socket server (daemon/server.c) with its workers, runtime, controller,
+ * socket server (daemon/server*.c, routes.c) with its workers, runtime, controller,
  * metrics and store, serving the tiny test model on a Unix socket in the
  * target's temporary directory, driven by a client on one connection.
  *
