@@ -207,7 +207,7 @@ static void store_event(struct tl_controller *c, const struct tl_rt_model *m, co
     };
     struct tl_error err = {{0}};
     if (tl_store_event_append(c->env.store, &ev, NULL, &err) != 0)
-      tl__log(&c->env.log, 4, "%s: storing the switch event: %s", m->cfg.name, err.msg);
+      tl_log_warn(&c->env.log, "%s: storing the switch event: %s", m->cfg.name, err.msg);
   }
 }
 
@@ -219,8 +219,8 @@ static void switch_to(struct tl_controller *c, struct tl_rt_model *m, const char
   const char *to_text = m->frontier->m[to].text;
   if (from != NULL && strcmp(from, to_text) == 0)
     return; /* the same subnet in a new generation or frontier: no switch */
-  tl__log(&c->env.log, 5, "%s: %s%s%s: %s", m->cfg.name, from != NULL ? from : "",
-          from != NULL ? " -> " : "serving ", to_text, reason);
+  tl_log_notice(&c->env.log, "%s: %s%s%s: %s", m->cfg.name, from != NULL ? from : "",
+                from != NULL ? " -> " : "serving ", to_text, reason);
   if (c->env.metrics != NULL)
     tl_metrics_switch(c->env.metrics, m->cfg.name, cls);
   store_event(c, m, from, to_text, reason);
@@ -388,7 +388,7 @@ static void decide(struct tl_controller *c, struct tl_rt_model *m, uint64_t now,
       snprintf(line, sizeof line, "degraded: no subnet meets the budget; %s", ctl->fb.over);
     else
       snprintf(line, sizeof line, "no longer degraded: %s meets the budget", now_serving);
-    tl__log(&c->env.log, ctl->degraded ? 4 : 5, "%s: %s", m->cfg.name, line);
+    tl_log(&c->env.log, ctl->degraded ? TL_LOG_WARN : TL_LOG_NOTICE, "%s: %s", m->cfg.name, line);
     store_event(c, m, now_serving, now_serving, line);
     if (c->env.changed != NULL)
       c->env.changed(c->env.ctx);
@@ -535,8 +535,8 @@ void tl_controller_frontier_swapped(struct tl_controller *c, struct tl_rt_model 
         atomic_store(&m->ctl.active, keep);
       } else {
         m->ctl.pinned = 0;
-        tl__log(&c->env.log, 4, "%s: the pinned subnet %s is not on the new frontier: unpinned",
-                m->cfg.name, from != NULL ? from : "?");
+        tl_log_warn(&c->env.log, "%s: the pinned subnet %s is not on the new frontier: unpinned",
+                    m->cfg.name, from != NULL ? from : "?");
       }
     }
   }

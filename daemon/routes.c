@@ -299,7 +299,7 @@ static void route_events(struct conn *c, const struct tl_oip_route_match *m, int
   size_t n = 0;
   struct tl_error err = {{0}};
   if (tl_store_event_last(s->env.store, model->cfg.name, limit, &ev, &n, &err) != 0) {
-    tl__log(&s->env.log, 4, "%s", err.msg);
+    tl_log_warn(&s->env.log, "%s", err.msg);
     tl__send_error(c, 500, "cannot read the switch events from the cache", keep_alive);
     return;
   }

@@ -13,7 +13,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,17 +29,6 @@
 #include "store.h"
 
 /* ------------------------------------------------------------- helpers */
-
-void tl__log(const struct tl_logger *lg, int priority, const char *fmt, ...) {
-  if (lg == NULL || lg->fn == NULL)
-    return;
-  char line[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  lg->fn(lg->ctx, priority, line);
-}
 
 static char *dup_or_null(const char *s, int *failed) {
   if (s == NULL)
@@ -579,8 +567,8 @@ static void post(struct tl_rt_builder *b, struct tl_rt_event *ev) {
 static void post_failed(struct tl_rt_builder *b, uint64_t generation, const char *msg) {
   struct tl_rt_event *ev = calloc(1, sizeof *ev);
   if (ev == NULL) {
-    tl__log(&b->env.log, 3, "generation %llu failed (%s) and out of memory to say so",
-            (unsigned long long)generation, msg);
+    tl_log_err(&b->env.log, "generation %llu failed (%s) and out of memory to say so",
+               (unsigned long long)generation, msg);
     return;
   }
   ev->type = TL_RT_EVENT_FAILED;
@@ -692,7 +680,7 @@ static int frontier_cached(struct tl_rt_builder *b, struct tl_rt_model *m) {
   struct tl_search_options so = search_options(m);
   int rc = tl_frontier_cached(m->sn, m->g, b->st, b->device_id, &m->calib, &so, &n, &err);
   if (rc != 0)
-    tl__log(&b->env.log, 4, "%s: reading the cached frontier: %s", m->cfg.name, err.msg);
+    tl_log_warn(&b->env.log, "%s: reading the cached frontier: %s", m->cfg.name, err.msg);
   return rc == 0 && n > 0;
 }
 
@@ -718,8 +706,8 @@ static void on_search_progress(void *ctx, const char *phase, int done, int total
     return;
   p->phase = phase;
   p->next_log_ns = now + (uint64_t)SEARCH_LOG_S * 1000000000u;
-  tl__log(&p->b->env.log, 6, "%s: search %.0f %% done: %s %d/%d", p->m->cfg.name, 100 * overall,
-          phase, done, total);
+  tl_log_info(&p->b->env.log, "%s: search %.0f %% done: %s %d/%d", p->m->cfg.name, 100 * overall,
+              phase, done, total);
 }
 
 static void post_frontier(struct tl_rt_builder *b, struct tl_runtime *rt, int index,
@@ -735,12 +723,12 @@ static void on_search_partial(void *ctx, struct tl_frontier_member *f, int n) {
     return;
   }
   if (p->rt != NULL && frontier_build(p->m, f, n, 0, 1, p->b->env.workers, &rf, &err) == 0) {
-    tl__log(&p->b->env.log, 6, "%s: the search found a better frontier of %d subnets on the way",
-            p->m->cfg.name, n);
+    tl_log_info(&p->b->env.log, "%s: the search found a better frontier of %d subnets on the way",
+                p->m->cfg.name, n);
     post_frontier(p->b, p->rt, p->index, rf);
   } else if (p->rt != NULL) {
-    tl__log(&p->b->env.log, 4, "%s: a partial frontier was not served: %s", p->m->cfg.name,
-            err.msg);
+    tl_log_warn(&p->b->env.log, "%s: a partial frontier was not served: %s", p->m->cfg.name,
+                err.msg);
   }
   tl_frontier_free(f, n);
 }
@@ -764,14 +752,14 @@ static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m, struc
   if (rc != 0)
     return rc;
   if (rep.cached)
-    tl__log(&b->env.log, 6, "%s: frontier of %d subnets from the cache (%.1f ms)", m->cfg.name, n,
-            rep.load_ms);
+    tl_log_info(&b->env.log, "%s: frontier of %d subnets from the cache (%.1f ms)", m->cfg.name, n,
+                rep.load_ms);
   else
-    tl__log(&b->env.log, 6,
-            "%s: frontier of %d subnets searched in %.1f s (%d evaluations, %d op signatures "
-            "profiled%s)",
-            m->cfg.name, n, rep.search_s, rep.evaluated, rep.profiled_signatures,
-            rep.complete ? "" : "; cut short by search.time_budget_s");
+    tl_log_info(&b->env.log,
+                "%s: frontier of %d subnets searched in %.1f s (%d evaluations, %d op signatures "
+                "profiled%s)",
+                m->cfg.name, n, rep.search_s, rep.evaluated, rep.profiled_signatures,
+                rep.complete ? "" : "; cut short by search.time_budget_s");
   rc = frontier_build(m, f, n, 0, 0, b->env.workers, out, err);
   if (rc == 0)
     atomic_store(&m->search_permille, 1000);
@@ -793,15 +781,15 @@ static int frontier_provisional(struct tl_rt_builder *b, struct tl_rt_model *m,
   struct tl_profile_report rep = {0};
   struct tl_error werr = {{0}};
   if (tl_latency_load(b->st, b->device_id, t, &loaded, &werr) != 0)
-    tl__log(&b->env.log, 4, "%s: the cache's op latencies cannot be read (%s): profiling all",
-            m->cfg.name, werr.msg);
+    tl_log_warn(&b->env.log, "%s: the cache's op latencies cannot be read (%s): profiling all",
+                m->cfg.name, werr.msg);
   int rc = tl_latency_profile(m->sn, NULL, t, &rep, err);
   if (rc == 0 && rep.new_signatures > 0) {
-    tl__log(&b->env.log, 6, "%s: profiled %d op signatures in %.2f s (%d plans)", m->cfg.name,
-            rep.new_signatures, rep.seconds, rep.plans);
+    tl_log_info(&b->env.log, "%s: profiled %d op signatures in %.2f s (%d plans)", m->cfg.name,
+                rep.new_signatures, rep.seconds, rep.plans);
     if (tl_latency_save(b->st, b->device_id, t, 11, &werr) != 0)
-      tl__log(&b->env.log, 4, "%s: keeping the op latencies in the cache: %s", m->cfg.name,
-              werr.msg);
+      tl_log_warn(&b->env.log, "%s: keeping the op latencies in the cache: %s", m->cfg.name,
+                  werr.msg);
   }
   tl_subnet_smallest(m->sn, &two[0].spec);
   tl_subnet_largest(m->sn, &two[1].spec);
@@ -839,8 +827,8 @@ static void post_frontier(struct tl_rt_builder *b, struct tl_runtime *rt, int in
   struct tl_rt_event *ev = calloc(1, sizeof *ev);
   if (ev == NULL) {
     tl_rt_frontier_unref(f);
-    tl__log(&b->env.log, 3, "%s: out of memory publishing the frontier",
-            rt->models[index].cfg.name);
+    tl_log_err(&b->env.log, "%s: out of memory publishing the frontier",
+               rt->models[index].cfg.name);
     return;
   }
   ev->type = TL_RT_EVENT_FRONTIER;
@@ -857,7 +845,7 @@ static void *search_main(void *arg) {
   struct search_ctx *sc = arg;
   struct tl_rt_builder *b = sc->b;
   if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) != 0)
-    tl__log(&b->env.log, 7, "search thread: setpriority: %s", strerror(errno));
+    tl_log_debug(&b->env.log, "search thread: setpriority: %s", strerror(errno));
   for (int i = 0; i < sc->rt->n_models; i++) {
     struct tl_rt_model *m = &sc->rt->models[i];
     if (!m->needs_search)
@@ -867,18 +855,18 @@ static void *search_main(void *arg) {
     pthread_mutex_unlock(&b->lock);
     if (stop)
       break;
-    tl__log(&b->env.log, 6, "%s: searching the frontier in the background", m->cfg.name);
+    tl_log_info(&b->env.log, "%s: searching the frontier in the background", m->cfg.name);
     struct tl_error err = {{0}};
     struct tl_rt_frontier *f = NULL;
     int rc = frontier_obtain(b, m, sc->rt, i, &f, &err);
     if (rc == TL_ECANCELED) {
-      tl__log(&b->env.log, 6, "%s: frontier search stopped; it starts again next time",
-              m->cfg.name);
+      tl_log_info(&b->env.log, "%s: frontier search stopped; it starts again next time",
+                  m->cfg.name);
       break;
     }
     if (rc != 0) {
-      tl__log(&b->env.log, 3, "%s: the frontier search failed, serving the frontier it has: %s",
-              m->cfg.name, err.msg);
+      tl_log_err(&b->env.log, "%s: the frontier search failed, serving the frontier it has: %s",
+                 m->cfg.name, err.msg);
       continue;
     }
     post_frontier(b, sc->rt, i, f);
@@ -918,10 +906,10 @@ static void run_job(struct tl_rt_builder *b, struct job *j) {
       m->needs_search = m->has_calib;
       atomic_store(&m->search_permille, m->has_calib ? 0 : -1); /* -1: no search */
       if (rc == 0 && !m->has_calib)
-        tl__log(&b->env.log, 4,
-                "%s: no calibration data, so no search: serving the smallest and largest "
-                "subnets only",
-                m->cfg.name);
+        tl_log_warn(&b->env.log,
+                    "%s: no calibration data, so no search: serving the smallest and largest "
+                    "subnets only",
+                    m->cfg.name);
     }
     if (rc != 0) {
       char msg[TL_ERROR_MAX + 80];
@@ -930,9 +918,9 @@ static void run_job(struct tl_rt_builder *b, struct job *j) {
       tl_runtime_unref(rt);
       return;
     }
-    tl__log(&b->env.log, 6, "%s: %s frontier of %d subnets with plans for %d workers in %.0f ms",
-            m->cfg.name, m->frontier->provisional ? "provisional" : "cached", m->frontier->n,
-            b->env.workers, ((double)tl_now_ns() - t0) / 1e6);
+    tl_log_info(&b->env.log, "%s: %s frontier of %d subnets with plans for %d workers in %.0f ms",
+                m->cfg.name, m->frontier->provisional ? "provisional" : "cached", m->frontier->n,
+                b->env.workers, ((double)tl_now_ns() - t0) / 1e6);
   }
 
   struct tl_rt_event *ev = calloc(1, sizeof *ev);
@@ -954,7 +942,7 @@ static void run_job(struct tl_rt_builder *b, struct job *j) {
     pthread_t t;
     int e = pthread_create(&t, NULL, search_main, &sc);
     if (e != 0)
-      tl__log(&b->env.log, 3, "cannot start the search thread: %s", strerror(e));
+      tl_log_err(&b->env.log, "cannot start the search thread: %s", strerror(e));
     else
       pthread_join(t, NULL);
   }

@@ -36,25 +36,10 @@
 #include "error.h"
 #include "graph.h"
 #include "latency.h"
+#include "log.h"
 #include "oip.h"
 #include "plan.h"
 #include "supernet.h"
-
-/* ------------------------------------------------------------- logging */
-
-/* The daemon's log: priority is a syslog level (3 error .. 7 debug), msg
- * one line without a newline.  Called from any thread, so fn must be
- * thread-safe.  The modules of daemon/ log through this and never print. */
-typedef void tl_log_fn(void *ctx, int priority, const char *msg);
-
-struct tl_logger {
-  tl_log_fn *fn; /* NULL: nothing is logged */
-  void *ctx;
-};
-
-/* Formats one line and hands it to lg->fn. */
-void tl__log(const struct tl_logger *lg, int priority, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------ frontier */
 

@@ -63,7 +63,7 @@ static void on_written(uv_write_t *w, int status) {
   free(wr);
   c->writes--;
   if (status < 0 && status != UV_ECANCELED)
-    tl__log(&c->srv->env.log, 7, "client write: %s", uv_strerror(status));
+    tl_log_debug(&c->srv->env.log, "client write: %s", uv_strerror(status));
   if (status < 0 || (c->close_after_write && c->writes == 0))
     tl__conn_close(c);
   else if (c->writes == 0 && c->job == NULL)
@@ -95,7 +95,7 @@ int tl__format_response(struct tl_http_buf *out, int status, const char *content
 void tl__queue_write(struct conn *c, struct tl_http_buf *buf, size_t from, int keep_alive) {
   struct write_req *wr = calloc(1, sizeof *wr);
   if (wr == NULL) {
-    tl__log(&c->srv->env.log, 3, "cannot send a response: out of memory");
+    tl_log_err(&c->srv->env.log, "cannot send a response: out of memory");
     tl_http_buf_free(buf);
     tl__conn_close(c);
     return;
@@ -132,7 +132,7 @@ void tl__send_response(struct conn *c, int status, const char *content_type, con
   if (tl__format_response(&buf, status, content_type, body, len, keep_alive,
                           c->http.req.method == TL_HTTP_METHOD_HEAD, headers, n_headers,
                           &err) != 0) {
-    tl__log(&s->env.log, 3, "cannot format a response: %s", err.msg);
+    tl_log_err(&s->env.log, "cannot format a response: %s", err.msg);
     tl_http_buf_free(&buf);
     tl__conn_close(c);
     return;
@@ -250,13 +250,13 @@ static void on_idle(uv_timer_t *t) {
   if (c->job != NULL || c->writes != 0 || c->closing || c->close_after_write)
     return;
   if (c->request_ns != 0) {
-    tl__log(&c->srv->env.log, 7, "closing a connection whose request took over %d ms",
-            c->srv->limits.request_timeout_ms);
+    tl_log_debug(&c->srv->env.log, "closing a connection whose request took over %d ms",
+                 c->srv->limits.request_timeout_ms);
     close_stalled(c, "");
     return;
   }
-  tl__log(&c->srv->env.log, 7, "closing a connection idle for %d ms",
-          c->srv->limits.idle_timeout_ms);
+  tl_log_debug(&c->srv->env.log, "closing a connection idle for %d ms",
+               c->srv->limits.idle_timeout_ms);
   tl__conn_close(c);
 }
 
@@ -325,10 +325,10 @@ static int evict_stalled(struct tl_server *s) {
   }
   if (victim == NULL)
     return 0;
-  tl__log(&s->env.log, 6,
-          "every connection is taken: closing one stalled in its request for %.0f "
-          "ms to admit a new one",
-          (double)(now - victim->request_ns) / 1e6);
+  tl_log_info(&s->env.log,
+              "every connection is taken: closing one stalled in its request for %.0f "
+              "ms to admit a new one",
+              (double)(now - victim->request_ns) / 1e6);
   victim->rejected = 1; /* no longer counted */
   s->n_conns--;
   s->n_evicted++;
@@ -374,7 +374,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   if (nread < 0) {
     if (nread != UV_EOF)
-      tl__log(&c->srv->env.log, 7, "client read: %s", uv_strerror((int)nread));
+      tl_log_debug(&c->srv->env.log, "client read: %s", uv_strerror((int)nread));
     c->eof = 1;
     uv_read_stop(st);
     c->reading = 0;
@@ -390,7 +390,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     /* behind a request in flight; past PENDING_MAX the socket holds the
      * rest until the job is done */
     if (tl__append_pending(c, buf->base, (size_t)nread) != 0) {
-      tl__log(&c->srv->env.log, 3, "out of memory keeping pipelined requests");
+      tl_log_err(&c->srv->env.log, "out of memory keeping pipelined requests");
       c->close_after_write = 1;
       tl__read_stop(c);
     } else if (c->pending_len >= PENDING_MAX) {
@@ -460,7 +460,7 @@ void tl__conn_submitted(struct conn *c, const char *data, size_t n) {
   if (atomic_load(&c->job->lease))
     return;
   if (keep_pending(c, data, n) != 0) {
-    tl__log(&c->srv->env.log, 3, "out of memory keeping pipelined requests");
+    tl_log_err(&c->srv->env.log, "out of memory keeping pipelined requests");
     c->close_after_write = 1;
   }
 }
@@ -512,12 +512,12 @@ void tl__conn_resume(struct conn *c) {
 static void on_connection(uv_stream_t *listener, int status) {
   struct tl_server *s = listener->data;
   if (status < 0) {
-    tl__log(&s->env.log, 4, "accept: %s", uv_strerror(status));
+    tl_log_warn(&s->env.log, "accept: %s", uv_strerror(status));
     return;
   }
   struct conn *c = calloc(1, sizeof *c);
   if (c == NULL) {
-    tl__log(&s->env.log, 3, "out of memory accepting a connection");
+    tl_log_err(&s->env.log, "out of memory accepting a connection");
     return;
   }
   c->srv = s;
@@ -529,14 +529,14 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (e != 0) {
     free(c);
     s->n_allocated--;
-    tl__log(&s->env.log, 3, "accept: %s", uv_strerror(e));
+    tl_log_err(&s->env.log, "accept: %s", uv_strerror(e));
     return;
   }
   c->pipe.data = c;
   c->open_handles = 1;
   if ((e = uv_timer_init(listener->loop, &c->idle)) != 0) {
     uv_close((uv_handle_t *)&c->pipe, conn_free);
-    tl__log(&s->env.log, 3, "accept: %s", uv_strerror(e));
+    tl_log_err(&s->env.log, "accept: %s", uv_strerror(e));
     return;
   }
   c->idle.data = c;
@@ -552,20 +552,20 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (!c->rejected)
     s->n_conns++;
   if ((e = uv_accept(listener, (uv_stream_t *)&c->pipe)) != 0) {
-    tl__log(&s->env.log, 4, "accept: %s", uv_strerror(e));
+    tl_log_warn(&s->env.log, "accept: %s", uv_strerror(e));
     tl__conn_close(c);
     return;
   }
   if (c->rejected) {
-    tl__log(&s->env.log, 4, "refusing a connection: %d open, the limit is %d", s->n_conns,
-            s->limits.max_connections);
+    tl_log_warn(&s->env.log, "refusing a connection: %d open, the limit is %d", s->n_conns,
+                s->limits.max_connections);
     char msg[128];
     snprintf(msg, sizeof msg, "too many connections: the limit is %d", s->limits.max_connections);
     tl__send_error(c, 503, msg, 0);
     return;
   }
   if (tl_http_conn_init(&c->http, &lim, &err) != 0) {
-    tl__log(&s->env.log, 3, "connection: %s", err.msg);
+    tl_log_err(&s->env.log, "connection: %s", err.msg);
     tl__conn_close(c);
     return;
   }
@@ -660,8 +660,8 @@ static int remove_stale(const char *path, struct tl_error *err) {
 static void apply_limits(struct tl_server *s, const struct tl_config_limits *limits) {
   s->limits = *limits;
   if (s->limits.max_header_bytes > TL_HTTP_HEADER_LIMIT_MAX) {
-    tl__log(&s->env.log, 4, "limits.max_header_bytes %zu is over what the HTTP parser takes: %zu",
-            s->limits.max_header_bytes, TL_HTTP_HEADER_LIMIT_MAX);
+    tl_log_warn(&s->env.log, "limits.max_header_bytes %zu is over what the HTTP parser takes: %zu",
+                s->limits.max_header_bytes, TL_HTTP_HEADER_LIMIT_MAX);
     s->limits.max_header_bytes = TL_HTTP_HEADER_LIMIT_MAX;
   }
 }
@@ -757,7 +757,7 @@ void tl_server_drain(struct tl_server *s, void (*done)(void *ctx), void *ctx) {
   if (s->listening) {
     s->listening = 0;
     if (unlink(s->path) != 0 && errno != ENOENT)
-      tl__log(&s->env.log, 4, "%s: %s", s->path, strerror(errno));
+      tl_log_warn(&s->env.log, "%s: %s", s->path, strerror(errno));
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
   }
   for (struct conn *c = s->conns, *next; c != NULL; c = next) {

@@ -242,7 +242,7 @@ static void finish_direct(struct conn *c, struct infer_job *j) {
   if (j->send_errno != 0) {
     if (s->env.metrics != NULL)
       tl_metrics_request(s->env.metrics, c->route, j->req.status);
-    tl__log(&s->env.log, 7, "client write: %s", strerror(j->send_errno));
+    tl_log_debug(&s->env.log, "client write: %s", strerror(j->send_errno));
     tl__conn_close(c);
     return;
   }

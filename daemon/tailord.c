@@ -76,8 +76,6 @@ static void log_line(void *ctx, int priority, const char *msg) {
 
 static const struct tl_logger logger = {log_line, NULL};
 
-#define LOG(prio, ...) tl__log(&logger, prio, __VA_ARGS__)
-
 /* --------------------------------------------------------------- daemon */
 
 struct daemon {
@@ -161,8 +159,9 @@ static void on_builder_event(void *ctx, struct tl_rt_event *ev) {
       tl_controller_set_runtime(d->controller, d->rt);
       tl_runtime_unref(old); /* freed when its last request is done */
     }
-    LOG(6, "serving generation %llu (%d model%s)", (unsigned long long)d->rt->generation,
-        d->rt->n_models, d->rt->n_models == 1 ? "" : "s");
+    tl_log_info(&logger, "serving generation %llu (%d model%s)",
+                (unsigned long long)d->rt->generation, d->rt->n_models,
+                d->rt->n_models == 1 ? "" : "s");
     if (!d->notified_ready || d->reload_generation == ev->generation) {
       sd_notify(0, "READY=1");
       d->notified_ready = 1;
@@ -184,19 +183,19 @@ static void on_builder_event(void *ctx, struct tl_rt_event *ev) {
       tl_controller_frontier_swapped(d->controller, m, old);
       tl_rt_frontier_unref(old);
       tl_runtime_unref(ev->rt);
-      LOG(6, "%s: serving the %s frontier of %d subnets", m->cfg.name,
-          m->frontier->partial ? "search's partial" : "searched", m->frontier->n);
+      tl_log_info(&logger, "%s: serving the %s frontier of %d subnets", m->cfg.name,
+                  m->frontier->partial ? "search's partial" : "searched", m->frontier->n);
     }
     notify_status(d);
     break;
   case TL_RT_EVENT_FAILED:
     if (d->rt == NULL) {
-      LOG(3, "tailord: %s", ev->message);
+      tl_log_err(&logger, "tailord: %s", ev->message);
       begin_shutdown(d, EXIT_FAILURE);
       break;
     }
-    LOG(3, "reload: %s; still serving generation %llu", ev->message,
-        (unsigned long long)d->rt->generation);
+    tl_log_err(&logger, "reload: %s; still serving generation %llu", ev->message,
+               (unsigned long long)d->rt->generation);
     if (d->reload_generation == ev->generation) {
       d->reload_generation = 0;
       sd_notify(0, "READY=1");
@@ -209,7 +208,7 @@ static void on_builder_event(void *ctx, struct tl_rt_event *ev) {
 
 static void report_reload(void *ctx, const char *line) {
   (void)ctx;
-  LOG(3, "%s", line);
+  tl_log_err(&logger, "%s", line);
 }
 
 static int same_string(const char *a, const char *b) {
@@ -222,21 +221,21 @@ static void reload(struct daemon *d, const char *why) {
   if (d->stopping)
     return;
   sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)monotonic_usec());
-  LOG(6, "reloading %s (%s)", d->config_path, why);
+  tl_log_info(&logger, "reloading %s (%s)", d->config_path, why);
   struct tl_config *cfg = NULL;
   struct tl_error err = {{0}};
   if (tl_config_load_report(d->config_path, &cfg, report_reload, NULL, &err) != 0) {
-    LOG(3, "reload: %s has errors; keeping the running configuration", d->config_path);
+    tl_log_err(&logger, "reload: %s has errors; keeping the running configuration", d->config_path);
     sd_notify(0, "READY=1");
     return;
   }
   const struct tl_config *old = d->cfg;
   if (!same_string(old->socket.path, cfg->socket.path) || old->socket.mode != cfg->socket.mode)
-    LOG(4, "reload: socket changes take effect at the next start");
+    tl_log_warn(&logger, "reload: socket changes take effect at the next start");
   if (!same_string(old->database, cfg->database))
-    LOG(4, "reload: database changes take effect at the next start");
+    tl_log_warn(&logger, "reload: database changes take effect at the next start");
   if (old->workers != cfg->workers || old->threads != cfg->threads)
-    LOG(4, "reload: workers and threads change at the next start");
+    tl_log_warn(&logger, "reload: workers and threads change at the next start");
   /* Keep what cannot change while running, so the config in force says
    * what is really used: the new config takes the old strings and the old
    * one, freed below, the new. */
@@ -257,7 +256,7 @@ static void reload(struct daemon *d, const char *why) {
     struct tl_monitor *mon = NULL;
     if (tl_monitor_open(cfg->monitor.root, &mon, &err) != 0 ||
         tl_monitor_set_threads(mon, cfg->workers * cfg->threads, &err) != 0) {
-      LOG(3, "reload: monitor: %s; keeping %s", err.msg, old->monitor.root);
+      tl_log_err(&logger, "reload: monitor: %s; keeping %s", err.msg, old->monitor.root);
       tl_monitor_close(mon);
     } else {
       tl_controller_configure(d->controller, mon, cfg->monitor.interval_ms);
@@ -269,7 +268,7 @@ static void reload(struct daemon *d, const char *why) {
 
   uint64_t gen = d->generation + 1;
   if (tl_rt_builder_submit(d->builder, cfg, gen, &err) != 0) {
-    LOG(3, "reload: %s", err.msg);
+    tl_log_err(&logger, "reload: %s", err.msg);
     tl_config_free(d->cfg);
     d->cfg = cfg;
     sd_notify(0, "READY=1");
@@ -279,7 +278,7 @@ static void reload(struct daemon *d, const char *why) {
   d->reload_generation = gen;
   tl_config_free(d->cfg);
   d->cfg = cfg;
-  LOG(6, "reload: building generation %llu", (unsigned long long)gen);
+  tl_log_info(&logger, "reload: building generation %llu", (unsigned long long)gen);
 }
 
 static void on_debounce(uv_timer_t *t) { reload(t->data, "the file changed"); }
@@ -288,7 +287,7 @@ static void on_config_change(uv_fs_event_t *h, const char *filename, int events,
   (void)events;
   struct daemon *d = h->data;
   if (status < 0) {
-    LOG(4, "watching %s: %s", d->config_dir, uv_strerror(status));
+    tl_log_warn(&logger, "watching %s: %s", d->config_dir, uv_strerror(status));
     return;
   }
   if (filename == NULL || strcmp(filename, d->config_base) != 0)
@@ -301,7 +300,7 @@ static void on_config_change(uv_fs_event_t *h, const char *filename, int events,
 static void watch_config(struct daemon *d) {
   char path[PATH_MAX];
   if (realpath(d->config_path, path) == NULL) {
-    LOG(4, "%s: %s; not watching it for changes", d->config_path, strerror(errno));
+    tl_log_warn(&logger, "%s: %s; not watching it for changes", d->config_path, strerror(errno));
     return;
   }
   char *slash = strrchr(path, '/');
@@ -319,7 +318,8 @@ static void watch_config(struct daemon *d) {
       uv_close((uv_handle_t *)&d->watch, NULL);
   }
   if (e != 0) {
-    LOG(4, "%s: cannot watch for changes: %s; SIGHUP reloads", d->config_dir, uv_strerror(e));
+    tl_log_warn(&logger, "%s: cannot watch for changes: %s; SIGHUP reloads", d->config_dir,
+                uv_strerror(e));
     return;
   }
   d->watching = 1;
@@ -364,7 +364,7 @@ static void on_drained(void *ctx) {
     /* Still busy 5 s after being told to stop (a long batch, a
      * plan being built): exit without it.  The cache stays consistent
      * (each write is a transaction). */
-    LOG(5, "exiting while a frontier search runs; it starts again next time");
+    tl_log_notice(&logger, "exiting while a frontier search runs; it starts again next time");
     d->builder_abandoned = 1;
     sd_notify(0, "STATUS=stopped");
     _exit(d->exit_code);
@@ -378,7 +378,7 @@ static void on_drained(void *ctx) {
   close_if_open((uv_handle_t *)&d->sig_term);
   close_if_open((uv_handle_t *)&d->sig_int);
   close_if_open((uv_handle_t *)&d->sig_hup);
-  LOG(6, "stopped");
+  tl_log_info(&logger, "stopped");
 }
 
 static void begin_shutdown(struct daemon *d, int code) {
@@ -405,10 +405,10 @@ static void on_signal(uv_signal_t *h, int signum) {
     return;
   }
   if (d->stopping) {
-    LOG(5, "%s again: still waiting for requests in flight", strsignal(signum));
+    tl_log_notice(&logger, "%s again: still waiting for requests in flight", strsignal(signum));
     return;
   }
-  LOG(6, "%s: finishing the requests in flight and stopping", strsignal(signum));
+  tl_log_info(&logger, "%s: finishing the requests in flight and stopping", strsignal(signum));
   begin_shutdown(d, EXIT_SUCCESS);
 }
 
@@ -456,17 +456,17 @@ static void open_store(struct daemon *d) {
   struct tl_store_open_report rep;
   const char *path = d->cfg->database;
   if (make_parent(path, &err) != 0 || tl_store_open(path, &d->store, &rep, &err) != 0) {
-    LOG(4, "%s; using a cache in memory, which is lost at exit", err.msg);
+    tl_log_warn(&logger, "%s; using a cache in memory, which is lost at exit", err.msg);
     path = ":memory:";
     if (tl_store_open(path, &d->store, &rep, &err) != 0) {
-      LOG(3, "%s; switch events are not stored", err.msg);
+      tl_log_err(&logger, "%s; switch events are not stored", err.msg);
       d->store = NULL;
     }
   }
   if (d->store != NULL && rep.outcome >= TL_STORE_REBUILT_CORRUPT)
-    LOG(4, "%s", rep.message);
+    tl_log_warn(&logger, "%s", rep.message);
   if (d->store != NULL && tl_store_event_trim(d->store, EVENTS_KEEP, &err) != 0)
-    LOG(4, "trimming the switch events: %s", err.msg);
+    tl_log_warn(&logger, "trimming the switch events: %s", err.msg);
   d->store_path = strdup(path);
 }
 
@@ -526,30 +526,30 @@ int main(int argc, char **argv) {
   }
   int level = d->cfg->log_level + d->verbose;
   atomic_store(&log_level, level > TL_CONFIG_LOG_DEBUG ? TL_CONFIG_LOG_DEBUG : level);
-  LOG(6, "tailord %s starting with %s: %d worker%s x %d engine thread%s", TAILORD_VERSION,
-      d->config_path, d->cfg->workers, d->cfg->workers == 1 ? "" : "s", d->cfg->threads,
-      d->cfg->threads == 1 ? "" : "s");
+  tl_log_info(&logger, "tailord %s starting with %s: %d worker%s x %d engine thread%s",
+              TAILORD_VERSION, d->config_path, d->cfg->workers, d->cfg->workers == 1 ? "" : "s",
+              d->cfg->threads, d->cfg->threads == 1 ? "" : "s");
 
   /* Process-wide, so decided once, before any plan exists. */
   tl_engine_set_threads(d->cfg->threads);
 
   open_store(d);
   if (d->store_path == NULL) {
-    LOG(3, "tailord: out of memory");
+    tl_log_err(&logger, "tailord: out of memory");
     return EXIT_FAILURE;
   }
   if (tl_monitor_open(d->cfg->monitor.root, &d->mon, &err) != 0 ||
       tl_monitor_set_threads(d->mon, d->cfg->workers * d->cfg->threads, &err) != 0) {
-    LOG(3, "tailord: %s", err.msg);
+    tl_log_err(&logger, "tailord: %s", err.msg);
     return EXIT_FAILURE;
   }
   int e = uv_loop_init(&d->loop);
   if (e != 0) {
-    LOG(3, "tailord: event loop: %s", uv_strerror(e));
+    tl_log_err(&logger, "tailord: event loop: %s", uv_strerror(e));
     return EXIT_FAILURE;
   }
   if (tl_metrics_new(&d->metrics) != 0) {
-    LOG(3, "tailord: out of memory");
+    tl_log_err(&logger, "tailord: out of memory");
     return EXIT_FAILURE;
   }
   int rc =
@@ -592,16 +592,16 @@ int main(int argc, char **argv) {
   if (rc == 0)
     rc = tl_server_start(&se, &d->cfg->socket, &d->cfg->limits, &d->server, &err);
   if (rc != 0) {
-    LOG(3, "tailord: %s", err.msg);
+    tl_log_err(&logger, "tailord: %s", err.msg);
     return EXIT_FAILURE;
   }
-  LOG(6, "listening on %s", d->cfg->socket.path);
+  tl_log_info(&logger, "listening on %s", d->cfg->socket.path);
 
   if ((e = start_signal(d, &d->sig_term, SIGTERM)) != 0 ||
       (e = start_signal(d, &d->sig_int, SIGINT)) != 0 ||
       (e = start_signal(d, &d->sig_hup, SIGHUP)) != 0 ||
       (e = uv_timer_init(&d->loop, &d->debounce)) != 0) {
-    LOG(3, "tailord: signals: %s", uv_strerror(e));
+    tl_log_err(&logger, "tailord: signals: %s", uv_strerror(e));
     return EXIT_FAILURE;
   }
   d->debounce.data = d;
@@ -611,11 +611,11 @@ int main(int argc, char **argv) {
     if ((e = uv_timer_init(&d->loop, &d->watchdog)) != 0 ||
         (e = uv_timer_start(&d->watchdog, on_watchdog, 0, wd_usec / 2000 ? wd_usec / 2000 : 1)) !=
             0) {
-      LOG(3, "tailord: watchdog timer: %s", uv_strerror(e));
+      tl_log_err(&logger, "tailord: watchdog timer: %s", uv_strerror(e));
       return EXIT_FAILURE;
     }
     d->watchdog_on = 1;
-    LOG(7, "watchdog: pinging every %llu ms", (unsigned long long)(wd_usec / 2000));
+    tl_log_debug(&logger, "watchdog: pinging every %llu ms", (unsigned long long)(wd_usec / 2000));
   }
 
   if ((d->inject_path = getenv("TAILORD_INJECT_DELAY_FILE")) != NULL) {
@@ -624,23 +624,23 @@ int main(int argc, char **argv) {
       e = uv_timer_start(&d->inject, on_inject, 0, 20);
     }
     if (e != 0) {
-      LOG(3, "tailord: fault injection timer: %s", uv_strerror(e));
+      tl_log_err(&logger, "tailord: fault injection timer: %s", uv_strerror(e));
       return EXIT_FAILURE;
     }
-    LOG(4, "fault injection: requests wait the µs in %s", d->inject_path);
+    tl_log_warn(&logger, "fault injection: requests wait the µs in %s", d->inject_path);
   }
 
   d->generation = 1;
   notify_status(d);
   if (tl_rt_builder_submit(d->builder, d->cfg, d->generation, &err) != 0) {
-    LOG(3, "tailord: %s", err.msg);
+    tl_log_err(&logger, "tailord: %s", err.msg);
     return EXIT_FAILURE;
   }
 
   uv_run(&d->loop, UV_RUN_DEFAULT);
 
   if ((e = uv_loop_close(&d->loop)) != 0)
-    LOG(4, "event loop: %s", uv_strerror(e));
+    tl_log_warn(&logger, "event loop: %s", uv_strerror(e));
   tl_monitor_close(d->mon);
   tl_store_close(d->store);
   tl_metrics_free(d->metrics);

@@ -107,7 +107,7 @@ static struct {
 
 static void on_log(void *ctx, int priority, const char *msg) {
   (void)ctx;
-  if (priority <= 3 && getenv("FUZZ_SERVER_LOG") != NULL)
+  if (priority <= TL_LOG_ERR && getenv("FUZZ_SERVER_LOG") != NULL)
     fprintf(stderr, "tailord: %s\n", msg);
 }
 
