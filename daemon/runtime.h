@@ -183,7 +183,7 @@ struct tl_rt_model *tl_runtime_model(struct tl_runtime *rt, const char *name);
 /* 1 when every model has a frontier with plans. */
 int tl_runtime_ready(const struct tl_runtime *rt);
 
-/* ------------------------------------------------------------ requests */
+/* ------------------------------------------------ requests (request.c) */
 
 /* One inference request as it goes from the loop to a worker and back.
  * The loop fills the first part (tl_rt_request_admit), a worker the
@@ -249,7 +249,7 @@ void tl_rt_request_release(struct tl_rt_request *req);
  * compute does not, like a wait for a CPU); 0 stops it.  Any thread. */
 void tl_rt_inject_delay(long us);
 
-/* -------------------------------------------------------------- builder */
+/* ------------------------------------------------- builder (builder.c) */
 
 /* The builder: one thread that turns configs into generations, and one
  * more, at low priority, for the frontier searches a generation needs.

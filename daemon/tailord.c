@@ -14,7 +14,7 @@
  * monitor, signals, sd_notify, and the shutdown that lets requests in
  * flight finish.  Threads: the libuv loop (this file, the server, the
  * controller), the inference workers (workers.c), and the builder with its
- * search thread (runtime.c).
+ * search thread (builder.c).
  */
 #include <errno.h>
 #include <getopt.h>
