@@ -15,8 +15,9 @@
 
 #include "error.h"
 #include "graph.h"
-#include "plan.h"
 #include "tensor.h"
+
+struct tl_plan;
 
 /* ---------------------------------------------------------- activations */
 
@@ -62,9 +63,10 @@ struct tl_ukr {
 /* Strides above this use im2col (the implicit GEMM keeps a plane per phase). */
 #define TL_MAX_PHASES 8
 
-/* y = A x for A m x k (row stride lda): split over the engine's threads
- * when large (kernel_gemm.c). */
-void tl__gemv(const float *a, int64_t lda, int64_t m, int64_t k, const float *x, float *y);
+/* y = A x for A m x k (row stride lda): split over up to `threads`
+ * threads when large (kernel_gemm.c). */
+void tl__gemv(const float *a, int64_t lda, int64_t m, int64_t k, const float *x, float *y,
+              int threads);
 
 /* Picks the micro-kernel for a GEMM with n output columns; tall allows a
  * taller tile, for A packed as tl__gemm_panels reads it. */
@@ -228,6 +230,7 @@ struct tl_gemm_params {
   int64_t c_rs, c_cs; /* C's row/column strides (broadcast = 0) */
   int has_c;
   int reference; /* sgemm even for one row */
+  int nt;        /* threads of the plan (the one-row product splits over them) */
 };
 
 struct tl_matmul_params {
@@ -322,15 +325,27 @@ struct tl_step {
   } p;
 };
 
+/* Memory that lives as long as its owner (a plan): blocks freed together
+ * by tl__mem_free (op.c). */
+struct tl_mem_block;
+struct tl_mem {
+  struct tl_mem_block *blocks;
+  size_t bytes; /* allocated, block headers included */
+};
+
+/* Alignment of a plan's arena and scratch, in bytes. */
+#define TL_ARENA_ALIGN 64
+
 /* What a prepare function gets.  in[] of the step have dtype and shape
  * set, and data set for constants; prepare fills out[] shapes and dtypes,
  * sets step->run, and may mark the outputs constant (filling their data
- * from tl__plan_alloc) by setting out_const. */
+ * from tl__mem_alloc(c->mem)) by setting out_const. */
 struct tl_prep {
   const struct tl_graph *g;
   const struct tl_node *node;
   struct tl_step *step;
-  struct tl_plan *plan;
+  struct tl_mem *mem; /* the plan's: what prepare allocates lives as long */
+  int threads;        /* the plan's thread count: kernels split over at most this */
   struct tl_error *err;
   int reference; /* use reference kernels */
   /* Conv only: when its weights are a view into a larger tensor (a
@@ -346,12 +361,18 @@ struct tl_prep {
 
 typedef int (*tl_prepare_fn)(struct tl_prep *c);
 
+/* The prepare function of op from the op table, or NULL (Constant, which
+ * the loader turns into values) (op.c). */
+tl_prepare_fn tl__op_prepare(enum tl_op op);
+
 /* Fails with "<label>: <message>". */
 int tl__prep_fail(struct tl_prep *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Zeroed memory that lives as long as the plan; NULL when out of memory. */
-void *tl__plan_alloc(struct tl_plan *plan, size_t bytes);
+/* Zeroed memory that lives until tl__mem_free(mem); NULL when out of
+ * memory.  tl__mem_free frees all of it and leaves mem empty. */
+void *tl__mem_alloc(struct tl_mem *mem, size_t bytes);
+void tl__mem_free(struct tl_mem *mem);
 
 /* Attribute readers: absent -> *out = def and 0; wrong type -> error. */
 int tl__attr_int(struct tl_prep *c, const char *name, int64_t def, int64_t *out);
@@ -466,6 +487,41 @@ struct tl_bn_stats;
 int tl__subnet_view(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
                     const struct tl_bn_stats *bn, struct tl_plan_view *view);
 
+/* ---------------------------------------------------------------- plans */
+
+/* A value as one plan sees it. */
+struct tl_plan_value {
+  enum tl_dtype dtype;
+  struct tl_shape shape;
+  void *data; /* constants: the graph's or plan-owned */
+  int is_const;
+  int defined;     /* a runtime input or the output of an earlier step */
+  int root;        /* the value whose buffer this one uses (itself if owner) */
+  int first, last; /* steps that define and last use the buffer (roots) */
+  size_t offset;   /* into the arena (roots) */
+};
+
+/* A plan (plan.h): plan.c builds and runs it, plan_info.c describes it. */
+struct tl_plan {
+  const struct tl_graph *g;
+  int n_vals;
+  struct tl_plan_value *vals;
+  int n_steps, cap_steps;
+  struct tl_step *steps;
+  int n_inputs, n_outputs;
+  struct tl_tensor *inputs, *outputs; /* bound descriptors */
+  int *input_vals, *output_vals;
+  void *arena;
+  size_t arena_bytes;
+  void *scratch;
+  size_t scratch_bytes;
+  struct tl_mem mem; /* plan-owned: steps' parameters, BN vectors, ... */
+  int threads;       /* the engine's thread count when the plan was built */
+  int64_t macs;
+  int64_t weight_elems;
+  int resized; /* value that holds the resized input (view->resize_*), or -1 */
+};
+
 /* The shape value v has in plan (a subnet's sliced channels, its
  * resolution), or NULL if the plan never defines it (plan.c). */
 const struct tl_shape *tl__plan_value_shape(const struct tl_plan *plan, int v);
@@ -497,16 +553,17 @@ int tl__plan_bn_collected(const struct tl_plan *plan, int node, const double **s
  * The step's pool params give n, c, h, w, oh, ow. */
 void tl__run_resize(const struct tl_step *s, void *scratch);
 
-/* The engine's thread count (plan.c). */
-extern int tl__threads;
-
-/* The engine's thread pool (kernel_parallel.c).  tl__parallel_reserve
+/* The engine's thread pool (kernel_parallel.c).  tl__parallel_set_threads
+ * sets the engine's thread count (n >= 1), which tl__parallel_max_threads
+ * returns and plans take when they are built.  tl__parallel_reserve
  * makes sure n - 1 workers exist (plan build time; TL_ENOMEM if some
  * could not start: sections then use fewer).  tl__parallel_threads is the
  * number of shares a section should have now: at most want, the engine's
  * thread count and 1 + the workers.  tl__parallel_run calls fn(ctx, i, n)
  * for every i in [0, n), share 0 on the calling thread, and returns when
  * all are done; it never allocates. */
+void tl__parallel_set_threads(int n);
+int tl__parallel_max_threads(void);
 int tl__parallel_reserve(int n);
 int tl__parallel_threads(int want);
 void tl__parallel_run(int n, void (*fn)(void *ctx, int i, int n), void *ctx);

@@ -318,7 +318,7 @@ int tl__gemm_conv_prepare(struct tl_prep *c, struct tl_conv_params *p, size_t *s
   const int64_t buf = gemm_buf_floats(p);
   if (buf > INT32_MAX / 2 || cg * p->g_plane > INT32_MAX / 2)
     return TL_EUNSUPPORTED; /* offsets are int32: the caller uses im2col */
-  int32_t *boff = tl__plan_alloc(c->plan, (size_t)(2 * kdim) * sizeof *boff);
+  int32_t *boff = tl__mem_alloc(c->mem, (size_t)(2 * kdim) * sizeof *boff);
   if (boff == NULL)
     return TL_ENOMEM;
   for (int64_t ci = 0, k = 0; ci < cg; ci++)
@@ -339,7 +339,7 @@ int tl__gemm_conv_prepare(struct tl_prep *c, struct tl_conv_params *p, size_t *s
   rows = rows < 1 ? 1 : (rows > p->oh ? p->oh : rows);
   p->nb = rows * p->g_wq;
   /* scratch: the padded planes, then per thread a C block and a panel. */
-  p->nt = tl__threads;
+  p->nt = c->threads;
   if (p->nt > 1 && tl__parallel_reserve(p->nt) != 0)
     p->nt = tl__parallel_threads(p->nt);
   *scratch = (size_t)buf * sizeof(float) + (size_t)p->nt * gemm_thread_bytes(p);
@@ -493,10 +493,10 @@ static void gemv_share(void *ctx, int i, int n) {
  * block's few hundred multiply-adds). */
 #define GEMV_SPLIT_MACS 65536
 
-void tl__gemv(const float *a, int64_t lda, int64_t m, int64_t k, const float *x, float *y) {
+void tl__gemv(const float *a, int64_t lda, int64_t m, int64_t k, const float *x, float *y,
+              int threads) {
   struct gemv_job job = {a, x, lda, m, k, y};
-  tl__parallel_run(m * k >= GEMV_SPLIT_MACS ? tl__parallel_threads(tl__threads) : 1, gemv_share,
-                   &job);
+  tl__parallel_run(m * k >= GEMV_SPLIT_MACS ? tl__parallel_threads(threads) : 1, gemv_share, &job);
 }
 
 double tl__gemv_busiest(int64_t m, int64_t k, int n) {
@@ -510,7 +510,7 @@ static void gemv_conv(const struct tl_conv_params *p, const float *x, const floa
   for (int64_t n = 0; n < p->n; n++)
     for (int64_t g = 0; g < p->group; g++) {
       float *yg = y + n * p->m + g * mg;
-      tl__gemv(w + g * mg * p->ldw, p->ldw, mg, cg, x + n * p->c + g * cg, yg);
+      tl__gemv(w + g * mg * p->ldw, p->ldw, mg, cg, x + n * p->c + g * cg, yg, p->nt);
       tl__conv_epilogue(p, shift, g * mg, mg, 1, 1, yg, 1, 0, yg, 1, 0,
                         res ? res + n * p->m + g * mg : NULL);
     }

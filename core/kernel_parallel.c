@@ -1,6 +1,7 @@
 /*
  * kernel_parallel.c - the engine's own small thread pool, for splitting
- * one kernel's work over tl_engine_set_threads() threads.
+ * one kernel's work over tl_engine_set_threads() threads.  It keeps that
+ * count; a plan takes it when it is built and hands it to its steps.
  *
  * Workers are created when a plan is built (tl__parallel_reserve), never
  * on the inference path, and live as long as the process.  A parallel
@@ -58,6 +59,10 @@ static struct pool pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .wake = PTHREAD_COND_INITIALIZER,
 };
+
+/* The engine's thread count (tl_engine_set_threads): set before plans
+ * are built and run, never while one runs, so it needs no lock. */
+static int pool_threads = 1;
 
 /* Claims and runs shares of generation gen until none is left (or the
  * section is over); returns how many this thread ran. */
@@ -129,8 +134,12 @@ int tl__parallel_reserve(int n) {
   return rc;
 }
 
+void tl__parallel_set_threads(int n) { pool_threads = n; }
+
+int tl__parallel_max_threads(void) { return pool_threads; }
+
 int tl__parallel_threads(int want) {
-  int n = tl__threads < want ? tl__threads : want;
+  int n = pool_threads < want ? pool_threads : want;
   const int have = 1 + __atomic_load_n(&pool.n_workers, __ATOMIC_ACQUIRE);
   n = n < have ? n : have;
   return n < 1 ? 1 : n;

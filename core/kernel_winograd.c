@@ -104,8 +104,8 @@ int tl__winograd_prepare(struct tl_prep *c, struct tl_conv_params *p, size_t *sc
    * the plan sees them (rows of ldw floats). */
   /* Per position, filters in panels of mr rows, the last one padded. */
   const int64_t mr = p->w_ukr.mr, mp = (p->m + mr - 1) / mr * mr;
-  float *u = tl__plan_alloc(c->plan, (size_t)(NPOS * mp * p->c) * sizeof *u);
-  int32_t *boff = tl__plan_alloc(c->plan, (size_t)p->c * sizeof *boff);
+  float *u = tl__mem_alloc(c->mem, (size_t)(NPOS * mp * p->c) * sizeof *u);
+  int32_t *boff = tl__mem_alloc(c->mem, (size_t)p->c * sizeof *boff);
   if (u == NULL || boff == NULL)
     return TL_ENOMEM;
   const float *w = p->weight;
@@ -127,7 +127,7 @@ int tl__winograd_prepare(struct tl_prep *c, struct tl_conv_params *p, size_t *sc
     boff[ci] = (int32_t)(ci * p->w_ntp);
   p->w_u = u;
   p->w_boff = boff;
-  p->nt = tl__threads;
+  p->nt = c->threads;
   if (p->nt > 1 && tl__parallel_reserve(p->nt) != 0)
     p->nt = tl__parallel_threads(p->nt);
   *scratch = (size_t)(wino_shared_floats(p) + p->nt * wino_thread_floats(p)) * sizeof(float);

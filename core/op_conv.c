@@ -512,8 +512,8 @@ static int prepare_conv_stats(struct tl_prep *c) {
   if (vw->collect_conv) {
     if (p->oh * p->ow <= 1 || feeds_bn(c->g, c->node))
       return 0;
-    struct tl_conv_collect *cc = tl__plan_alloc(c->plan, sizeof *cc);
-    double *sums = tl__plan_alloc(c->plan, 2 * (size_t)p->m * sizeof(double));
+    struct tl_conv_collect *cc = tl__mem_alloc(c->mem, sizeof *cc);
+    double *sums = tl__mem_alloc(c->mem, 2 * (size_t)p->m * sizeof(double));
     if (cc == NULL || sums == NULL)
       return tl__prep_fail(c, TL_ENOMEM, "out of memory");
     cc->run = s->run;
@@ -531,8 +531,8 @@ static int prepare_conv_stats(struct tl_prep *c) {
     return 0;
   if (p->has_bias && s->in[2].data == NULL)
     return tl__prep_fail(c, TL_EUNSUPPORTED, "recalibrated statistics need a constant bias");
-  float *scale = tl__plan_alloc(c->plan, (size_t)p->m * sizeof(float));
-  float *shift = tl__plan_alloc(c->plan, (size_t)p->m * sizeof(float));
+  float *scale = tl__mem_alloc(c->mem, (size_t)p->m * sizeof(float));
+  float *shift = tl__mem_alloc(c->mem, (size_t)p->m * sizeof(float));
   if (scale == NULL || shift == NULL)
     return tl__prep_fail(c, TL_ENOMEM, "out of memory");
   const float *bias = p->has_bias ? s->in[2].data : NULL;
@@ -607,7 +607,7 @@ int tl__prepare_conv(struct tl_prep *c) {
     p->kind = TL_CONV_DEPTHWISE;
     s->run = run_conv_depthwise;
     const struct tl_window win = conv_window(p);
-    p->nt = tl__threads;
+    p->nt = c->threads;
     if (p->nt > 1 && tl__parallel_reserve(p->nt) != 0)
       p->nt = tl__parallel_threads(p->nt);
     s->scratch_bytes = tl__window_scratch_bytes(&win, p->nt);
@@ -719,7 +719,7 @@ int tl__conv_fuse_dw(struct tl_prep *c, const int *consumer, char *absorbed, int
   size_t scratch;
   if (tl__expand_dw_prepare(&s->p.conv, d, &scratch) != 0)
     return 0;
-  struct tl_conv_params *keep = tl__plan_alloc(c->plan, sizeof *keep);
+  struct tl_conv_params *keep = tl__mem_alloc(c->mem, sizeof *keep);
   if (keep == NULL)
     return 0; /* unfused still runs */
   *keep = *d;
@@ -808,8 +808,8 @@ int tl__conv_fuse_bn(struct tl_prep *c, const struct tl_node *bn) {
       return TL_EUNSUPPORTED;
     bias = s->in[2].data;
   }
-  float *scale = tl__plan_alloc(c->plan, (size_t)p->m * sizeof(float));
-  float *shift = tl__plan_alloc(c->plan, (size_t)p->m * sizeof(float));
+  float *scale = tl__mem_alloc(c->mem, (size_t)p->m * sizeof(float));
+  float *shift = tl__mem_alloc(c->mem, (size_t)p->m * sizeof(float));
   if (scale == NULL || shift == NULL)
     return TL_ENOMEM;
   const float *gam = params[0].data, *beta = params[1].data, *mean = params[2].data,
@@ -905,9 +905,9 @@ int tl__prepare_batchnorm(struct tl_prep *c) {
   const int bi = (int)(c->node - c->g->nodes);
   if (vw != NULL && vw->collect_bn) {
     const size_t ch = (size_t)xs->dims[1];
-    s->p.unary.sum_mean = tl__plan_alloc(c->plan, ch * sizeof(double));
-    s->p.unary.sum_var = tl__plan_alloc(c->plan, ch * sizeof(double));
-    s->p.unary.batches = tl__plan_alloc(c->plan, sizeof(int));
+    s->p.unary.sum_mean = tl__mem_alloc(c->mem, ch * sizeof(double));
+    s->p.unary.sum_var = tl__mem_alloc(c->mem, ch * sizeof(double));
+    s->p.unary.batches = tl__mem_alloc(c->mem, sizeof(int));
     if (!s->p.unary.sum_mean || !s->p.unary.sum_var || !s->p.unary.batches)
       return tl__prep_fail(c, TL_ENOMEM, "out of memory");
     s->run = run_batchnorm_collect;

@@ -127,7 +127,7 @@ int tl__prepare_pool(struct tl_prep *c) {
     if (!c->reference && !(s->n_out > 1 && s->out_val[1] >= 0)) {
       const struct tl_window win = pool_window(p);
       s->run = run_maxpool_fast;
-      p->nt = tl__threads;
+      p->nt = c->threads;
       if (p->nt > 1 && tl__parallel_reserve(p->nt) != 0)
         p->nt = tl__parallel_threads(p->nt);
       s->scratch_bytes = tl__window_scratch_bytes(&win, p->nt);

@@ -217,7 +217,7 @@ int tl__prepare_shape(struct tl_prep *c) {
   start = start < 0 ? 0 : (start > in->ndim ? in->ndim : start);
   end = end < 0 ? 0 : (end > in->ndim ? in->ndim : end);
   int64_t n = end > start ? end - start : 0;
-  int64_t *v = tl__plan_alloc(c->plan, (size_t)(n ? n : 1) * sizeof *v);
+  int64_t *v = tl__mem_alloc(c->mem, (size_t)(n ? n : 1) * sizeof *v);
   if (v == NULL)
     return tl__prep_fail(c, TL_ENOMEM, "out of memory");
   for (int64_t i = 0; i < n; i++)
@@ -379,7 +379,7 @@ static void run_gemm(const struct tl_step *s, void *scratch) {
     const int inc = p->trans_a ? (int)p->lda : 1;
     if (p->trans_b && inc == 1) {
       float *t = scratch;
-      tl__gemv(s->in[1].data, p->ldb, p->n, p->k, s->in[0].data, t);
+      tl__gemv(s->in[1].data, p->ldb, p->n, p->k, s->in[0].data, t, p->nt);
       for (int64_t j = 0; j < p->n; j++)
         y[j] = p->alpha * t[j] + (p->has_c ? beta * y[j] : 0.f);
       return;
@@ -415,6 +415,7 @@ int tl__prepare_gemm(struct tl_prep *c) {
                          bs->ndim);
   p->trans_a = ta != 0, p->trans_b = tb != 0;
   p->reference = c->reference;
+  p->nt = c->threads;
   p->m = ta ? as->dims[1] : as->dims[0];
   p->k = ta ? as->dims[0] : as->dims[1];
   int64_t kb = tb ? bs->dims[1] : bs->dims[0];

@@ -3,7 +3,7 @@
  *
  * TL_OP_MAP generates the enum and the ONNX name of each op so that the two
  * cannot drift apart; the prepare/run pair of each op lives in core/op_*.c
- * and is listed in plan.c's op table.
+ * and is listed in op.c's op table.
  */
 #ifndef TL_OPS_H
 #define TL_OPS_H

@@ -8,6 +8,11 @@
  * arena by liveness: two buffers share bytes only if no step reads or
  * writes both.  Run calls each step's kernel in order.
  *
+ * The plan takes the engine's thread count when it is built and hands it,
+ * with the plan's own memory, to every prepare function (struct tl_prep):
+ * ops and kernels never reach back into the plan (op.c holds the op
+ * table they are called from).
+ *
  * Invariant: after build, every step's in[]/out[] data pointers are bound
  * (into the arena, the graph's constants or plan-owned constants), so run
  * does no lookups and no allocation.
@@ -16,7 +21,6 @@
 
 #include <assert.h>
 #include <cblas.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,208 +29,14 @@
 #include "clock.h"
 #include "internal.h"
 
-#define ARENA_ALIGN 64
-
-/* A value as one plan sees it. */
-struct pval {
-  enum tl_dtype dtype;
-  struct tl_shape shape;
-  void *data; /* constants: the graph's or plan-owned */
-  int is_const;
-  int defined;     /* a runtime input or the output of an earlier step */
-  int root;        /* the value whose buffer this one uses (itself if owner) */
-  int first, last; /* steps that define and last use the buffer (roots) */
-  size_t offset;   /* into the arena (roots) */
-};
-
-struct mem_block {
-  struct mem_block *next;
-  max_align_t data[];
-};
-
-struct tl_plan {
-  const struct tl_graph *g;
-  int n_vals;
-  struct pval *vals;
-  int n_steps, cap_steps;
-  struct tl_step *steps;
-  int n_inputs, n_outputs;
-  struct tl_tensor *inputs, *outputs; /* bound descriptors */
-  int *input_vals, *output_vals;
-  void *arena;
-  size_t arena_bytes;
-  void *scratch;
-  size_t scratch_bytes;
-  struct mem_block *blocks;
-  int64_t macs;
-  int64_t weight_elems;
-  size_t meta_bytes; /* tl__plan_alloc'd bytes: steps' parameters, BN vectors, ... */
-  int resized;       /* value that holds the resized input (view->resize_*), or -1 */
-};
-
-int tl__threads = 1;
-
-/* ---------------------------------------------------------- op table */
-
-static const char *const op_names[] = {
-#define TL__OP_NAME(e, name) name,
-    TL_OP_MAP(TL__OP_NAME)
-#undef TL__OP_NAME
-};
-_Static_assert(sizeof op_names / sizeof op_names[0] == TL_OP_COUNT, "every op needs a name");
-
-static const tl_prepare_fn op_prepare[TL_OP_COUNT] = {
-    [TL_OP_CONV] = tl__prepare_conv,
-    [TL_OP_BATCHNORM] = tl__prepare_batchnorm,
-    [TL_OP_RELU] = tl__prepare_unary,
-    [TL_OP_CLIP] = tl__prepare_unary,
-    [TL_OP_HARDSWISH] = tl__prepare_unary,
-    [TL_OP_HARDSIGMOID] = tl__prepare_unary,
-    [TL_OP_SIGMOID] = tl__prepare_unary,
-    [TL_OP_ADD] = tl__prepare_binary,
-    [TL_OP_SUB] = tl__prepare_binary,
-    [TL_OP_MUL] = tl__prepare_binary,
-    [TL_OP_DIV] = tl__prepare_binary,
-    [TL_OP_MAXPOOL] = tl__prepare_pool,
-    [TL_OP_AVGPOOL] = tl__prepare_pool,
-    [TL_OP_GLOBALAVGPOOL] = tl__prepare_global_avgpool,
-    [TL_OP_FLATTEN] = tl__prepare_reshape,
-    [TL_OP_RESHAPE] = tl__prepare_reshape,
-    [TL_OP_GEMM] = tl__prepare_gemm,
-    [TL_OP_MATMUL] = tl__prepare_matmul,
-    [TL_OP_CONCAT] = tl__prepare_concat,
-    [TL_OP_SOFTMAX] = tl__prepare_softmax,
-    [TL_OP_IDENTITY] = tl__prepare_reshape,
-    [TL_OP_DROPOUT] = tl__prepare_reshape,
-    [TL_OP_CONSTANT] = NULL, /* turned into constants by the loader */
-    [TL_OP_SHAPE] = tl__prepare_shape,
-    [TL_OP_GATHER] = tl__prepare_gather,
-    [TL_OP_UNSQUEEZE] = tl__prepare_reshape,
-    [TL_OP_SQUEEZE] = tl__prepare_reshape,
-    [TL_OP_RESIZE] = tl__prepare_resize,
-};
-
-const char *tl_op_name(enum tl_op op) {
-  if ((unsigned)op >= TL_OP_COUNT)
-    return "?";
-  return op_names[op];
-}
-
-enum tl_op tl_op_lookup(const char *name) {
-  for (int i = 0; i < TL_OP_COUNT; i++)
-    if (strcmp(op_names[i], name) == 0)
-      return (enum tl_op)i;
-  return TL_OP_COUNT;
-}
-
 void tl_engine_set_threads(int n) {
   if (n <= 0)
     n = 1;
-  tl__threads = n;
+  tl__parallel_set_threads(n);
   openblas_set_num_threads(n);
 }
 
-int tl_engine_threads(void) { return tl__threads; }
-
-/* ----------------------------------------------------- prepare helpers */
-
-void *tl__plan_alloc(struct tl_plan *plan, size_t bytes) {
-  if (bytes > SIZE_MAX - sizeof(struct mem_block) - ARENA_ALIGN)
-    return NULL;
-  struct mem_block *b = calloc(1, sizeof *b + bytes + 1);
-  if (b == NULL)
-    return NULL;
-  b->next = plan->blocks;
-  plan->blocks = b;
-  plan->meta_bytes += sizeof *b + bytes;
-  return b->data;
-}
-
-int tl__prep_fail(struct tl_prep *c, int code, const char *fmt, ...) {
-  if (c->err == NULL)
-    return code;
-  char msg[TL_ERROR_MAX];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return tl_fail(c->err, code, "%s: %s", c->label, msg);
-}
-
-static const struct tl_attr *find_attr(struct tl_prep *c, const char *name, enum tl_attr_type want,
-                                       int *rc) {
-  const struct tl_attr *a = tl_node_attr(c->node, name);
-  *rc = 0;
-  if (a != NULL && a->type != want) {
-    *rc = tl__prep_fail(c, TL_EFORMAT, "attribute \"%s\" has the wrong type", name);
-    return NULL;
-  }
-  return a;
-}
-
-int tl__attr_int(struct tl_prep *c, const char *name, int64_t def, int64_t *out) {
-  int rc;
-  const struct tl_attr *a = find_attr(c, name, TL_ATTR_INT, &rc);
-  *out = a ? a->i : def;
-  return rc;
-}
-
-int tl__attr_float(struct tl_prep *c, const char *name, float def, float *out) {
-  int rc;
-  const struct tl_attr *a = find_attr(c, name, TL_ATTR_FLOAT, &rc);
-  *out = a ? a->f : def;
-  return rc;
-}
-
-int tl__attr_ints(struct tl_prep *c, const char *name, const int64_t **out, int *n) {
-  int rc;
-  const struct tl_attr *a = find_attr(c, name, TL_ATTR_INTS, &rc);
-  *out = a ? a->ints : NULL;
-  *n = a ? a->n : 0;
-  return rc;
-}
-
-int tl__attr_string(struct tl_prep *c, const char *name, const char *def, const char **out) {
-  int rc;
-  const struct tl_attr *a = find_attr(c, name, TL_ATTR_STRING, &rc);
-  *out = a ? a->s : def;
-  return rc;
-}
-
-int tl__need_float(struct tl_prep *c, int i) {
-  if (i >= c->step->n_in || c->step->in_val[i] < 0)
-    return tl__prep_fail(c, TL_EFORMAT, "input %d is missing", i);
-  if (c->step->in[i].dtype != TL_DTYPE_FLOAT32)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "input %d is %s; only float32 is supported", i,
-                         tl_dtype_name(c->step->in[i].dtype));
-  return 0;
-}
-
-int tl__const_ints(struct tl_prep *c, int i, int64_t *vals, int max, int *n) {
-  if (i >= c->step->n_in || c->step->in_val[i] < 0)
-    return tl__prep_fail(c, TL_EFORMAT, "input %d is missing", i);
-  const struct tl_tensor *t = &c->step->in[i];
-  if (t->data == NULL)
-    return tl__prep_fail(c, TL_EUNSUPPORTED,
-                         "input %d must be constant (computed shapes are not supported)", i);
-  if (t->dtype != TL_DTYPE_INT64 && t->dtype != TL_DTYPE_INT32)
-    return tl__prep_fail(c, TL_EFORMAT, "input %d must be int64, not %s", i,
-                         tl_dtype_name(t->dtype));
-  int64_t cnt = tl_shape_numel(&t->shape);
-  if (cnt < 0 || cnt > max)
-    return tl__prep_fail(c, TL_EUNSUPPORTED, "input %d has %lld values (at most %d)", i,
-                         (long long)cnt, max);
-  for (int64_t k = 0; k < cnt; k++)
-    vals[k] =
-        t->dtype == TL_DTYPE_INT64 ? ((const int64_t *)t->data)[k] : ((const int32_t *)t->data)[k];
-  *n = (int)cnt;
-  return 0;
-}
-
-void tl__run_alias(const struct tl_step *s, void *scratch) {
-  (void)s;
-  (void)scratch;
-}
+int tl_engine_threads(void) { return tl__parallel_max_threads(); }
 
 /* ---------------------------------------------------------------- build */
 
@@ -246,7 +56,7 @@ static int init_inputs(struct tl_plan *p, const struct tl_plan_options *opts,
   for (int i = 0; i < g->n_inputs; i++) {
     int v = g->inputs[i];
     const struct tl_value *gv = &g->values[v];
-    struct pval *pv = &p->vals[v];
+    struct tl_plan_value *pv = &p->vals[v];
     char want[96], have[96];
     if (gv->dtype != TL_DTYPE_FLOAT32 && gv->dtype != TL_DTYPE_INT64 &&
         gv->dtype != TL_DTYPE_UNDEFINED)
@@ -320,7 +130,7 @@ static int alloc_const_outputs(struct tl_plan *p, struct tl_step *s) {
       continue;
     int64_t n = tl_shape_numel(&s->out[k].shape);
     size_t bytes = (size_t)n * tl_dtype_size(s->out[k].dtype);
-    if (n < 0 || (s->out[k].data = tl__plan_alloc(p, bytes)) == NULL)
+    if (n < 0 || (s->out[k].data = tl__mem_alloc(&p->mem, bytes)) == NULL)
       return TL_ENOMEM;
   }
   return 0;
@@ -446,7 +256,7 @@ static int add_resize_step(struct tl_plan *p, const struct tl_plan_view *view,
                            struct tl_error *err) {
   const struct tl_graph *g = p->g;
   int in = g->inputs[0], out = g->n_values;
-  const struct pval *pin = &p->vals[in];
+  const struct tl_plan_value *pin = &p->vals[in];
   if (pin->shape.ndim != 4 || pin->dtype != TL_DTYPE_FLOAT32)
     return tl_fail(err, TL_EUNSUPPORTED, "%s: only NCHW float32 inputs can be resized", g->path);
   struct tl_step s;
@@ -454,10 +264,10 @@ static int add_resize_step(struct tl_plan *p, const struct tl_plan_view *view,
   s.op = TL_OP_COUNT;
   s.node = 0;
   s.n_in = s.n_out = 1;
-  s.in_val = tl__plan_alloc(p, sizeof *s.in_val);
-  s.out_val = tl__plan_alloc(p, sizeof *s.out_val);
-  s.in = tl__plan_alloc(p, sizeof *s.in);
-  s.out = tl__plan_alloc(p, sizeof *s.out);
+  s.in_val = tl__mem_alloc(&p->mem, sizeof *s.in_val);
+  s.out_val = tl__mem_alloc(&p->mem, sizeof *s.out_val);
+  s.in = tl__mem_alloc(&p->mem, sizeof *s.in);
+  s.out = tl__mem_alloc(&p->mem, sizeof *s.out);
   if (!s.in_val || !s.out_val || !s.in || !s.out)
     return plan_fail_nomem(p, err);
   snprintf(s.kind, sizeof s.kind, "Resize");
@@ -471,7 +281,7 @@ static int add_resize_step(struct tl_plan *p, const struct tl_plan_view *view,
   s.in[0] = (struct tl_tensor){TL_DTYPE_FLOAT32, pin->shape, NULL};
   s.out[0] = (struct tl_tensor){TL_DTYPE_FLOAT32, {4, {pp->n, pp->c, pp->oh, pp->ow}}, NULL};
   s.run = tl__run_resize;
-  struct pval *pv = &p->vals[out];
+  struct tl_plan_value *pv = &p->vals[out];
   pv->dtype = TL_DTYPE_FLOAT32;
   pv->shape = s.out[0].shape;
   pv->defined = 1;
@@ -488,6 +298,7 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
   char *absorbed = calloc((size_t)g->n_nodes + 1, 1);
   if (consumer == NULL || absorbed == NULL)
     goto done;
+  /* Each value's first consumer, for fusion. */
   for (int v = 0; v < g->n_values; v++)
     consumer[v] = -1;
   for (int i = g->n_nodes - 1; i >= 0; i--)
@@ -495,12 +306,14 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
       if (g->nodes[i].in[k] >= 0)
         consumer[g->nodes[i].in[k]] = i;
 
+  /* A subnet at another resolution reads its input resized. */
   const struct tl_plan_view *view = opts != NULL ? opts->view : NULL;
   if (view != NULL && (view->resize_h > 0 || view->resize_w > 0) &&
       (rc = add_resize_step(p, view, err)) != 0)
     goto done;
   rc = TL_ENOMEM;
 
+  /* One step per node (or fused group), in topological order. */
   for (int i = 0; i < g->n_nodes; i++) {
     if (absorbed[i])
       continue;
@@ -511,8 +324,8 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
         int v = node->out[k];
         if (v < 0 || view->alias[v] < 0)
           continue;
-        const struct pval *src = &p->vals[view->alias[v]];
-        struct pval *pv = &p->vals[v];
+        const struct tl_plan_value *src = &p->vals[view->alias[v]];
+        struct tl_plan_value *pv = &p->vals[v];
         pv->dtype = src->dtype;
         pv->shape = src->shape;
         if (src->is_const) {
@@ -525,6 +338,7 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
       }
       continue;
     }
+    /* The step and its prepare context. */
     struct tl_step s;
     memset(&s, 0, sizeof s);
     s.op = node->op;
@@ -532,10 +346,10 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
     s.n_in = node->n_in;
     s.n_out = node->n_out;
     int cap_in = node->n_in + 1; /* room for a fused residual */
-    s.in_val = tl__plan_alloc(p, (size_t)cap_in * sizeof *s.in_val);
-    s.in = tl__plan_alloc(p, (size_t)cap_in * sizeof *s.in);
-    s.out_val = tl__plan_alloc(p, ((size_t)node->n_out + 1) * sizeof *s.out_val);
-    s.out = tl__plan_alloc(p, ((size_t)node->n_out + 1) * sizeof *s.out);
+    s.in_val = tl__mem_alloc(&p->mem, (size_t)cap_in * sizeof *s.in_val);
+    s.in = tl__mem_alloc(&p->mem, (size_t)cap_in * sizeof *s.in);
+    s.out_val = tl__mem_alloc(&p->mem, ((size_t)node->n_out + 1) * sizeof *s.out_val);
+    s.out = tl__mem_alloc(&p->mem, ((size_t)node->n_out + 1) * sizeof *s.out);
     if (!s.in_val || !s.in || !s.out_val || !s.out)
       goto done;
     append_kind(&s, node->op_type);
@@ -543,13 +357,15 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
     struct tl_prep c = {.g = g,
                         .node = node,
                         .step = &s,
-                        .plan = p,
+                        .mem = &p->mem,
+                        .threads = p->threads,
                         .err = err,
                         .reference = reference,
                         .view = view};
     snprintf(c.label, sizeof c.label, "%s: ", g->path);
     tl_node_label(g, node, c.label + strlen(c.label), (int)(sizeof c.label - strlen(c.label)));
 
+    /* Inputs: their shapes, and data for constants. */
     for (int k = 0; k < node->n_in; k++) {
       int v = node->in[k];
       if (v >= 0 && v == g->inputs[0] && p->resized >= 0)
@@ -557,7 +373,7 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
       s.in_val[k] = v;
       if (v < 0)
         continue;
-      const struct pval *pv = &p->vals[v];
+      const struct tl_plan_value *pv = &p->vals[v];
       if (!pv->defined && !pv->is_const) {
         rc = tl_fail(err, TL_EINTERNAL, "%s: input %d is used before it is computed", c.label, k);
         goto done;
@@ -572,7 +388,8 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
     if (view != NULL && node->op == TL_OP_CONV)
       view_conv(p, view, i, &c);
 
-    tl_prepare_fn prep = op_prepare[node->op];
+    /* Prepare: validate, infer the outputs, pick the kernel. */
+    tl_prepare_fn prep = tl__op_prepare(node->op);
     if (prep == NULL) {
       rc = tl_fail(err, TL_EINTERNAL, "%s: has no prepare function", c.label);
       goto done;
@@ -596,7 +413,7 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
       for (int k = 0; k < s.n_out; k++) {
         if (s.out_val[k] < 0)
           continue;
-        struct pval *pv = &p->vals[s.out_val[k]];
+        struct tl_plan_value *pv = &p->vals[s.out_val[k]];
         pv->dtype = s.out[k].dtype;
         pv->shape = s.out[k].shape;
         pv->data = s.out[k].data;
@@ -606,11 +423,11 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
     }
     if (s.run == tl__run_alias) {
       /* A view: the output is the input's buffer (or constant) reshaped. */
-      struct pval *in = &p->vals[s.in_val[0]];
+      struct tl_plan_value *in = &p->vals[s.in_val[0]];
       for (int k = 0; k < s.n_out; k++) {
         if (s.out_val[k] < 0)
           continue;
-        struct pval *pv = &p->vals[s.out_val[k]];
+        struct tl_plan_value *pv = &p->vals[s.out_val[k]];
         pv->dtype = s.out[k].dtype;
         pv->shape = s.out[k].shape;
         if (in->is_const) {
@@ -623,6 +440,7 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
       }
       continue;
     }
+    /* A computed step: fuse what follows a conv, define the outputs. */
     if (node->op == TL_OP_CONV && !reference &&
         !(view != NULL && (view->collect_bn || view->collect_conv)) &&
         (rc = fuse_after_conv(p, &c, consumer, absorbed)) != 0)
@@ -630,7 +448,7 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
     for (int k = 0; k < s.n_out; k++) {
       if (s.out_val[k] < 0)
         continue;
-      struct pval *pv = &p->vals[s.out_val[k]];
+      struct tl_plan_value *pv = &p->vals[s.out_val[k]];
       pv->dtype = s.out[k].dtype;
       pv->shape = s.out[k].shape;
       pv->defined = 1;
@@ -651,12 +469,16 @@ done:
   return rc;
 }
 
-static size_t value_bytes(const struct pval *v) {
+/* ---------------------------------------------------------------- arena */
+
+static size_t value_bytes(const struct tl_plan_value *v) {
   int64_t n = tl_shape_numel(&v->shape);
   return n < 0 ? 0 : (size_t)n * tl_dtype_size(v->dtype);
 }
 
-static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+static size_t align_up(size_t n) {
+  return (n + TL_ARENA_ALIGN - 1) & ~(size_t)(TL_ARENA_ALIGN - 1);
+}
 
 static int cmp_by_size_desc(const void *a, const void *b, void *ctx) {
   const struct tl_plan *p = ctx;
@@ -733,13 +555,13 @@ static int layout_arena(struct tl_plan *p) {
   qsort_r(roots, (size_t)n_roots, sizeof *roots, cmp_by_size_desc, p);
   size_t total = 0;
   for (int a = 0; a < n_roots; a++) {
-    struct pval *va = &p->vals[roots[a]];
+    struct tl_plan_value *va = &p->vals[roots[a]];
     size_t size = align_up(need[roots[a]] ? need[roots[a]] : 1);
     size_t off = 0;
     for (int moved = 1; moved;) {
       moved = 0;
       for (int b = 0; b < a; b++) {
-        const struct pval *vb = &p->vals[roots[b]];
+        const struct tl_plan_value *vb = &p->vals[roots[b]];
         if (vb->last < va->first || va->last < vb->first)
           continue; /* not alive together */
         size_t bsize = align_up(need[roots[b]] ? need[roots[b]] : 1);
@@ -769,7 +591,7 @@ static void *value_data(struct tl_plan *p, int v) {
 
 static int bind(struct tl_plan *p) {
   if (p->arena_bytes > 0) {
-    if ((p->arena = aligned_alloc(ARENA_ALIGN, align_up(p->arena_bytes))) == NULL)
+    if ((p->arena = aligned_alloc(TL_ARENA_ALIGN, align_up(p->arena_bytes))) == NULL)
       return TL_ENOMEM;
     memset(p->arena, 0, align_up(p->arena_bytes)); /* inputs start as zeros */
   }
@@ -783,7 +605,7 @@ static int bind(struct tl_plan *p) {
       st->out[k].data = value_data(p, st->out_val[k]);
   }
   if (p->scratch_bytes > 0 &&
-      (p->scratch = aligned_alloc(ARENA_ALIGN, align_up(p->scratch_bytes))) == NULL)
+      (p->scratch = aligned_alloc(TL_ARENA_ALIGN, align_up(p->scratch_bytes))) == NULL)
     return TL_ENOMEM;
   for (int i = 0; i < p->n_inputs; i++) {
     int v = p->input_vals[i];
@@ -803,6 +625,7 @@ int tl_plan_build(const struct tl_graph *g, const struct tl_plan_options *opts,
   if (p == NULL)
     return tl_fail(err, TL_ENOMEM, "%s: out of memory while building the plan", g->path);
   p->g = g;
+  p->threads = tl_engine_threads();
   p->n_vals = g->n_values + 1; /* and a resized input, when a view asks */
   p->vals = calloc((size_t)g->n_values + 2, sizeof *p->vals);
   p->resized = -1;
@@ -817,7 +640,7 @@ int tl_plan_build(const struct tl_graph *g, const struct tl_plan_options *opts,
   p->vals[g->n_values].root = g->n_values;
   for (int v = 0; v < g->n_values; v++) {
     const struct tl_value *gv = &g->values[v];
-    struct pval *pv = &p->vals[v];
+    struct tl_plan_value *pv = &p->vals[v];
     pv->root = v;
     if (gv->data != NULL) {
       pv->is_const = 1;
@@ -831,7 +654,7 @@ int tl_plan_build(const struct tl_graph *g, const struct tl_plan_options *opts,
   if ((rc = build_steps(p, opts, err)) != 0)
     goto fail_quiet;
   for (int i = 0; i < g->n_outputs; i++) {
-    const struct pval *pv = &p->vals[g->outputs[i]];
+    const struct tl_plan_value *pv = &p->vals[g->outputs[i]];
     if (!pv->is_const && !pv->defined) {
       rc = tl_fail(err, TL_EFORMAT, "%s: output \"%s\" is never computed", g->path,
                    g->values[g->outputs[i]].name);
@@ -852,11 +675,7 @@ fail_quiet:
 void tl_plan_free(struct tl_plan *plan) {
   if (plan == NULL)
     return;
-  while (plan->blocks != NULL) {
-    struct mem_block *b = plan->blocks;
-    plan->blocks = b->next;
-    free(b);
-  }
+  tl__mem_free(&plan->mem);
   free(plan->steps);
   free(plan->vals);
   free(plan->inputs);
@@ -879,6 +698,11 @@ void tl_plan_run_timed(struct tl_plan *plan, double *step_us) {
     plan->steps[s].run(&plan->steps[s], plan->scratch);
     step_us[s] += (double)(tl_now_ns() - t0) / 1e3;
   }
+}
+
+void tl_plan_run_step(struct tl_plan *plan, int i) {
+  assert(i >= 0 && i < plan->n_steps);
+  plan->steps[i].run(&plan->steps[i], plan->scratch);
 }
 
 /* ------------------------------------------------------------- queries */
@@ -910,7 +734,7 @@ size_t tl_plan_arena_bytes(const struct tl_plan *plan) { return plan->arena_byte
 size_t tl_plan_scratch_bytes(const struct tl_plan *plan) { return plan->scratch_bytes; }
 
 size_t tl_plan_meta_bytes(const struct tl_plan *plan) {
-  return plan->meta_bytes + (size_t)plan->cap_steps * sizeof *plan->steps +
+  return plan->mem.bytes + (size_t)plan->cap_steps * sizeof *plan->steps +
          (size_t)plan->n_vals * sizeof *plan->vals;
 }
 int64_t tl_plan_macs(const struct tl_plan *plan) { return plan->macs; }
@@ -919,7 +743,7 @@ int64_t tl__plan_weight_elems(const struct tl_plan *plan) { return plan->weight_
 const struct tl_shape *tl__plan_value_shape(const struct tl_plan *plan, int v) {
   if (v < 0 || v >= plan->n_vals)
     return NULL;
-  const struct pval *pv = &plan->vals[v];
+  const struct tl_plan_value *pv = &plan->vals[v];
   return pv->defined || pv->is_const ? &pv->shape : NULL;
 }
 
@@ -943,152 +767,4 @@ int tl__plan_bn_collected(const struct tl_plan *plan, int node, const double **s
     return 1;
   }
   return 0;
-}
-
-/* Appends printf-style text at *pos of buf (len bytes), keeping track of
- * what would have been written so the caller can tell truncation. */
-static void sig_add(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void sig_add(char *buf, size_t len, size_t *pos, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(*pos < len ? buf + *pos : NULL, *pos < len ? len - *pos : 0, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    *pos += (size_t)n;
-}
-
-static void sig_shape(char *buf, size_t len, size_t *pos, const struct tl_tensor *t) {
-  sig_add(buf, len, pos, "%s", t->dtype == TL_DTYPE_FLOAT32 ? "f" : "x");
-  for (int d = 0; d < t->shape.ndim; d++)
-    sig_add(buf, len, pos, "%s%lld", d ? "x" : "", (long long)t->shape.dims[d]);
-}
-
-static void sig_conv(char *buf, size_t len, size_t *pos, const struct tl_conv_params *c) {
-  sig_add(buf, len, pos, " conv%d k%lldx%lld s%lldx%lld d%lldx%lld p%lldx%lld g%lld", (int)c->kind,
-          (long long)c->kh, (long long)c->kw, (long long)c->sh, (long long)c->sw, (long long)c->dh,
-          (long long)c->dw, (long long)c->pt, (long long)c->pl, (long long)c->group);
-}
-
-int tl_plan_step_signature(const struct tl_plan *plan, int i, char *buf, size_t len) {
-  assert(i >= 0 && i < plan->n_steps);
-  const struct tl_step *s = &plan->steps[i];
-  size_t pos = 0;
-  if (len > 0)
-    buf[0] = '\0';
-  sig_add(buf, len, &pos, "%s", s->kind);
-  for (int k = 0; k < s->n_in; k++) {
-    sig_add(buf, len, &pos, k ? "," : " in=");
-    if (s->in_val[k] < 0)
-      sig_add(buf, len, &pos, "-");
-    else
-      sig_shape(buf, len, &pos, &s->in[k]);
-  }
-  for (int k = 0; k < s->n_out; k++) {
-    sig_add(buf, len, &pos, k ? "," : " out=");
-    if (s->out_val[k] >= 0)
-      sig_shape(buf, len, &pos, &s->out[k]);
-  }
-  if (s->op == TL_OP_CONV) {
-    sig_conv(buf, len, &pos, &s->p.conv);
-    if (s->p.conv.x_dw != NULL)
-      sig_conv(buf, len, &pos, s->p.conv.x_dw);
-  } else if (s->op == TL_OP_MAXPOOL || s->op == TL_OP_AVGPOOL) {
-    const struct tl_pool_params *q = &s->p.pool;
-    sig_add(buf, len, &pos, " k%lldx%lld s%lldx%lld", (long long)q->kh, (long long)q->kw,
-            (long long)q->sh, (long long)q->sw);
-  }
-  sig_add(buf, len, &pos, " t%d", tl__threads);
-  return pos < len ? 0 : TL_ERANGE;
-}
-
-void tl_plan_run_step(struct tl_plan *plan, int i) {
-  assert(i >= 0 && i < plan->n_steps);
-  plan->steps[i].run(&plan->steps[i], plan->scratch);
-}
-
-/* Bytes of buf[0..n) that differ from the fill byte. */
-static size_t count_written(const unsigned char *buf, size_t n, unsigned char fill) {
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++)
-    k += buf[i] != fill;
-  return k;
-}
-
-int tl_plan_touched_bytes(struct tl_plan *plan, size_t *arena_bytes, size_t *scratch_bytes) {
-  /* The inputs live in the arena: keep them across the fill. */
-  size_t in_total = 0;
-  for (int i = 0; i < plan->n_inputs; i++)
-    in_total +=
-        (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
-  unsigned char *saved = malloc(in_total ? in_total : 1);
-  if (saved == NULL)
-    return TL_ENOMEM;
-  size_t off = 0;
-  for (int i = 0; i < plan->n_inputs; i++) {
-    size_t n =
-        (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
-    memcpy(saved + off, plan->inputs[i].data, n);
-    off += n;
-  }
-  const unsigned char fill = 0xa5; /* as a float, -2.9e-16: no kernel writes it by chance */
-  if (plan->arena_bytes)
-    memset(plan->arena, fill, plan->arena_bytes);
-  if (plan->scratch_bytes)
-    memset(plan->scratch, fill, plan->scratch_bytes);
-  off = 0;
-  for (int i = 0; i < plan->n_inputs; i++) {
-    size_t n =
-        (size_t)tl_shape_numel(&plan->inputs[i].shape) * tl_dtype_size(plan->inputs[i].dtype);
-    memcpy(plan->inputs[i].data, saved + off, n);
-    off += n;
-  }
-  free(saved);
-  tl_plan_run(plan);
-  *arena_bytes = plan->arena_bytes ? count_written(plan->arena, plan->arena_bytes, fill) : 0;
-  *scratch_bytes =
-      plan->scratch_bytes ? count_written(plan->scratch, plan->scratch_bytes, fill) : 0;
-  return 0;
-}
-
-int tl_plan_n_steps(const struct tl_plan *plan) { return plan->n_steps; }
-
-/* OpenBLAS splits what it finds large enough; assume it splits evenly. */
-static double blas_busiest(const struct tl_step *s) {
-  return s->macs > 65536 && tl__threads > 1 ? 1.0 / tl__threads : 1;
-}
-
-static double step_busiest(const struct tl_step *s) {
-  switch (s->op) {
-  case TL_OP_CONV: {
-    const struct tl_conv_params *p = &s->p.conv;
-    switch (p->kind) {
-    case TL_CONV_DEPTHWISE: return tl__chunk_busiest(p->c, p->nt);
-    case TL_CONV_IGEMM:
-      return p->x_dw != NULL ? tl__expand_dw_busiest(p, p->x_nt) : tl__gemm_conv_busiest(p, p->nt);
-    case TL_CONV_WINOGRAD: return tl__winograd_busiest(p, p->nt);
-    case TL_CONV_GEMM:
-    case TL_CONV_1X1: return blas_busiest(s);
-    case TL_CONV_REF: return 1;
-    }
-    return 1;
-  }
-  case TL_OP_MAXPOOL: /* nt is set on the windowed path only */
-    return s->p.pool.nt > 1 ? tl__chunk_busiest(s->p.pool.n * s->p.pool.c, s->p.pool.nt) : 1;
-  case TL_OP_GEMM:
-    if (s->p.gemm.m == 1 && !s->p.gemm.reference && s->p.gemm.trans_b && !s->p.gemm.trans_a)
-      return tl__gemv_busiest(s->p.gemm.n, s->p.gemm.k, tl__threads);
-    return blas_busiest(s);
-  case TL_OP_MATMUL: return blas_busiest(s);
-  default: return 1;
-  }
-}
-
-void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *info) {
-  assert(i >= 0 && i < plan->n_steps);
-  const struct tl_step *s = &plan->steps[i];
-  info->name = plan->g->nodes[s->node].name;
-  info->kind = s->kind;
-  info->macs = s->macs;
-  info->busiest = step_busiest(s);
 }

@@ -103,7 +103,8 @@ void tl_plan_step_info(const struct tl_plan *plan, int i, struct tl_step_info *i
 
 /* Writes into buf a text that identifies the work of step i: its fused
  * kind, the shapes of its inputs (weights included) and outputs, the
- * kernel chosen with its geometry, and the engine's thread count.  Two
+ * kernel chosen with its geometry, and the engine's thread count when the
+ * plan was built.  Two
  * steps with equal signatures run the same code on the same sizes, so
  * they take the same time on one device (the latency predictor's key).
  * Returns 0, or TL_ERANGE when len was too small (buf then holds a
@@ -119,8 +120,8 @@ void tl_plan_run_step(struct tl_plan *plan, int i);
 void tl_plan_run_timed(struct tl_plan *plan, double *step_us);
 
 /* Sets the number of threads the engine's kernels use (OpenBLAS is
- * process-wide, so this is too).  n <= 0 means 1.  Call before running,
- * never while a plan runs. */
+ * process-wide, so this is too).  n <= 0 means 1.  A plan takes the count
+ * when it is built.  Call before running, never while a plan runs. */
 void tl_engine_set_threads(int n);
 int tl_engine_threads(void);
 

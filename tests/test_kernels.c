@@ -432,7 +432,7 @@ struct hand_conv {
  * of kernel prepare chose. */
 static int hand_conv_run(const struct hand_conv *hc, int reference, const float *x,
                          const float *wbuf, int64_t ldw, const float *bias, float *y,
-                         struct tl_plan *host) {
+                         struct tl_mem *host) {
   const int64_t kernel[2] = {hc->k, hc->k}, strides[2] = {hc->s, hc->s};
   const int64_t pads[4] = {hc->pad, hc->pad, hc->pad, hc->pad};
   struct tl_attr attrs[4] = {
@@ -464,7 +464,8 @@ static int hand_conv_run(const struct hand_conv *hc, int reference, const float 
   struct tl_prep prep = {.g = &g,
                          .node = &node,
                          .step = &step,
-                         .plan = host,
+                         .mem = host,
+                         .threads = tl_engine_threads(),
                          .reference = reference,
                          .weight_ldw = ldw};
   ck_assert_int_eq(tl__prepare_conv(&prep), 0);
@@ -482,13 +483,7 @@ static int hand_conv_run(const struct hand_conv *hc, int reference, const float 
  * row (or equal to it: extra_ldw 0) agree, and equal the reference over a
  * compact copy of the view.  Returns the kind of fast kernel. */
 static int check_hand_conv(const struct hand_conv *hc, int64_t extra_ldw) {
-  struct tl_graph *g;
-  struct tl_plan *host; /* lends tl__plan_alloc to the hand-built steps */
-  struct tl_error err = {{0}};
-  char path[PATH_MAX + 64];
-  kernel_path(path, sizeof path, "unary_relu");
-  ck_assert_msg(tl_onnx_load(path, &g, &err) == 0, "%s", err.msg);
-  ck_assert_msg(tl_plan_build(g, NULL, &host, &err) == 0, "%s", err.msg);
+  struct tl_mem host = {0}; /* what the hand-built steps allocate */
 
   const int64_t row = hc->c / hc->group * hc->k * hc->k, ldw = row + extra_ldw;
   const int64_t oh = (hc->h + 2 * hc->pad - hc->k) / hc->s + 1;
@@ -507,9 +502,9 @@ static int check_hand_conv(const struct hand_conv *hc, int64_t extra_ldw) {
   for (int64_t r = 0; r < hc->m; r++)
     memcpy(wcompact + r * row, wbig + r * ldw, (size_t)row * sizeof *wcompact);
 
-  hand_conv_run(hc, 1, x, wcompact, row, bias, y_compact, host);
-  hand_conv_run(hc, 1, x, wbig, ldw, bias, y_ref, host);
-  const int kind = hand_conv_run(hc, 0, x, wbig, ldw, bias, y_fast, host);
+  hand_conv_run(hc, 1, x, wcompact, row, bias, y_compact, &host);
+  hand_conv_run(hc, 1, x, wbig, ldw, bias, y_ref, &host);
+  const int kind = hand_conv_run(hc, 0, x, wbig, ldw, bias, y_fast, &host);
   double mag = 1e-6, d_ref = 0, d_fast = 0;
   for (int64_t i = 0; i < ny; i++) {
     mag = fabs(y_compact[i]) > mag ? fabs(y_compact[i]) : mag;
@@ -519,8 +514,7 @@ static int check_hand_conv(const struct hand_conv *hc, int64_t extra_ldw) {
   ck_assert_msg(d_ref == 0.0, "reference through ldw differs by %g", d_ref);
   ck_assert_msg(d_fast / mag <= TOL, "fast through ldw differs by %g", d_fast / mag);
   free(x), free(wbig), free(wcompact), free(bias), free(y_ref), free(y_fast), free(y_compact);
-  tl_plan_free(host);
-  tl_graph_free(g);
+  tl__mem_free(&host);
   return kind;
 }
 
