@@ -2,7 +2,7 @@
  * export.c - writing one subnet as a standalone ONNX model.
  *
  * The subnet is what tl_subnet_plan() runs, so the export reads the same
- * two things the plan is built from: the view (supernet.c: nodes skipped,
+ * two things the plan is built from: the view (subnet_plan.c: nodes skipped,
  * skipped blocks' outputs aliased to their inputs, output channels kept
  * per conv, the resolution) and the shapes a plan of the subnet gives
  * each value (plan.c), from which every weight is cut exactly as the

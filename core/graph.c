@@ -116,3 +116,7 @@ int tl__value_unshare(struct tl_graph *g, int v) {
   val->borrowed = 0;
   return 0;
 }
+
+int tl__value_is_const(const struct tl_graph *g, int v) {
+  return v >= 0 && g->values[v].data != NULL;
+}

@@ -450,6 +450,9 @@ void tl__graph_compact(struct tl_graph *g);
  * original stays with the others.  0 or TL_ENOMEM (v unchanged) (graph.c). */
 int tl__value_unshare(struct tl_graph *g, int v);
 
+/* Whether value v (-1 allowed) holds constant data (graph.c). */
+int tl__value_is_const(const struct tl_graph *g, int v);
+
 /* Rewrites what exporters emit into the form the rest of core/ reads
  * (normalize.c): an Identity or Dropout of a constant becomes a constant
  * that shares the data, and a constant read by several nodes becomes one
@@ -458,7 +461,7 @@ int tl__value_unshare(struct tl_graph *g, int v);
  * became values and consumers were counted.  0, or TL_ENOMEM with err set. */
 int tl__graph_normalize(struct tl_graph *g, struct tl_error *err);
 
-/* A subnet seen as a view of the full graph (supernet.c builds it; the
+/* A subnet seen as a view of the full graph (subnet_plan.c builds it; the
  * plan honours it).  Arrays are indexed by node or value of the graph. */
 struct tl_plan_view {
   const uint8_t *skip;         /* (nodes) 1: not computed */
@@ -476,12 +479,12 @@ struct tl_plan_view {
   const float *const *conv_ref_mean;
   const float *const *conv_ref_var;
   int resize_h, resize_w; /* input resized to this side first; 0 = native */
-  void *mem;              /* what supernet.c allocated for the arrays */
+  void *mem;              /* what subnet_plan.c allocated for the arrays */
 };
 
 /* The view a plan of spec takes (what tl_subnet_plan builds with, bn the
  * statistics or NULL); free(view->mem) after.  0 or TL_ENOMEM
- * (supernet.c). */
+ * (subnet_plan.c). */
 struct tl_subnet_spec;
 struct tl_bn_stats;
 int tl__subnet_view(const struct tl_supernet *sn, const struct tl_subnet_spec *spec,
