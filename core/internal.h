@@ -326,7 +326,7 @@ struct tl_step {
 };
 
 /* Memory that lives as long as its owner (a plan): blocks freed together
- * by tl__mem_free (op.c). */
+ * by tl__mem_free (mem.c). */
 struct tl_mem_block;
 struct tl_mem {
   struct tl_mem_block *blocks;
@@ -370,7 +370,7 @@ int tl__prep_fail(struct tl_prep *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Zeroed memory that lives until tl__mem_free(mem); NULL when out of
- * memory.  tl__mem_free frees all of it and leaves mem empty. */
+ * memory.  tl__mem_free frees all of it and leaves mem empty (mem.c). */
 void *tl__mem_alloc(struct tl_mem *mem, size_t bytes);
 void tl__mem_free(struct tl_mem *mem);
 

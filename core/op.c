@@ -2,11 +2,10 @@
  * op.c - the op table and what every op's prepare function uses.
  *
  * The table maps each op of TL_OP_MAP to its ONNX name and its prepare
- * function (op_*.c); the helpers read attributes and constant inputs,
- * report errors with the node's place, and give prepare memory that lives
- * as long as the plan (struct tl_mem).  Nothing here knows a plan: a
- * prepare function gets all it needs (the plan's memory, its thread count)
- * in its struct tl_prep.
+ * function (op_*.c); the helpers read attributes and constant inputs and
+ * report errors with the node's place.  Nothing here knows a plan: a
+ * prepare function gets all it needs (the plan's memory, mem.c, and its
+ * thread count) in its struct tl_prep.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,32 +73,6 @@ tl_prepare_fn tl__op_prepare(enum tl_op op) {
 }
 
 /* ----------------------------------------------------- prepare helpers */
-
-struct tl_mem_block {
-  struct tl_mem_block *next;
-  max_align_t data[];
-};
-
-void *tl__mem_alloc(struct tl_mem *mem, size_t bytes) {
-  if (bytes > SIZE_MAX - sizeof(struct tl_mem_block) - TL_ARENA_ALIGN)
-    return NULL;
-  struct tl_mem_block *b = calloc(1, sizeof *b + bytes + 1);
-  if (b == NULL)
-    return NULL;
-  b->next = mem->blocks;
-  mem->blocks = b;
-  mem->bytes += sizeof *b + bytes;
-  return b->data;
-}
-
-void tl__mem_free(struct tl_mem *mem) {
-  while (mem->blocks != NULL) {
-    struct tl_mem_block *b = mem->blocks;
-    mem->blocks = b->next;
-    free(b);
-  }
-  mem->bytes = 0;
-}
 
 int tl__prep_fail(struct tl_prep *c, int code, const char *fmt, ...) {
   if (c->err == NULL)
