@@ -2,7 +2,8 @@
  * config.h - tailord's configuration, read from a YAML file.
  *
  * configs/tailord.yaml is the documented default; every key, its type,
- * range and default live in one schema table in config.c.  Loading either
+ * range and default live in one schema table in config_schema.c, against
+ * which config_load.c and config_value.c read the file.  Loading either
  * yields a whole, valid struct tl_config (every optional key defaulted,
  * every relative path made absolute against the config file's directory,
  * every file the config names checked to be there) or fails and reports

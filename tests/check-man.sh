@@ -9,7 +9,7 @@
 #    not give it, or a command or an option that --help mentions anywhere
 #    is not in the page;
 #  - an option of `tailord --help` is not in daemon/tailord.8;
-#  - a key of the config schema (the cfg_row tables of daemon/config.c) is
+#  - a key of the config schema (the cfg_row tables of daemon/config_schema.c) is
 #    not a ".TP" / ".B key" item of daemon/tailord.yaml.5, or such an item
 #    names no key of the schema.
 # Options in roff are written with escaped hyphens (\-\-out), and keys of a
@@ -156,9 +156,9 @@ awk '
     }
   }
   END { if (!("top" in n)) { print "NO-TOP-TABLE"; exit 1 } walk("top", "") }
-' "$src/daemon/config.c" | sort -u >"$tmp/schema-keys"
+' "$src/daemon/config_schema.c" | sort -u >"$tmp/schema-keys"
 if [ ! -s "$tmp/schema-keys" ] || grep -q NO-TOP-TABLE "$tmp/schema-keys"; then
-  fail "daemon/config.c: cannot read the schema tables"
+  fail "daemon/config_schema.c: cannot read the schema tables"
 fi
 
 # Items of the page: a ".TP" line, then ".B key".
