@@ -30,7 +30,7 @@ of what the folded file holds (ops, initializers, aliases, duplicates) goes
 to stdout.
 
 Needs Debian's python3-torch, python3-onnx and dataset-fashion-mnist; the
-engine checks need build/daemon/tailorctl (environment: TAILORCTL).
+engine checks need build/tailorctl/tailorctl (environment: TAILORCTL).
 """
 import argparse
 import collections
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TAILORCTL = os.environ.get("TAILORCTL", os.path.join(ROOT, "build/daemon/tailorctl"))
+TAILORCTL = os.environ.get("TAILORCTL", os.path.join(ROOT, "build/tailorctl/tailorctl"))
 TOLERANCE = 1e-4
 # Cut subnets run through the engine on both files: width, depth, resolution
 # and a mix, so that every elastic dimension is exercised.

@@ -5,7 +5,7 @@
 #
 # Fails (exit 1, one line per finding) when
 #  - an option `tailorctl --help` gives a command is not in that command's
-#    .SY block of daemon/tailorctl.1, or the block lists one --help does
+#    .SY block of tailorctl/tailorctl.1, or the block lists one --help does
 #    not give it, or a command or an option that --help mentions anywhere
 #    is not in the page;
 #  - an option of `tailord --help` is not in daemon/tailord.8;
@@ -19,7 +19,7 @@ set -u
 ctl=$1
 tailord=$2
 src=$3
-ctl_page=$src/daemon/tailorctl.1
+ctl_page=$src/tailorctl/tailorctl.1
 d_page=$src/daemon/tailord.8
 yaml_page=$src/daemon/tailord.yaml.5
 failed=0

@@ -111,7 +111,7 @@ static void write_npy(const char *path, enum tl_dtype dt, struct tl_shape shape)
 static void setup(void) {
   const char *build = getenv("TAILOR_BUILD_ROOT");
   const char *src = getenv("TAILOR_SOURCE_ROOT");
-  snprintf(tailorctl, sizeof tailorctl, "%s/daemon/tailorctl", build ? build : "build");
+  snprintf(tailorctl, sizeof tailorctl, "%s/tailorctl/tailorctl", build ? build : "build");
   snprintf(data_dir, sizeof data_dir, "%s/tests/data/models", src ? src : ".");
   snprintf(bundled, sizeof bundled, "%s/models/fmnist.onnx", src ? src : ".");
   snprintf(tmp_dir, sizeof tmp_dir, "/tmp/tl_cli_XXXXXX");

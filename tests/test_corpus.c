@@ -569,7 +569,7 @@ static int find_corpus_dir(char *source) {
   char build[PATH_MAX], release[PATH_MAX + 32];
   if (tu_roots("corpus", source, build) != 0)
     return -1;
-  snprintf(tailorctl, sizeof tailorctl, "%s/daemon/tailorctl", build);
+  snprintf(tailorctl, sizeof tailorctl, "%s/tailorctl/tailorctl", build);
   const char *env = getenv("TAILOR_CORPUS_DIR");
   snprintf(release, sizeof release, "%s/build/build.ninja", source);
   struct stat st;

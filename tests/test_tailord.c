@@ -3733,7 +3733,7 @@ int main(void) {
   if (tu_roots("tailord", source_root, build_root) != 0)
     return 1;
   snprintf(tailord_bin, sizeof tailord_bin, "%s/daemon/tailord", build_root);
-  snprintf(tailorctl_bin, sizeof tailorctl_bin, "%s/daemon/tailorctl", build_root);
+  snprintf(tailorctl_bin, sizeof tailorctl_bin, "%s/tailorctl/tailorctl", build_root);
   if (access(tailord_bin, X_OK) != 0) {
     fprintf(stderr, "test_tailord: %s: %s (build it first)\n", tailord_bin, strerror(errno));
     return 1;

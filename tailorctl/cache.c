@@ -1,14 +1,18 @@
 /*
- * ctl_predict.c - tailorctl profile and predict: the latency table of
- * this device, kept in the SQLite cache, and predictions from it.
+ * cache.c - tailorctl profile, predict and search: the latency table of
+ * this device, kept in the SQLite cache, predictions from it, and the
+ * frontier searched and kept there.
  *
  *   tailorctl profile MODEL.onnx [--db FILE] [--threads N] [--from OTHER.db
  *                     [--from-threads N] --anchors N] [--json]
  *   tailorctl predict MODEL.onnx --subnet SPEC... [--db FILE] [--threads N]
  *                     [--json]
+ *   tailorctl search MODEL.onnx --calib X.npy [Y.npy] [--k N] [--db FILE]
+ *                    [--threads N] [--jobs N] [--time-budget S] [--json]
  *
- * Both reuse what the cache already holds for this device and measure only
- * what it lacks, so a second run costs no profiling.
+ * All reuse what the cache already holds for this device and measure only
+ * what it lacks, so a second run costs no profiling (and a second search
+ * with the same model, data and device only loads its frontier).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,11 +24,11 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "ctl.h"
 #include "device.h"
 #include "latency.h"
 #include "calib.h"
 #include "frontier.h"
+#include "internal.h"
 #include "plan.h"
 #include "profile.h"
 #include "search.h"
