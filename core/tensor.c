@@ -35,7 +35,7 @@ size_t tl_dtype_size(enum tl_dtype dtype) {
 int64_t tl_shape_numel(const struct tl_shape *shape) {
   /* A zero dimension anywhere makes the count 0, even when the product of
    * the dims before it would overflow (a request may send [2^32, 2^32, 0],
-   * which oip.c accepts as empty); so zeros are looked for first. */
+   * which oip_request.c accepts as empty); so zeros are looked for first. */
   int zero = 0;
   for (int i = 0; i < shape->ndim; i++) {
     if (shape->dims[i] < 0)
