@@ -13,7 +13,7 @@ src=$2
 failed=0
 tmp=$(mktemp) || exit 1
 trap 'rm -f "$tmp"' EXIT
-for f in $(cd "$src" && find core daemon predictors tests -name '*.[ch]' | sort); do
+for f in $(cd "$src" && find core daemon predictors tailorctl tests -name '*.[ch]' | sort); do
   if ! "$cf" --style=file "$src/$f" > "$tmp"; then
     echo "check-format: clang-format failed on $f"
     failed=1
