@@ -135,8 +135,8 @@ static int send_all(int fd, const void *data, size_t n) {
 /* One request and its response on c, (re)connecting when needed.  A
  * connection the daemon closed between two requests is opened again once;
  * any other failure closes it and sets r->status 0 and r->msg. */
-void exchange(struct conn *c, const char *method, const char *target, const char *content_type,
-              const char *extra_header, const void *body, size_t n, struct reply *r) {
+void http_exchange(struct conn *c, const char *method, const char *target, const char *content_type,
+                   const char *extra_header, const void *body, size_t n, struct reply *r) {
   memset(r, 0, sizeof *r);
   for (int attempt = 0; attempt < 2; attempt++) {
     int reused = c->fd >= 0;
@@ -244,9 +244,9 @@ static json_t *expect_json(const struct reply *r, const char *what) {
   return v;
 }
 
-json_t *get(struct target *t, const char *path, const char *what) {
+json_t *get_json(struct target *t, const char *path, const char *what) {
   struct reply r;
-  exchange(&t->conn, "GET", path, "application/json", "", NULL, 0, &r);
+  http_exchange(&t->conn, "GET", path, "application/json", "", NULL, 0, &r);
   return expect_json(&r, what);
 }
 
@@ -254,7 +254,7 @@ json_t *get(struct target *t, const char *path, const char *what) {
 void resolve_model(struct target *t) {
   if (t->model != NULL)
     return;
-  json_t *meta = get(t, "/v2", "server metadata");
+  json_t *meta = get_json(t, "/v2", "server metadata");
   json_t *models = json_object_get(meta, "models");
   size_t n = json_array_size(models);
   if (n != 1) {
@@ -333,7 +333,7 @@ static double num(json_t *o, const char *key) {
   return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-const char *str(json_t *o, const char *key) {
+const char *json_str(json_t *o, const char *key) {
   const char *s = json_string_value(json_object_get(o, key));
   return s != NULL ? s : "?";
 }
@@ -346,9 +346,9 @@ int cmd_status(int argc, char **argv) {
   int as_json = 0;
   if (parse_plain(argc, argv, &t, &as_json, 0) != 0)
     return EXIT_USAGE;
-  json_t *meta = get(&t, "/v2", "server metadata");
+  json_t *meta = get_json(&t, "/v2", "server metadata");
   struct reply r;
-  exchange(&t.conn, "GET", "/v2/health/ready", "application/json", "", NULL, 0, &r);
+  http_exchange(&t.conn, "GET", "/v2/health/ready", "application/json", "", NULL, 0, &r);
   if (r.status == 0)
     die("%s", r.msg);
   int ready = r.status == 200;
@@ -356,8 +356,8 @@ int cmd_status(int argc, char **argv) {
   json_t *states = json_array();
   if (all == NULL || states == NULL)
     die("out of memory");
-  json_object_set_new(all, "server", json_string(str(meta, "name")));
-  json_object_set_new(all, "version", json_string(str(meta, "version")));
+  json_object_set_new(all, "server", json_string(json_str(meta, "name")));
+  json_object_set_new(all, "version", json_string(json_str(meta, "version")));
   json_object_set_new(all, "socket", json_string(t.conn.path));
   json_object_set_new(all, "ready", json_boolean(ready));
   json_t *models = json_object_get(meta, "models");
@@ -369,7 +369,7 @@ int cmd_status(int argc, char **argv) {
     struct target one = t;
     one.model = name;
     model_path(&one, "/state", path, sizeof path);
-    exchange(&t.conn, "GET", path, "application/json", "", NULL, 0, &r);
+    http_exchange(&t.conn, "GET", path, "application/json", "", NULL, 0, &r);
     if (r.status == 503) { /* still loading: say so, keep going */
       json_array_append_new(states, json_pack("{s:s,s:b}", "model", name, "loading", 1));
       continue;
@@ -388,12 +388,12 @@ int cmd_status(int argc, char **argv) {
   if (as_json) {
     print_json(all);
   } else {
-    printf("%s %s on %s: %s\n", str(all, "server"), str(all, "version"), t.conn.path,
+    printf("%s %s on %s: %s\n", json_str(all, "server"), json_str(all, "version"), t.conn.path,
            ready ? "ready" : "not ready");
     for (size_t i = 0; i < json_array_size(states); i++) {
       json_t *s = json_array_get(states, i);
       if (json_is_true(json_object_get(s, "loading"))) {
-        printf("%s: loading\n", str(s, "model"));
+        printf("%s: loading\n", json_str(s, "model"));
         continue;
       }
       json_t *b = json_object_get(s, "budget");
@@ -403,8 +403,8 @@ int cmd_status(int argc, char **argv) {
       const char *how = json_is_true(json_object_get(s, "pinned"))     ? "pinned"
                         : json_is_true(json_object_get(s, "degraded")) ? "degraded: nothing fits"
                                                                        : "adaptive";
-      printf("%s: %s (%s)\n", str(s, "model"), str(s, "active"), how);
-      printf("  why:       %s\n", str(s, "reason"));
+      printf("%s: %s (%s)\n", json_str(s, "model"), json_str(s, "active"), how);
+      printf("  why:       %s\n", json_str(s, "reason"));
       printf("  latency:   %.3f ms predicted now (%.3f ms on an idle device); "
              "budget p95 %.3g ms, margin %.0f %%\n",
              num(s, "scaled_ms"), num(s, "predicted_ms"), num(b, "latency_p95_ms"),
@@ -448,16 +448,16 @@ int cmd_subnets(int argc, char **argv) {
   resolve_model(&t);
   char path[256];
   model_path(&t, "/subnets", path, sizeof path);
-  json_t *v = get(&t, path, path);
+  json_t *v = get_json(&t, path, path);
   if (as_json) {
     print_json(v);
   } else {
     json_t *list = json_object_get(v, "subnets");
-    printf("%s: %zu subnets%s%s%s\n", str(v, "model"), json_array_size(list),
+    printf("%s: %zu subnets%s%s%s\n", json_str(v, "model"), json_array_size(list),
            json_is_true(json_object_get(v, "provisional")) ? ", provisional (searching)" : "",
            json_is_true(json_object_get(v, "partial")) ? ", partial (searching on)" : "",
            json_is_true(json_object_get(v, "pinned")) ? ", pinned" : "");
-    const char *metric = str(v, "accuracy_metric");
+    const char *metric = json_str(v, "accuracy_metric");
     printf("  %-34s %10s %10s %9s %9s  %s\n", "subnet", "pred. ms", "now ms", "MiB",
            strcmp(metric, "agreement") == 0 ? "agreement" : "accuracy", "fits");
     for (size_t i = 0; i < json_array_size(list); i++) {
@@ -467,7 +467,7 @@ int cmd_subnets(int argc, char **argv) {
       if (!isnan(acc))
         snprintf(accs, sizeof accs, "%.2f %%", 100.0 * acc);
       printf("%c %-34s %10.4f %10.4f %9.2f %9s  %s\n",
-             json_is_true(json_object_get(e, "active")) ? '*' : ' ', str(e, "subnet"),
+             json_is_true(json_object_get(e, "active")) ? '*' : ' ', json_str(e, "subnet"),
              num(e, "predicted_ms"), num(e, "scaled_ms"), num(e, "predicted_mib"), accs,
              json_is_true(json_object_get(e, "fits")) ? "yes" : "no");
     }
@@ -502,13 +502,13 @@ int cmd_events(int argc, char **argv) {
   char path[256], suffix[32];
   snprintf(suffix, sizeof suffix, "/events?limit=%ld", limit);
   model_path(&t, suffix, path, sizeof path);
-  json_t *v = get(&t, path, path);
+  json_t *v = get_json(&t, path, path);
   if (as_json) {
     print_json(v);
   } else {
     json_t *list = json_object_get(v, "events");
     if (json_array_size(list) == 0)
-      printf("%s: no switches yet\n", str(v, "model"));
+      printf("%s: no switches yet\n", json_str(v, "model"));
     /* oldest first, as a log reads */
     for (size_t k = json_array_size(list); k-- > 0;) {
       json_t *e = json_array_get(list, k);
@@ -520,7 +520,7 @@ int cmd_events(int argc, char **argv) {
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
       const char *from = json_string_value(json_object_get(e, "from"));
       printf("%s.%03d  %s -> %s  (%s)\n", when, isnan(ms) ? 0 : (int)fmod(ms, 1000.0),
-             from != NULL ? from : "(none)", str(e, "to"), str(e, "reason"));
+             from != NULL ? from : "(none)", json_str(e, "to"), json_str(e, "reason"));
     }
   }
   json_decref(v);
@@ -545,13 +545,13 @@ int cmd_pin(int argc, char **argv) {
   if (body == NULL)
     die("out of memory");
   struct reply r;
-  exchange(&t.conn, "POST", path, "application/json", "", body, strlen(body), &r);
+  http_exchange(&t.conn, "POST", path, "application/json", "", body, strlen(body), &r);
   free(body);
   json_t *v = expect_json(&r, "pin");
   if (as_json)
     print_json(v);
   else
-    printf("%s: %s (%s)\n", str(v, "model"), str(v, "active"),
+    printf("%s: %s (%s)\n", json_str(v, "model"), json_str(v, "active"),
            json_is_true(json_object_get(v, "pinned")) ? "pinned" : "adaptive");
   json_decref(v);
   target_free(&t);

@@ -157,9 +157,9 @@ static void *client_main(void *arg) {
       sleep_until_ms(l->start_ms + 1000.0 * (double)i / l->rate);
     struct reply r;
     double t0 = tl_now_ms();
-    exchange(&c, "POST", l->path,
-             l->json_requests ? "application/json" : "application/octet-stream", extra, body, n,
-             &r);
+    http_exchange(&c, "POST", l->path,
+                  l->json_requests ? "application/json" : "application/octet-stream", extra, body,
+                  n, &r);
     if (l->connection_per_request)
       conn_close(&c);
     double t1 = tl_now_ms();
@@ -213,7 +213,7 @@ static void io_of(struct target *t, char *name, size_t name_size, json_t **shape
                   char *out_name, size_t out_size) {
   char path[256];
   model_path(t, "", path, sizeof path);
-  json_t *meta = get(t, path, path);
+  json_t *meta = get_json(t, path, path);
   json_t *in = json_array_get(json_object_get(meta, "inputs"), 0);
   json_t *out = json_array_get(json_object_get(meta, "outputs"), 0);
   const char *dt = json_string_value(json_object_get(in, "datatype"));
@@ -222,8 +222,8 @@ static void io_of(struct target *t, char *name, size_t name_size, json_t **shape
     die("model \"%s\": its first input is not an FP32 tensor", t->model);
   if (json_string_value(json_object_get(out, "name")) == NULL)
     die("model \"%s\": its metadata names no output", t->model);
-  snprintf(name, name_size, "%s", str(in, "name"));
-  snprintf(out_name, out_size, "%s", str(out, "name"));
+  snprintf(name, name_size, "%s", json_str(in, "name"));
+  snprintf(out_name, out_size, "%s", json_str(out, "name"));
   *elems = 1;
   for (size_t i = 0; i < json_array_size(*shape); i++) {
     json_int_t d = json_integer_value(json_array_get(*shape, i));

@@ -87,15 +87,15 @@ void resolve_model(struct target *t);
 void model_path(const struct target *t, const char *suffix, char *buf, size_t size);
 /* One request and its response on c, (re)connecting when needed; see
  * client.c. */
-void exchange(struct conn *c, const char *method, const char *target, const char *content_type,
-              const char *extra_header, const void *body, size_t n, struct reply *r);
+void http_exchange(struct conn *c, const char *method, const char *target, const char *content_type,
+                   const char *extra_header, const void *body, size_t n, struct reply *r);
 /* The JSON body of GET path, a 2xx; dies otherwise (what names it). */
-json_t *get(struct target *t, const char *path, const char *what);
+json_t *get_json(struct target *t, const char *path, const char *what);
 void conn_close(struct conn *c);
 void conn_free(struct conn *c);
 void print_json(json_t *v);
 /* o's string member key, or "?". */
-const char *str(json_t *o, const char *key);
+const char *json_str(json_t *o, const char *key);
 
 /* --------------------------------------------------------- the commands */
 
