@@ -29,7 +29,9 @@ struct tl_frontier_member {
   struct tl_subnet_spec spec;
   double predicted_ms;
   double predicted_mib;
-  double accuracy;        /* top-1 on all the calibration data, recalibrated */
+  double accuracy;        /* top-1 on all the calibration data, recalibrated (on
+                           * the search's subset when its time budget cut it
+                           * short, tl_search_report.complete 0) */
   struct tl_bn_stats *bn; /* its recalibrated statistics; owned */
 };
 

@@ -635,24 +635,42 @@ START_TEST(search_gives_partial_frontiers_and_keeps_a_time_budget) {
   ck_assert(p.sorted);
   tl_frontier_free(whole, n);
 
-  /* A quarter of that time: cut short, a frontier all the same. */
+  /* A quarter of that time: cut short, a frontier all the same, cached
+   * with accuracies that say they were measured on the subset. */
   so.partial = NULL;
   so.time_budget_s = rep.seconds / 4;
+  struct tl_store *st = NULL;
+  ck_assert_int_eq(tl_store_open(":memory:", &st, NULL, &err), 0);
+  struct tl_device_fp fp = {.cpu_model = "test cpu", .cores = 2, .blas = "test", .threads = 1};
+  int64_t dev;
+  ck_assert_int_eq(tl_store_device(st, &fp, &dev, &err), 0);
   struct tl_frontier_member *cut = NULL;
   int n_cut = 0;
-  struct tl_search_report crep;
-  ck_assert_msg(tl_search(f.sn, t, &data, &so, &cut, &n_cut, &crep, &err) == 0, "%s", err.msg);
+  struct tl_frontier_report crep;
+  ck_assert_msg(tl_frontier_obtain(f.sn, f.g, st, dev, &data, &so, &quick_profile, t, &cut, &n_cut,
+                                   &crep, &err) == 0,
+                "%s", err.msg);
   ck_assert_int_eq(crep.complete, 0);
   ck_assert_int_lt(crep.evaluated, rep.evaluated);
   ck_assert_int_ge(n_cut, 1);
+  char mhash[17], chash[17];
+  snprintf(mhash, sizeof mhash, "%016llx", (unsigned long long)f.g->hash);
+  tl_frontier_calib_hash(&data, chash);
   for (int i = 0; i < n_cut; i++) {
     ck_assert_ptr_nonnull(cut[i].bn);
     if (i > 0) {
       ck_assert(cut[i].predicted_ms > cut[i - 1].predicted_ms);
       ck_assert(cut[i].accuracy > cut[i - 1].accuracy);
     }
+    struct tl_subnet_accuracy *acc = NULL;
+    ck_assert_int_eq(
+        tl_store_accuracy_get(st, mhash, tl_subnet_key(f.sn, &cut[i].spec), chash, &acc, &err), 0);
+    ck_assert_int_eq(acc->images, so.est_images); /* not all data.n */
+    ck_assert(acc->accuracy == cut[i].accuracy);
+    free(acc);
   }
   tl_frontier_free(cut, n_cut);
+  tl_store_close(st);
 
   /* No time at all: nothing measured, said so. */
   so.time_budget_s = 1e-9;
