@@ -169,11 +169,13 @@ static struct tl_bn_stats *stats_new(const struct tl_graph *g) {
   return s;
 }
 
-static int stopped(const atomic_int *stop, struct tl_plan *p, struct tl_error *err) {
+/* 0 to go on; TL_ECANCELED, after freeing p, once *stop (NULL: never)
+ * reads nonzero. */
+static int stop_asked(const atomic_int *stop, struct tl_plan *p, struct tl_error *err) {
   if (stop == NULL || atomic_load(stop) == 0)
     return 0;
   tl_plan_free(p);
-  return tl_fail(err, TL_ECANCELED, "stopped");
+  return tl_fail(err, TL_ECANCELED, "stopped before the next batch of images");
 }
 
 /* Runs spec in collect mode over n_batches batches of data; *out is the
@@ -190,7 +192,7 @@ static int collect(const struct tl_supernet *sn, const struct tl_subnet_spec *sp
     return rc;
   float *in = tl_plan_input(p, 0)->data;
   for (int64_t b = 0; b < n_batches; b++) {
-    if ((rc = stopped(stop, p, err)) != 0)
+    if ((rc = stop_asked(stop, p, err)) != 0)
       return rc;
     fill_batch(data, b * batch, batch, in, batch);
     tl_plan_run(p);
@@ -350,7 +352,7 @@ static int classify(const struct tl_supernet *sn, const struct tl_subnet_spec *s
   float *in = tl_plan_input(p, 0)->data;
   const float *logits = y->data;
   for (int64_t at = 0; at < count; at += batch) {
-    if ((rc = stopped(stop, p, err)) != 0)
+    if ((rc = stop_asked(stop, p, err)) != 0)
       return rc;
     int64_t now = count - at < batch ? count - at : batch;
     fill_batch(data, first + at, now, in, batch);
