@@ -219,15 +219,8 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g, s
     rc = tl_latency_save(st, device_id, t, 8, err);
   if (rc == 0)
     rc = tl_search(sn, t, calib, search, &f, &nf, &srep, err);
-  /* A search its time budget cut short measured its front on the last
-   * est_images images only (search.h): the accuracies say so. */
-  int64_t measured = calib->n;
-  if (rc == 0 && !srep.complete) {
-    int64_t est = search != NULL && search->est_images > 0 ? search->est_images : 2000;
-    measured = est < measured ? est : measured;
-  }
-  if (rc == 0)
-    rc = store_frontier(sn, st, mhash, device_id, chash, space, measured, f, nf, err);
+  if (rc == 0) /* (a search cut short measured its front on a subset) */
+    rc = store_frontier(sn, st, mhash, device_id, chash, space, srep.images, f, nf, err);
   tl_op_table_free(own);
   if (rc != 0) {
     tl_frontier_free(f, nf);

@@ -640,6 +640,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
   if (s->o.time_budget_s > 0)
     s->deadline = t0 + s->o.time_budget_s;
   s->rep.complete = 1;
+  s->rep.images = calib->n;
   struct cand *pool = NULL, *pick = NULL, *fin = NULL;
   struct tl_frontier_member *f = NULL;
   int n_pool = 0, n_pick = 0, n_fin = 0, n_front = 0, rc = 0;
@@ -750,6 +751,7 @@ int tl_search(const struct tl_supernet *sn, const struct tl_op_table *t,
 /* -- the end: the frontier, or the front measured so far -- */
 cut_short: /* the time budget came: the front measured on the subset */
   s->rep.complete = 0;
+  s->rep.images = s->o.est_images < calib->n ? s->o.est_images : calib->n; /* as measure() */
   {
     uint64_t key;
     if ((rc = tl__search_front_members(s, &f, &n_front, &key, err)) != 0)

@@ -86,8 +86,10 @@ struct tl_search_report {
   int predicted; /* subnets whose latency was predicted */
   double space_size;
   double seconds;
-  int complete; /* 0: the time budget ended it before all its steps */
-  int partials; /* frontiers given to opts->partial */
+  int complete;   /* 0: the time budget ended it before all its steps */
+  int64_t images; /* calibration images the frontier's accuracies were
+                   * measured on: all of them, or est_images when cut short */
+  int partials;   /* frontiers given to opts->partial */
 };
 
 /* Searches sn's space with latencies from t (profiled: see latency.h) and
