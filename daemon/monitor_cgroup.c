@@ -126,60 +126,47 @@ static enum limit cpu_quota_at(struct tl_monitor *m, const char *mount, const ch
   return LIMIT_SET;
 }
 
-/* Memory limit of one cgroup: v2 memory.max ("max" or bytes), or v1
- * memory.limit_in_bytes under mount. */
+/* Memory limit of one cgroup in bytes: v2 memory.max ("max" or bytes),
+ * or v1 memory.limit_in_bytes under mount.  A double, as the CPU quota
+ * is, so that one walk serves both (exact up to 8 PiB). */
 static enum limit mem_limit_at(struct tl_monitor *m, const char *mount, const char *path,
-                               size_t len, uint64_t *bytes) {
+                               size_t len, double *bytes) {
+  uint64_t b;
   if (mount == NULL) {
     if (!cgroup_rel(m, "", path, len, "memory.max") || !tl__monitor_read_small(m, m->rel))
       return LIMIT_UNKNOWN;
     const char *p = skip_blank(m->small);
     if (strncmp(p, "max", 3) == 0 && at_end(p + 3))
       return LIMIT_NONE;
-    if (!tl__monitor_parse_u64(&p, bytes) || !at_end(p))
+    if (!tl__monitor_parse_u64(&p, &b) || !at_end(p))
       return LIMIT_UNKNOWN;
+    *bytes = (double)b;
     return LIMIT_SET;
   }
   if (!cgroup_rel(m, mount, path, len, "memory.limit_in_bytes") ||
-      !tl__monitor_read_u64_file(m, m->rel, bytes))
+      !tl__monitor_read_u64_file(m, m->rel, &b))
     return LIMIT_UNKNOWN;
-  return *bytes >= V1_NO_LIMIT_BYTES ? LIMIT_NONE : LIMIT_SET;
+  *bytes = (double)b;
+  return b >= V1_NO_LIMIT_BYTES ? LIMIT_NONE : LIMIT_SET;
 }
 
-/* The tightest CPU quota from the cgroup at path up to its root. */
-static enum limit walk_cpu_quota(struct tl_monitor *m, const char *mount, const char *path,
-                                 double *cores) {
+/* One cgroup's limit of some kind (cpu_quota_at, mem_limit_at). */
+typedef enum limit (*limit_at_fn)(struct tl_monitor *m, const char *mount, const char *path,
+                                  size_t len, double *value);
+
+/* The tightest limit from the cgroup at path up to its root: SET with the
+ * smallest value any level sets, else NONE if a level says unlimited. */
+static enum limit walk_limit(struct tl_monitor *m, const char *mount, const char *path,
+                             limit_at_fn limit_at, double *value) {
   enum limit result = LIMIT_UNKNOWN;
   size_t len = strlen(path);
   while (len > 0 && path[len - 1] == '/')
     len--;
   for (;;) {
-    double c;
-    enum limit l = cpu_quota_at(m, mount, path, len, &c);
-    if (l == LIMIT_SET && (result != LIMIT_SET || c < *cores)) {
-      *cores = c;
-      result = LIMIT_SET;
-    } else if (l == LIMIT_NONE && result == LIMIT_UNKNOWN) {
-      result = LIMIT_NONE;
-    }
-    if (len == 0)
-      return result;
-    len = parent_len(path, len);
-  }
-}
-
-/* The tightest memory limit from the cgroup at path up to its root. */
-static enum limit walk_mem_limit(struct tl_monitor *m, const char *mount, const char *path,
-                                 uint64_t *bytes) {
-  enum limit result = LIMIT_UNKNOWN;
-  size_t len = strlen(path);
-  while (len > 0 && path[len - 1] == '/')
-    len--;
-  for (;;) {
-    uint64_t b;
-    enum limit l = mem_limit_at(m, mount, path, len, &b);
-    if (l == LIMIT_SET && (result != LIMIT_SET || b < *bytes)) {
-      *bytes = b;
+    double v;
+    enum limit l = limit_at(m, mount, path, len, &v);
+    if (l == LIMIT_SET && (result != LIMIT_SET || v < *value)) {
+      *value = v;
       result = LIMIT_SET;
     } else if (l == LIMIT_NONE && result == LIMIT_UNKNOWN) {
       result = LIMIT_NONE;
@@ -217,30 +204,31 @@ void tl__monitor_sample_cgroup(struct tl_monitor *m, struct tl_device_state *s) 
   double cores = 0;
   enum limit cpu = LIMIT_UNKNOWN;
   if (v2)
-    cpu = walk_cpu_quota(m, NULL, m->cgroup_v2, &cores);
+    cpu = walk_limit(m, NULL, m->cgroup_v2, cpu_quota_at, &cores);
   static const char *const cpu_mounts[] = {"cpu", "cpu,cpuacct"};
   for (size_t i = 0; i < 2 && cpu == LIMIT_UNKNOWN && v1_cpu; i++)
-    cpu = walk_cpu_quota(m, cpu_mounts[i], m->cgroup_cpu, &cores);
+    cpu = walk_limit(m, cpu_mounts[i], m->cgroup_cpu, cpu_quota_at, &cores);
   if (cpu != LIMIT_UNKNOWN) {
     s->has_cgroup_cpu = true;
     s->cgroup_cpu_unlimited = cpu == LIMIT_NONE;
     s->cgroup_cpu_quota_cores = cpu == LIMIT_SET ? cores : 0;
   }
 
-  uint64_t bytes = 0;
+  double max_bytes = 0;
   enum limit mem = LIMIT_UNKNOWN;
   const char *mem_mount = NULL; /* where usage is read: v2, or v1 below */
   if (v2)
-    mem = walk_mem_limit(m, NULL, m->cgroup_v2, &bytes);
+    mem = walk_limit(m, NULL, m->cgroup_v2, mem_limit_at, &max_bytes);
   if (mem == LIMIT_UNKNOWN && v1_mem) {
-    mem = walk_mem_limit(m, "memory", m->cgroup_mem, &bytes);
+    mem = walk_limit(m, "memory", m->cgroup_mem, mem_limit_at, &max_bytes);
     mem_mount = "memory";
   }
   if (mem != LIMIT_UNKNOWN) {
     s->has_cgroup_mem_max = true;
     s->cgroup_mem_unlimited = mem == LIMIT_NONE;
-    s->cgroup_mem_max_bytes = mem == LIMIT_SET ? bytes : 0;
+    s->cgroup_mem_max_bytes = mem == LIMIT_SET ? (uint64_t)max_bytes : 0;
   }
+  uint64_t bytes = 0;
   bool cur = false;
   if (v2 && mem_mount == NULL)
     cur = walk_mem_current(m, NULL, m->cgroup_v2, &bytes);

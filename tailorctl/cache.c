@@ -218,11 +218,7 @@ int cmd_profile(int argc, char **argv) {
     tl_op_table_free(t);
   }
   if (as_json) {
-    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (s == NULL)
-      die("out of memory");
-    puts(s);
-    free(s);
+    print_json_as(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
   }
   json_decref(o);
   tl_store_close(st);
@@ -296,11 +292,7 @@ int cmd_predict(int argc, char **argv) {
       json_object_set_new(o, "steps", json_integer(p.steps));
       json_object_set_new(o, "threads", json_integer(threads));
       json_object_set_new(o, "profiled_signatures", json_integer(rep.new_signatures));
-      char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-      if (s == NULL)
-        die("out of memory");
-      puts(s);
-      free(s);
+      print_json_as(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
       json_decref(o);
     } else {
       printf("%-44s %9.3f ms %8.2f MiB (weights %.2f, arena %.2f, io %.3f)\n", text, p.latency_ms,
@@ -412,11 +404,7 @@ int cmd_search(int argc, char **argv) {
   json_object_set_new(out, "accuracy_metric", json_string(tl_calib_metric(&data)));
   json_object_set_new(out, "frontier", members);
   if (as_json) {
-    char *s = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (s == NULL)
-      die("out of memory");
-    puts(s);
-    free(s);
+    print_json_as(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
   } else {
     int cached_run = json_is_true(json_object_get(out, "cached"));
     if (cached_run)

@@ -286,13 +286,7 @@ void model_path(const struct target *t, const char *suffix, char *buf, size_t si
     die("model name \"%s\" is too long", t->model);
 }
 
-void print_json(json_t *v) {
-  char *s = json_dumps(v, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-  if (s == NULL)
-    die("out of memory");
-  puts(s);
-  free(s);
-}
+void print_json(json_t *v) { print_json_as(v, JSON_INDENT(2) | JSON_REAL_PRECISION(6)); }
 
 void target_init(struct target *t) {
   memset(t, 0, sizeof *t);

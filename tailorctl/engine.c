@@ -275,11 +275,7 @@ int cmd_run(int argc, char **argv) {
   if (as_json) {
     json_object_set_new(root, "model", json_string(model));
     json_object_set_new(root, "outputs", outs);
-    char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    if (s == NULL)
-      die("out of memory");
-    puts(s);
-    free(s);
+    print_json_as(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(root);
   }
   for (int i = 0; i < n_npy; i++)
@@ -294,11 +290,6 @@ int cmd_run(int argc, char **argv) {
 }
 
 /* --------------------------------------------------------------- bench */
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 /* Linear-interpolated percentile q (0..1) of sorted v[0..n). */
 static double percentile(const double *v, int n, double q) {
@@ -403,7 +394,7 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < runs; i++)
       tl_plan_run_timed(plan, step_us);
   /* the figures */
-  qsort(lat, (size_t)runs, sizeof *lat, cmp_double);
+  sort_doubles(lat, (size_t)runs);
   double median = percentile(lat, runs, 0.5), p10 = percentile(lat, runs, 0.1),
          p90 = percentile(lat, runs, 0.9);
   double rss = peak_rss_mib();
@@ -449,11 +440,7 @@ int cmd_bench(int argc, char **argv) {
       }
       json_object_set_new(o, "per_op", ops);
     }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (s == NULL)
-      die("out of memory");
-    puts(s);
-    free(s);
+    print_json_as(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(o);
   } else {
     printf("model        %s\n", model);

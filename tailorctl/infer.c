@@ -193,11 +193,6 @@ static void *client_main(void *arg) {
   return NULL;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* The q-quantile of sorted v[n] (nearest rank). */
 static double quantile(const double *v, size_t n, double q) {
   if (n == 0)
@@ -433,7 +428,7 @@ int cmd_infer(int argc, char **argv) {
     else
       failed++;
   }
-  qsort(lat, (size_t)ok, sizeof *lat, cmp_double);
+  sort_doubles(lat, (size_t)ok);
 
   if (trace != NULL) {
     FILE *f = strcmp(trace, "-") == 0 ? stdout : fopen(trace, "w");

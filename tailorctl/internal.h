@@ -25,10 +25,13 @@ long parse_count(const char *opt, const char *s, long min, long max);
 /* A number > 0 and <= max for option opt, `what` it counts ("seconds");
  * exits with usage status and a line saying so otherwise. */
 double parse_positive(const char *opt, const char *what, const char *s, double max);
-/* After getopt took "--calib X": the file after X (Y), from argv[optind]. */
 /* --calib X.npy [Y.npy]: the labels file after the images, when the next
  * argument is one (it ends in .npy); NULL when there is none. */
 const char *take_labels_file(int argc, char **argv);
+/* Prints v as one JSON text with json_dumps() flags, and a newline. */
+void print_json_as(json_t *v, size_t flags);
+/* Sorts v[0..n) ascending. */
+void sort_doubles(double *v, size_t n);
 /* --scale: a positive number. */
 float parse_scale(const char *s);
 struct tl_graph *load_model(const char *path);

@@ -126,6 +126,21 @@ void usage(FILE *f) {
         f);
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+void sort_doubles(double *v, size_t n) { qsort(v, n, sizeof *v, cmp_double); }
+
+void print_json_as(json_t *v, size_t flags) {
+  char *s = json_dumps(v, flags);
+  if (s == NULL)
+    die("out of memory");
+  puts(s);
+  free(s);
+}
+
 long parse_count(const char *opt, const char *s, long min, long max) {
   char *end;
   errno = 0;

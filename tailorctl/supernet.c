@@ -190,11 +190,7 @@ int cmd_inspect(int argc, char **argv) {
         json_array_append_new(notes, json_string(tl_supernet_note(sn, i)));
       json_object_set_new(o, "not_elastic", notes);
     }
-    char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (text == NULL)
-      die("out of memory");
-    puts(text);
-    free(text);
+    print_json_as(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(o);
   } else {
     printf("model        %s\n", model);
@@ -402,11 +398,7 @@ int cmd_eval(int argc, char **argv) {
       json_object_set_new(o, "recalibrated", json_boolean(recalib != NULL));
       json_object_set_new(o, "macs", json_integer(macs));
       json_object_set_new(o, "params", json_integer(params));
-      char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-      if (line == NULL)
-        die("out of memory");
-      puts(line);
-      free(line);
+      print_json_as(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
       json_decref(o);
     } else {
       printf("%-44s %8.2f%% %10.2f\n", text, 100 * acc, macs / 1e6);
