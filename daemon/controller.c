@@ -31,9 +31,12 @@
 #define UP_HEADROOM 2.0
 /* Feedback: the served latency of the requests answered in the last
  * FEEDBACK_INTERVALS monitor intervals counts once there are at least
- * TL_RT_FEEDBACK_MIN of them; fewer say too little about a p95, and then
- * the prediction stands alone. */
+ * TL_RT_FEEDBACK_MIN of them; fewer say too little about a p95.  When
+ * requests pause, the last TL_RT_FEEDBACK_MIN stand for what the next
+ * ones will see, for FEEDBACK_MAX_AGE_MS; past that the prediction stands
+ * alone. */
 #define FEEDBACK_INTERVALS 2
+#define FEEDBACK_MAX_AGE_MS 30000
 
 struct tl_controller {
   uv_timer_t timer;
@@ -77,12 +80,42 @@ static double demand(const struct tl_rt_model *m, int i, double overhead_ms) {
   return m->ctl.rate * (tl_controller_scaled_ms(m, i) * tl_engine_threads() + overhead_ms) / 1e3;
 }
 
-/* Member i's p95 latency as clients would see it now: its compute under
- * the device state, plus what the requests served lately waited beyond
- * their own compute (queueing, a CPU, the socket), which another member
- * would wait too. */
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* The 95th percentile of v[0..n), n > 0 (sorts v). */
+static double p95(float *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_float);
+  int k = (int)ceil(0.95 * n) - 1;
+  return v[k < 0 ? 0 : k];
+}
+
+/* Member i's p95 latency as clients would see it now.  Each request of
+ * the feedback window is replayed as if member i had served it: its
+ * compute (with whatever stretched it: a CPU held by others, a slower
+ * clock) scales by member i's predicted compute over the one that ran;
+ * its wait for a worker scales the same way for a slower member (the
+ * requests ahead of it would have taken longer too) and stays as it was
+ * for a faster one (a wait that a stall caused does not shrink); the rest
+ * (parsing, the answer, the socket) stays.  The p95 of those; with too
+ * few requests in the window, the predicted compute alone. */
 double tl_controller_p95_ms(const struct tl_rt_model *m, int i) {
-  return tl_controller_scaled_ms(m, i) + m->ctl.fb.excess_p95_ms;
+  const struct tl_rt_feedback *fb = &m->ctl.fb;
+  if (fb->samples < TL_RT_FEEDBACK_MIN)
+    return tl_controller_scaled_ms(m, i);
+  struct tl_device_scale s = m->ctl.scale;
+  s.correction = 1;
+  const double p = tl_latency_scale(m->frontier->m[i].predicted_ms, &s);
+  float v[TL_RT_FEEDBACK_MAX];
+  for (int k = 0; k < fb->samples; k++) {
+    const struct tl_rt_sample *x = &fb->win[k];
+    const double ratio = x->predicted_ms > 0 ? p / x->predicted_ms : 1;
+    const double rest = fmax(0, x->latency_ms - x->wait_ms - x->compute_ms);
+    v[k] = (float)(rest + x->wait_ms * fmax(1, ratio) + x->compute_ms * ratio);
+  }
+  return p95(v, fb->samples);
 }
 
 /* Why member i does not fit: 0 it fits, else the switch class, with the
@@ -230,29 +263,22 @@ static void switch_to(struct tl_controller *c, struct tl_rt_model *m, const char
 
 /* ------------------------------------------------------------ feedback */
 
-static int cmp_float(const void *a, const void *b) {
-  const float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
-/* The 95th percentile of v[0..n), n > 0 (sorts v). */
-static double p95(float *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_float);
-  int k = (int)ceil(0.95 * n) - 1;
-  return v[k < 0 ? 0 : k];
-}
-
 /* What the requests of m answered in the last FEEDBACK_INTERVALS
- * intervals saw (see struct tl_rt_feedback). */
+ * intervals saw, or the last TL_RT_FEEDBACK_MIN of them (see struct
+ * tl_rt_feedback), into the window. */
 static void update_feedback(const struct tl_controller *c, struct tl_rt_model *m, uint64_t now) {
   struct tl_rt_feedback *fb = &m->ctl.fb;
   const uint64_t window = (uint64_t)FEEDBACK_INTERVALS * (uint64_t)c->interval_ms * 1000000u;
+  const uint64_t max_age = (uint64_t)FEEDBACK_MAX_AGE_MS * 1000000u;
   float ex[TL_RT_FEEDBACK_MAX], q[TL_RT_FEEDBACK_MAX], lat[TL_RT_FEEDBACK_MAX];
   int n = 0;
+  /* newest first, from the one before head */
   for (int k = 0; k < fb->n; k++) {
-    const struct tl_rt_sample *x = &fb->ring[k];
-    if (x->at_ns + window < now)
-      continue;
+    const struct tl_rt_sample *x =
+        &fb->ring[(fb->head - 1 - k + 2 * TL_RT_FEEDBACK_MAX) % TL_RT_FEEDBACK_MAX];
+    if (x->at_ns + window < now && (n >= TL_RT_FEEDBACK_MIN || x->at_ns + max_age < now))
+      break;
+    fb->win[n] = *x;
     ex[n] = x->excess_ms;
     q[n] = x->queue_ms;
     lat[n] = x->latency_ms;
@@ -604,6 +630,9 @@ void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *
       .excess_ms = (float)(latency / (double)req->images - predicted * m->ctl.correction),
       .queue_ms = (float)queue,
       .latency_ms = (float)(latency / (double)req->images),
+      .wait_ms = (float)(queue / (double)req->images),
+      .compute_ms = (float)served,
+      .predicted_ms = (float)predicted,
   };
   fb->head = (fb->head + 1) % TL_RT_FEEDBACK_MAX;
   if (fb->n < TL_RT_FEEDBACK_MAX)

@@ -12,14 +12,15 @@
  * waits: for a worker (a queue, when requests come faster than they are
  * served), for a CPU (other processes at ordinary weight, which the
  * device state hardly shows), in the socket.  So the controller closes
- * the loop on the latency served: each request's arrival-to-answer time
- * less its member's predicted compute (times the correction factor) is
- * its wait, and the p95 of the waits of the requests answered in the
- * last two intervals (with at least TL_RT_FEEDBACK_MIN of them; else
- * none) is added to every member's
- * prediction (tl_controller_p95_ms): another member would wait as long.
- * Waiting that grows thus moves the model down within two intervals, and
- * up again (after the hysteresis) once it has gone.
+ * the loop on the latency served: each answered request is replayed as
+ * if another member had served it (its compute, and for a slower member
+ * its wait for a worker, scaled by the two members' predicted compute;
+ * the rest as it was), and a member's latency is the p95 of those over
+ * the requests of the last two intervals (at least TL_RT_FEEDBACK_MIN;
+ * else the prediction alone): tl_controller_p95_ms.  Waiting that grows
+ * thus moves the model down within two intervals, and up again (after
+ * the hysteresis) once it has gone, without climbing to a member whose
+ * own longer waits would send it back.
  *
  * A CPU quota on our cgroup does not slow a request down; it bounds the
  * CPU time per second the service may use, and past it the kernel stops
@@ -114,9 +115,9 @@ int tl_controller_pin(struct tl_controller *c, struct tl_rt_model *m, const char
 void tl_controller_observe(struct tl_controller *c, const struct tl_rt_request *req,
                            uint64_t answered_ns);
 
-/* Member i of m's frontier as clients would see it now, in ms: its
- * scaled compute plus the p95 of what requests lately waited beyond
- * theirs (no margin). */
+/* Member i of m's frontier as clients would see it now, in ms: the p95
+ * of the requests lately answered, replayed as if member i had served
+ * them (no margin); its scaled compute when too few were answered. */
 double tl_controller_p95_ms(const struct tl_rt_model *m, int i);
 
 /* Member i of m's frontier under m's last factors, in ms (no margin). */

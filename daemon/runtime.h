@@ -96,15 +96,23 @@ int tl_rt_frontier_find(const struct tl_rt_frontier *f, const struct tl_supernet
 #define TL_RT_FEEDBACK_MAX 512
 #define TL_RT_FEEDBACK_MIN 8 /* fewer requests in the window say too little */
 struct tl_rt_sample {
-  uint64_t at_ns;   /* when the answer went out */
-  float excess_ms;  /* served latency less the predicted compute of what ran */
-  float queue_ms;   /* arrival to a worker's start */
-  float latency_ms; /* arrival to the answer, per image */
+  uint64_t at_ns;     /* when the answer went out */
+  float excess_ms;    /* served latency less the predicted compute of what ran */
+  float queue_ms;     /* arrival to a worker's start */
+  float latency_ms;   /* arrival to the answer, per image */
+  float wait_ms;      /* queue_ms per image */
+  float compute_ms;   /* the plan runs, per image */
+  float predicted_ms; /* what the member that ran was predicted to compute then
+                         (device factors, no correction), per image */
 };
 struct tl_rt_feedback {
   struct tl_rt_sample ring[TL_RT_FEEDBACK_MAX];
   int head, n;
-  int samples;           /* in the window at the last decision */
+  /* The window of the last decision: the requests answered in the last
+   * intervals, or the last TL_RT_FEEDBACK_MIN when fewer (requests
+   * paused), unless older than the window's age limit. */
+  struct tl_rt_sample win[TL_RT_FEEDBACK_MAX];
+  int samples;           /* in win */
   double excess_p95_ms;  /* 0 with too few samples: the prediction stands alone */
   double latency_p95_ms; /* measured, of the requests in the window */
   double queue_p95_ms;
