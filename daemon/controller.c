@@ -523,6 +523,36 @@ void tl_controller_configure(struct tl_controller *c, struct tl_monitor *mon, in
   }
 }
 
+/* The index of the member of f whose spec has key, or -1. */
+static int member_with_key(const struct tl_rt_frontier *f, uint64_t key) {
+  for (int i = 0; f != NULL && i < f->n; i++)
+    if (f->m[i].key == key)
+      return i;
+  return -1;
+}
+
+/* A pin on prev (the model of the same name in the generation before)
+ * holds in m when m serves the same file and the pinned subnet is on m's
+ * frontier: an operator's pin is not undone by a reload (a SIGHUP, an
+ * edit of the config).  Else it is released, with a word in the log. */
+static void keep_pin(struct tl_controller *c, struct tl_rt_model *m,
+                     const struct tl_rt_model *prev) {
+  if (prev == NULL || !prev->ctl.pinned || prev->frontier == NULL)
+    return;
+  const struct tl_rt_member *pinned = &prev->frontier->m[atomic_load(&prev->ctl.active)];
+  int keep = prev->g->hash == m->g->hash ? member_with_key(m->frontier, pinned->key) : -1;
+  if (keep < 0) {
+    tl_log_warn(&c->env.log,
+                "%s: the pinned subnet %s is not on the reloaded model's frontier: "
+                "unpinned",
+                m->cfg.name, pinned->text);
+    return;
+  }
+  m->ctl.pinned = 1;
+  atomic_store(&m->ctl.active, keep);
+  snprintf(m->ctl.reason, sizeof m->ctl.reason, "%s", prev->ctl.reason);
+}
+
 void tl_controller_set_runtime(struct tl_controller *c, struct tl_runtime *rt) {
   struct tl_runtime *old = c->rt;
   c->rt = rt;
@@ -542,6 +572,7 @@ void tl_controller_set_runtime(struct tl_controller *c, struct tl_runtime *rt) {
     }
     if (prev != NULL && prev->frontier != NULL)
       from = prev->frontier->m[atomic_load(&prev->ctl.active)].text;
+    keep_pin(c, m, prev);
     decide(c, m, now, from, TL_SWITCH_START, old != NULL ? "reload" : "start");
   }
 }
@@ -553,10 +584,7 @@ void tl_controller_frontier_swapped(struct tl_controller *c, struct tl_rt_model 
     int a = atomic_load(&m->ctl.active);
     from = a >= 0 && a < old->n ? old->m[a].text : NULL;
     if (m->ctl.pinned) {
-      int keep = -1;
-      for (int i = 0; i < m->frontier->n && from != NULL; i++)
-        if (m->frontier->m[i].key == old->m[a].key)
-          keep = i;
+      int keep = from != NULL ? member_with_key(m->frontier, old->m[a].key) : -1;
       if (keep >= 0) {
         atomic_store(&m->ctl.active, keep);
       } else {

@@ -95,7 +95,8 @@ void tl_controller_configure(struct tl_controller *c, struct tl_monitor *mon, in
  * calls this again before dropping it; NULL for none).  Every model with a
  * frontier gets its first choice at once; the correction factor of a
  * model of the same name and file in the previous generation carries
- * over. */
+ * over, and so does its pin when the pinned subnet is on the new
+ * frontier (else the pin is released, with a warning). */
 void tl_controller_set_runtime(struct tl_controller *c, struct tl_runtime *rt);
 
 /* Model m's frontier was replaced (m->frontier is the new one, old the

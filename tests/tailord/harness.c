@@ -514,6 +514,26 @@ int argmax(const float *v, int n) {
   return k;
 }
 
+void expect_served_by(const struct daemon *d, int image, const char *spec) {
+  int status = 0;
+  json_t *b = infer_body(image, 0, NULL);
+  json_t *r = post_json(d->sock, "/v2/models/fmnist/infer", b, &status);
+  json_decref(b);
+  ck_assert_int_eq(status, 200);
+  float logits[10];
+  ck_assert_str_eq(logits_of(r, logits), spec);
+  json_decref(r);
+}
+
+json_t *pin_fmnist(const struct daemon *d, const char *spec) {
+  int status = 0;
+  json_t *pin = json_pack("{s:s}", "subnet", spec);
+  json_t *r = post_json(d->sock, "/v2/models/fmnist/pin", pin, &status);
+  json_decref(pin);
+  ck_assert_int_eq(status, 200);
+  return r;
+}
+
 char *active_of(const struct daemon *d, const char *model) {
   char path[256];
   snprintf(path, sizeof path, "/v2/models/%s/state", model);

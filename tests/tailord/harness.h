@@ -221,6 +221,14 @@ int argmax(const float *v, int n);
 /* The active subnet from GET .../state (malloc'd). */
 char *active_of(const struct daemon *d, const char *model);
 
+/* Sends calibration image `image` to fmnist as JSON and checks that the
+ * answer is 200 from the subnet spec. */
+void expect_served_by(const struct daemon *d, int image, const char *spec);
+
+/* POST /v2/models/fmnist/pin {"subnet": spec} ("auto" releases), checked
+ * to be 200: the answer (the caller frees it). */
+json_t *pin_fmnist(const struct daemon *d, const char *spec);
+
 /* GET .../state of model (the caller frees it). */
 json_t *state_of(const struct daemon *d, const char *model);
 

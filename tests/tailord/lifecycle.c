@@ -290,13 +290,7 @@ START_TEST(nothing_fits_serves_the_fastest_degraded) {
   ck_assert_ptr_nonnull(
       strstr(json_string_value(json_object_get(st, "reason")), "no subnet meets the budget"));
   json_decref(st);
-  json_t *b = infer_body(3, 0, NULL);
-  json_t *r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
-  json_decref(b);
-  ck_assert_int_eq(status, 200);
-  float logits[10];
-  ck_assert_str_eq(logits_of(r, logits), warm.spec[0]);
-  json_decref(r);
+  expect_served_by(&d, 3, warm.spec[0]);
   char *m = get_metrics(&d);
   ck_assert(metric(m, "tailor_degraded{model=\"fmnist\"}") == 1);
   free(m);

@@ -3,10 +3,12 @@
  * swap to the searched one, health and metadata, inference in JSON and in
  * the binary extension (the same logits bit for bit), every refusal with
  * its status and a JSON error, clients that hang up, expired deadlines,
- * the metrics, a search on unlabelled calibration data, and pinning.
+ * the metrics, a search on unlabelled calibration data, and pinning (which
+ * a reload keeps).
  */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -522,22 +524,12 @@ START_TEST(pin_fixes_the_subnet_and_auto_releases_it) {
   char *a = active_of(&d, "fmnist");
   ck_assert_str_eq(a, warm.spec[warm.n - 1]);
   free(a);
-  json_t *pin = json_pack("{s:s}", "subnet", warm.spec[0]);
-  json_t *r = post_json(d.sock, "/v2/models/fmnist/pin", pin, &status);
-  json_decref(pin);
-  ck_assert_int_eq(status, 200);
+  json_t *r = pin_fmnist(&d, warm.spec[0]);
   ck_assert_str_eq(json_string_value(json_object_get(r, "active")), warm.spec[0]);
   ck_assert(json_is_true(json_object_get(r, "pinned")));
   json_decref(r);
-  for (int k = 0; k < 3; k++) {
-    json_t *b = infer_body(k, 0, NULL);
-    r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
-    ck_assert_int_eq(status, 200);
-    float logits[10];
-    ck_assert_str_eq(logits_of(r, logits), warm.spec[0]);
-    json_decref(r);
-    json_decref(b);
-  }
+  for (int k = 0; k < 3; k++)
+    expect_served_by(&d, k, warm.spec[0]);
   /* the controller leaves a pinned model alone across intervals */
   sleep_ms(5 * MONITOR_INTERVAL_MS);
   json_t *st = get_json(d.sock, "/v2/models/fmnist/state", &status);
@@ -547,22 +539,51 @@ START_TEST(pin_fixes_the_subnet_and_auto_releases_it) {
   /* a spec that is valid but not on the frontier */
   expect_error(&d, "/v2/models/fmnist/pin", "{\"subnet\": \"r=14 d=0,0,0 w=.5,.5,.5\"}", 400,
                "not on the frontier");
-  pin = json_pack("{s:s}", "subnet", "auto");
-  r = post_json(d.sock, "/v2/models/fmnist/pin", pin, &status);
-  json_decref(pin);
-  ck_assert_int_eq(status, 200);
+  r = pin_fmnist(&d, "auto");
   ck_assert(json_is_false(json_object_get(r, "pinned")));
   ck_assert_str_eq(json_string_value(json_object_get(r, "active")), warm.spec[warm.n - 1]);
   json_decref(r);
-  json_t *b = infer_body(0, 0, NULL);
-  r = post_json(d.sock, "/v2/models/fmnist/infer", b, &status);
-  json_decref(b);
-  float logits[10];
-  ck_assert_str_eq(logits_of(r, logits), warm.spec[warm.n - 1]);
-  json_decref(r);
+  expect_served_by(&d, 0, warm.spec[warm.n - 1]);
   char *m = get_metrics(&d);
   ck_assert(metric(m, "tailor_switches_total{model=\"fmnist\",reason=\"pin\"}") == 2);
   free(m);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+/* A reload used to drop the pin: the new generation's controller chose
+ * afresh (scripts/bench-soak found it, pinning every second and
+ * reloading every 5 s). */
+START_TEST(a_pin_holds_across_a_reload) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  json_decref(pin_fmnist(&d, warm.spec[0]));
+  kill(d.pid, SIGHUP);
+  int status = 0;
+  json_t *st = NULL;
+  for (double t0 = now_s();; sleep_ms(50)) {
+    st = get_json(d.sock, "/v2/models/fmnist/state", &status);
+    ck_assert_int_eq(status, 200);
+    if (json_integer_value(json_object_get(st, "generation")) >= 2)
+      break;
+    json_decref(st);
+    ck_assert_msg(now_s() - t0 < wait_s(READY_DEADLINE_S), "no new generation after SIGHUP");
+  }
+  ck_assert_msg(json_is_true(json_object_get(st, "pinned")), "unpinned by the reload");
+  ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
+  json_decref(st);
+  expect_served_by(&d, 1, warm.spec[0]);
+  /* the controller still leaves it alone, and auto still releases it */
+  sleep_ms(5 * MONITOR_INTERVAL_MS);
+  char *a = active_of(&d, "fmnist");
+  ck_assert_str_eq(a, warm.spec[0]);
+  free(a);
+  json_t *r = pin_fmnist(&d, "auto");
+  ck_assert(json_is_false(json_object_get(r, "pinned")));
+  ck_assert_str_eq(json_string_value(json_object_get(r, "active")), warm.spec[warm.n - 1]);
+  json_decref(r);
   daemon_stop_ok(&d);
 }
 END_TEST
@@ -580,5 +601,6 @@ TCase *tailord_serve_case(void) {
   tcase_add_test(tc, metrics_show_counters_histograms_and_gauges);
   tcase_add_test(tc, unlabelled_calibration_is_searched_and_reported_as_agreement);
   tcase_add_test(tc, pin_fixes_the_subnet_and_auto_releases_it);
+  tcase_add_test(tc, a_pin_holds_across_a_reload);
   return tc;
 }
