@@ -39,6 +39,10 @@
 static void conn_feed(struct conn *c, const char *data, size_t n);
 static void idle_restart(struct conn *c);
 
+static int write_backlogged(const struct conn *c) {
+  return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) > WRITE_BACKLOG_MAX;
+}
+
 /* --------------------------------------------------------------- replies */
 
 struct write_req {
@@ -64,10 +68,14 @@ static void on_written(uv_write_t *w, int status) {
   c->writes--;
   if (status < 0 && status != UV_ECANCELED)
     tl_log_debug(&c->srv->env.log, "client write: %s", uv_strerror(status));
-  if (status < 0 || (c->close_after_write && c->writes == 0))
+  if (status < 0 || (c->close_after_write && c->writes == 0)) {
     tl__conn_close(c);
-  else if (c->writes == 0 && c->job == NULL)
+  } else if (c->backlogged && !write_backlogged(c)) {
+    c->backlogged = 0; /* the client reads again: so do we */
+    tl__conn_resume(c);
+  } else if (c->writes == 0 && c->job == NULL) {
     idle_restart(c);
+  }
 }
 
 /* Formats one response into out; any thread. */
@@ -469,6 +477,17 @@ void tl__conn_submitted(struct conn *c, const char *data, size_t n) {
  * until they are used up or a request must wait for a worker. */
 static void conn_feed(struct conn *c, const char *data, size_t n) {
   while (n > 0 && !c->closing && !c->close_after_write) {
+    if (write_backlogged(c)) {
+      /* the client does not read its answers: keep the rest for when it
+       * does (on_written), and read no more of it meanwhile */
+      if (keep_pending(c, data, n) != 0) {
+        tl_log_err(&c->srv->env.log, "out of memory keeping pipelined requests");
+        c->close_after_write = 1;
+      }
+      c->backlogged = 1;
+      tl__read_stop(c);
+      return;
+    }
     size_t used = 0;
     struct tl_error err = {{0}};
     if (c->request_ns == 0)
@@ -503,7 +522,7 @@ void tl__conn_resume(struct conn *c) {
   c->pending_len = 0;
   if (n > 0)
     conn_feed(c, c->pending, n);
-  if (c->job == NULL && !c->closing && !c->close_after_write) {
+  if (c->job == NULL && !c->closing && !c->close_after_write && !c->backlogged) {
     idle_restart(c);
     tl__read_start(c);
   }

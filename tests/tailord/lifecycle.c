@@ -1,13 +1,15 @@
 /*
  * lifecycle.c - tailord's life and limits: reloads with a broken and a
  * good config, the connection, idle, body and queue limits, slow senders,
- * a budget nothing fits, a late reader of pipelined answers, the drain on
+ * a budget nothing fits, a late reader of pipelined answers, a client
+ * that pipelines requests and reads no answer, the drain on
  * SIGTERM (also during the first search), `tailord -n`, and a model that
  * cannot be served.
  */
 #include "harness.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -363,6 +365,75 @@ START_TEST(a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after)
 }
 END_TEST
 
+/* The rest of a pipeline of requests, written by a thread while the test
+ * reads the answers. */
+struct rest {
+  int fd;
+  const char *data;
+  size_t len;
+  int failed;
+};
+
+static void *write_rest(void *arg) {
+  struct rest *r = arg;
+  r->failed = write_all(r->fd, r->data, r->len) != 0;
+  return NULL;
+}
+
+/* A client that pipelines requests and reads no answer used to make the
+ * daemon hold every answer (20 000 requests grew it by 14 MiB): the
+ * daemon reads on only while little of its answers waits to be written.
+ * Once the client reads, every request is answered, in order. */
+START_TEST(a_client_that_reads_no_answer_is_read_no_further) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  enum { N = 4000 };
+  char *all = malloc((size_t)N * BINARY_MSG_MAX);
+  ck_assert_ptr_nonnull(all);
+  size_t total = 0;
+  for (int k = 0; k < N; k++) {
+    char id[16];
+    snprintf(id, sizeof id, "p%d", k);
+    total += binary_message(all + total, "fmnist", k % N_IMAGES, id);
+  }
+  struct client c = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c.fd, 0);
+  /* send, reading nothing, until the daemon takes no more for a second */
+  size_t sent = 0;
+  for (double t0 = now_s(), last = t0; sent < total && now_s() - last < 1.0; sleep_ms(10)) {
+    ssize_t w = send(c.fd, all + sent, total - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w > 0) {
+      sent += (size_t)w;
+      last = now_s();
+    }
+    ck_assert_msg(now_s() - t0 < wait_s(60), "the daemon never stopped reading");
+  }
+  ck_assert_msg(sent < total / 2, "the daemon read %zu of %zu bytes with no answer read", sent,
+                total);
+  struct rest rest = {c.fd, all + sent, total - sent, 0};
+  pthread_t writer;
+  ck_assert_int_eq(pthread_create(&writer, NULL, write_rest, &rest), 0);
+  for (int k = 0; k < N; k++) {
+    struct resp r;
+    ck_assert_int_eq(client_read(&c, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    json_t *v = json_loadb(r.body, r.json_len, 0, NULL);
+    char id[16];
+    snprintf(id, sizeof id, "p%d", k);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "id")), id);
+    json_decref(v);
+    resp_free(&r);
+  }
+  pthread_join(writer, NULL);
+  ck_assert(!rest.failed);
+  client_close(&c);
+  free(all);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
 START_TEST(sigterm_finishes_the_request_in_flight_and_exits_0) {
   struct opts o;
   opts_default(&o);
@@ -501,6 +572,7 @@ TCase *tailord_lifecycle_case(void) {
   tcase_add_test(tc, a_full_queue_answers_503);
   tcase_add_test(tc, nothing_fits_serves_the_fastest_degraded);
   tcase_add_test(tc, a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after);
+  tcase_add_test(tc, a_client_that_reads_no_answer_is_read_no_further);
   tcase_add_test(tc, sigterm_finishes_the_request_in_flight_and_exits_0);
   tcase_add_test(tc, sigterm_during_the_first_search_stops_it_and_exits_0);
   tcase_add_test(tc, check_flag_reports_every_error_and_exits_1);
