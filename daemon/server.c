@@ -386,11 +386,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     c->eof = 1;
     uv_read_stop(st);
     c->reading = 0;
-    /* A request in flight is still answered; else there is nothing more
-     * to do on this connection (a request cut short is dropped). */
+    /* A request in flight is still answered, and so are the whole ones
+     * that came after it (a client may pipeline requests and then close
+     * its side): tl__conn_resume closes once they are.  Else there is
+     * nothing more to do on this connection (a request cut short is
+     * dropped). */
     if (c->job == NULL && c->writes == 0)
       tl__conn_close(c);
-    else
+    else if (c->job == NULL)
       c->close_after_write = 1;
     return;
   }
@@ -522,10 +525,17 @@ void tl__conn_resume(struct conn *c) {
   c->pending_len = 0;
   if (n > 0)
     conn_feed(c, c->pending, n);
-  if (c->job == NULL && !c->closing && !c->close_after_write && !c->backlogged) {
-    idle_restart(c);
-    tl__read_start(c);
+  if (c->job != NULL || c->closing || c->close_after_write || c->backlogged)
+    return;
+  if (c->eof) { /* the client sent all it will, and all of it is answered */
+    if (c->writes == 0)
+      tl__conn_close(c);
+    else
+      c->close_after_write = 1;
+    return;
   }
+  idle_restart(c);
+  tl__read_start(c);
 }
 
 static void on_connection(uv_stream_t *listener, int status) {

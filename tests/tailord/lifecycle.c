@@ -2,7 +2,8 @@
  * lifecycle.c - tailord's life and limits: reloads with a broken and a
  * good config, the connection, idle, body and queue limits, slow senders,
  * a budget nothing fits, a late reader of pipelined answers, a client
- * that pipelines requests and reads no answer, the drain on
+ * that pipelines requests and reads no answer or closes its side after
+ * them, the drain on
  * SIGTERM (also during the first search), `tailord -n`, and a model that
  * cannot be served.
  */
@@ -434,6 +435,48 @@ START_TEST(a_client_that_reads_no_answer_is_read_no_further) {
 }
 END_TEST
 
+/* A client may send its requests and then close its side of the
+ * connection (shutdown(SHUT_WR), as `nc -N` does): every whole request
+ * is answered, in order, and then the daemon closes.  It used to answer
+ * only the one in flight when the end came and drop the rest. */
+START_TEST(pipelined_requests_then_a_half_close_are_all_answered) {
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_start(&d, &o);
+  enum { N = 20 };
+  struct client c = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c.fd, 0);
+  for (int k = 0; k < N; k++) {
+    char msg[BINARY_MSG_MAX], id[16];
+    snprintf(id, sizeof id, "h%d", k);
+    ck_assert_int_eq(write_all(c.fd, msg, binary_message(msg, "fmnist", k % N_IMAGES, id)), 0);
+  }
+  const char ready[] = "GET /v2/models/fmnist/ready HTTP/1.1\r\n\r\n";
+  ck_assert_int_eq(write_all(c.fd, ready, sizeof ready - 1), 0);
+  ck_assert_int_eq(shutdown(c.fd, SHUT_WR), 0);
+  struct resp r;
+  for (int k = 0; k < N; k++) {
+    ck_assert_msg(client_read(&c, &r) == 0, "closed after %d of %d answers", k, N);
+    ck_assert_int_eq(r.status, 200);
+    json_t *v = json_loadb(r.body, r.json_len, 0, NULL);
+    char id[16];
+    snprintf(id, sizeof id, "h%d", k);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "id")), id);
+    json_decref(v);
+    resp_free(&r);
+  }
+  ck_assert_int_eq(client_read(&c, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":true"));
+  resp_free(&r);
+  ck_assert_int_eq(client_read(&c, &r), -1); /* and then the end */
+  resp_free(&r);
+  client_close(&c);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
 START_TEST(sigterm_finishes_the_request_in_flight_and_exits_0) {
   struct opts o;
   opts_default(&o);
@@ -573,6 +616,7 @@ TCase *tailord_lifecycle_case(void) {
   tcase_add_test(tc, nothing_fits_serves_the_fastest_degraded);
   tcase_add_test(tc, a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after);
   tcase_add_test(tc, a_client_that_reads_no_answer_is_read_no_further);
+  tcase_add_test(tc, pipelined_requests_then_a_half_close_are_all_answered);
   tcase_add_test(tc, sigterm_finishes_the_request_in_flight_and_exits_0);
   tcase_add_test(tc, sigterm_during_the_first_search_stops_it_and_exits_0);
   tcase_add_test(tc, check_flag_reports_every_error_and_exits_1);
