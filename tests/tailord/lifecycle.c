@@ -381,6 +381,35 @@ static void *write_rest(void *arg) {
   return NULL;
 }
 
+/* n binary infer requests back to back, with ids "<prefix>0" on, in a
+ * buffer the caller frees; its length in *len. */
+static char *pipeline(const char *prefix, int n, size_t *len) {
+  char *all = malloc((size_t)n * BINARY_MSG_MAX);
+  ck_assert_ptr_nonnull(all);
+  *len = 0;
+  for (int k = 0; k < n; k++) {
+    char id[16];
+    snprintf(id, sizeof id, "%s%d", prefix, k);
+    *len += binary_message(all + *len, "fmnist", k % N_IMAGES, id);
+  }
+  return all;
+}
+
+/* Reads the n answers to pipeline(prefix, n): each 200, in order. */
+static void expect_answers_in_order(struct client *c, const char *prefix, int n) {
+  for (int k = 0; k < n; k++) {
+    struct resp r;
+    ck_assert_msg(client_read(c, &r) == 0, "closed after %d of %d answers", k, n);
+    ck_assert_int_eq(r.status, 200);
+    json_t *v = json_loadb(r.body, r.json_len, 0, NULL);
+    char id[16];
+    snprintf(id, sizeof id, "%s%d", prefix, k);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "id")), id);
+    json_decref(v);
+    resp_free(&r);
+  }
+}
+
 /* A client that pipelines requests and reads no answer used to make the
  * daemon hold every answer (20 000 requests grew it by 14 MiB): the
  * daemon reads on only while little of its answers waits to be written.
@@ -391,14 +420,8 @@ START_TEST(a_client_that_reads_no_answer_is_read_no_further) {
   struct daemon d;
   daemon_start(&d, &o);
   enum { N = 4000 };
-  char *all = malloc((size_t)N * BINARY_MSG_MAX);
-  ck_assert_ptr_nonnull(all);
   size_t total = 0;
-  for (int k = 0; k < N; k++) {
-    char id[16];
-    snprintf(id, sizeof id, "p%d", k);
-    total += binary_message(all + total, "fmnist", k % N_IMAGES, id);
-  }
+  char *all = pipeline("p", N, &total);
   struct client c = {.fd = unix_connect(d.sock)};
   ck_assert_int_ge(c.fd, 0);
   /* send, reading nothing, until the daemon takes no more for a second */
@@ -416,17 +439,7 @@ START_TEST(a_client_that_reads_no_answer_is_read_no_further) {
   struct rest rest = {c.fd, all + sent, total - sent, 0};
   pthread_t writer;
   ck_assert_int_eq(pthread_create(&writer, NULL, write_rest, &rest), 0);
-  for (int k = 0; k < N; k++) {
-    struct resp r;
-    ck_assert_int_eq(client_read(&c, &r), 0);
-    ck_assert_int_eq(r.status, 200);
-    json_t *v = json_loadb(r.body, r.json_len, 0, NULL);
-    char id[16];
-    snprintf(id, sizeof id, "p%d", k);
-    ck_assert_str_eq(json_string_value(json_object_get(v, "id")), id);
-    json_decref(v);
-    resp_free(&r);
-  }
+  expect_answers_in_order(&c, "p", N);
   pthread_join(writer, NULL);
   ck_assert(!rest.failed);
   client_close(&c);
@@ -447,25 +460,15 @@ START_TEST(pipelined_requests_then_a_half_close_are_all_answered) {
   enum { N = 20 };
   struct client c = {.fd = unix_connect(d.sock)};
   ck_assert_int_ge(c.fd, 0);
-  for (int k = 0; k < N; k++) {
-    char msg[BINARY_MSG_MAX], id[16];
-    snprintf(id, sizeof id, "h%d", k);
-    ck_assert_int_eq(write_all(c.fd, msg, binary_message(msg, "fmnist", k % N_IMAGES, id)), 0);
-  }
+  size_t len = 0;
+  char *all = pipeline("h", N, &len);
+  ck_assert_int_eq(write_all(c.fd, all, len), 0);
+  free(all);
   const char ready[] = "GET /v2/models/fmnist/ready HTTP/1.1\r\n\r\n";
   ck_assert_int_eq(write_all(c.fd, ready, sizeof ready - 1), 0);
   ck_assert_int_eq(shutdown(c.fd, SHUT_WR), 0);
+  expect_answers_in_order(&c, "h", N);
   struct resp r;
-  for (int k = 0; k < N; k++) {
-    ck_assert_msg(client_read(&c, &r) == 0, "closed after %d of %d answers", k, N);
-    ck_assert_int_eq(r.status, 200);
-    json_t *v = json_loadb(r.body, r.json_len, 0, NULL);
-    char id[16];
-    snprintf(id, sizeof id, "h%d", k);
-    ck_assert_str_eq(json_string_value(json_object_get(v, "id")), id);
-    json_decref(v);
-    resp_free(&r);
-  }
   ck_assert_int_eq(client_read(&c, &r), 0);
   ck_assert_int_eq(r.status, 200);
   ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":true"));
