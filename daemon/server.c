@@ -38,6 +38,7 @@
 
 static void conn_feed(struct conn *c, const char *data, size_t n);
 static void idle_restart(struct conn *c);
+static void on_idle(uv_timer_t *t);
 
 static int write_backlogged(const struct conn *c) {
   return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) > WRITE_BACKLOG_MAX;
@@ -98,6 +99,13 @@ int tl__format_response(struct tl_http_buf *out, int status, const char *content
   return rc;
 }
 
+/* Keeps the write timeout (write_stalled) running while answers are in
+ * flight and nothing else holds c's timer. */
+static void write_watch(struct conn *c) {
+  if (c->writes != 0 && !c->closing && !uv_is_active((const uv_handle_t *)&c->idle))
+    uv_timer_start(&c->idle, on_idle, (uint64_t)c->srv->limits.request_timeout_ms, 0);
+}
+
 /* Queues buf[from..) on c, taking buf.  keep_alive 0 closes the
  * connection after it. */
 void tl__queue_write(struct conn *c, struct tl_http_buf *buf, size_t from, int keep_alive) {
@@ -119,7 +127,9 @@ void tl__queue_write(struct conn *c, struct tl_http_buf *buf, size_t from, int k
     tl__conn_close(c);
     return;
   }
-  c->writes++;
+  if (c->writes++ == 0)
+    c->write_queued = SIZE_MAX;
+  write_watch(c);
   if (!keep_alive)
     c->close_after_write = 1;
 }
@@ -253,9 +263,34 @@ static void close_stalled(struct conn *c, const char *why) {
   tl__read_stop(c);
 }
 
+/* The write timeout: a client that has taken none of its answers' bytes
+ * for a request timeout is closed (it would hold its connection, the
+ * answers' memory and the drain at shutdown for as long as it liked);
+ * one that reads, however slowly, is looked at again a request timeout
+ * later.  Returns 1 when c was closed. */
+static int write_stalled(struct conn *c) {
+  const size_t queued = uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+  if (queued > 0 && c->write_queued != SIZE_MAX && queued >= c->write_queued) {
+    tl_log_info(&c->srv->env.log,
+                "closing a connection that read none of its answer in %d ms (%zu bytes waiting)",
+                c->srv->limits.request_timeout_ms, queued);
+    tl__conn_close(c);
+    return 1;
+  }
+  c->write_queued = queued;
+  uv_timer_start(&c->idle, on_idle, (uint64_t)c->srv->limits.request_timeout_ms, 0);
+  return 0;
+}
+
 static void on_idle(uv_timer_t *t) {
   struct conn *c = t->data;
-  if (c->job != NULL || c->writes != 0 || c->closing || c->close_after_write)
+  if (c->closing)
+    return;
+  if (c->writes != 0) {
+    write_stalled(c);
+    return;
+  }
+  if (c->job != NULL || c->close_after_write)
     return;
   if (c->request_ns != 0) {
     tl_log_debug(&c->srv->env.log, "closing a connection whose request took over %d ms",
@@ -465,6 +500,7 @@ int tl__conn_event(struct conn *c, int ev, const struct tl_error *err) {
  * next request wakes the loop, which also collects this job. */
 void tl__conn_submitted(struct conn *c, const char *data, size_t n) {
   uv_timer_stop(&c->idle);
+  write_watch(c);
   /* Lent at submit (tl__route_infer): pending is the worker's now, and empty
    * (a lease needs nothing after the request).  Not even pending_len may
    * be touched: the worker may have written it already. */
@@ -489,6 +525,7 @@ static void conn_feed(struct conn *c, const char *data, size_t n) {
       }
       c->backlogged = 1;
       tl__read_stop(c);
+      write_watch(c);
       return;
     }
     size_t used = 0;

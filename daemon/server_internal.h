@@ -102,6 +102,8 @@ struct conn {
   int closing;           /* uv_close called */
   int close_after_write; /* close once the writes in flight are done */
   int writes;            /* writes in flight */
+  size_t write_queued;   /* bytes queued for it at the last look of the
+                            write timeout (SIZE_MAX: none yet) */
   int reading;           /* uv_read_start in effect */
   int eof;               /* the peer sent no more */
   int backlogged;        /* reading stopped until its answers drain below

@@ -448,6 +448,38 @@ START_TEST(a_client_that_reads_no_answer_is_read_no_further) {
 }
 END_TEST
 
+/* A client that sends requests and never reads the answers is closed
+ * once none of its answer's bytes has been taken for a request timeout:
+ * it does not hold its connection, the answers' memory and the drain at
+ * SIGTERM for as long as it stays. */
+START_TEST(a_client_that_never_reads_is_closed_after_the_request_timeout) {
+  struct opts o;
+  opts_default(&o);
+  o.request_timeout_ms = 300;
+  struct daemon d;
+  daemon_start(&d, &o);
+  enum { N = 4000 };
+  size_t total = 0;
+  char *all = pipeline("n", N, &total);
+  struct client c = {.fd = unix_connect(d.sock)};
+  ck_assert_int_ge(c.fd, 0);
+  size_t sent = 0;
+  double t0 = now_s();
+  while (!log_has(&d, "read none of its answer")) {
+    ssize_t w = send(c.fd, all + sent, total - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w > 0)
+      sent += (size_t)w;
+    ck_assert_msg(now_s() - t0 < wait_s(30),
+                  "a client that read nothing was not closed; the daemon read %zu bytes", sent);
+    sleep_ms(20);
+  }
+  /* the client still holds its end: SIGTERM does not wait for it */
+  daemon_stop_ok(&d);
+  client_close(&c);
+  free(all);
+}
+END_TEST
+
 /* A client may send its requests and then close its side of the
  * connection (shutdown(SHUT_WR), as `nc -N` does): every whole request
  * is answered, in order, and then the daemon closes.  It used to answer
@@ -619,6 +651,7 @@ TCase *tailord_lifecycle_case(void) {
   tcase_add_test(tc, nothing_fits_serves_the_fastest_degraded);
   tcase_add_test(tc, a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after);
   tcase_add_test(tc, a_client_that_reads_no_answer_is_read_no_further);
+  tcase_add_test(tc, a_client_that_never_reads_is_closed_after_the_request_timeout);
   tcase_add_test(tc, pipelined_requests_then_a_half_close_are_all_answered);
   tcase_add_test(tc, sigterm_finishes_the_request_in_flight_and_exits_0);
   tcase_add_test(tc, sigterm_during_the_first_search_stops_it_and_exits_0);
