@@ -311,7 +311,6 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
   if (view != NULL && (view->resize_h > 0 || view->resize_w > 0) &&
       (rc = add_resize_step(p, view, err)) != 0)
     goto done;
-  rc = TL_ENOMEM;
 
   /* One step per node (or fused group), in topological order. */
   for (int i = 0; i < g->n_nodes; i++) {
@@ -350,8 +349,10 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
     s.in = tl__mem_alloc(&p->mem, (size_t)cap_in * sizeof *s.in);
     s.out_val = tl__mem_alloc(&p->mem, ((size_t)node->n_out + 1) * sizeof *s.out_val);
     s.out = tl__mem_alloc(&p->mem, ((size_t)node->n_out + 1) * sizeof *s.out);
-    if (!s.in_val || !s.in || !s.out_val || !s.out)
+    if (!s.in_val || !s.in || !s.out_val || !s.out) {
+      rc = TL_ENOMEM;
       goto done;
+    }
     append_kind(&s, node->op_type);
 
     struct tl_prep c = {.g = g,
@@ -396,15 +397,15 @@ static int build_steps(struct tl_plan *p, const struct tl_plan_options *opts,
     }
     if ((rc = prep(&c)) != 0)
       goto done;
-    rc = TL_ENOMEM;
 
     if (!c.out_const && s.run != tl__run_alias && all_inputs_const(&s) && s.n_in > 0) {
       /* Constant folding: run the step now, on plan-owned outputs. */
-      if (alloc_const_outputs(p, &s) != 0)
-        goto done;
       void *scratch = NULL;
-      if (s.scratch_bytes && (scratch = malloc(s.scratch_bytes)) == NULL)
+      if (alloc_const_outputs(p, &s) != 0 ||
+          (s.scratch_bytes && (scratch = malloc(s.scratch_bytes)) == NULL)) {
+        rc = TL_ENOMEM;
         goto done;
+      }
       s.run(&s, scratch);
       free(scratch);
       c.out_const = 1;
