@@ -430,12 +430,14 @@ int tl__hardswish_pattern(const struct tl_graph *g, int v, int *hsig);
 /* Fuses the depthwise conv that is the only reader of value *cur (the
  * output of the conv step c prepares), and the BatchNormalization and
  * activation after it, into that step when tl__expand_dw_prepare takes
- * them: 1 and *cur, absorbed[] and the step updated, or 0 and nothing
- * changed.  consumer[v] is a value's first consumer. */
+ * them: 1 and *cur, absorbed[] and the step updated, 0 and nothing
+ * changed, or TL_ENOMEM (an error: a plan does not come out otherwise for
+ * lack of memory).  consumer[v] is a value's first consumer. */
 int tl__conv_fuse_dw(struct tl_prep *c, const int *consumer, char *absorbed, int *cur);
 
 /* Folds BatchNormalization node bn (constant parameters) into the conv
- * step's epilogue; 0 on success, TL_EUNSUPPORTED if it cannot be fused. */
+ * step's epilogue; 0 on success, TL_EUNSUPPORTED if it cannot be fused,
+ * TL_ENOMEM. */
 int tl__conv_fuse_bn(struct tl_prep *c, const struct tl_node *bn);
 
 /* Frees a node's allocations and zeroes it (graph.c). */

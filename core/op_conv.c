@@ -683,7 +683,10 @@ int tl__conv_fuse_dw(struct tl_prep *c, const int *consumer, char *absorbed, int
   ds.in_val = in_val, ds.out_val = out_val, ds.in = in, ds.out = out;
   struct tl_prep dc = *c;
   dc.node = node, dc.step = &ds, dc.err = NULL;
-  if (tl__prepare_conv(&dc) != 0 || ds.p.conv.kind != TL_CONV_DEPTHWISE)
+  int rc = tl__prepare_conv(&dc);
+  if (rc == TL_ENOMEM)
+    return rc;
+  if (rc != 0 || ds.p.conv.kind != TL_CONV_DEPTHWISE)
     return 0;
   struct tl_conv_params *d = &ds.p.conv;
   int last = node->out[0], taken[3], n_taken = 0, stage = 0;
@@ -703,7 +706,9 @@ int tl__conv_fuse_dw(struct tl_prep *c, const int *consumer, char *absorbed, int
         g->nodes[k].out[0] < 0)
       break;
     if (g->nodes[k].op == TL_OP_BATCHNORM && stage == 0) {
-      if (tl__conv_fuse_bn(&dc, &g->nodes[k]) != 0)
+      if ((rc = tl__conv_fuse_bn(&dc, &g->nodes[k])) == TL_ENOMEM)
+        return rc;
+      if (rc != 0)
         break;
       stage = 1;
     } else if (tl__act_from_node(&dc, &g->nodes[k], &act)) {
@@ -722,7 +727,7 @@ int tl__conv_fuse_dw(struct tl_prep *c, const int *consumer, char *absorbed, int
     return 0;
   struct tl_conv_params *keep = tl__mem_alloc(c->mem, sizeof *keep);
   if (keep == NULL)
-    return 0; /* unfused still runs */
+    return TL_ENOMEM;
   *keep = *d;
   s->p.conv.x_dw = keep;
   s->run = run_conv_expand_dw;

@@ -168,7 +168,13 @@ static int fuse_after_conv(struct tl_plan *p, struct tl_prep *c, const int *cons
       break;
     struct tl_act_params act;
     if (nx->op == TL_OP_BATCHNORM && stage == 0) {
-      if (tl__conv_fuse_bn(c, nx) != 0)
+      /* out of memory is an error, not a reason to leave BN unfused:
+       * the plan would run other steps than the same plan built with
+       * memory to spare, and give other bits */
+      int rc = tl__conv_fuse_bn(c, nx);
+      if (rc == TL_ENOMEM)
+        return rc;
+      if (rc != 0)
         break;
       stage = 1;
     } else if (stage <= 1 && tl__act_from_node(c, nx, &act)) {
@@ -197,8 +203,11 @@ static int fuse_after_conv(struct tl_plan *p, struct tl_prep *c, const int *cons
   }
   /* An expansion conv and the depthwise conv reading it run as one step,
    * in bands, so that the expanded tensor stays in cache (op_conv.c). */
-  if (stage < 3)
-    tl__conv_fuse_dw(c, consumer, absorbed, &cur);
+  if (stage < 3) {
+    int rc = tl__conv_fuse_dw(c, consumer, absorbed, &cur);
+    if (rc < 0)
+      return rc;
+  }
   s->out_val[0] = cur;
   return 0;
 }
