@@ -67,8 +67,11 @@ static int choose_resolutions(struct tl_supernet *sn, const struct tl_supernet_o
 
 /* Resolution is elastic when the largest subnet plans at the smallest side
  * and still gives outputs of the native shape (global pooling absorbed the
- * change); otherwise only the native side is offered. */
-static int check_resolution(struct tl_supernet *sn) {
+ * change); otherwise only the native side is offered.  Sets *elastic_out;
+ * returns 0, or TL_ENOMEM when a plan could not be had for lack of memory,
+ * which says nothing about the model (taking it for "not elastic" would
+ * quietly make a smaller SuperNet). */
+static int check_resolution(struct tl_supernet *sn, int *elastic_out) {
   const struct tl_graph *g = sn->g;
   int has_gap = 0;
   for (int i = 0; i < g->n_nodes; i++)
@@ -80,18 +83,23 @@ static int check_resolution(struct tl_supernet *sn) {
     small_ = big;
     small_.res = sn->res[0];
     struct tl_plan *pb = NULL, *ps = NULL;
-    elastic = tl_subnet_plan(sn, &big, NULL, &pb, NULL) == 0 &&
-              tl_subnet_plan(sn, &small_, NULL, &ps, NULL) == 0;
+    int rc = tl_subnet_plan(sn, &big, NULL, &pb, NULL);
+    if (rc == 0)
+      rc = tl_subnet_plan(sn, &small_, NULL, &ps, NULL);
+    elastic = rc == 0;
     for (int i = 0; elastic && i < tl_plan_n_outputs(pb); i++)
       elastic = tl_shape_equal(&tl_plan_output(pb, i)->shape, &tl_plan_output(ps, i)->shape);
     tl_plan_free(pb);
     tl_plan_free(ps);
+    if (rc == TL_ENOMEM)
+      return rc;
   }
   if (!elastic) {
     sn->res[0] = sn->native_h;
     sn->n_res = 1;
   }
-  return elastic;
+  *elastic_out = elastic;
+  return 0;
 }
 
 int tl_supernet_build(struct tl_graph *g, const struct tl_supernet_options *opts,
@@ -144,7 +152,11 @@ int tl_supernet_build(struct tl_graph *g, const struct tl_supernet_options *opts
   }
   if ((rc = choose_resolutions(sn, opts, err)) != 0)
     goto fail;
-  int elastic_res = check_resolution(sn);
+  int elastic_res = 0;
+  if ((rc = check_resolution(sn, &elastic_res)) != 0) {
+    tl_fail(err, rc, "%s: out of memory", g->path);
+    goto fail;
+  }
   if (sn->n_blocks == 0 && sn->n_wg == 0 && !elastic_res) {
     rc = tl_fail(err, TL_EUNSUPPORTED,
                  "%s: no elastic dimension: no residual block with an identity skip, no "
