@@ -654,28 +654,25 @@ static int write_full(int fd, const void *buf, size_t n) {
   return 0;
 }
 
-/* fsyncs the directory holding path, so the rename survives a crash. */
-static int sync_parent(const char *path, struct tl_error *err) {
+/* The directory holding path, malloc'd; NULL when out of memory. */
+static char *parent_dir(const char *path) {
   const char *slash = strrchr(path, '/');
-  char *dir;
   if (slash == NULL)
-    dir = strdup(".");
-  else if (slash == path)
-    dir = strdup("/");
-  else
-    dir = strndup(path, (size_t)(slash - path));
-  if (dir == NULL)
-    return tl_fail(err, TL_ENOMEM, "%s: out of memory", path);
+    return strdup(".");
+  if (slash == path)
+    return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
 
+/* fsyncs dir, which holds path, so the rename survives a crash. */
+static int sync_dir(const char *dir, const char *path, struct tl_error *err) {
   int rc = 0;
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    rc = tl_fail(err, sys_code(errno),
-                 "%s: written, but cannot open its "
-                 "directory to sync it: %s",
-                 path, strerror(errno));
-    goto done;
-  }
+  if (fd < 0)
+    return tl_fail(err, sys_code(errno),
+                   "%s: written, but cannot open its "
+                   "directory to sync it: %s",
+                   path, strerror(errno));
   /* some filesystems cannot sync a directory (EINVAL); nothing to do then */
   if (fsync(fd) < 0 && errno != EINVAL)
     rc = tl_fail(err, TL_EIO,
@@ -687,8 +684,6 @@ static int sync_parent(const char *path, struct tl_error *err) {
                  "%s: written, but closing its directory "
                  "failed: %s",
                  path, strerror(errno));
-done:
-  free(dir);
   return rc;
 }
 
@@ -697,7 +692,7 @@ int tl_npy_write(const char *path, const struct tl_tensor *t, struct tl_error *e
   char head[512];
   char dims[SHAPE_STR_MAX];
   static atomic_uint seq; /* tells apart temp files of concurrent writers */
-  char *tmp = NULL;
+  char *tmp = NULL, *dir = NULL;
   int fd = -1;
   int rc;
 
@@ -727,10 +722,13 @@ int tl_npy_write(const char *path, const struct tl_tensor *t, struct tl_error *e
     return tl_fail(err, TL_EINTERNAL, "%s: .npy header for %s overflows", path, dims);
 
   /* O_EXCL with our own name rather than mkstemp(), so the file gets
-   * 0666 less the umask like any new file, not mkstemp's 0600 */
+   * 0666 less the umask like any new file, not mkstemp's 0600.  The
+   * directory's name is had now: once the file is renamed into place,
+   * only a failing disk may make the write an error. */
   size_t tmp_size = strlen(path) + 48;
   tmp = malloc(tmp_size);
-  if (tmp == NULL) {
+  dir = parent_dir(path);
+  if (tmp == NULL || dir == NULL) {
     rc = tl_fail(err, TL_ENOMEM, "%s: out of memory", path);
     goto fail;
   }
@@ -768,7 +766,9 @@ int tl_npy_write(const char *path, const struct tl_tensor *t, struct tl_error *e
     goto fail;
   }
   free(tmp);
-  return sync_parent(path, err);
+  rc = sync_dir(dir, path, err);
+  free(dir);
+  return rc;
 
 fail:
   if (fd >= 0)
@@ -777,5 +777,6 @@ fail:
     (void)unlink(tmp); /* best effort; the error already says what failed */
     free(tmp);
   }
+  free(dir);
   return rc;
 }
