@@ -6,6 +6,8 @@
  * memory near one copy of the weights, each initializer's raw_data buffer
  * (allocated by protobuf-c with malloc) is taken over by the graph instead
  * of copied, and the file mapping is dropped right after parsing.
+ * protobuf-c allocates through pb_alloc(), which is malloc, so the
+ * graph's free() releases the buffers it takes over.
  *
  * Constant nodes are turned into constant values here, so the rest of the
  * engine sees every constant the same way.
@@ -72,6 +74,37 @@ static void unmap_file(struct mapped_file *mf) {
   if (mf->data != NULL)
     munmap((void *)mf->data, mf->len);
   mf->data = NULL;
+}
+
+/* ------------------------------------------------------ protobuf memory */
+
+/* protobuf-c allocates what it parses through these rather than its
+ * default allocator, for two reasons: a parse that ran out of memory is
+ * then told apart from a file that does not parse (unpack returns NULL
+ * for both), and the allocations are malloc calls of this file, which a
+ * test that fails the n-th allocation of a load counts and fails like
+ * the loader's own.  They must stay malloc and free: the graph takes
+ * initializers' raw_data buffers over and frees them with free(). */
+struct pb_memory {
+  ProtobufCAllocator allocator;
+  int exhausted; /* an allocation failed */
+};
+
+static void *pb_alloc(void *data, size_t size) {
+  void *p = malloc(size ? size : 1);
+  if (p == NULL)
+    ((struct pb_memory *)data)->exhausted = 1;
+  return p;
+}
+
+static void pb_free(void *data, void *p) {
+  (void)data;
+  free(p);
+}
+
+static void pb_memory_init(struct pb_memory *pm) {
+  pm->allocator = (ProtobufCAllocator){pb_alloc, pb_free, pm};
+  pm->exhausted = 0;
 }
 
 /* ------------------------------------------------------------- tensors */
@@ -188,21 +221,25 @@ int tl_onnx_read_tensor(const char *path, struct tl_tensor *out, char **name,
   int rc = map_file(path, &mf, err);
   if (rc != 0)
     return rc;
-  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, mf.len, mf.data);
+  struct pb_memory pm;
+  pb_memory_init(&pm);
+  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(&pm.allocator, mf.len, mf.data);
   unmap_file(&mf);
+  if (tp == NULL && pm.exhausted)
+    return tl_fail(err, TL_ENOMEM, "%s: out of memory parsing the tensor", path);
   if (tp == NULL)
     return tl_fail(err, TL_EFORMAT, "%s: not a valid serialized TensorProto", path);
   char *nm = NULL;
   if (name != NULL) {
     nm = strdup(tp->name ? tp->name : "");
     if (nm == NULL) {
-      onnx__tensor_proto__free_unpacked(tp, NULL);
+      onnx__tensor_proto__free_unpacked(tp, &pm.allocator);
       return tl_fail(err, TL_ENOMEM, "%s: out of memory", path);
     }
   }
   struct tl_tensor t;
   rc = tensor_from_proto(tp, &t, path, err);
-  onnx__tensor_proto__free_unpacked(tp, NULL);
+  onnx__tensor_proto__free_unpacked(tp, &pm.allocator);
   if (rc != 0) {
     free(nm);
     return rc;
@@ -690,13 +727,17 @@ static int convert_graph(struct loader *L, Onnx__ModelProto *m) {
 int tl_onnx_load(const char *path, struct tl_graph **out, struct tl_error *err) {
   struct mapped_file mf = {0};
   struct loader L = {.path = path, .err = err};
+  struct pb_memory pm;
   Onnx__ModelProto *m = NULL;
   int rc = map_file(path, &mf, err);
   if (rc != 0)
     return rc;
   uint64_t hash = tl_hash_bytes(TL_HASH_INIT, mf.data, mf.len);
-  m = onnx__model_proto__unpack(NULL, mf.len, mf.data);
+  pb_memory_init(&pm);
+  m = onnx__model_proto__unpack(&pm.allocator, mf.len, mf.data);
   unmap_file(&mf);
+  if (m == NULL && pm.exhausted)
+    return tl_fail(err, TL_ENOMEM, "%s: out of memory parsing the model", path);
   if (m == NULL)
     return tl_fail(
         err, TL_EFORMAT,
@@ -728,13 +769,13 @@ int tl_onnx_load(const char *path, struct tl_graph **out, struct tl_error *err) 
     goto fail;
   }
   free(L.names.slots);
-  onnx__model_proto__free_unpacked(m, NULL);
+  onnx__model_proto__free_unpacked(m, &pm.allocator);
   *out = L.g;
   return 0;
 fail:
   free(L.names.slots);
   tl_graph_free(L.g);
   if (m != NULL)
-    onnx__model_proto__free_unpacked(m, NULL);
+    onnx__model_proto__free_unpacked(m, &pm.allocator);
   return rc;
 }
