@@ -89,8 +89,9 @@ struct tl_store {
 
 /* --------------------------------------------------------------- errors */
 
-/* Errors that say nothing about the file itself: waiting longer or having
- * memory would have worked, so they must never get a file set aside. */
+/* Errors that say nothing about the file itself: waiting longer, having
+ * memory or room on the disk would have worked, so they must never get a
+ * file set aside. */
 bool tl__store_is_transient(int sqlite_rc);
 
 /* Fills err with "path: what: sqlite's message" and returns the code.

@@ -29,11 +29,13 @@ static int code_of(int sqlite_rc) {
   }
 }
 
-/* Errors that say nothing about the file itself: waiting longer or having
- * memory would have worked, so they must never get a file set aside. */
+/* Errors that say nothing about the file itself: waiting longer, having
+ * memory or room on the disk would have worked, so they must never get a
+ * file set aside. */
 bool tl__store_is_transient(int sqlite_rc) {
   int primary = sqlite_rc & 0xff;
-  return primary == SQLITE_NOMEM || primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+  return primary == SQLITE_NOMEM || primary == SQLITE_BUSY || primary == SQLITE_LOCKED ||
+         primary == SQLITE_FULL;
 }
 
 /* Fills err with "path: what: sqlite's message" and returns the code.
