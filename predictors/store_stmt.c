@@ -42,8 +42,11 @@ bool tl__store_is_transient(int sqlite_rc) {
  * Call before resetting the statement that failed. */
 int tl__store_sql_fail(struct tl_store *st, int sqlite_rc, const char *what, struct tl_error *err) {
   /* codes made up here rather than by SQLite have no message in the
-   * connection: use the code's own text */
-  bool from_db = (sqlite3_errcode(st->db) & 0xff) == (sqlite_rc & 0xff);
+   * connection: use the code's own text; so for a failed allocation,
+   * whose message may be another one's (PRAGMA quick_check short of
+   * memory leaves "unable to open a temporary database file") */
+  bool from_db =
+      (sqlite3_errcode(st->db) & 0xff) == (sqlite_rc & 0xff) && (sqlite_rc & 0xff) != SQLITE_NOMEM;
   return tl_fail(err, code_of(sqlite_rc), "%s: %s: %s", st->path, what,
                  from_db ? sqlite3_errmsg(st->db) : sqlite3_errstr(sqlite_rc));
 }
