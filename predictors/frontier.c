@@ -212,15 +212,22 @@ int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g, s
   struct tl_profile_options po = profile != NULL ? *profile : (struct tl_profile_options){0};
   if (po.stop == NULL && search != NULL)
     po.stop = search->stop;
+  /* What the cache cannot keep is measured again next time: a write
+   * that fails is told in r.not_cached, never a reason to drop what was
+   * measured (a daemon on a full disk serves the frontier it found). */
+  struct tl_error werr = {{0}};
   rc = tl_latency_load(st, device_id, t, NULL, err);
   if (rc == 0)
     rc = tl_latency_profile(sn, &po, t, &prep, err);
-  if (rc == 0 && prep.new_signatures > 0)
-    rc = tl_latency_save(st, device_id, t, 8, err);
+  if (rc == 0 && prep.new_signatures > 0 && tl_latency_save(st, device_id, t, 8, &werr) != 0)
+    snprintf(r.not_cached, sizeof r.not_cached, "%s", werr.msg);
   if (rc == 0)
     rc = tl_search(sn, t, calib, search, &f, &nf, &srep, err);
-  if (rc == 0) /* (a search cut short measured its front on a subset) */
-    rc = store_frontier(sn, st, mhash, device_id, chash, space, srep.images, f, nf, err);
+  /* (a search cut short measured its front on a subset) */
+  if (rc == 0 &&
+      store_frontier(sn, st, mhash, device_id, chash, space, srep.images, f, nf, &werr) != 0 &&
+      r.not_cached[0] == '\0')
+    snprintf(r.not_cached, sizeof r.not_cached, "%s", werr.msg);
   tl_op_table_free(own);
   if (rc != 0) {
     tl_frontier_free(f, nf);

@@ -46,6 +46,10 @@ struct tl_frontier_report {
   double search_s;         /* profiling and searching; 0 when cached */
   int complete;            /* 0: the search's time budget cut it short
                               (a cached frontier: 1) */
+  /* "" when the cache keeps all that was measured; else why it could not
+   * (a full or read-only disk...): what was measured is returned all
+   * the same, and is measured again next time. */
+  char not_cached[TL_ERROR_MAX];
 };
 
 /* The key texts: 16 hex digits of the calibration data's FNV-1a 64, and
@@ -65,9 +69,12 @@ int tl_frontier_cached(const struct tl_supernet *sn, const struct tl_graph *g, s
  * latency table used (loaded and completed) and stays the caller's;
  * profile (may be NULL) is used for what must be profiled.  On success
  * *out holds *n members (free with tl_frontier_free()).  rep may be
- * NULL.  Errors come from the store, the engine or the search; a cached
- * entry that cannot be used (statistics missing or not matching the
- * model) is searched again, not an error. */
+ * NULL.  Errors come from reading the store, the engine or the search; a
+ * cached entry that cannot be used (statistics missing or not matching
+ * the model) is searched again, not an error.  Writing the store is not
+ * a reason to lose a search: when the cache cannot keep the latencies
+ * profiled or the frontier found, they are returned all the same and
+ * rep->not_cached says why. */
 int tl_frontier_obtain(const struct tl_supernet *sn, const struct tl_graph *g, struct tl_store *st,
                        int64_t device_id, const struct tl_calib *calib,
                        const struct tl_search_options *search,

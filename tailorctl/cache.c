@@ -376,6 +376,8 @@ int cmd_search(int argc, char **argv) {
     die("%s", err.msg);
   if (rep.profiled_signatures > 0)
     fputc('\n', stderr);
+  if (rep.not_cached[0] != '\0')
+    fprintf(stderr, "tailorctl: warning: the cache cannot keep this search: %s\n", rep.not_cached);
 
   json_t *out = json_object();
   json_t *members = json_array();

@@ -50,6 +50,7 @@
 
 #include "calib.h"
 #include "error.h"
+#include "frontier.h"
 #include "npy.h"
 #include "onnx.h"
 #include "plan.h"
@@ -1121,6 +1122,56 @@ START_TEST(a_read_only_disk_under_the_store_is_eio_and_keeps_the_cache_whole) {
 }
 END_TEST
 
+/* A search the cache cannot keep: the daemon serves the frontier it
+ * found, so the search returns it, and says why the cache lost it. */
+static const struct tl_search_options tiny_search = {
+    .k = 2, .est_images = 4, .recalib_images = 4, .final_recalib = 4, .candidates = 4, .batch = 2};
+static const struct tl_profile_options tiny_profile = {
+    .warmup = 1, .repeats = 1, .passes = 1, .patience = 2};
+
+START_TEST(a_search_the_disk_cannot_keep_is_returned_all_the_same) {
+  const enum disk_fault fault = _i ? DISK_READ_ONLY : DISK_FULL;
+  struct core_ctx c;
+  core_setup(&c, 0);
+  struct tl_store *st = open_ok(tu_tmp_path("cache.db"), NULL);
+  struct tl_error err = {{0}};
+  int64_t dev = 0;
+  ck_assert_msg(tl_store_device(st, &test_fp, &dev, &err) == 0, "%s", err.msg);
+
+  struct tl_frontier_member *f = NULL;
+  struct tl_frontier_report rep;
+  int n = 0;
+  disk_fail_after(fault, 0);
+  int rc = tl_frontier_obtain(c.sn, c.g, st, dev, &c.calib, &tiny_search, &tiny_profile, NULL, &f,
+                              &n, &rep, &err);
+  int hit = disk.hit;
+  disk_fail_after(fault, -1);
+  ck_assert_msg(rc == 0, "%s", err.msg);
+  ck_assert(hit);
+  ck_assert_int_gt(n, 0);
+  ck_assert_int_eq(rep.cached, 0);
+  ck_assert_msg(strstr(rep.not_cached, fault == DISK_FULL ? "full" : "I/O error") != NULL, "%s",
+                rep.not_cached);
+  tl_frontier_free(f, n);
+  int cached = -1;
+  ck_assert_int_eq(tl_frontier_cached(c.sn, c.g, st, dev, &c.calib, &tiny_search, &cached, &err),
+                   0);
+  ck_assert_int_eq(cached, 0);
+
+  /* the disk back, the next search is kept */
+  ck_assert_msg(tl_frontier_obtain(c.sn, c.g, st, dev, &c.calib, &tiny_search, &tiny_profile, NULL,
+                                   &f, &n, &rep, &err) == 0,
+                "%s", err.msg);
+  ck_assert_str_eq(rep.not_cached, "");
+  tl_frontier_free(f, n);
+  ck_assert_int_eq(tl_frontier_cached(c.sn, c.g, st, dev, &c.calib, &tiny_search, &cached, &err),
+                   0);
+  ck_assert_int_eq(cached, n);
+  tl_store_close(st);
+  core_teardown(&c);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- main */
 
 static Suite *faults_suite(void) {
@@ -1150,6 +1201,7 @@ static Suite *faults_suite(void) {
                       N_STORE_CASES);
   tcase_add_loop_test(tc, a_read_only_disk_under_the_store_is_eio_and_keeps_the_cache_whole, 0,
                       N_STORE_CASES);
+  tcase_add_loop_test(tc, a_search_the_disk_cannot_keep_is_returned_all_the_same, 0, 2);
   tcase_set_timeout(tc, 300);
   suite_add_tcase(s, tc);
   return s;
