@@ -202,6 +202,11 @@ static int frontier_obtain(struct tl_rt_builder *b, struct tl_rt_model *m, struc
                               &rep, err);
   if (rc != 0)
     return rc;
+  if (rep.not_cached[0] != '\0')
+    tl_log_warn(&b->env.log,
+                "%s: the frontier found is served but the cache cannot keep it (the next start "
+                "searches again): %s",
+                m->cfg.name, rep.not_cached);
   if (rep.cached)
     tl_log_info(&b->env.log, "%s: frontier of %d subnets from the cache (%.1f ms)", m->cfg.name, n,
                 rep.load_ms);
@@ -400,6 +405,29 @@ static void run_job(struct tl_rt_builder *b, struct job *j) {
   tl_runtime_unref(rt);
 }
 
+/* Opens the builder's connection to the cache and finds this device's id
+ * in it.  A cache that cannot be had, or cannot take a new device (a full
+ * or read-only disk), is no reason not to serve: the builder then keeps
+ * what it measures in a cache in memory, lost at exit, and says so. */
+static int open_cache(struct tl_rt_builder *b, struct tl_error *err) {
+  struct tl_device_fp fp;
+  int rc = tl_device_fingerprint(b->env.device_root, b->env.threads, &fp, err);
+  if (rc != 0)
+    return rc;
+  const char *const paths[] = {b->env.database, ":memory:"};
+  for (int i = 0;; i++) {
+    rc = tl_store_open(paths[i], &b->st, NULL, err);
+    if (rc == 0 && (rc = tl_store_device(b->st, &fp, &b->device_id, err)) != 0) {
+      tl_store_close(b->st);
+      b->st = NULL;
+    }
+    if (rc == 0 || i == 1 || strcmp(paths[i], ":memory:") == 0)
+      return rc;
+    tl_log_warn(&b->env.log, "%s; keeping latencies and frontiers in memory, lost at exit",
+                err->msg);
+  }
+}
+
 static void *builder_main(void *arg) {
   struct tl_rt_builder *b = arg;
   for (;;) {
@@ -418,19 +446,7 @@ static void *builder_main(void *arg) {
     pthread_mutex_unlock(&b->lock);
 
     struct tl_error err = {{0}};
-    int rc = 0;
-    if (b->st == NULL) {
-      struct tl_device_fp fp;
-      rc = tl_store_open(b->env.database, &b->st, NULL, &err);
-      if (rc == 0)
-        rc = tl_device_fingerprint(b->env.device_root, b->env.threads, &fp, &err);
-      if (rc == 0)
-        rc = tl_store_device(b->st, &fp, &b->device_id, &err);
-      if (rc != 0) {
-        tl_store_close(b->st);
-        b->st = NULL;
-      }
-    }
+    int rc = b->st == NULL ? open_cache(b, &err) : 0;
     if (rc != 0)
       post_failed(b, j->generation, err.msg);
     else
