@@ -11,6 +11,8 @@
  *   tailorctl.c  tailorctl's commands against the routes they front
  *   control.c    events, the controller's feedback, infeasible budgets,
  *                shedding, a CPU quota
+ *   faults.c     the cache's disk full or read-only under a serving daemon
+ *                and at start
  *
  * Each test starts its own daemon in a directory of its own, with a config
  * written by the harness, a fake /proc and /sys tree (monitor.root) whose
@@ -127,6 +129,7 @@ static Suite *tailord_suite(void) {
   suite_add_tcase(s, tailord_lifecycle_case());
   suite_add_tcase(s, tailord_tailorctl_case());
   suite_add_tcase(s, tailord_control_case());
+  suite_add_tcase(s, tailord_faults_case());
   return s;
 }
 

@@ -6,7 +6,7 @@
  * that main() in test_tailord.c prepares before any test runs.
  *
  * Every area of the daemon is a file beside this one that gives a TCase:
- * serve.c, swap.c, lifecycle.c, tailorctl.c, control.c.
+ * serve.c, swap.c, lifecycle.c, tailorctl.c, control.c, faults.c.
  *
  * Helpers that check (ck_assert) may only be called from a test's main
  * thread; a thread notes its first problem with note_first() instead.
@@ -64,6 +64,7 @@ TCase *tailord_swap_case(void);
 TCase *tailord_lifecycle_case(void);
 TCase *tailord_tailorctl_case(void);
 TCase *tailord_control_case(void);
+TCase *tailord_faults_case(void);
 
 /* ---------------------------------------------------- time and files */
 

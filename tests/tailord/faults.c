@@ -1,0 +1,262 @@
+/*
+ * faults.c - tailord when the disk under its cache fails: full while it
+ * serves, full at start for a device the cache has not seen, read-only at
+ * start.  The cache is then never a reason not to serve: tailord keeps
+ * serving (from a cache in memory when it must), says why in its log, and
+ * stores again once the disk has room; the file itself is never touched
+ * by a disk that refuses writes.
+ *
+ * The cache's directory is a tmpfs of a few pages, mounted in a mount
+ * namespace of the test's own (each test runs in a child of its own, so
+ * the mount goes with it whatever happens), holding a copy of the shared
+ * cache.  As root this is the deterministic way to a full or read-only
+ * disk: permissions do not bind root.  A process that may not mount
+ * (no CAP_SYS_ADMIN) says so on stderr and skips these tests.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* Room the copied cache gets beside its own size: its -wal and -shm
+ * (32 KiB), with pages to spare, until a test fills them. */
+#define SLACK_BYTES (256 * 1024)
+
+/* Mounts a tmpfs at dir (made here) big enough for the shared cache and
+ * SLACK_BYTES, in a mount namespace of this process's own, and copies
+ * the shared cache into it as dir/cache.db, path into db.  Returns 1, or
+ * 0 after saying on stderr that this process may not mount. */
+static int cache_on_tmpfs(const char *test, const char *dir, char *db, size_t size) {
+  ck_assert_msg(mkdir(dir, 0700) == 0, "%s: %s", dir, strerror(errno));
+  if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+    ck_assert_msg(errno == EPERM, "a mount namespace of its own: %s", strerror(errno));
+    fprintf(stderr, "test_tailord: %s: skipped: this process may not mount (%s)\n", test,
+            strerror(errno));
+    return 0;
+  }
+  size_t len = 0;
+  unsigned char *bytes = tu_read_bytes(shared_db, &len);
+  char opts[64];
+  snprintf(opts, sizeof opts, "size=%zu,mode=0700", (len + 4095) / 4096 * 4096 + SLACK_BYTES);
+  ck_assert_msg(mount("tailor-test", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0,
+                "a tmpfs at %s: %s", dir, strerror(errno));
+  snprintf(db, size, "%s/cache.db", dir);
+  tu_write_bytes(db, bytes, len);
+  free(bytes);
+  return 1;
+}
+
+/* Writes a file at path until the disk is full, to the last byte. */
+static void fill_disk(const char *path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+  static const char zeros[65536];
+  for (size_t chunk = sizeof zeros; chunk > 0;) {
+    ssize_t w = write(fd, zeros, chunk);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      ck_assert_msg(errno == ENOSPC, "%s: %s", path, strerror(errno));
+      chunk /= 2;
+    }
+  }
+  ck_assert_int_eq(close(fd), 0);
+}
+
+/* Pins spec on the daemon's model "fmnist": a switch, and so an event
+ * the daemon stores. */
+static void pin(const struct daemon *d, const char *spec) {
+  int status = 0;
+  json_t *body = json_pack("{s:s}", "subnet", spec);
+  json_t *r = post_json(d->sock, "/v2/models/fmnist/pin", body, &status);
+  json_decref(body);
+  json_decref(r);
+  ck_assert_int_eq(status, 200);
+}
+
+/* One inference answered, by the subnet active. */
+static void assert_serving(const struct daemon *d) {
+  int status = 0;
+  json_t *b = infer_body(3, 0, NULL);
+  json_t *r = post_json(d->sock, "/v2/models/fmnist/infer", b, &status);
+  json_decref(b);
+  ck_assert_int_eq(status, 200);
+  float logits[10];
+  ck_assert_ptr_nonnull(logits_of(r, logits));
+  json_decref(r);
+}
+
+static void wait_log(const struct daemon *d, const char *text) {
+  double t0 = now_s();
+  while (!log_has(d, text)) {
+    if (now_s() - t0 > wait_s(30)) {
+      char *log = read_text(d->log);
+      ck_abort_msg("the log does not say \"%s\":\n%s", text, log);
+    }
+    sleep_ms(50);
+  }
+}
+
+/* The first member of the frontier served (malloc'd). */
+static char *first_member(const struct daemon *d) {
+  int status = 0;
+  json_t *v = get_json(d->sock, "/v2/models/fmnist/subnets", &status);
+  ck_assert_int_eq(status, 200);
+  json_t *e = json_array_get(json_object_get(v, "subnets"), 0);
+  const char *spec = json_string_value(json_object_get(e, "subnet"));
+  ck_assert_ptr_nonnull(spec);
+  char *copy = strdup(spec);
+  json_decref(v);
+  return copy;
+}
+
+/* The newest stored event's "to" (malloc'd), or NULL when there is none. */
+static char *newest_event_to(const struct daemon *d) {
+  int status = 0;
+  json_t *v = get_json(d->sock, "/v2/models/fmnist/events?limit=1", &status);
+  ck_assert_int_eq(status, 200);
+  json_t *e = json_array_get(json_object_get(v, "events"), 0);
+  const char *to = json_string_value(json_object_get(e, "to"));
+  char *copy = to != NULL ? strdup(to) : NULL;
+  json_decref(v);
+  return copy;
+}
+
+START_TEST(a_disk_that_fills_up_leaves_tailord_serving_and_storing_again_with_room) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  char dir[PATH_MAX + 16], db[PATH_MAX + 32], text[4096];
+  snprintf(dir, sizeof dir, "%s/cache", d.dir);
+  if (!cache_on_tmpfs("a disk that fills up", dir, db, sizeof db))
+    return;
+  config_text(&d, &o, db, text, sizeof text);
+  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  daemon_launch(&d);
+  daemon_wait_ready(&d, wait_s(READY_DEADLINE_S));
+
+  char filler[PATH_MAX + 32];
+  snprintf(filler, sizeof filler, "%s/filler", dir);
+  fill_disk(filler);
+  pin(&d, warm.spec[0]);
+  wait_log(&d, "storing the switch event");
+  ck_assert_msg(log_has(&d, "database or disk is full"), "the log does not say the disk is full");
+  assert_serving(&d);
+  char *active = active_of(&d, "fmnist");
+  ck_assert_str_eq(active, warm.spec[0]);
+  free(active);
+  /* the switch the disk could not take is not in the cache */
+  char *to = newest_event_to(&d);
+  ck_assert(to == NULL || strcmp(to, warm.spec[0]) != 0);
+  free(to);
+
+  ck_assert_int_eq(unlink(filler), 0);
+  pin(&d, warm.spec[1]);
+  to = newest_event_to(&d);
+  ck_assert_ptr_nonnull(to);
+  ck_assert_str_eq(to, warm.spec[1]);
+  free(to);
+  assert_serving(&d);
+  daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(a_full_disk_at_start_with_a_new_device_keeps_the_cache_in_memory) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  char dir[PATH_MAX + 16], db[PATH_MAX + 32], text[4096];
+  snprintf(dir, sizeof dir, "%s/cache", d.dir);
+  if (!cache_on_tmpfs("a full disk at start", dir, db, sizeof db))
+    return;
+  config_text(&d, &o, db, text, sizeof text);
+  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  /* another CPU: the cache must add a device row, which is a write */
+  char cpuinfo[PATH_MAX + 32];
+  snprintf(cpuinfo, sizeof cpuinfo, "%s/proc/cpuinfo", d.root);
+  ck_assert_int_eq(write_file(cpuinfo, "processor\t: 0\nmodel name\t: a CPU of the faults test\n"),
+                   0);
+  /* A connection of the test's own keeps the cache's -shm (its WAL
+   * index, which readers need) in place and sized, so the full disk
+   * refuses tailord's writes only, as on a disk that filled up while
+   * the cache was in use. */
+  sqlite3 *keep = NULL;
+  ck_assert_int_eq(sqlite3_open_v2(db, &keep, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(keep, "SELECT count(*) FROM device", NULL, NULL, NULL), SQLITE_OK);
+  char filler[PATH_MAX + 32];
+  snprintf(filler, sizeof filler, "%s/filler", dir);
+  fill_disk(filler);
+
+  daemon_launch(&d);
+  daemon_wait_ready(&d, wait_s(READY_DEADLINE_S));
+  wait_log(&d, "keeping latencies and frontiers in memory");
+  assert_serving(&d);
+  daemon_stop_ok(&d);
+  ck_assert_int_eq(sqlite3_close(keep), SQLITE_OK);
+}
+END_TEST
+
+START_TEST(a_read_only_disk_at_start_is_left_alone_and_a_cache_in_memory_serves) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  char dir[PATH_MAX + 16], db[PATH_MAX + 32], text[4096];
+  snprintf(dir, sizeof dir, "%s/cache", d.dir);
+  if (!cache_on_tmpfs("a read-only disk at start", dir, db, sizeof db))
+    return;
+  config_text(&d, &o, db, text, sizeof text);
+  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  size_t want_len = 0;
+  unsigned char *want = tu_read_bytes(db, &want_len);
+  ck_assert_msg(mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) == 0,
+                "remounting %s read-only: %s", dir, strerror(errno));
+
+  daemon_launch(&d);
+  daemon_wait_ready(&d, wait_s(READY_DEADLINE_S));
+  wait_log(&d, "using a cache in memory");
+  assert_serving(&d);
+  /* the frontier is provisional (the cache in memory has none), and the
+   * events go to memory */
+  char *spec = first_member(&d);
+  pin(&d, spec);
+  char *to = newest_event_to(&d);
+  ck_assert_ptr_nonnull(to);
+  ck_assert_str_eq(to, spec);
+  free(to);
+  free(spec);
+  daemon_stop_ok(&d);
+
+  /* the cache is as it was, where it was */
+  size_t got_len = 0;
+  unsigned char *got = tu_read_bytes(db, &got_len);
+  ck_assert_uint_eq(got_len, want_len);
+  ck_assert_int_eq(memcmp(got, want, want_len), 0);
+  free(want);
+  free(got);
+}
+END_TEST
+
+TCase *tailord_faults_case(void) {
+  TCase *tc = tcase_create("faults");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, a_disk_that_fills_up_leaves_tailord_serving_and_storing_again_with_room);
+  tcase_add_test(tc, a_full_disk_at_start_with_a_new_device_keeps_the_cache_in_memory);
+  tcase_add_test(tc, a_read_only_disk_at_start_is_left_alone_and_a_cache_in_memory_serves);
+  return tc;
+}
