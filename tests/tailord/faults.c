@@ -56,6 +56,21 @@ static int cache_on_tmpfs(const char *test, const char *dir, char *db, size_t si
   return 1;
 }
 
+/* daemon_prepare() with the cache on a tmpfs of its own at dir
+ * (d->dir/cache; cache_on_tmpfs) and the config saying so.  Returns 1, or
+ * 0 when this process may not mount (said on stderr). */
+static int prepare_on_tmpfs(struct daemon *d, const struct opts *o, const char *test, char *dir,
+                            size_t size) {
+  char db[PATH_MAX + 32], text[4096];
+  daemon_prepare(d, o, NULL);
+  snprintf(dir, size, "%s/cache", d->dir);
+  if (!cache_on_tmpfs(test, dir, db, sizeof db))
+    return 0;
+  config_text(d, o, db, text, sizeof text);
+  ck_assert_int_eq(write_file(d->cfg, text), 0);
+  return 1;
+}
+
 /* Writes a file at path until the disk is full, to the last byte. */
 static void fill_disk(const char *path) {
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -137,13 +152,9 @@ START_TEST(a_disk_that_fills_up_leaves_tailord_serving_and_storing_again_with_ro
   struct opts o;
   opts_default(&o);
   struct daemon d;
-  daemon_prepare(&d, &o, NULL);
-  char dir[PATH_MAX + 16], db[PATH_MAX + 32], text[4096];
-  snprintf(dir, sizeof dir, "%s/cache", d.dir);
-  if (!cache_on_tmpfs("a disk that fills up", dir, db, sizeof db))
+  char dir[PATH_MAX + 16];
+  if (!prepare_on_tmpfs(&d, &o, "a disk that fills up", dir, sizeof dir))
     return;
-  config_text(&d, &o, db, text, sizeof text);
-  ck_assert_int_eq(write_file(d.cfg, text), 0);
   daemon_launch(&d);
   daemon_wait_ready(&d, wait_s(READY_DEADLINE_S));
 
@@ -178,13 +189,11 @@ START_TEST(a_full_disk_at_start_with_a_new_device_keeps_the_cache_in_memory) {
   struct opts o;
   opts_default(&o);
   struct daemon d;
-  daemon_prepare(&d, &o, NULL);
-  char dir[PATH_MAX + 16], db[PATH_MAX + 32], text[4096];
-  snprintf(dir, sizeof dir, "%s/cache", d.dir);
-  if (!cache_on_tmpfs("a full disk at start", dir, db, sizeof db))
+  char dir[PATH_MAX + 16];
+  if (!prepare_on_tmpfs(&d, &o, "a full disk at start", dir, sizeof dir))
     return;
-  config_text(&d, &o, db, text, sizeof text);
-  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  char db[PATH_MAX + 32];
+  snprintf(db, sizeof db, "%s/cache.db", dir);
   /* another CPU: the cache must add a device row, which is a write */
   char cpuinfo[PATH_MAX + 32];
   snprintf(cpuinfo, sizeof cpuinfo, "%s/proc/cpuinfo", d.root);
@@ -215,13 +224,11 @@ START_TEST(a_read_only_disk_at_start_is_left_alone_and_a_cache_in_memory_serves)
   struct opts o;
   opts_default(&o);
   struct daemon d;
-  daemon_prepare(&d, &o, NULL);
-  char dir[PATH_MAX + 16], db[PATH_MAX + 32], text[4096];
-  snprintf(dir, sizeof dir, "%s/cache", d.dir);
-  if (!cache_on_tmpfs("a read-only disk at start", dir, db, sizeof db))
+  char dir[PATH_MAX + 16];
+  if (!prepare_on_tmpfs(&d, &o, "a read-only disk at start", dir, sizeof dir))
     return;
-  config_text(&d, &o, db, text, sizeof text);
-  ck_assert_int_eq(write_file(d.cfg, text), 0);
+  char db[PATH_MAX + 32];
+  snprintf(db, sizeof db, "%s/cache.db", dir);
   size_t want_len = 0;
   unsigned char *want = tu_read_bytes(db, &want_len);
   ck_assert_msg(mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) == 0,
