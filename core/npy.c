@@ -728,9 +728,10 @@ int tl_npy_write(const char *path, const struct tl_tensor *t, struct tl_error *e
   size_t tmp_size = strlen(path) + 48;
   tmp = malloc(tmp_size);
   dir = parent_dir(path);
-  if (tmp == NULL || dir == NULL) {
-    rc = tl_fail(err, TL_ENOMEM, "%s: out of memory", path);
-    goto fail;
+  if (tmp == NULL || dir == NULL) { /* tmp holds no name yet: nothing to unlink */
+    free(tmp);
+    free(dir);
+    return tl_fail(err, TL_ENOMEM, "%s: out of memory", path);
   }
   for (int tries = 0; fd < 0; tries++) {
     snprintf(tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&seq, 1));
