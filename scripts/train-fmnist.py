@@ -173,15 +173,16 @@ def augment(x, rng_t):
 
 
 @torch.no_grad()
-def recalibrate(model, x, batches=20, bs=256):
-    """BatchNorm statistics of the largest subnet, averaged over batches."""
+def recalibrate(model, x, batches=20, bs=256, cfg=None):
+    """BatchNorm statistics of subnet cfg (the largest by default), averaged
+    over batches."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
             m.momentum = None  # cumulative average
     model.train()
     for i in range(min(batches, len(x) // bs)):
-        model(x[i * bs:(i + 1) * bs].contiguous(memory_format=torch.channels_last))
+        model(x[i * bs:(i + 1) * bs].contiguous(memory_format=torch.channels_last), cfg)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = 0.1
@@ -196,6 +197,43 @@ def accuracy(model, x, y, cfg=None, bs=1000):
         xb = x[i:i + bs].contiguous(memory_format=torch.channels_last)
         right += (model(xb, cfg).argmax(1) == y[i:i + bs]).sum().item()
     return right / len(x)
+
+
+def load_fmnist():
+    """Train and test splits: images (N, 1, 28, 28) as pixels / 255, labels int64."""
+    def images(name):
+        return torch.from_numpy(load_idx(name).copy()).float().div_(255).unsqueeze(1)
+
+    def labels(name):
+        return torch.from_numpy(load_idx(name).astype(np.int64))
+
+    return (images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz"),
+            images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"))
+
+
+def make_optimizer(model, lr, weight_decay):
+    """SGD with Nesterov momentum; weight decay on conv and linear weights only."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD([{"params": decay, "weight_decay": weight_decay},
+                            {"params": no_decay, "weight_decay": 0}],
+                           lr=lr, momentum=0.9, nesterov=True)
+
+
+def sandwich_step(model, opt, x, y, largest, students):
+    """One optimizer step of the sandwich rule: the largest subnet learns the
+    labels (label smoothing 0.1), each student subnet the largest's soft
+    predictions (in-place distillation).  Returns the largest's loss."""
+    opt.zero_grad(set_to_none=True)
+    logits = model(x, largest)
+    loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+    loss.backward()
+    soft = F.softmax(logits.detach(), dim=1)
+    for cfg in students:
+        out = model(x, cfg)
+        F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean").backward()
+    opt.step()
+    return loss.item()
 
 
 def export(model, path):
@@ -232,21 +270,13 @@ def main():
     rng = random.Random(args.seed)
     rng_t = torch.Generator().manual_seed(args.seed)
 
-    xtr = torch.from_numpy(load_idx("train-images-idx3-ubyte.gz").copy()).float().div_(255)
-    ytr = torch.from_numpy(load_idx("train-labels-idx1-ubyte.gz").astype(np.int64))
-    xte = torch.from_numpy(load_idx("t10k-images-idx3-ubyte.gz").copy()).float().div_(255)
-    yte = torch.from_numpy(load_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64))
-    xtr, xte = xtr.unsqueeze(1), xte.unsqueeze(1)
+    xtr, ytr, xte, yte = load_fmnist()
     if args.limit:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]
     calib = xtr[:5120]  # BN recalibration uses training images only
 
     model = FmnistNet().to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4},
-                           {"params": no_decay, "weight_decay": 0}],
-                          lr=args.lr, momentum=0.9, nesterov=True)
+    opt = make_optimizer(model, args.lr, 5e-4)
     steps_per_epoch = len(xtr) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=args.epochs,
                                                 steps_per_epoch=steps_per_epoch,
@@ -263,18 +293,8 @@ def main():
             idx = perm[step * args.batch:(step + 1) * args.batch]
             x = augment(xtr[idx], rng_t).contiguous(memory_format=torch.channels_last)
             y = ytr[idx]
-            opt.zero_grad(set_to_none=True)
-            logits = model(x, LARGEST)
-            loss = F.cross_entropy(logits, y, label_smoothing=0.1)
-            loss.backward()
-            total += loss.item()
-            if not args.plain:
-                soft = F.softmax(logits.detach(), dim=1)
-                for cfg in (SMALLEST, random_cfg(rng), random_cfg(rng)):
-                    out = model(x, cfg)
-                    kd = F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean")
-                    kd.backward()
-            opt.step()
+            students = [] if args.plain else [SMALLEST, random_cfg(rng), random_cfg(rng)]
+            total += sandwich_step(model, opt, x, y, LARGEST, students)
             sched.step()
             if step % 50 == 0:
                 el = time.time() - t0
