@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -151,6 +152,10 @@ static void write_config(const char *tmp, char *path, size_t size) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
+  /* as tailord does (tailord.c): a client that hangs up while its answer
+   * is written must not end the process */
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+    fuzz_die("signal(SIGPIPE): %s", strerror(errno));
   const char *tmp = fuzz_tmpdir();
   char path[PATH_MAX];
   struct tl_error err;
