@@ -220,10 +220,11 @@ def make_optimizer(model, lr, weight_decay):
                            lr=lr, momentum=0.9, nesterov=True)
 
 
-def sandwich_step(model, opt, x, y, largest, students):
+def sandwich_step(model, opt, x, y, largest, students, max_grad_norm=None):
     """One optimizer step of the sandwich rule: the largest subnet learns the
     labels (label smoothing 0.1), each student subnet the largest's soft
-    predictions (in-place distillation).  Returns the largest's loss."""
+    predictions (in-place distillation); the summed gradient is clipped to
+    max_grad_norm when given.  Returns the largest's loss."""
     opt.zero_grad(set_to_none=True)
     logits = model(x, largest)
     loss = F.cross_entropy(logits, y, label_smoothing=0.1)
@@ -232,6 +233,8 @@ def sandwich_step(model, opt, x, y, largest, students):
     for cfg in students:
         out = model(x, cfg)
         F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean").backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     opt.step()
     return loss.item()
 
