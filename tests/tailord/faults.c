@@ -56,18 +56,28 @@ static int cache_on_tmpfs(const char *test, const char *dir, char *db, size_t si
   return 1;
 }
 
-/* daemon_prepare() with the cache on a tmpfs of its own at dir
- * (d->dir/cache; cache_on_tmpfs) and the config saying so.  Returns 1, or
- * 0 when this process may not mount (said on stderr). */
-static int prepare_on_tmpfs(struct daemon *d, const struct opts *o, const char *test, char *dir,
-                            size_t size) {
-  char db[PATH_MAX + 32], text[4096];
-  daemon_prepare(d, o, NULL);
-  snprintf(dir, size, "%s/cache", d->dir);
-  if (!cache_on_tmpfs(test, dir, db, sizeof db))
+/* A daemon whose cache is on a tmpfs of its own. */
+struct on_tmpfs {
+  struct daemon d;
+  char dir[PATH_MAX + 16]; /* the tmpfs: d.dir/cache */
+  char db[PATH_MAX + 32];  /* the cache in it: dir/cache.db */
+};
+
+/* daemon_prepare() with the default options, the cache on a tmpfs of its
+ * own (cache_on_tmpfs) and the config saying so, after checking that the
+ * shared first start worked.  Returns 1, or 0 when this process may not
+ * mount (said on stderr). */
+static int prepare_on_tmpfs(struct on_tmpfs *t, const char *test) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  char text[4096];
+  daemon_prepare(&t->d, &o, NULL);
+  snprintf(t->dir, sizeof t->dir, "%s/cache", t->d.dir);
+  if (!cache_on_tmpfs(test, t->dir, t->db, sizeof t->db))
     return 0;
-  config_text(d, o, db, text, sizeof text);
-  ck_assert_int_eq(write_file(d->cfg, text), 0);
+  config_text(&t->d, &o, t->db, text, sizeof text);
+  ck_assert_int_eq(write_file(t->d.cfg, text), 0);
   return 1;
 }
 
@@ -86,17 +96,6 @@ static void fill_disk(const char *path) {
     }
   }
   ck_assert_int_eq(close(fd), 0);
-}
-
-/* Pins spec on the daemon's model "fmnist": a switch, and so an event
- * the daemon stores. */
-static void pin(const struct daemon *d, const char *spec) {
-  int status = 0;
-  json_t *body = json_pack("{s:s}", "subnet", spec);
-  json_t *r = post_json(d->sock, "/v2/models/fmnist/pin", body, &status);
-  json_decref(body);
-  json_decref(r);
-  ck_assert_int_eq(status, 200);
 }
 
 /* One inference answered, by the subnet active. */
@@ -148,55 +147,49 @@ static char *newest_event_to(const struct daemon *d) {
 }
 
 START_TEST(a_disk_that_fills_up_leaves_tailord_serving_and_storing_again_with_room) {
-  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
-  struct opts o;
-  opts_default(&o);
-  struct daemon d;
-  char dir[PATH_MAX + 16];
-  if (!prepare_on_tmpfs(&d, &o, "a disk that fills up", dir, sizeof dir))
+  struct on_tmpfs t;
+  if (!prepare_on_tmpfs(&t, "a disk that fills up"))
     return;
-  daemon_launch(&d);
-  daemon_wait_ready(&d, wait_s(READY_DEADLINE_S));
+  struct daemon *d = &t.d;
+  const char *dir = t.dir;
+  daemon_launch(d);
+  daemon_wait_ready(d, wait_s(READY_DEADLINE_S));
 
   char filler[PATH_MAX + 32];
   snprintf(filler, sizeof filler, "%s/filler", dir);
   fill_disk(filler);
-  pin(&d, warm.spec[0]);
-  wait_log(&d, "storing the switch event");
-  ck_assert_msg(log_has(&d, "database or disk is full"), "the log does not say the disk is full");
-  assert_serving(&d);
-  char *active = active_of(&d, "fmnist");
+  json_decref(pin_fmnist(d, warm.spec[0]));
+  wait_log(d, "storing the switch event");
+  ck_assert_msg(log_has(d, "database or disk is full"), "the log does not say the disk is full");
+  assert_serving(d);
+  char *active = active_of(d, "fmnist");
   ck_assert_str_eq(active, warm.spec[0]);
   free(active);
   /* the switch the disk could not take is not in the cache */
-  char *to = newest_event_to(&d);
+  char *to = newest_event_to(d);
   ck_assert(to == NULL || strcmp(to, warm.spec[0]) != 0);
   free(to);
 
   ck_assert_int_eq(unlink(filler), 0);
-  pin(&d, warm.spec[1]);
-  to = newest_event_to(&d);
+  json_decref(pin_fmnist(d, warm.spec[1]));
+  to = newest_event_to(d);
   ck_assert_ptr_nonnull(to);
   ck_assert_str_eq(to, warm.spec[1]);
   free(to);
-  assert_serving(&d);
-  daemon_stop_ok(&d);
+  assert_serving(d);
+  daemon_stop_ok(d);
 }
 END_TEST
 
 START_TEST(a_full_disk_at_start_with_a_new_device_keeps_the_cache_in_memory) {
-  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
-  struct opts o;
-  opts_default(&o);
-  struct daemon d;
-  char dir[PATH_MAX + 16];
-  if (!prepare_on_tmpfs(&d, &o, "a full disk at start", dir, sizeof dir))
+  struct on_tmpfs t;
+  if (!prepare_on_tmpfs(&t, "a full disk at start"))
     return;
-  char db[PATH_MAX + 32];
-  snprintf(db, sizeof db, "%s/cache.db", dir);
+  struct daemon *d = &t.d;
+  const char *dir = t.dir, *db = t.db;
   /* another CPU: the cache must add a device row, which is a write */
   char cpuinfo[PATH_MAX + 32];
-  snprintf(cpuinfo, sizeof cpuinfo, "%s/proc/cpuinfo", d.root);
+  snprintf(cpuinfo, sizeof cpuinfo, "%s/proc/cpuinfo", d->root);
   ck_assert_int_eq(write_file(cpuinfo, "processor\t: 0\nmodel name\t: a CPU of the faults test\n"),
                    0);
   /* A connection of the test's own keeps the cache's -shm (its WAL
@@ -210,44 +203,40 @@ START_TEST(a_full_disk_at_start_with_a_new_device_keeps_the_cache_in_memory) {
   snprintf(filler, sizeof filler, "%s/filler", dir);
   fill_disk(filler);
 
-  daemon_launch(&d);
-  daemon_wait_ready(&d, wait_s(READY_DEADLINE_S));
-  wait_log(&d, "keeping latencies and frontiers in memory");
-  assert_serving(&d);
-  daemon_stop_ok(&d);
+  daemon_launch(d);
+  daemon_wait_ready(d, wait_s(READY_DEADLINE_S));
+  wait_log(d, "keeping latencies and frontiers in memory");
+  assert_serving(d);
+  daemon_stop_ok(d);
   ck_assert_int_eq(sqlite3_close(keep), SQLITE_OK);
 }
 END_TEST
 
 START_TEST(a_read_only_disk_at_start_is_left_alone_and_a_cache_in_memory_serves) {
-  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
-  struct opts o;
-  opts_default(&o);
-  struct daemon d;
-  char dir[PATH_MAX + 16];
-  if (!prepare_on_tmpfs(&d, &o, "a read-only disk at start", dir, sizeof dir))
+  struct on_tmpfs t;
+  if (!prepare_on_tmpfs(&t, "a read-only disk at start"))
     return;
-  char db[PATH_MAX + 32];
-  snprintf(db, sizeof db, "%s/cache.db", dir);
+  struct daemon *d = &t.d;
+  const char *dir = t.dir, *db = t.db;
   size_t want_len = 0;
   unsigned char *want = tu_read_bytes(db, &want_len);
   ck_assert_msg(mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) == 0,
                 "remounting %s read-only: %s", dir, strerror(errno));
 
-  daemon_launch(&d);
-  daemon_wait_ready(&d, wait_s(READY_DEADLINE_S));
-  wait_log(&d, "using a cache in memory");
-  assert_serving(&d);
+  daemon_launch(d);
+  daemon_wait_ready(d, wait_s(READY_DEADLINE_S));
+  wait_log(d, "using a cache in memory");
+  assert_serving(d);
   /* the frontier is provisional (the cache in memory has none), and the
    * events go to memory */
-  char *spec = first_member(&d);
-  pin(&d, spec);
-  char *to = newest_event_to(&d);
+  char *spec = first_member(d);
+  json_decref(pin_fmnist(d, spec));
+  char *to = newest_event_to(d);
   ck_assert_ptr_nonnull(to);
   ck_assert_str_eq(to, spec);
   free(to);
   free(spec);
-  daemon_stop_ok(&d);
+  daemon_stop_ok(d);
 
   /* the cache is as it was, where it was */
   size_t got_len = 0;

@@ -239,6 +239,12 @@ int client_read(struct client *c, struct resp *r) {
   return 0;
 }
 
+struct client client_open(const char *sock) {
+  struct client c = {.fd = unix_connect(sock)};
+  ck_assert_msg(c.fd >= 0, "connecting to %s: %s", sock, strerror(errno));
+  return c;
+}
+
 void client_close(struct client *c) {
   if (c->fd >= 0)
     close(c->fd);
@@ -535,12 +541,11 @@ json_t *pin_fmnist(const struct daemon *d, const char *spec) {
 }
 
 char *active_of(const struct daemon *d, const char *model) {
-  char path[256];
-  snprintf(path, sizeof path, "/v2/models/%s/state", model);
-  int status = 0;
-  json_t *st = get_json(d->sock, path, &status);
-  ck_assert_int_eq(status, 200);
-  char *a = strdup(json_string_value(json_object_get(st, "active")));
+  json_t *st = state_of(d, model);
+  const char *active = json_string_value(json_object_get(st, "active"));
+  ck_assert_msg(active != NULL, "the state of %s names no active subnet", model);
+  char *a = strdup(active);
+  ck_assert_ptr_nonnull(a);
   json_decref(st);
   return a;
 }
@@ -566,6 +571,13 @@ char *get_metrics(const struct daemon *d) {
   ck_assert_int_eq(r.status, 200);
   ck_assert_ptr_nonnull(strstr(r.head, "text/plain; version=0.0.4"));
   return r.body;
+}
+
+double metric_now(const struct daemon *d, const char *series) {
+  char *m = get_metrics(d);
+  double v = metric(m, series);
+  free(m);
+  return v;
 }
 
 /* ------------------------------------------------- shared by the areas */

@@ -127,6 +127,10 @@ int client_fill(struct client *c);
 /* Reads one response; 0 or -1 (closed or malformed). */
 int client_read(struct client *c, struct resp *r);
 
+/* A client on a new connection to sock; the test fails when there is
+ * none. */
+struct client client_open(const char *sock);
+
 void client_close(struct client *c);
 
 /* Reads one answer on c and checks its status and that its body holds
@@ -242,6 +246,9 @@ double metric(const char *text, const char *series);
 
 /* GET /metrics, checked to be 200 Prometheus text: the body, malloc'd. */
 char *get_metrics(const struct daemon *d);
+
+/* One series' value now: metric() of get_metrics(). */
+double metric_now(const struct daemon *d, const char *series);
 
 /* Notes the first problem a thread saw (threads do not ck_assert: under
  * CK_FORK only the test's main thread may fail the test). */

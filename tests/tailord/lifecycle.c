@@ -85,21 +85,14 @@ START_TEST(limits_on_connections_and_idle_time) {
   o.idle_timeout_ms = 2000;
   struct daemon d;
   daemon_start(&d, &o);
-  int c1 = unix_connect(d.sock), c2 = unix_connect(d.sock);
-  ck_assert_int_ge(c1, 0);
-  ck_assert_int_ge(c2, 0);
   /* make sure both were accepted before the third comes */
-  struct client k1 = {.fd = c1};
-  ck_assert_int_eq(write_all(c1, "GET /v2/health/live HTTP/1.1\r\n\r\n", 32), 0);
+  static const char live[] = "GET /v2/health/live HTTP/1.1\r\n\r\n";
+  struct client k1 = client_open(d.sock), k2 = client_open(d.sock);
+  ck_assert_int_eq(write_all(k1.fd, live, sizeof live - 1), 0);
+  expect_answer(&k1, 200, NULL);
+  ck_assert_int_eq(write_all(k2.fd, live, sizeof live - 1), 0);
+  expect_answer(&k2, 200, NULL);
   struct resp r;
-  ck_assert_int_eq(client_read(&k1, &r), 0);
-  ck_assert_int_eq(r.status, 200);
-  resp_free(&r);
-  struct client k2 = {.fd = c2};
-  ck_assert_int_eq(write_all(c2, "GET /v2/health/live HTTP/1.1\r\n\r\n", 32), 0);
-  ck_assert_int_eq(client_read(&k2, &r), 0);
-  ck_assert_int_eq(r.status, 200);
-  resp_free(&r);
   ck_assert_int_eq(request(d.sock, "GET", "/v2/health/live", NULL, NULL, 0, &r), 0);
   ck_assert_int_eq(r.status, 503);
   ck_assert_ptr_nonnull(strstr(r.body, "too many connections"));
@@ -107,8 +100,8 @@ START_TEST(limits_on_connections_and_idle_time) {
   /* idle keep-alive connections are closed after idle_timeout_ms */
   sleep_ms(4000);
   char byte;
-  ck_assert_int_eq(read(c1, &byte, 1), 0);
-  ck_assert_int_eq(read(c2, &byte, 1), 0);
+  ck_assert_int_eq(read(k1.fd, &byte, 1), 0);
+  ck_assert_int_eq(read(k2.fd, &byte, 1), 0);
   client_close(&k1);
   client_close(&k2);
   ck_assert_int_eq(request(d.sock, "GET", "/v2/health/live", NULL, NULL, 0, &r), 0);
@@ -133,8 +126,7 @@ START_TEST(slow_senders_cannot_hold_the_connections) {
   static const char part[] = "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Type: app";
   struct client slow[8];
   for (int i = 0; i < 8; i++) {
-    slow[i] = (struct client){.fd = unix_connect(d.sock)};
-    ck_assert_int_ge(slow[i].fd, 0);
+    slow[i] = client_open(d.sock);
     ck_assert_int_eq(write_all(slow[i].fd, part, sizeof part - 1), 0);
   }
   sleep_ms(300); /* stalled for a while: they may be taken */
@@ -155,14 +147,11 @@ START_TEST(slow_senders_cannot_hold_the_connections) {
     resp_free(&r);
     client_close(&slow[i]);
   }
-  char *m = get_metrics(&d);
-  ck_assert(metric(m, "tailor_connections_evicted_total") >= 1);
-  free(m);
+  ck_assert(metric_now(&d, "tailor_connections_evicted_total") >= 1);
 
   /* Alone, a request trickling a byte at a time still ends at the
    * timeout, counted from its first byte. */
-  struct client one = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(one.fd, 0);
+  struct client one = client_open(d.sock);
   double t0 = now_s();
   for (int i = 0; i < 6; i++) {
     ck_assert_int_eq(write_all(one.fd, part + i, 1), 0);
@@ -197,8 +186,7 @@ static int send_batch_as(const struct daemon *d, int n, int json_out) {
   memcpy(body, head, (size_t)jl);
   for (int k = 0; k < n; k++)
     memcpy(body + jl + (size_t)k * 784, images[k % N_IMAGES], 784);
-  int fd = unix_connect(d->sock);
-  ck_assert_int_ge(fd, 0);
+  int fd = client_open(d->sock).fd;
   char req[256];
   int hn = snprintf(req, sizeof req,
                     "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n"
@@ -216,10 +204,7 @@ static int send_batch(const struct daemon *d, int n) { return send_batch_as(d, n
 static void wait_metric(const struct daemon *d, const char *series, double want) {
   double t0 = now_s();
   for (;;) {
-    char *m = get_metrics(d);
-    double v = metric(m, series);
-    free(m);
-    if (v >= want)
+    if (metric_now(d, series) >= want)
       return;
     ck_assert_msg(now_s() - t0 < wait_s(60), "%s never reached %g", series, want);
     sleep_ms(1);
@@ -250,8 +235,7 @@ START_TEST(a_full_queue_answers_503) {
   json_t *b = infer_body(0, 0, NULL);
   char *text = json_dumps(b, JSON_COMPACT);
   json_decref(b);
-  struct client c2 = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c2.fd, 0);
+  struct client c2 = client_open(d.sock);
   char head[128];
   int hn = snprintf(head, sizeof head,
                     "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
@@ -294,9 +278,7 @@ START_TEST(nothing_fits_serves_the_fastest_degraded) {
       strstr(json_string_value(json_object_get(st, "reason")), "no subnet meets the budget"));
   json_decref(st);
   expect_served_by(&d, 3, warm.spec[0]);
-  char *m = get_metrics(&d);
-  ck_assert(metric(m, "tailor_degraded{model=\"fmnist\"}") == 1);
-  free(m);
+  ck_assert(metric_now(&d, "tailor_degraded{model=\"fmnist\"}") == 1);
   daemon_stop_ok(&d);
 }
 END_TEST
@@ -359,9 +341,7 @@ START_TEST(a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after)
   resp_free(&r);
   client_close(&c);
 
-  char *m = get_metrics(&d);
-  ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") == 2);
-  free(m);
+  ck_assert(metric_now(&d, "tailor_requests_total{route=\"model_infer\",code=\"200\"}") == 2);
   daemon_stop_ok(&d);
 }
 END_TEST
@@ -422,8 +402,7 @@ START_TEST(a_client_that_reads_no_answer_is_read_no_further) {
   enum { N = 4000 };
   size_t total = 0;
   char *all = pipeline("p", N, &total);
-  struct client c = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c.fd, 0);
+  struct client c = client_open(d.sock);
   /* send, reading nothing, until the daemon takes no more for a second */
   size_t sent = 0;
   for (double t0 = now_s(), last = t0; sent < total && now_s() - last < 1.0; sleep_ms(10)) {
@@ -461,8 +440,7 @@ START_TEST(a_client_that_never_reads_is_closed_after_the_request_timeout) {
   enum { N = 4000 };
   size_t total = 0;
   char *all = pipeline("n", N, &total);
-  struct client c = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c.fd, 0);
+  struct client c = client_open(d.sock);
   size_t sent = 0;
   double t0 = now_s();
   while (!log_has(&d, "read none of its answer")) {
@@ -490,8 +468,7 @@ START_TEST(pipelined_requests_then_a_half_close_are_all_answered) {
   struct daemon d;
   daemon_start(&d, &o);
   enum { N = 20 };
-  struct client c = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c.fd, 0);
+  struct client c = client_open(d.sock);
   size_t len = 0;
   char *all = pipeline("h", N, &len);
   ck_assert_int_eq(write_all(c.fd, all, len), 0);

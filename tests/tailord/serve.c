@@ -296,8 +296,7 @@ START_TEST(bad_requests_get_their_status_and_a_json_error) {
   ck_assert_ptr_nonnull(strstr(r.body, "\"error\""));
   resp_free(&r);
   /* a malformed request line: 400 */
-  struct client c = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c.fd, 0);
+  struct client c = client_open(d.sock);
   ck_assert_int_eq(write_all(c.fd, "GARBAGE\r\n\r\n", 11), 0);
   ck_assert_int_eq(client_read(&c, &r), 0);
   ck_assert_int_eq(r.status, 400);
@@ -340,8 +339,7 @@ START_TEST(clients_that_hang_up_do_not_stop_the_daemon) {
   size_t len = strlen(text);
   for (int round = 0; round < 3; round++) {
     /* mid-body */
-    int fd = unix_connect(d.sock);
-    ck_assert_int_ge(fd, 0);
+    int fd = client_open(d.sock).fd;
     char head[256];
     int hn = snprintf(head, sizeof head,
                       "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", len);
@@ -349,20 +347,17 @@ START_TEST(clients_that_hang_up_do_not_stop_the_daemon) {
     ck_assert_int_eq(write_all(fd, text, len / 2), 0);
     close(fd);
     /* a whole request, gone before the answer */
-    fd = unix_connect(d.sock);
-    ck_assert_int_ge(fd, 0);
+    fd = client_open(d.sock).fd;
     ck_assert_int_eq(write_all(fd, head, (size_t)hn), 0);
     ck_assert_int_eq(write_all(fd, text, len), 0);
     close(fd);
     /* mid-headers */
-    fd = unix_connect(d.sock);
-    ck_assert_int_ge(fd, 0);
+    fd = client_open(d.sock).fd;
     ck_assert_int_eq(write_all(fd, "GET /v2/hea", 11), 0);
     close(fd);
   }
   /* keep-alive and pipelining on one connection: answers in order */
-  struct client c = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c.fd, 0);
+  struct client c = client_open(d.sock);
   char two[8192];
   int n = snprintf(two, sizeof two,
                    "POST /v2/models/fmnist/infer HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s"
@@ -396,9 +391,7 @@ START_TEST(an_expired_deadline_is_503_without_running) {
   ck_assert_int_eq(status, 200);
   json_decref(r);
   json_decref(b);
-  char *m = get_metrics(&d);
-  double ran = metric(m, "tailor_compute_duration_seconds_count{model=\"fmnist\"}");
-  free(m);
+  double ran = metric_now(&d, "tailor_compute_duration_seconds_count{model=\"fmnist\"}");
   ck_assert(ran == 1);
 
   b = infer_body(1, 0, json_pack("{s:i}", "timeout", 1));
@@ -407,7 +400,7 @@ START_TEST(an_expired_deadline_is_503_without_running) {
   ck_assert_int_eq(status, 503);
   ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(r, "error")), "deadline"));
   json_decref(r);
-  m = get_metrics(&d);
+  char *m = get_metrics(&d);
   ck_assert(metric(m, "tailor_compute_duration_seconds_count{model=\"fmnist\"}") == ran);
   ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"503\"}") == 1);
   free(m);
@@ -506,9 +499,7 @@ START_TEST(unlabelled_calibration_is_searched_and_reported_as_agreement) {
       json_string_value(json_object_get(json_object_get(st, "budget"), "accuracy_metric")),
       "agreement");
   json_decref(st);
-  char *m = get_metrics(&d);
-  ck_assert(metric(m, "tailor_accuracy_info{model=\"fmnist\",metric=\"agreement\"}") == 1);
-  free(m);
+  ck_assert(metric_now(&d, "tailor_accuracy_info{model=\"fmnist\",metric=\"agreement\"}") == 1);
   daemon_stop_ok(&d);
   unlink(db);
 }
@@ -544,9 +535,7 @@ START_TEST(pin_fixes_the_subnet_and_auto_releases_it) {
   ck_assert_str_eq(json_string_value(json_object_get(r, "active")), warm.spec[warm.n - 1]);
   json_decref(r);
   expect_served_by(&d, 0, warm.spec[warm.n - 1]);
-  char *m = get_metrics(&d);
-  ck_assert(metric(m, "tailor_switches_total{model=\"fmnist\",reason=\"pin\"}") == 2);
-  free(m);
+  ck_assert(metric_now(&d, "tailor_switches_total{model=\"fmnist\",reason=\"pin\"}") == 2);
   daemon_stop_ok(&d);
 }
 END_TEST

@@ -268,8 +268,7 @@ START_TEST(hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names) {
   ck_assert_int_le(s.n, STORM_MEMBERS);
 
   /* each member's logits for each image, pinned, one request at a time */
-  struct client c = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c.fd, 0);
+  struct client c = client_open(d.sock);
   for (int m = 0; m < s.n; m++) {
     char why[512];
     ck_assert_msg(storm_pin(&c, warm.spec[m], why, sizeof why) == 0, "%s", why);
@@ -381,8 +380,7 @@ START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {
   opts_default(&o);
   struct daemon d;
   daemon_start(&d, &o);
-  struct client c = {.fd = unix_connect(d.sock)};
-  ck_assert_int_ge(c.fd, 0);
+  struct client c = client_open(d.sock);
   static float ref[N_IMAGES][10];
   static char ref_subnet[N_IMAGES][256];
   char id[32], subnet[256], why[512];
@@ -450,8 +448,7 @@ START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {
 
   /* a client that hangs up right after its request */
   for (int k = 0; k < 20; k++) {
-    struct client h = {.fd = unix_connect(d.sock)};
-    ck_assert_int_ge(h.fd, 0);
+    struct client h = client_open(d.sock);
     ck_assert_int_eq(binary_infer(&h, "fmnist", 3, "warm", &r), 0);
     resp_free(&r);
     served++;
