@@ -430,6 +430,11 @@ void daemon_wait_ready(struct daemon *d, double deadline_s) {
 }
 
 void daemon_start(struct daemon *d, const struct opts *o) {
+  struct opts defaults;
+  if (o == NULL) {
+    opts_default(&defaults);
+    o = &defaults;
+  }
   daemon_prepare(d, o, NULL);
   daemon_launch(d);
   daemon_wait_ready(d, READY_DEADLINE_S);
@@ -520,12 +525,24 @@ int argmax(const float *v, int n) {
   return k;
 }
 
-void expect_served_by(const struct daemon *d, int image, const char *spec) {
+json_t *get_ok(const struct daemon *d, const char *path) {
+  int status = 0;
+  json_t *v = get_json(d->sock, path, &status);
+  ck_assert_msg(status == 200 && v != NULL, "GET %s: %d", path, status);
+  return v;
+}
+
+json_t *infer_ok(const struct daemon *d, int image) {
   int status = 0;
   json_t *b = infer_body(image, 0, NULL);
   json_t *r = post_json(d->sock, "/v2/models/fmnist/infer", b, &status);
   json_decref(b);
-  ck_assert_int_eq(status, 200);
+  ck_assert_msg(status == 200 && r != NULL, "image %d as JSON: %d", image, status);
+  return r;
+}
+
+void expect_served_by(const struct daemon *d, int image, const char *spec) {
+  json_t *r = infer_ok(d, image);
   float logits[10];
   ck_assert_str_eq(logits_of(r, logits), spec);
   json_decref(r);
@@ -683,8 +700,5 @@ json_t *ctl_json(const struct ctl *r) {
 json_t *state_of(const struct daemon *d, const char *model) {
   char path[256];
   snprintf(path, sizeof path, "/v2/models/%s/state", model);
-  int status = 0;
-  json_t *st = get_json(d->sock, path, &status);
-  ck_assert_msg(status == 200 && st != NULL, "GET %s: %d", path, status);
-  return st;
+  return get_ok(d, path);
 }

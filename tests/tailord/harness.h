@@ -201,7 +201,8 @@ void daemon_launch(struct daemon *d);
 /* Polls GET /v2/health/ready until 200, or fails the test with the log. */
 void daemon_wait_ready(struct daemon *d, double deadline_s);
 
-/* daemon_prepare() with the shared cache, launch, wait until ready. */
+/* daemon_prepare() with the shared cache, launch, wait until ready; o
+ * NULL: opts_default(). */
 void daemon_start(struct daemon *d, const struct opts *o);
 
 /* SIGTERM; fails the test with the log unless tailord exits 0. */
@@ -223,8 +224,15 @@ const char *logits_of(json_t *resp, float out[10]);
 
 int argmax(const float *v, int n);
 
+/* GET path as JSON, checked to be 200 (the caller frees it). */
+json_t *get_ok(const struct daemon *d, const char *path);
+
 /* The active subnet from GET .../state (malloc'd). */
 char *active_of(const struct daemon *d, const char *model);
+
+/* Sends calibration image `image` to fmnist as JSON (UINT8), checked to
+ * be answered 200: the answer (the caller frees it). */
+json_t *infer_ok(const struct daemon *d, int image);
 
 /* Sends calibration image `image` to fmnist as JSON and checks that the
  * answer is 200 from the subnet spec. */

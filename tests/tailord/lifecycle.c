@@ -57,8 +57,7 @@ START_TEST(a_broken_config_on_sighup_keeps_the_old_one_serving) {
   kill(d.pid, SIGHUP);
   t0 = now_s();
   for (;;) {
-    st = get_json(d.sock, "/v2/models/fmnist/state", &status);
-    ck_assert_int_eq(status, 200);
+    st = get_ok(&d, "/v2/models/fmnist/state");
     json_int_t gen = json_integer_value(json_object_get(st, "generation"));
     double budget =
         json_number_value(json_object_get(json_object_get(st, "budget"), "latency_p95_ms"));
@@ -269,9 +268,7 @@ START_TEST(nothing_fits_serves_the_fastest_degraded) {
   o.budget_ms = 1e-6;
   struct daemon d;
   daemon_start(&d, &o);
-  int status = 0;
-  json_t *st = get_json(d.sock, "/v2/models/fmnist/state", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *st = get_ok(&d, "/v2/models/fmnist/state");
   ck_assert(json_is_true(json_object_get(st, "degraded")));
   ck_assert_str_eq(json_string_value(json_object_get(st, "active")), warm.spec[0]);
   ck_assert_ptr_nonnull(
@@ -287,10 +284,8 @@ END_TEST
  * socket cannot take at once is left to the loop, and requests that
  * arrive while one runs are kept and answered after it, in order. */
 START_TEST(a_late_reader_gets_a_large_answer_whole_and_the_pipelined_ones_after) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   /* JSON logits of 3000 images: several times a socket's buffer */
   enum { N = 3000 };
   struct client c = {.fd = send_batch_as(&d, N, 1)};
@@ -395,10 +390,8 @@ static void expect_answers_in_order(struct client *c, const char *prefix, int n)
  * daemon reads on only while little of its answers waits to be written.
  * Once the client reads, every request is answered, in order. */
 START_TEST(a_client_that_reads_no_answer_is_read_no_further) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   enum { N = 4000 };
   size_t total = 0;
   char *all = pipeline("p", N, &total);
@@ -463,10 +456,8 @@ END_TEST
  * is answered, in order, and then the daemon closes.  It used to answer
  * only the one in flight when the end came and drop the rest. */
 START_TEST(pipelined_requests_then_a_half_close_are_all_answered) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   enum { N = 20 };
   struct client c = client_open(d.sock);
   size_t len = 0;
@@ -490,10 +481,8 @@ START_TEST(pipelined_requests_then_a_half_close_are_all_answered) {
 END_TEST
 
 START_TEST(sigterm_finishes_the_request_in_flight_and_exits_0) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   /* a batch large enough to be running when SIGTERM comes */
   enum { N = 2000 };
   struct client c = {.fd = send_batch(&d, N)};

@@ -33,13 +33,9 @@ START_TEST(first_start_serves_provisional_then_the_searched_frontier) {
                 "no partial frontier served during the first search; log:\n%s", log);
   free(log);
   /* a later start finds the frontier in the cache: no provisional one */
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
-  int status = 0;
-  json_t *s = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
-  ck_assert_int_eq(status, 200);
+  daemon_start(&d, NULL);
+  json_t *s = get_ok(&d, "/v2/models/fmnist/subnets");
   ck_assert(json_is_false(json_object_get(s, "provisional")));
   ck_assert_int_eq(json_array_size(json_object_get(s, "subnets")), (size_t)warm.n);
   json_decref(s);
@@ -50,26 +46,20 @@ START_TEST(first_start_serves_provisional_then_the_searched_frontier) {
 END_TEST
 
 START_TEST(health_and_metadata_answer) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   int status = 0;
-  json_t *v = get_json(d.sock, "/v2/health/live", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *v = get_ok(&d, "/v2/health/live");
   ck_assert(json_is_true(json_object_get(v, "live")));
   json_decref(v);
-  v = get_json(d.sock, "/v2/health/ready", &status);
-  ck_assert_int_eq(status, 200);
+  v = get_ok(&d, "/v2/health/ready");
   ck_assert(json_is_true(json_object_get(v, "ready")));
   json_decref(v);
-  v = get_json(d.sock, "/v2", &status);
-  ck_assert_int_eq(status, 200);
+  v = get_ok(&d, "/v2");
   ck_assert_str_eq(json_string_value(json_object_get(v, "name")), "tailor");
   ck_assert_ptr_nonnull(json_string_value(json_object_get(v, "version")));
   json_decref(v);
-  v = get_json(d.sock, "/v2/models/fmnist", &status);
-  ck_assert_int_eq(status, 200);
+  v = get_ok(&d, "/v2/models/fmnist");
   ck_assert_str_eq(json_string_value(json_object_get(v, "name")), "fmnist");
   json_t *in = json_array_get(json_object_get(v, "inputs"), 0);
   ck_assert_str_eq(json_string_value(json_object_get(in, "name")), "input");
@@ -82,8 +72,7 @@ START_TEST(health_and_metadata_answer) {
   json_t *out = json_array_get(json_object_get(v, "outputs"), 0);
   ck_assert_str_eq(json_string_value(json_object_get(out, "name")), "logits");
   json_decref(v);
-  v = get_json(d.sock, "/v2/models/fmnist/ready", &status);
-  ck_assert_int_eq(status, 200);
+  v = get_ok(&d, "/v2/models/fmnist/ready");
   ck_assert(json_is_true(json_object_get(v, "ready")));
   json_decref(v);
   v = get_json(d.sock, "/v2/models/nope", &status);
@@ -94,8 +83,7 @@ START_TEST(health_and_metadata_answer) {
   ck_assert_int_eq(status, 404);
   json_decref(v);
   /* the extensions */
-  v = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
-  ck_assert_int_eq(status, 200);
+  v = get_ok(&d, "/v2/models/fmnist/subnets");
   json_t *list = json_object_get(v, "subnets");
   ck_assert_int_eq(json_array_size(list), (size_t)warm.n);
   int actives = 0;
@@ -109,8 +97,7 @@ START_TEST(health_and_metadata_answer) {
   }
   ck_assert_int_eq(actives, 1);
   json_decref(v);
-  v = get_json(d.sock, "/v2/models/fmnist/state", &status);
-  ck_assert_int_eq(status, 200);
+  v = get_ok(&d, "/v2/models/fmnist/state");
   ck_assert(is_frontier_member(json_string_value(json_object_get(v, "active"))));
   ck_assert(json_is_false(json_object_get(v, "degraded")));
   ck_assert(json_is_false(json_object_get(v, "pinned")));
@@ -124,10 +111,8 @@ START_TEST(health_and_metadata_answer) {
 END_TEST
 
 START_TEST(json_infer_classifies_calibration_images) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   int right = 0;
   for (int k = 0; k < 8; k++) {
     int status = 0;
@@ -162,10 +147,8 @@ START_TEST(json_infer_classifies_calibration_images) {
 END_TEST
 
 START_TEST(binary_infer_equals_json_infer_bit_for_bit) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   for (int k = 0; k < 3; k++) {
     int status = 0;
     json_t *body = infer_body(k, 1, NULL);
@@ -315,9 +298,7 @@ START_TEST(bad_requests_get_their_status_and_a_json_error) {
   ck_assert_int_eq(r.status, 431);
   resp_free(&r);
   /* and the daemon still serves */
-  int status = 0;
-  json_t *v = get_json(d.sock, "/v2/health/ready", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *v = get_ok(&d, "/v2/health/ready");
   json_decref(v);
   char *m = get_metrics(&d);
   ck_assert(metric(m, "tailor_requests_total{route=\"model_infer\",code=\"400\"}") >= 7);
@@ -329,10 +310,8 @@ START_TEST(bad_requests_get_their_status_and_a_json_error) {
 END_TEST
 
 START_TEST(clients_that_hang_up_do_not_stop_the_daemon) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   json_t *b = infer_body(0, 0, NULL);
   char *text = json_dumps(b, JSON_COMPACT);
   json_decref(b);
@@ -371,19 +350,15 @@ START_TEST(clients_that_hang_up_do_not_stop_the_daemon) {
   expect_answer(&c, 404, NULL);
   client_close(&c);
   free(text);
-  int status = 0;
-  json_t *v = get_json(d.sock, "/v2/health/live", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *v = get_ok(&d, "/v2/health/live");
   json_decref(v);
   daemon_stop_ok(&d);
 }
 END_TEST
 
 START_TEST(an_expired_deadline_is_503_without_running) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   int status = 0;
   /* one request that runs, so the compute histogram exists */
   json_t *b = infer_body(1, 0, NULL);
@@ -417,10 +392,8 @@ START_TEST(an_expired_deadline_is_503_without_running) {
 END_TEST
 
 START_TEST(metrics_show_counters_histograms_and_gauges) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   int status = 0;
   for (int k = 0; k < 3; k++) {
     json_t *b = infer_body(k, 0, NULL);
@@ -473,9 +446,7 @@ START_TEST(unlabelled_calibration_is_searched_and_reported_as_agreement) {
   double t0 = now_s();
   json_t *s = NULL;
   for (;;) {
-    int status = 0;
-    s = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
-    ck_assert_int_eq(status, 200);
+    s = get_ok(&d, "/v2/models/fmnist/subnets");
     ck_assert_str_eq(json_string_value(json_object_get(s, "accuracy_metric")), "agreement");
     if (json_is_false(json_object_get(s, "provisional")) &&
         json_is_false(json_object_get(s, "partial")))
@@ -492,9 +463,7 @@ START_TEST(unlabelled_calibration_is_searched_and_reported_as_agreement) {
     ck_assert_msg(a > 0.1 && a <= 1.0, "agreement %g", a);
   }
   json_decref(s);
-  int status = 0;
-  json_t *st = get_json(d.sock, "/v2/models/fmnist/state", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *st = get_ok(&d, "/v2/models/fmnist/state");
   ck_assert_str_eq(
       json_string_value(json_object_get(json_object_get(st, "budget"), "accuracy_metric")),
       "agreement");
@@ -506,10 +475,8 @@ START_TEST(unlabelled_calibration_is_searched_and_reported_as_agreement) {
 END_TEST
 
 START_TEST(pin_fixes_the_subnet_and_auto_releases_it) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   int status = 0;
   /* with a loose budget the most accurate member is active */
   char *a = active_of(&d, "fmnist");
@@ -544,17 +511,13 @@ END_TEST
  * afresh (scripts/bench-soak found it, pinning every second and
  * reloading every 5 s). */
 START_TEST(a_pin_holds_across_a_reload) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   json_decref(pin_fmnist(&d, warm.spec[0]));
   kill(d.pid, SIGHUP);
-  int status = 0;
   json_t *st = NULL;
   for (double t0 = now_s();; sleep_ms(50)) {
-    st = get_json(d.sock, "/v2/models/fmnist/state", &status);
-    ck_assert_int_eq(status, 200);
+    st = get_ok(&d, "/v2/models/fmnist/state");
     if (json_integer_value(json_object_get(st, "generation")) >= 2)
       break;
     json_decref(st);

@@ -257,9 +257,7 @@ START_TEST(hot_swap_every_10_ms_drops_nothing_and_serves_what_it_names) {
   s.d = &d;
   s.per_client = (int)fmax(STORM_PER_CLIENT / tu_time_scale(), 100);
   /* the searched frontier, from the cache (three members here) */
-  int status = 0;
-  json_t *list = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *list = get_ok(&d, "/v2/models/fmnist/subnets");
   ck_assert(json_is_false(json_object_get(list, "provisional")));
   s.n = (int)json_array_size(json_object_get(list, "subnets"));
   json_decref(list);
@@ -376,10 +374,8 @@ static int text_request(struct client *c, const char *text, struct resp *r) {
  * whatever else comes on that connection goes back to the loop, and
  * every answer comes in order. */
 START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   struct client c = client_open(d.sock);
   static float ref[N_IMAGES][10];
   static char ref_subnet[N_IMAGES][256];
@@ -456,9 +452,7 @@ START_TEST(a_client_in_a_tight_loop_gets_every_answer_in_order) {
     ck_assert_int_eq(write_all(h.fd, msg, binary_message(msg, "fmnist", 3, "gone")), 0);
     client_close(&h);
   }
-  int status = 0;
-  json_t *v = get_json(d.sock, "/v2/health/live", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *v = get_ok(&d, "/v2/health/live");
   json_decref(v);
   /* every answer written is counted, the hung-up ones at most once each */
   char *m = get_metrics(&d);

@@ -53,11 +53,7 @@ static void write_images(const char *path, int first, int n, int fp32) {
 
 /* The class the JSON route gives image k, and the subnet that served. */
 static int route_class(const struct daemon *d, int k, char *subnet, size_t size) {
-  int status = 0;
-  json_t *b = infer_body(k, 0, NULL);
-  json_t *r = post_json(d->sock, "/v2/models/fmnist/infer", b, &status);
-  json_decref(b);
-  ck_assert_int_eq(status, 200);
+  json_t *r = infer_ok(d, k);
   float logits[10];
   snprintf(subnet, size, "%s", logits_of(r, logits));
   json_decref(r);
@@ -66,10 +62,8 @@ static int route_class(const struct daemon *d, int k, char *subnet, size_t size)
 
 START_TEST(tailorctl_status_subnets_and_pin_agree_with_the_routes) {
   ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   int top = warm.n - 1;
 
   /* status: ready, and the subnet the state route names */
@@ -104,8 +98,7 @@ START_TEST(tailorctl_status_subnets_and_pin_agree_with_the_routes) {
   v = ctl_json(&r);
   ctl_free(&r);
   int status = 0;
-  json_t *route = get_json(d.sock, "/v2/models/fmnist/subnets", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *route = get_ok(&d, "/v2/models/fmnist/subnets");
   json_t *got = json_object_get(v, "subnets"), *want = json_object_get(route, "subnets");
   ck_assert_int_eq(json_array_size(got), (size_t)warm.n);
   ck_assert_int_eq(json_array_size(got), json_array_size(want));
@@ -186,10 +179,8 @@ END_TEST
 
 START_TEST(tailorctl_infer_classifies_like_the_json_route) {
   ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
-  struct opts o;
-  opts_default(&o);
   struct daemon d;
-  daemon_start(&d, &o);
+  daemon_start(&d, NULL);
   char path[PATH_MAX + 32];
   /* one image, uint8: the top-5 begins with the route's class */
   for (int k = 0; k < 3; k++) {
@@ -421,9 +412,7 @@ START_TEST(tailorctl_says_what_is_wrong_and_exits_1) {
   ck_assert_int_eq(write_file(d.cfg, text), 0);
   daemon_launch(&d);
   daemon_wait_ready(&d, READY_DEADLINE_S);
-  int status = 0;
-  json_t *v = get_json(d.sock, "/v2", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *v = get_ok(&d, "/v2");
   json_t *want = json_pack("[s,s]", "alpha", "beta");
   ck_assert(json_equal(json_object_get(v, "models"), want));
   json_decref(want);
@@ -454,8 +443,7 @@ START_TEST(tailorctl_says_what_is_wrong_and_exits_1) {
   v = ctl_json(&r);
   ctl_free(&r);
   ck_assert_str_eq(json_string_value(json_object_get(v, "model")), "beta");
-  json_t *route = get_json(d.sock, "/v2/models/beta/subnets", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *route = get_ok(&d, "/v2/models/beta/subnets");
   ck_assert_int_ge(json_array_size(json_object_get(v, "subnets")), 2);
   ck_assert_int_eq(json_array_size(json_object_get(v, "subnets")),
                    json_array_size(json_object_get(route, "subnets")));
