@@ -1,10 +1,17 @@
 /*
- * faults.c - tailord when the disk under its cache fails: full while it
- * serves, full at start for a device the cache has not seen, read-only at
- * start.  The cache is then never a reason not to serve: tailord keeps
- * serving (from a cache in memory when it must), says why in its log, and
- * stores again once the disk has room; the file itself is never touched
- * by a disk that refuses writes.
+ * faults.c - tailord when what is under it fails.
+ *
+ * Its sockets: reads and writes that move a few bytes, and calls that
+ * fail with EINTR or EAGAIN (tests/tailord/sockfault.c, preloaded), on
+ * every path an answer takes (the loop's, the worker's own write, a
+ * leased connection's reads).  No byte of a request or an answer is lost.
+ *
+ * The disk under its cache: full while it serves, full at start for a
+ * device the cache has not seen, read-only at start.  The cache is then
+ * never a reason not to serve: tailord keeps serving (from a cache in
+ * memory when it must), says why in its log, and stores again once the
+ * disk has room; the file itself is never touched by a disk that refuses
+ * writes.
  *
  * The cache's directory is a tmpfs of a few pages, mounted in a mount
  * namespace of the test's own (each test runs in a child of its own, so
@@ -17,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <sched.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -27,6 +35,120 @@
 #include <unistd.h>
 
 #include "testutil.h"
+
+/* ------------------------------------------------------------ sockets */
+
+/* Launches d (prepared) with the socket faults preloaded and their counts
+ * reported to report at its exit (sockfault.c).  A sanitizer's runtime
+ * would refuse a preload before it: it is told not to mind. */
+static void launch_with_socket_faults(struct daemon *d, const char *report) {
+  char so[PATH_MAX + 32], asan[2048];
+  snprintf(so, sizeof so, "%s/tests/libsockfault.so", build_root);
+  ck_assert_msg(access(so, R_OK) == 0, "%s: %s", so, strerror(errno));
+  const char *was = getenv("ASAN_OPTIONS");
+  char *saved = was != NULL ? strdup(was) : NULL;
+  snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0", was != NULL ? was : "",
+           was != NULL && was[0] != '\0' ? ":" : "");
+  ck_assert(setenv("LD_PRELOAD", so, 1) == 0 && setenv("TAILOR_SOCKFAULT_REPORT", report, 1) == 0 &&
+            setenv("ASAN_OPTIONS", asan, 1) == 0);
+  daemon_launch(d);
+  unsetenv("LD_PRELOAD");
+  unsetenv("TAILOR_SOCKFAULT_REPORT");
+  if (saved != NULL)
+    ck_assert_int_eq(setenv("ASAN_OPTIONS", saved, 1), 0);
+  else
+    unsetenv("ASAN_OPTIONS");
+  free(saved);
+}
+
+/* How many calls the preload faulted with kind, from its report. */
+static long faulted(const char *report_text, const char *kind) {
+  const char *p = strstr(report_text, kind);
+  ck_assert_msg(p != NULL, "the socket faults' report has no \"%s\": %s", kind, report_text);
+  return strtol(p + strlen(kind), NULL, 10);
+}
+
+/* Checks one binary answer on c: 200, its id, and logits equal to want. */
+static void expect_logits(struct client *c, const char *id, const unsigned char want[40]) {
+  struct resp r;
+  ck_assert_int_eq(client_read(c, &r), 0);
+  ck_assert_msg(r.status == 200, "%s: %d %s", id, r.status, r.body);
+  ck_assert_uint_eq(r.len, r.json_len + 40);
+  json_t *v = json_loadb(r.body, r.json_len, 0, NULL);
+  ck_assert_ptr_nonnull(v);
+  ck_assert_str_eq(json_string_value(json_object_get(v, "id")), id);
+  json_decref(v);
+  ck_assert_msg(memcmp(r.body + r.json_len, want, 40) == 0, "%s: other logits", id);
+  resp_free(&r);
+}
+
+START_TEST(sockets_that_move_few_bytes_or_fail_with_eintr_or_eagain_lose_nothing) {
+  ck_assert_msg(warm.ok, "the first start failed: %s", warm.why);
+  struct opts o;
+  opts_default(&o);
+  struct daemon d;
+  daemon_prepare(&d, &o, NULL);
+  char report[PATH_MAX + 32];
+  snprintf(report, sizeof report, "%s/sockfault.txt", d.dir);
+  launch_with_socket_faults(&d, report);
+  daemon_wait_ready(&d, READY_DEADLINE_S);
+  /* one subnet answers all, so that every answer to an image is the same */
+  json_decref(pin_fmnist(&d, warm.spec[warm.n - 1]));
+
+  /* each image alone, on a connection of its own: what it must get */
+  unsigned char want[N_IMAGES][40];
+  for (int k = 0; k < N_IMAGES; k++) {
+    struct client c = client_open(d.sock);
+    struct resp r;
+    ck_assert_int_eq(binary_infer(&c, "fmnist", k, "alone", &r), 0);
+    ck_assert_msg(r.status == 200 && r.len == r.json_len + 40, "image %d: %d %s", k, r.status,
+                  r.body);
+    memcpy(want[k], r.body + r.json_len, 40);
+    resp_free(&r);
+    client_close(&c);
+  }
+  /* every image pipelined in one write on a keep-alive connection, again
+   * and again: answered in order, each as alone */
+  enum { ROUNDS = 25 };
+  static char all[N_IMAGES * BINARY_MSG_MAX];
+  struct client c = client_open(d.sock);
+  for (int round = 0; round < ROUNDS; round++) {
+    size_t len = 0;
+    char id[N_IMAGES][32];
+    for (int k = 0; k < N_IMAGES; k++) {
+      snprintf(id[k], sizeof id[k], "r%d-%d", round, k);
+      len += binary_message(all + len, "fmnist", k, id[k]);
+    }
+    ck_assert_int_eq(write_all(c.fd, all, len), 0);
+    for (int k = 0; k < N_IMAGES; k++)
+      expect_logits(&c, id[k], want[k]);
+  }
+  client_close(&c);
+  /* and as JSON, a connection per request */
+  for (int k = 0; k < N_IMAGES; k++) {
+    json_t *r = infer_ok(&d, k);
+    float got[10], alone[10];
+    ck_assert_str_eq(logits_of(r, got), warm.spec[warm.n - 1]);
+    memcpy(alone, want[k], sizeof alone);
+    for (int j = 0; j < 10; j++)
+      ck_assert_msg(fabsf(got[j] - alone[j]) <= 1e-6f * fmaxf(1, fabsf(alone[j])),
+                    "image %d, logit %d: %g as JSON, %g alone", k, j, got[j], alone[j]);
+    json_decref(r);
+  }
+  daemon_stop_ok(&d);
+
+  /* the faults did happen, of every kind */
+  char *text = read_text(report);
+  long shorts = faulted(text, "short "), eintr = faulted(text, "eintr "),
+       eagain = faulted(text, "eagain ");
+  fprintf(stderr, "test_tailord: socket faults: %ld short, %ld EINTR, %ld EAGAIN\n", shorts, eintr,
+          eagain);
+  ck_assert_msg(shorts > 100 && eintr > 50 && eagain > 50, "too few faults: %s", text);
+  free(text);
+}
+END_TEST
+
+/* --------------------------------------------------------------- disk */
 
 /* Room the copied cache gets beside its own size: its -wal and -shm
  * (32 KiB), with pages to spare, until a test fills them. */
@@ -100,11 +222,7 @@ static void fill_disk(const char *path) {
 
 /* One inference answered, by the subnet active. */
 static void assert_serving(const struct daemon *d) {
-  int status = 0;
-  json_t *b = infer_body(3, 0, NULL);
-  json_t *r = post_json(d->sock, "/v2/models/fmnist/infer", b, &status);
-  json_decref(b);
-  ck_assert_int_eq(status, 200);
+  json_t *r = infer_ok(d, 3);
   float logits[10];
   ck_assert_ptr_nonnull(logits_of(r, logits));
   json_decref(r);
@@ -123,9 +241,7 @@ static void wait_log(const struct daemon *d, const char *text) {
 
 /* The first member of the frontier served (malloc'd). */
 static char *first_member(const struct daemon *d) {
-  int status = 0;
-  json_t *v = get_json(d->sock, "/v2/models/fmnist/subnets", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *v = get_ok(d, "/v2/models/fmnist/subnets");
   json_t *e = json_array_get(json_object_get(v, "subnets"), 0);
   const char *spec = json_string_value(json_object_get(e, "subnet"));
   ck_assert_ptr_nonnull(spec);
@@ -136,9 +252,7 @@ static char *first_member(const struct daemon *d) {
 
 /* The newest stored event's "to" (malloc'd), or NULL when there is none. */
 static char *newest_event_to(const struct daemon *d) {
-  int status = 0;
-  json_t *v = get_json(d->sock, "/v2/models/fmnist/events?limit=1", &status);
-  ck_assert_int_eq(status, 200);
+  json_t *v = get_ok(d, "/v2/models/fmnist/events?limit=1");
   json_t *e = json_array_get(json_object_get(v, "events"), 0);
   const char *to = json_string_value(json_object_get(e, "to"));
   char *copy = to != NULL ? strdup(to) : NULL;
@@ -251,6 +365,7 @@ END_TEST
 TCase *tailord_faults_case(void) {
   TCase *tc = tcase_create("faults");
   tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, sockets_that_move_few_bytes_or_fail_with_eintr_or_eagain_lose_nothing);
   tcase_add_test(tc, a_disk_that_fills_up_leaves_tailord_serving_and_storing_again_with_room);
   tcase_add_test(tc, a_full_disk_at_start_with_a_new_device_keeps_the_cache_in_memory);
   tcase_add_test(tc, a_read_only_disk_at_start_is_left_alone_and_a_cache_in_memory_serves);
