@@ -128,18 +128,33 @@ static void safe_name(const char *in, char *out, size_t size) {
     snprintf(out, size, "output");
 }
 
+/* Images as pixels: t's uint8 values times scale, as float32 (in place). */
+static void uint8_to_float(struct tl_tensor *t, float scale, const char *path) {
+  int64_t n = tl_shape_numel(&t->shape);
+  float *x = n > 0 ? malloc((size_t)n * sizeof *x) : NULL;
+  if (n > 0 && x == NULL)
+    die("%s: out of memory for %lld values", path, (long long)n);
+  const uint8_t *u = t->data;
+  for (int64_t k = 0; k < n; k++)
+    x[k] = (float)u[k] * scale;
+  free(t->data);
+  t->data = x;
+  t->dtype = TL_DTYPE_FLOAT32;
+}
+
 int cmd_run(int argc, char **argv) {
-  static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
-                                       {"json", no_argument, NULL, 'j'},
-                                       {"subnet", required_argument, NULL, 's'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"out", required_argument, NULL, 'o'},    {"json", no_argument, NULL, 'j'},
+      {"subnet", required_argument, NULL, 's'}, {"scale", required_argument, NULL, 'S'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   const char *out_dir = NULL, *subnet = NULL;
+  float scale = 1.0f / 255;
   int as_json = 0, c;
-  while ((c = getopt_long(argc, argv, "o:js:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "o:js:S:h", opts, NULL)) != -1) {
     switch (c) {
     case 'o': out_dir = optarg; break;
     case 's': subnet = optarg; break;
+    case 'S': scale = parse_scale(optarg); break;
     case 'j': as_json = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return EXIT_USAGE;
@@ -168,6 +183,8 @@ int cmd_run(int argc, char **argv) {
     if (tl_npy_read(path, &inputs[i], &err) != 0)
       die("%s", err.msg);
     enum tl_dtype want = v->dtype == TL_DTYPE_UNDEFINED ? TL_DTYPE_FLOAT32 : v->dtype;
+    if (inputs[i].dtype == TL_DTYPE_UINT8 && want == TL_DTYPE_FLOAT32)
+      uint8_to_float(&inputs[i], scale, path);
     if (inputs[i].dtype != want)
       die("%s: dtype is %s but input \"%s\" of %s is %s", path, tl_dtype_name(inputs[i].dtype),
           v->name, model, tl_dtype_name(want));

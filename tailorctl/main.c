@@ -40,7 +40,8 @@ void die(const char *fmt, ...) {
 
 void usage(FILE *f) {
   fputs(
-      "usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--out DIR] [--json]\n"
+      "usage: tailorctl run MODEL.onnx INPUT.npy... [--subnet SPEC] [--scale S] [--out DIR]\n"
+      "                     [--json]\n"
       "       tailorctl bench MODEL.onnx [--subnet SPEC] [--threads N] [--runs N] [--warmup N]\n"
       "                       [--per-op] [--json]\n"
       "       tailorctl inspect MODEL.onnx [--why] [--spread N] [--json]\n"
@@ -65,7 +66,8 @@ void usage(FILE *f) {
       "\n"
       "run      runs the model (or one subnet of its SuperNet) on one .npy per graph\n"
       "         input, in order, and prints each output (top-5 for a classifier);\n"
-      "         --out DIR writes each output as DIR/<output name>.npy\n"
+      "         a uint8 file for a float32 input is images: its values times --scale\n"
+      "         (default 1/255); --out DIR writes each output as DIR/<output name>.npy\n"
       "bench    times the model on a random input: median/p10/p90 latency and peak\n"
       "         resident memory; --per-op shows where the time goes\n"
       "inspect  the SuperNet found in the model: stages, residual blocks, elastic\n"

@@ -248,10 +248,56 @@ START_TEST(npy_of_the_wrong_shape_is_one_error_line) {
 END_TEST
 
 START_TEST(npy_of_the_wrong_dtype_is_one_error_line) {
-  write_npy(tmp("bytes.npy"), TL_DTYPE_UINT8, (struct tl_shape){4, {1, 1, 8, 8}});
+  write_npy(tmp("ints.npy"), TL_DTYPE_INT32, (struct tl_shape){4, {1, 1, 8, 8}});
   struct result r;
-  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), tmp("bytes.npy"), NULL});
-  assert_one_error_line(&r, "bytes.npy: dtype is uint8", "float32");
+  run(&r, (const char *[]){"run", model("tiny_cnn.onnx"), tmp("ints.npy"), NULL});
+  assert_one_error_line(&r, "ints.npy: dtype is int32", "float32");
+}
+END_TEST
+
+/* The outputs' "data" of a `run --json` that succeeded (the caller frees). */
+static json_t *run_data(const char *const *argv) {
+  struct result r;
+  run(&r, argv);
+  ck_assert_msg(r.status == 0, "%s", r.err);
+  json_t *o = json_loads(r.out, 0, NULL);
+  ck_assert_ptr_nonnull(o);
+  json_t *data =
+      json_incref(json_object_get(json_array_get(json_object_get(o, "outputs"), 0), "data"));
+  json_decref(o);
+  ck_assert(json_array_size(data) > 0);
+  return data;
+}
+
+/* A uint8 file for a float32 input is images: pixels times --scale
+ * (default 1/255), the model's output as if the floats had been given. */
+START_TEST(run_takes_uint8_images_times_the_scale) {
+  uint8_t px[64];
+  float x255[64], x2[64];
+  for (int k = 0; k < 64; k++) {
+    px[k] = (uint8_t)(k * 37 % 256);
+    x255[k] = (float)px[k] * (1.0f / 255);
+    x2[k] = (float)px[k] * 0.5f;
+  }
+  const struct tl_shape shape = {4, {1, 1, 8, 8}};
+  struct tl_tensor u = {TL_DTYPE_UINT8, shape, px}, a = {TL_DTYPE_FLOAT32, shape, x255},
+                   b = {TL_DTYPE_FLOAT32, shape, x2};
+  ck_assert_int_eq(tl_npy_write(tmp("px.npy"), &u, NULL), 0);
+  ck_assert_int_eq(tl_npy_write(tmp("x255.npy"), &a, NULL), 0);
+  ck_assert_int_eq(tl_npy_write(tmp("x2.npy"), &b, NULL), 0);
+  const char *m = model("tiny_cnn.onnx");
+  json_t *from_px = run_data((const char *[]){"run", m, tmp("px.npy"), "--json", NULL});
+  json_t *from_x255 = run_data((const char *[]){"run", m, tmp("x255.npy"), "--json", NULL});
+  json_t *from_px2 =
+      run_data((const char *[]){"run", m, tmp("px.npy"), "--scale", "0.5", "--json", NULL});
+  json_t *from_x2 = run_data((const char *[]){"run", m, tmp("x2.npy"), "--json", NULL});
+  ck_assert(json_equal(from_px, from_x255));
+  ck_assert(json_equal(from_px2, from_x2));
+  ck_assert(!json_equal(from_px, from_px2));
+  json_decref(from_px);
+  json_decref(from_x255);
+  json_decref(from_px2);
+  json_decref(from_x2);
 }
 END_TEST
 
@@ -483,6 +529,7 @@ int main(void) {
   tcase_add_test(tc, missing_initializer_is_one_error_line);
   tcase_add_test(tc, npy_of_the_wrong_shape_is_one_error_line);
   tcase_add_test(tc, npy_of_the_wrong_dtype_is_one_error_line);
+  tcase_add_test(tc, run_takes_uint8_images_times_the_scale);
   tcase_add_test(tc, corrupt_npy_is_one_error_line);
   tcase_add_test(tc, wrong_number_of_inputs_is_one_error_line);
   tcase_add_test(tc, usage_errors_exit_2);
