@@ -141,9 +141,19 @@ START_TEST(sockets_that_move_few_bytes_or_fail_with_eintr_or_eagain_lose_nothing
   char *text = read_text(report);
   long shorts = faulted(text, "short "), eintr = faulted(text, "eintr "),
        eagain = faulted(text, "eagain ");
-  fprintf(stderr, "test_tailord: socket faults: %ld short, %ld EINTR, %ld EAGAIN\n", shorts, eintr,
-          eagain);
+  /* and on the paths: the loop reads (read) and writes (write, writev),
+   * a worker writes its own answer (send) and reads a leased
+   * connection's next request (recv) */
+  long reads = faulted(text, "\nread "),
+       loop_writes = faulted(text, "\nwrite ") + faulted(text, "\nwritev "),
+       sends = faulted(text, "\nsend "), recvs = faulted(text, "\nrecv ");
+  fprintf(stderr,
+          "test_tailord: socket faults: %ld short, %ld EINTR, %ld EAGAIN; by call: %ld read, "
+          "%ld write(v), %ld send, %ld recv\n",
+          shorts, eintr, eagain, reads, loop_writes, sends, recvs);
   ck_assert_msg(shorts > 100 && eintr > 50 && eagain > 50, "too few faults: %s", text);
+  ck_assert_msg(reads > 0 && loop_writes > 0 && sends > 0 && recvs > 0, "a path without faults: %s",
+                text);
   free(text);
 }
 END_TEST

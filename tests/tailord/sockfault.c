@@ -11,8 +11,9 @@
  *
  * TAILOR_SOCKFAULT_SEED: the sequence's seed (default 1).
  * TAILOR_SOCKFAULT_REPORT: a file that gets, at exit, how many calls
- * were faulted of each kind ("short N", "eintr N", "eagain N" lines), so
- * that a test can tell that the faults happened.
+ * were faulted of each kind ("short N", "eintr N", "eagain N" lines) and
+ * of each call ("read N", ... "send N"), so that a test can tell that
+ * the faults happened, and on which paths.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -35,7 +36,11 @@ ssize_t send(int fd, const void *buf, size_t n, int flags);
 
 enum fault { NONE, SHORT, FAIL_EINTR, FAIL_EAGAIN };
 
-static atomic_ulong calls, n_short, n_eintr, n_eagain;
+/* The calls, for the counts of faults by call: which paths were hit. */
+enum call { READ, WRITE, WRITEV, RECV, SEND, N_CALLS };
+static const char *const call_names[N_CALLS] = {"read", "write", "writev", "recv", "send"};
+
+static atomic_ulong calls, n_short, n_eintr, n_eagain, n_by_call[N_CALLS];
 static uint64_t seed = 1;
 
 /* The real call, looked up once (a race only looks it up twice); the
@@ -62,6 +67,8 @@ __attribute__((destructor)) static void report(void) {
     return;
   fprintf(f, "short %lu\neintr %lu\neagain %lu\n", atomic_load(&n_short), atomic_load(&n_eintr),
           atomic_load(&n_eagain));
+  for (int k = 0; k < N_CALLS; k++)
+    fprintf(f, "%s %lu\n", call_names[k], atomic_load(&n_by_call[k]));
   fclose(f);
 }
 
@@ -107,9 +114,12 @@ static enum fault fault_for(int fd, size_t n, int flags, size_t *cut) {
 }
 
 /* -1 with the fault's errno, or 0 to go on (with *n cut when SHORT). */
-static int apply(int fd, size_t *n, int flags) {
+static int apply(enum call call, int fd, size_t *n, int flags) {
   size_t cut = *n;
-  switch (fault_for(fd, *n, flags, &cut)) {
+  enum fault f = fault_for(fd, *n, flags, &cut);
+  if (f != NONE)
+    atomic_fetch_add(&n_by_call[call], 1);
+  switch (f) {
   case FAIL_EINTR: errno = EINTR; return -1;
   case FAIL_EAGAIN: errno = EAGAIN; return -1;
   case SHORT: *n = cut; return 0;
@@ -119,28 +129,28 @@ static int apply(int fd, size_t *n, int flags) {
 
 ssize_t read(int fd, void *buf, size_t n) {
   REAL(read);
-  if (apply(fd, &n, 0) != 0)
+  if (apply(READ, fd, &n, 0) != 0)
     return -1;
   return real_read(fd, buf, n);
 }
 
 ssize_t write(int fd, const void *buf, size_t n) {
   REAL(write);
-  if (apply(fd, &n, 0) != 0)
+  if (apply(WRITE, fd, &n, 0) != 0)
     return -1;
   return real_write(fd, buf, n);
 }
 
 ssize_t recv(int fd, void *buf, size_t n, int flags) {
   REAL(recv);
-  if (apply(fd, &n, flags) != 0)
+  if (apply(RECV, fd, &n, flags) != 0)
     return -1;
   return real_recv(fd, buf, n, flags);
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags) {
   REAL(send);
-  if (apply(fd, &n, flags) != 0)
+  if (apply(SEND, fd, &n, flags) != 0)
     return -1;
   return real_send(fd, buf, n, flags);
 }
@@ -152,7 +162,7 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
   for (int i = 0; i < iovcnt; i++)
     total += iov[i].iov_len;
   size_t n = total;
-  if (apply(fd, &n, 0) != 0)
+  if (apply(WRITEV, fd, &n, 0) != 0)
     return -1;
   if (n == total)
     return real_writev(fd, iov, iovcnt);
