@@ -128,20 +128,6 @@ static void safe_name(const char *in, char *out, size_t size) {
     snprintf(out, size, "output");
 }
 
-/* Images as pixels: t's uint8 values times scale, as float32 (in place). */
-static void uint8_to_float(struct tl_tensor *t, float scale, const char *path) {
-  int64_t n = tl_shape_numel(&t->shape);
-  float *x = n > 0 ? malloc((size_t)n * sizeof *x) : NULL;
-  if (n > 0 && x == NULL)
-    die("%s: out of memory for %lld values", path, (long long)n);
-  const uint8_t *u = t->data;
-  for (int64_t k = 0; k < n; k++)
-    x[k] = (float)u[k] * scale;
-  free(t->data);
-  t->data = x;
-  t->dtype = TL_DTYPE_FLOAT32;
-}
-
 int cmd_run(int argc, char **argv) {
   static const struct option opts[] = {
       {"out", required_argument, NULL, 'o'},    {"json", no_argument, NULL, 'j'},

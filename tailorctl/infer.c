@@ -247,18 +247,10 @@ static float *load_images(const char *path, size_t image_len, float scale, long 
   if (count <= 0 || (size_t)count % image_len != 0)
     die("%s holds %lld values, not a whole number of the model's inputs (%zu values each)", path,
         (long long)count, image_len);
-  float *out = x.data;
-  if (x.dtype == TL_DTYPE_UINT8) {
-    out = malloc((size_t)count * sizeof *out);
-    if (out == NULL)
-      die("out of memory");
-    const uint8_t *p = x.data;
-    for (int64_t i = 0; i < count; i++)
-      out[i] = (float)p[i] * scale;
-    free(x.data);
-  }
+  if (x.dtype == TL_DTYPE_UINT8)
+    uint8_to_float(&x, scale, path);
   *n = (long)((size_t)count / image_len);
-  return out;
+  return x.data;
 }
 
 static void print_top5(const float *v, size_t n) {

@@ -34,6 +34,10 @@ void print_json_as(json_t *v, size_t flags);
 void sort_doubles(double *v, size_t n);
 /* --scale: a positive number. */
 float parse_scale(const char *s);
+
+/* Images as pixels: t's uint8 values times scale, as float32 (in place;
+ * path names the file in the error that ends the program). */
+void uint8_to_float(struct tl_tensor *t, float scale, const char *path);
 struct tl_graph *load_model(const char *path);
 struct tl_supernet *load_supernet(struct tl_graph *g);
 void parse_subnet(const struct tl_supernet *sn, const char *text, struct tl_subnet_spec *spec);

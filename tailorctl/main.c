@@ -174,6 +174,20 @@ const char *take_labels_file(int argc, char **argv) {
   return argv[optind++];
 }
 
+/* Images as pixels: t's uint8 values times scale, as float32 (in place). */
+void uint8_to_float(struct tl_tensor *t, float scale, const char *path) {
+  int64_t n = tl_shape_numel(&t->shape);
+  float *x = n > 0 ? malloc((size_t)n * sizeof *x) : NULL;
+  if (n > 0 && x == NULL)
+    die("%s: out of memory for %lld values", path, (long long)n);
+  const uint8_t *u = t->data;
+  for (int64_t k = 0; k < n; k++)
+    x[k] = (float)u[k] * scale;
+  free(t->data);
+  t->data = x;
+  t->dtype = TL_DTYPE_FLOAT32;
+}
+
 float parse_scale(const char *s) {
   char *end;
   float v = strtof(s, &end);
